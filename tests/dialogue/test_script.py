@@ -1,0 +1,299 @@
+"""Tests for job scripts: the shipped scripts load, broken ones say where and how to fix them."""
+
+from pathlib import Path
+
+import pytest
+
+from voicebot.dialogue.script import (
+    JobScript,
+    ScriptError,
+    fixed_prompts,
+    load_script,
+    load_scripts,
+    prompt_texts,
+)
+
+DIALOGUES = Path(__file__).resolve().parents[2] / "dialogues"
+
+VALID = """\
+id: test-job
+title: Test Job
+language: en
+greeting: Hi, I am an AI assistant and this call is recorded.
+consent_question: Do you agree to continue? Say yes or press 1.
+consent_declined: Okay, goodbye.
+consent_unclear: Sorry, please say yes or no.
+questions:
+  - id: first
+    prompt: First question?
+  - id: second
+    prompt: Second question?
+    max_answer_secs: 30
+closing: Thanks, goodbye.
+reprompt: Are you still there?
+no_response_goodbye: I can't hear you, goodbye.
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def line_of(text: str, fragment: str) -> int:
+    """1-based line of the first line containing ``fragment``."""
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def load_error(tmp_path: Path, text: str) -> ScriptError:
+    path = write(tmp_path, text)
+    with pytest.raises(ScriptError) as caught:
+        load_script(path)
+    assert str(path) in str(caught.value)
+    return caught.value
+
+
+# --- shipped scripts -------------------------------------------------------------------------
+
+
+SHIPPED = sorted(DIALOGUES.glob("*.yaml"))
+
+
+def test_there_are_shipped_scripts() -> None:
+    assert any(path.name == "customer_service_en.yaml" for path in SHIPPED)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
+def test_shipped_script_loads(path: Path) -> None:
+    script = load_script(path)
+    assert script.id == path.stem
+    assert len(script.questions) >= 1
+
+
+def test_load_scripts_keys_every_shipped_script_by_id() -> None:
+    scripts = load_scripts(DIALOGUES)
+    assert set(scripts) == {path.stem for path in SHIPPED}
+    english = scripts["customer_service_en"]
+    assert english.language == "en"
+    assert 3 <= len(english.questions) <= 4
+    assert "Northwind Retail" in english.greeting
+    assert "press 1" in english.consent_question and "press 2" in english.consent_question
+
+
+def test_shipped_english_prompts_are_short_enough_for_a_phone_call() -> None:
+    script = load_script(DIALOGUES / "customer_service_en.yaml")
+    for text in fixed_prompts(script):
+        assert len(text.split()) <= 22, text
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+def test_valid_script_fields_and_defaults(tmp_path: Path) -> None:
+    script = load_script(write(tmp_path, VALID))
+    assert script.id == "test-job"
+    assert script.voice is None
+    assert script.silence_timeout_secs == 6.0
+    assert script.max_reprompts == 1
+    assert script.max_answer_secs == 90.0
+    assert [q.id for q in script.questions] == ["first", "second"]
+    assert script.questions[0].max_answer_secs is None
+    assert script.question("second").max_answer_secs == 30
+
+
+def test_folded_text_is_stripped(tmp_path: Path) -> None:
+    text = VALID.replace("closing: Thanks, goodbye.", "closing: >\n  Thanks,\n  goodbye.\n")
+    assert load_script(write(tmp_path, text)).closing == "Thanks, goodbye."
+
+
+def test_prompt_texts_have_stable_ids_and_fixed_prompts_cover_them(tmp_path: Path) -> None:
+    script = load_script(write(tmp_path, VALID))
+    texts = prompt_texts(script)
+    assert list(texts) == [
+        "greeting", "consent", "consent_unclear", "consent_declined", "q:first", "q:second",
+        "reprompt", "closing", "no_response_goodbye",
+    ]
+    assert texts["q:second"] == "Second question?"
+    prompts = fixed_prompts(script)
+    assert set(prompts) == set(texts.values())
+    assert len(prompts) == len(set(prompts))
+
+
+def test_fixed_prompts_says_a_repeated_text_once(tmp_path: Path) -> None:
+    text = VALID.replace("no_response_goodbye: I can't hear you, goodbye.",
+                         "no_response_goodbye: Okay, goodbye.")
+    prompts = fixed_prompts(load_script(write(tmp_path, text)))
+    assert prompts.count("Okay, goodbye.") == 1
+
+
+def test_chinese_greeting_disclosure_is_checked_in_chinese(tmp_path: Path) -> None:
+    chinese = VALID.replace("language: en", "language: zh").replace(
+        "greeting: Hi, I am an AI assistant and this call is recorded.",
+        "greeting: 您好，我是智能助理，本次通话会录音。",
+    )
+    assert load_script(write(tmp_path, chinese)).language == "zh"
+    no_recording = chinese.replace("本次通话会录音。", "很高兴和您通话。")
+    error = load_error(tmp_path, no_recording)
+    assert error.field == "greeting"
+    assert "录音" in str(error)
+
+
+def test_script_can_be_built_in_code() -> None:
+    data = {
+        "id": "code-job", "title": "T", "language": "en",
+        "greeting": "This is an automated assistant; we record calls.",
+        "consent_question": "OK?", "consent_declined": "Bye.", "consent_unclear": "Yes or no?",
+        "questions": [{"id": "q1", "prompt": "Why?"}], "closing": "Bye.",
+        "reprompt": "Hello?", "no_response_goodbye": "Bye.",
+    }
+    assert JobScript.model_validate(data).questions[0].id == "q1"
+
+
+# --- broken scripts: file, field path, line, fix hint ------------------------------------------
+
+
+def test_missing_field_names_the_question_and_its_line(tmp_path: Path) -> None:
+    text = VALID.replace("    prompt: Second question?\n", "")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].prompt"
+    assert error.line == line_of(text, "id: second")
+    assert "questions[1].prompt" in str(error)
+    assert f":{error.line}:" in str(error)
+    assert "add `prompt:`" in str(error)
+
+
+def test_missing_top_level_field(tmp_path: Path) -> None:
+    error = load_error(tmp_path, VALID.replace("closing: Thanks, goodbye.\n", ""))
+    assert error.field == "closing"
+    assert "add `closing:`" in str(error)
+
+
+def test_wrong_type_names_field_and_line(tmp_path: Path) -> None:
+    text = VALID + "silence_timeout_secs: soon\n"
+    error = load_error(tmp_path, text)
+    assert error.field == "silence_timeout_secs"
+    assert error.line == line_of(text, "silence_timeout_secs")
+    assert "number" in str(error)
+
+
+def test_question_written_as_plain_text(tmp_path: Path) -> None:
+    text = VALID.replace("  - id: first\n    prompt: First question?\n", "  - First question?\n")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[0]"
+    assert error.line == line_of(text, "- First question?")
+
+
+def test_negative_timeout_is_rejected(tmp_path: Path) -> None:
+    error = load_error(tmp_path, VALID + "silence_timeout_secs: -1\n")
+    assert error.field == "silence_timeout_secs"
+
+
+def test_duplicate_question_id_points_at_the_second_one(tmp_path: Path) -> None:
+    text = VALID.replace("id: second", "id: first")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].id"
+    assert error.line == line_of(text, "prompt: Second question?") - 1
+    assert "'first'" in str(error) and "questions[0]" in str(error)
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    text = VALID.replace("    max_answer_secs: 30", "    max_answer_sec: 30")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].max_answer_sec"
+    assert error.line == line_of(text, "max_answer_sec:")
+    assert "max_answer_secs" in str(error)  # the allowed keys, so the typo is obvious
+
+
+def test_greeting_without_ai_disclosure(tmp_path: Path) -> None:
+    text = VALID.replace("I am an AI assistant", "I am calling from Northwind")
+    error = load_error(tmp_path, text)
+    assert error.field == "greeting"
+    assert error.line == line_of(text, "greeting:")
+    assert "AI" in str(error)
+
+
+def test_greeting_without_recording_notice(tmp_path: Path) -> None:
+    error = load_error(tmp_path, VALID.replace(" and this call is recorded", ""))
+    assert error.field == "greeting"
+    assert "recorded" in str(error)
+
+
+def test_ai_inside_a_word_is_not_a_disclosure(tmp_path: Path) -> None:
+    text = VALID.replace("I am an AI assistant", "I said hello")
+    assert load_error(tmp_path, text).field == "greeting"
+
+
+def test_bad_slug_id(tmp_path: Path) -> None:
+    error = load_error(tmp_path, VALID.replace("id: test-job", "id: Test Job"))
+    assert error.field == "id"
+    assert "lower-case" in str(error)
+
+
+def test_unknown_language(tmp_path: Path) -> None:
+    error = load_error(tmp_path, VALID.replace("language: en", "language: fr"))
+    assert error.field == "language"
+    assert "'en' or 'zh'" in str(error)
+
+
+def test_no_questions(tmp_path: Path) -> None:
+    head, tail = VALID.split("questions:")[0], VALID.split("max_answer_secs: 30\n")[1]
+    text = head + "questions: []\n" + tail
+    error = load_error(tmp_path, text)
+    assert error.field == "questions"
+
+
+def test_bad_yaml_gives_the_line(tmp_path: Path) -> None:
+    text = VALID.replace("reprompt: Are you still there?", "reprompt: [Are you still there?")
+    error = load_error(tmp_path, text)
+    assert error.field is None
+    assert error.line is not None and error.line >= line_of(text, "reprompt:")
+    assert "invalid YAML" in str(error)
+
+
+def test_duplicate_key_is_an_error_not_silently_overwritten(tmp_path: Path) -> None:
+    text = VALID + "title: Another Title\n"
+    error = load_error(tmp_path, text)
+    assert error.field == "title"
+    assert error.line == line_of(text, "Another Title")
+
+
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n", "just a sentence\n"])
+def test_file_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
+    assert "not a mapping" in str(load_error(tmp_path, text))
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    text = VALID.replace("title: Test Job\n", "").replace("reprompt: Are you still there?\n", "")
+    error = load_error(tmp_path, text)
+    assert {problem.field for problem in error.problems} == {"title", "reprompt"}
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScriptError, match="cannot read"):
+        load_script(tmp_path / "absent.yaml")
+
+
+def test_load_scripts_rejects_two_files_with_the_same_id(tmp_path: Path) -> None:
+    write(tmp_path, VALID, "a.yaml")
+    second = write(tmp_path, VALID, "b.yaml")
+    with pytest.raises(ScriptError) as caught:
+        load_scripts(tmp_path)
+    assert caught.value.file == str(second)
+    assert caught.value.field == "id"
+    assert caught.value.line == 1
+    assert "a.yaml" in str(caught.value)
+
+
+def test_load_scripts_reports_the_broken_file(tmp_path: Path) -> None:
+    write(tmp_path, VALID, "good.yaml")
+    broken = write(tmp_path, VALID.replace("id: test-job", "id: other\nbogus: 1"), "broken.yml")
+    with pytest.raises(ScriptError) as caught:
+        load_scripts(tmp_path)
+    assert caught.value.file == str(broken)
+    assert caught.value.field == "bogus"
+
+
+def test_load_scripts_on_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ScriptError, match="not a directory"):
+        load_scripts(tmp_path / "nowhere")

@@ -1,0 +1,168 @@
+"""Silero VAD on real telephone-band speech: one shared model, per-call streams."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot.audio.frames import phone_roundtrip_16k, read_wav, rms_dbfs
+from voicebot.speech.vad import (
+    WINDOW_SAMPLES,
+    WINDOW_SECS,
+    SileroModel,
+    SileroState,
+    SileroVAD,
+)
+
+AUDIO_DIR = Path(os.environ.get("VOICEBOT_TEST_AUDIO_DIR", "/work/shared/audio"))
+
+
+def phone_speech(name: str) -> np.ndarray:
+    """A real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")
+    pcm, rate = read_wav(path)
+    assert rate == 16000
+    return phone_roundtrip_16k(pcm)
+
+
+@pytest.fixture(scope="module")
+def model() -> SileroModel:
+    return SileroModel.shared()
+
+
+@pytest.fixture(scope="module")
+def jfk_with_silence() -> tuple[np.ndarray, int]:
+    """JFK's sentence followed by 2 s of silence, and the sample where the silence starts."""
+    speech = phone_speech("en_jfk.wav")
+    return np.concatenate([speech, np.zeros(32000, dtype=np.int16)]), len(speech)
+
+
+def test_shared_model_is_one_instance_per_process(model: SileroModel) -> None:
+    assert SileroModel.shared() is model
+    assert SileroVAD().model is model
+
+
+def test_speech_scores_high_and_silence_low(
+    model: SileroModel, jfk_with_silence: tuple[np.ndarray, int]
+) -> None:
+    audio, speech_samples = jfk_with_silence
+    probabilities = SileroVAD(model).process(audio)
+    assert len(probabilities) == len(audio) // WINDOW_SAMPLES
+    assert probabilities.dtype == np.float32
+
+    speech_windows = speech_samples // WINDOW_SAMPLES
+    loudness = np.array(
+        [rms_dbfs(audio[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]) for i in range(speech_windows)]
+    )
+    loud = loudness > -30  # windows with clear voice energy
+    assert loud.mean() > 0.4
+    assert (probabilities[:speech_windows][loud] > 0.5).mean() > 0.9
+
+    # Silence after the speech: low once the model has heard a couple of windows of it.
+    assert probabilities[speech_windows + 2 :].max() < 0.1
+
+
+def test_digital_silence_and_line_noise_score_low(model: SileroModel) -> None:
+    assert SileroVAD(model).process(np.zeros(16000, dtype=np.int16)).max() < 0.1
+    noise = np.random.default_rng(7).normal(0, 330, 48000).astype(np.int16)  # about -40 dBFS
+    assert SileroVAD(model).process(phone_roundtrip_16k(noise)).max() < 0.1
+
+
+def test_chunk_size_does_not_change_the_result(
+    model: SileroModel, jfk_with_silence: tuple[np.ndarray, int]
+) -> None:
+    audio = jfk_with_silence[0][: 16000 * 3]
+    whole = SileroVAD(model).process(audio)
+
+    stream = SileroVAD(model)
+    sizes = np.random.default_rng(3).integers(1, 1500, size=200)
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(stream.process(audio[start : start + size]))
+        start += size
+    pieces.append(stream.process(audio[start:]))
+    assert np.array_equal(np.concatenate(pieces), whole)
+    assert stream.windows_processed == len(whole)
+    assert stream.seconds_processed == pytest.approx(len(whole) * WINDOW_SECS)
+
+
+def test_partial_window_waits_for_more_audio(model: SileroModel) -> None:
+    stream = SileroVAD(model)
+    assert len(stream.process(np.zeros(511, dtype=np.int16))) == 0
+    assert len(stream.process(np.zeros(1, dtype=np.int16))) == 1
+    assert len(stream.process(np.zeros(1024 + 100, dtype=np.int16))) == 2
+
+
+def test_float_input_equals_int16_input(
+    model: SileroModel, jfk_with_silence: tuple[np.ndarray, int]
+) -> None:
+    audio = jfk_with_silence[0][:16000]
+    as_float = audio.astype(np.float32) / 32768
+    assert np.allclose(SileroVAD(model).process(audio), SileroVAD(model).process(as_float))
+
+
+def test_reset_starts_a_fresh_stream(
+    model: SileroModel, jfk_with_silence: tuple[np.ndarray, int]
+) -> None:
+    audio = jfk_with_silence[0][: 16000 * 2]
+    stream = SileroVAD(model)
+    first = stream.process(audio)
+    stream.process(audio[:700])  # leaves state and a partial window behind
+    stream.reset()
+    assert stream.windows_processed == 0
+    assert np.array_equal(stream.process(audio), first)
+
+
+def test_calls_sharing_the_model_from_threads_do_not_interfere(model: SileroModel) -> None:
+    clips = [
+        phone_speech(name)[: 16000 * 3]
+        for name in ("en_jfk.wav", "en_speaker_a.wav", "en_speaker_b.wav", "en_speaker_a.wav")
+    ]
+    expected = [SileroVAD(model).process(clip) for clip in clips]
+
+    def run_call(clip: np.ndarray) -> np.ndarray:
+        stream = SileroVAD(model)
+        return np.concatenate([stream.process(clip[i : i + 320]) for i in range(0, len(clip), 320)])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run_call, clips))
+    for got, want in zip(results, expected, strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_batch_inference_equals_per_call_inference(model: SileroModel) -> None:
+    clips = [phone_speech(name)[: 16000 * 2] for name in ("en_jfk.wav", "en_speaker_b.wav")]
+    clips.append(np.zeros(16000 * 2, dtype=np.int16))
+    expected = [SileroVAD(model).process(clip) for clip in clips]
+
+    states = [SileroState() for _ in clips]
+    batched = []
+    for index in range(len(expected[0])):
+        windows = np.stack(
+            [c[index * WINDOW_SAMPLES : (index + 1) * WINDOW_SAMPLES] for c in clips]
+        ).astype(np.float32) / 32768
+        probabilities, states = model.infer_batch(windows, states)
+        batched.append(probabilities)
+    batched_by_call = np.stack(batched, axis=1)
+    for got, want in zip(batched_by_call, expected, strict=True):
+        assert np.allclose(got, want, atol=1e-5)
+
+
+def test_batch_inference_checks_its_arguments(model: SileroModel) -> None:
+    with pytest.raises(ValueError, match="one state per window"):
+        model.infer_batch(np.zeros((2, WINDOW_SAMPLES), dtype=np.float32), [SileroState()])
+    probabilities, states = model.infer_batch(np.zeros((0, WINDOW_SAMPLES), np.float32), [])
+    assert len(probabilities) == 0 and states == []
+
+
+def test_rejects_stereo_and_integer_types_other_than_int16(model: SileroModel) -> None:
+    with pytest.raises(ValueError, match="mono"):
+        SileroVAD(model).process(np.zeros((512, 2), dtype=np.int16))
+    with pytest.raises(ValueError, match="int16"):
+        SileroVAD(model).process(np.zeros(512, dtype=np.int32))

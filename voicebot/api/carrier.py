@@ -1,0 +1,179 @@
+"""Twilio's side of the server: the voice webhook (TwiML) and the Media Streams WebSocket.
+
+``POST /twilio/voice`` answers Twilio's voice webhook with ``<Connect><Stream>`` TwiML whose
+``<Parameter>``s name the interview and carry a signed, short-lived stream token.
+``GET /twilio/stream`` is the bidirectional media stream; this module only moves messages between
+the socket, the Sans-I/O protocol parser and the ``CallSession``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSMsgType, web
+
+from voicebot.call.session import CallSession, StreamRefused
+from voicebot.services import Services
+from voicebot.telephony.signature import validate_twilio_signature
+from voicebot.telephony.stream_token import InvalidStreamToken
+from voicebot.telephony.twilio import ProtocolError, TwilioMediaStream
+from voicebot.telephony.twiml import (
+    connect_stream_twiml,
+    say_and_hangup_twiml,
+    stream_url_from_public_url,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICES_KEY = web.AppKey("services", Services)
+START_TIMEOUT_SECS = 10.0
+HARD_MESSAGE_LIMIT = 1 << 20
+"""Messages above this close the socket (aiohttp limit); smaller oversized ones are only dropped."""
+CALLABLE_STATUSES = {"pending", "in_progress", "no_response", "incomplete", "failed"}
+
+
+def _public_base(request: web.Request, services: Services) -> str:
+    if services.settings.public_url:
+        return services.settings.public_url.rstrip("/")
+    forwarded_proto = request.headers.get("X-Forwarded-Proto")
+    scheme = forwarded_proto or request.scheme
+    return f"{scheme}://{request.host}"
+
+
+def _twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="application/xml")
+
+
+async def voice_webhook(request: web.Request) -> web.Response:
+    """Twilio's voice webhook: which interview is this call, and where to stream it."""
+    services = request.app[SERVICES_KEY]
+    assert services.store is not None and services.token_signer is not None
+    form = await request.post()
+    params = {key: form.getall(key) for key in set(form.keys())}
+    flat = {key: str(values[0]) for key, values in params.items()}
+    auth_token = services.settings.twilio_auth_token
+    if auth_token:
+        base = _public_base(request, services)
+        url = base + request.rel_url.path_qs if services.settings.public_url else str(request.url)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        str_params = {k: [str(v) for v in vals] for k, vals in params.items()}
+        if not signature or not validate_twilio_signature(auth_token, url, str_params, signature):
+            services.metrics.http_errors.labels("twilio_voice", "bad_signature").inc()
+            log.warning("voice webhook: missing or invalid X-Twilio-Signature (url %s)", url)
+            raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+    call_sid = flat.get("CallSid", "")
+    from_number = flat.get("From", "")
+    interview_id = request.query.get("interview_id")
+    if interview_id:
+        interview = await services.store.get_interview(interview_id)
+    else:
+        interview = await services.store.find_pending_interview_by_phone(from_number)
+    if interview is None:
+        services.metrics.http_errors.labels("twilio_voice", "no_interview").inc()
+        log.info("voice webhook: call %s has no interview to hold", call_sid)
+        return _twiml(say_and_hangup_twiml(
+            "Sorry, we could not find an interview scheduled for this call. Goodbye."
+        ))
+    script = services.scripts.get(interview["job_id"])
+    if script is None or interview["status"] not in CALLABLE_STATUSES:
+        reason = "unknown_job" if script is None else f"interview_{interview['status']}"
+        services.metrics.http_errors.labels("twilio_voice", reason).inc()
+        log.info("voice webhook: interview %s not callable (%s)", interview["id"], reason)
+        return _twiml(say_and_hangup_twiml(
+            "This interview is not available any more. A recruiter will contact you. Goodbye."
+        ))
+    if len(services.sessions) >= services.settings.max_calls:
+        services.metrics.http_errors.labels("twilio_voice", "at_capacity").inc()
+        return _twiml(say_and_hangup_twiml(
+            "Sorry, all our interviewers are busy. Please try again in a few minutes. Goodbye."
+        ))
+    token = services.token_signer.issue({"interview_id": interview["id"], "call_sid": call_sid})
+    stream_url = stream_url_from_public_url(_public_base(request, services))
+    return _twiml(connect_stream_twiml(stream_url, {
+        "interview_id": interview["id"],
+        "job_id": interview["job_id"],
+        "token": token,
+        "from": from_number,
+    }))
+
+
+async def media_stream(request: web.Request) -> web.StreamResponse:
+    """Twilio Media Streams WebSocket: one call's audio both ways."""
+    services = request.app[SERVICES_KEY]
+    metrics = services.metrics
+    assert services.token_signer is not None
+    query_token = request.query.get("token")
+    if query_token is not None:  # carriers that can put the token in the URL are checked early
+        try:
+            services.token_signer.verify(query_token)
+        except InvalidStreamToken as exc:
+            metrics.calls_refused.labels(f"token_{exc.reason}").inc()
+            raise web.HTTPForbidden(text=f"stream token refused: {exc.reason}") from None
+    if len(services.sessions) >= services.settings.max_calls:
+        metrics.calls_refused.labels("at_capacity").inc()
+        raise web.HTTPServiceUnavailable(text="at capacity")
+    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=None, autoping=True)
+    await ws.prepare(request)
+    protocol = TwilioMediaStream(max_message_bytes=services.settings.max_message_bytes)
+    send_lock = asyncio.Lock()
+
+    async def send_text(text: str) -> None:
+        if ws.closed:
+            return
+        async with send_lock:
+            await ws.send_str(text)
+
+    async def close_stream() -> None:
+        if not ws.closed:
+            await ws.close()
+
+    session = CallSession(services, protocol, send_text, close_stream)
+    peer = request.remote
+    try:
+        async with asyncio.timeout(START_TIMEOUT_SECS) as start_deadline:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    events = protocol.receive(message.data)
+                elif message.type == WSMsgType.ERROR:
+                    log.warning("stream from %s: socket error %s", peer, ws.exception())
+                    break
+                else:
+                    continue
+                for event in events:
+                    if isinstance(event, ProtocolError):
+                        metrics.protocol_errors.labels(event.code).inc()
+                        log.warning(
+                            "stream %s: %s: %s", session.call_sid or peer, event.code, event.message
+                        )
+                        if event.fatal:
+                            await ws.close(code=1003, message=event.code.encode()[:120])
+                            break
+                        continue
+                    await session.handle(event)
+                if protocol.started and start_deadline.when() is not None:
+                    start_deadline.reschedule(None)
+                if session.finished:
+                    break
+    except TimeoutError:
+        metrics.calls_refused.labels("no_start").inc()
+        log.warning("stream from %s: no valid start within %.0f s", peer, START_TIMEOUT_SECS)
+    except StreamRefused as exc:
+        metrics.calls_refused.labels(exc.reason).inc()
+        log.warning("stream from %s refused: %s", peer, exc)
+        await ws.close(code=1008, message=exc.reason.encode()[:120])
+    except Exception:
+        metrics.internal_errors.labels("media_stream").inc()
+        log.exception("stream %s: unexpected error", session.call_sid or peer)
+    finally:
+        await session.finish("stream_closed")
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the carrier endpoints."""
+    app.router.add_post("/twilio/voice", voice_webhook)
+    app.router.add_get("/twilio/stream", media_stream)
+

@@ -1,0 +1,65 @@
+"""The aiohttp application: routes, start-up (models, store, prompt cache) and shutdown."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from voicebot import __version__
+from voicebot.api import carrier, rest
+from voicebot.api.carrier import SERVICES_KEY
+from voicebot.config import Settings
+from voicebot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and readiness: 200 once models and the store are up."""
+    services = request.app[SERVICES_KEY]
+    return web.json_response({
+        "status": "ok",
+        "version": __version__,
+        "calls_active": len(services.sessions),
+        "jobs": len(services.scripts),
+        "asr_model": services.settings.asr_model,
+        "tts_engine": services.settings.tts_engine,
+        "bus": "redis" if services.settings.redis_url else "embedded",
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (no candidate data in it)."""
+    services = request.app[SERVICES_KEY]
+    body = services.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> web.Application:
+    """Build the application; models load in ``on_startup`` before the server accepts calls."""
+    settings = settings or Settings.from_env()
+    services = services or Services(settings)
+    app = web.Application(client_max_size=1 << 20)
+    app[SERVICES_KEY] = services
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    carrier.add_routes(app)
+    rest.add_routes(app)
+
+    async def start(app: web.Application) -> None:
+        settings.resolved_api_token()
+        if not settings.twilio_auth_token:
+            log.warning(
+                "VOICEBOT_TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT validated"
+            )
+        await services.start()
+
+    async def stop(app: web.Application) -> None:
+        for session in list(services.sessions.values()):
+            await session.finish("server_shutdown")
+        await services.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return app

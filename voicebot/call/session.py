@@ -1,0 +1,597 @@
+"""One phone call: carrier audio in, VAD and end of turn, ASR, the interview engine, playout out.
+
+``CallSession`` is the asyncio glue around pure parts: the carrier protocol (Sans-I/O), the
+``TurnDetector`` and the ``InterviewEngine`` are state machines; the session moves audio, time and
+worker-thread results between them. Nothing CPU-heavy runs on the event loop: VAD and smart-turn run
+in their own single-thread executors, Whisper in the shared ASR pool.
+
+Call clock: ``t = 0`` when the carrier's ``start`` arrives. Candidate audio is placed by the
+carrier's media timestamps, bot audio by the time each frame was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
+from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
+from voicebot.audio.resample import StreamResampler
+from voicebot.call.playout import Playout, Segment
+from voicebot.call.recorder import CallRecorder
+from voicebot.dialogue.engine import (
+    AnswerRecorded,
+    CallerHungUp,
+    CandidateSaid,
+    ConsentRecorded,
+    DtmfPressed,
+    EndCall,
+    InterviewEngine,
+    Listen,
+    Say,
+    SilenceTimeout,
+)
+from voicebot.dialogue.script import JobScript
+from voicebot.services import Services
+from voicebot.speech.asr import ASRDropped, ASRResult, Priority
+from voicebot.speech.turn import (
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnDetector,
+    TurnEnded,
+)
+from voicebot.speech.vad import SileroVAD
+from voicebot.telephony.stream_token import InvalidStreamToken
+from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMediaStream
+
+log = logging.getLogger(__name__)
+
+VAD_WINDOW = 512
+PRE_ROLL_SECS = 0.3
+"""Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
+SPECULATIVE_PAD_SECS = 0.2
+UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
+"""Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
+END_STATUS = {
+    "completed": "completed",
+    "consent_declined": "declined",
+    "no_response": "no_response",
+    "caller_hangup": "incomplete",
+}
+
+
+class StreamRefused(Exception):
+    """The stream cannot be served (bad token, unknown interview); ``reason`` is for metrics."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class _Speculation:
+    """A final transcription started at a short pause, kept if the candidate stays silent."""
+
+    speech_end: float
+    task: asyncio.Task
+
+
+class CallSession:
+    """Holds one interview call on one carrier stream."""
+
+    def __init__(
+        self,
+        services: Services,
+        protocol: TwilioMediaStream,
+        send_text: Callable[[str], Awaitable[None]],
+        close_stream: Callable[[], Awaitable[None]],
+    ):
+        self.services = services
+        self.settings = services.settings
+        self.metrics = services.metrics
+        self.protocol = protocol
+        self._send_text = send_text
+        self._close_stream = close_stream
+        self.call_sid: str | None = None
+        self.interview: dict[str, Any] | None = None
+        self.script: JobScript | None = None
+        self.engine: InterviewEngine | None = None
+        self.recorder: CallRecorder | None = None
+        self.playout: Playout | None = None
+        self.t0 = 0.0
+        self.end_reason: str | None = None
+        self.finished = False
+        self._seq = 0
+        self._tasks: set[asyncio.Task] = set()
+        # inbound audio
+        self._resampler = StreamResampler(TELEPHONY_RATE, MODEL_RATE)
+        self._vad = SileroVAD(services.vad_model)
+        self._turns = TurnDetector(services.turn_config)
+        self._inbound_samples = 0  # 8 kHz samples received (the candidate's clock)
+        self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
+        self._pending: list[np.ndarray] = []
+        self._audio_ready = asyncio.Event()
+        self._vad_samples = 0  # 16 kHz samples scored by the VAD
+        self._audio = np.zeros(0, dtype=np.int16)  # 16 kHz rolling buffer
+        self._audio_start = 0  # sample index (16 kHz) of self._audio[0]
+        self._speculation: _Speculation | None = None
+        self._listening: Listen | None = None
+        self._silence_task: asyncio.Task | None = None
+        self._engine_lock = asyncio.Lock()
+        self._awaiting_response_since: float | None = None  # wall time of last speech end
+        self._barged = False
+        self.stats: dict[str, Any] = {"turns": 0, "barge_ins": 0, "empty_transcripts": 0}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds on the call clock."""
+        return time.monotonic() - self.t0
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        task = asyncio.create_task(self._guard(coro, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, coro: Awaitable[Any], name: str) -> Any:
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.metrics.internal_errors.labels(where=name).inc()
+            log.exception("call %s: %s failed", self.call_sid, name)
+            return None
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _event(self, kind: str, t: float | None = None, **data: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.event(self.now() if t is None else t, kind, **data)
+
+    # -- carrier events --------------------------------------------------------------------
+
+    async def handle(self, event: object) -> None:
+        """Handle one parsed carrier event."""
+        if isinstance(event, Media):
+            self._ingest(event)
+        elif isinstance(event, Start):
+            await self._on_start(event)
+        elif isinstance(event, Mark):
+            if self.playout is not None:
+                segment = self.playout.mark_echoed(event.name)
+                self._event("mark_echoed", mark=event.name, known=segment is not None)
+        elif isinstance(event, Dtmf):
+            await self._on_dtmf(event.digit)
+        elif isinstance(event, Stop):
+            self._event("stop")
+            await self.finish("caller_hangup")
+
+    async def _on_start(self, start: Start) -> None:
+        services = self.services
+        assert services.store is not None and services.token_signer is not None
+        params = start.custom_parameters
+        try:
+            claims = services.token_signer.verify(params.get("token"))
+        except InvalidStreamToken as exc:
+            raise StreamRefused(f"token_{exc.reason}", f"stream token refused: {exc}") from None
+        interview_id = claims.get("interview_id", "")
+        if claims.get("call_sid") and start.call_sid and claims["call_sid"] != start.call_sid:
+            raise StreamRefused("token_call_mismatch", "stream token was issued for another call")
+        interview = await services.store.get_interview(interview_id)
+        if interview is None:
+            raise StreamRefused("unknown_interview", f"no interview {interview_id!r}")
+        script = services.scripts.get(interview["job_id"])
+        if script is None:
+            raise StreamRefused("unknown_job", f"no job script {interview['job_id']!r} loaded")
+        call_sid = start.call_sid or start.stream_sid
+        if call_sid in services.sessions or await services.store.call_exists(call_sid):
+            raise StreamRefused("duplicate_call", f"call {call_sid} already has a stream")
+        self.t0 = time.monotonic()
+        self.call_sid = call_sid
+        self.interview = interview
+        self.script = script
+        services.sessions[call_sid] = self
+        self.metrics.calls_active.inc()
+        self.recorder = CallRecorder(self.settings.recordings_dir / call_sid)
+        await services.store.create_call(
+            call_sid=call_sid,
+            interview_id=interview_id,
+            stream_sid=start.stream_sid,
+            from_number=params.get("from", ""),
+            recording_dir=str(self.recorder.directory),
+        )
+        await services.store.start_interview_attempt(interview_id)
+        self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)
+        log.info("call %s started: interview %s, job %s", call_sid, interview_id, script.id)
+        self.playout = Playout(
+            send_media=lambda frame: self._send_text(self.protocol.media(frame)),
+            send_mark=lambda name: self._send_text(self.protocol.mark(name)),
+            send_clear=lambda: self._send_text(self.protocol.clear()),
+            on_frame=lambda frame, t: self.recorder.bot_audio(t - self.t0, frame),
+            on_segment_start=self._on_segment_start,
+            on_segment_end=self._on_segment_end,
+        )
+        self.playout.start()
+        self._spawn(self._listen_loop(), "listen")
+        self.engine = InterviewEngine(script)
+        async with self._engine_lock:
+            await self._run_actions(self.engine.start())
+
+    # -- inbound audio ---------------------------------------------------------------------
+
+    def _ingest(self, media: Media) -> None:
+        if self.recorder is None or self.finished:
+            return
+        payload = media.payload
+        expected_ms = self._inbound_samples / 8
+        gap = media.timestamp_ms - expected_ms if media.timestamp_ms is not None else 0
+        if gap >= 40:  # the carrier skipped audio: keep both clocks aligned with silence
+            payload = bytes([ULAW_SILENCE_BYTE]) * int(gap * 8) + payload
+        self.recorder.candidate_audio(self._inbound_samples / TELEPHONY_RATE, payload)
+        self._inbound_samples += len(payload)
+        self._inbound_lag = self.now() - self._inbound_samples / TELEPHONY_RATE
+        self._pending.append(self._resampler.process(ulaw_decode(payload)))
+        self._audio_ready.set()
+
+    async def _listen_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.finished:
+            await self._audio_ready.wait()
+            self._audio_ready.clear()
+            if not self._pending:
+                continue
+            chunk = np.concatenate(self._pending)
+            self._pending.clear()
+            self._append_audio(chunk)
+            probabilities = await loop.run_in_executor(
+                self.services.vad_executor, self._vad.process, chunk
+            )
+            for probability in probabilities:
+                self._vad_samples += VAD_WINDOW
+                t = self._vad_samples / MODEL_RATE
+                for event in self._turns.feed(float(probability), t):
+                    self._on_turn_event(event)
+                self._check_barge_in(t)
+                self._check_answer_length(t)
+            self._trim_audio()
+
+    def _append_audio(self, chunk: np.ndarray) -> None:
+        self._audio = np.concatenate((self._audio, chunk.astype(np.int16, copy=False)))
+
+    def _trim_audio(self) -> None:
+        """Keep only what a turn may still need: from its start (with pre-roll), or 1 s."""
+        if self._turns.speaking or self._turns.in_turn:
+            keep_from = int((self._turns.turn_start - PRE_ROLL_SECS) * MODEL_RATE)
+        else:
+            keep_from = self._audio_start + len(self._audio) - MODEL_RATE
+        drop = keep_from - self._audio_start
+        if drop > MODEL_RATE:  # trim in 1 s steps to avoid copying every window
+            self._audio = self._audio[drop:]
+            self._audio_start += drop
+
+    def _audio_between(self, start: float, end: float) -> np.ndarray:
+        first = max(int(start * MODEL_RATE) - self._audio_start, 0)
+        last = max(int(end * MODEL_RATE) - self._audio_start, first)
+        return self._audio[first:last]
+
+    # -- turn-taking -----------------------------------------------------------------------
+
+    def _on_turn_event(self, event: object) -> None:
+        if isinstance(event, SpeechStarted):
+            self._event("speech_started", t=event.speech_start)
+            self._barged = False
+            if self._silence_task is not None:
+                self._silence_task.cancel()
+                self._silence_task = None
+        elif isinstance(event, SpeechPaused):
+            self._on_pause(event)
+        elif isinstance(event, SpeechResumed):
+            self._speculation = None
+        elif isinstance(event, TurnEnded):
+            self._event("speech_ended", t=event.speech_end, reason=event.reason)
+            speculation = self._speculation
+            self._speculation = None
+            self._spawn(self._on_turn_end(event, speculation), "turn_end")
+
+    def _on_pause(self, event: SpeechPaused) -> None:
+        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
+        loop = asyncio.get_running_loop()
+        if self.services.smart_turn is not None and len(audio):
+            future = loop.run_in_executor(
+                self.services.turn_executor, self.services.smart_turn.predict, audio
+            )
+            speech_end = event.speech_end
+
+            def deliver(done: asyncio.Future) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    return
+                probability = float(done.result())
+                if self._turns.in_turn and self._turns.turn_end == speech_end:
+                    self._turns.smart_turn_result(
+                        probability >= self.services.turn_config.smart_turn_threshold,
+                        probability,
+                    )
+
+            future.add_done_callback(deliver)
+        if self._listening is not None:
+            self._speculation = _Speculation(
+                speech_end=event.speech_end,
+                task=self._spawn(self._transcribe(
+                    self._audio_between(
+                        event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
+                    )
+                ), "speculative_asr"),
+            )
+
+    async def _transcribe(self, audio: np.ndarray) -> ASRResult | None:
+        assert self.services.asr is not None and self.script is not None
+        try:
+            return await self.services.asr.transcribe(
+                audio, self.script.language, Priority.FINAL
+            )
+        except ASRDropped:
+            return None
+
+    def _check_barge_in(self, t: float) -> None:
+        playout = self.playout
+        if playout is None or not playout.playing or self._barged or not self._turns.speaking:
+            return
+        current = playout.current
+        if current is not None and current.prompt_id in UNINTERRUPTIBLE_PROMPTS:
+            return
+        if t - self._turns.turn_start < self.settings.barge_in_min_secs:
+            return
+        self._barged = True
+        self.stats["barge_ins"] += 1
+        self.metrics.barge_ins.inc()
+        self._spawn(self._barge_in(), "barge_in")
+
+    async def _barge_in(self) -> None:
+        assert self.playout is not None
+        cut = await self.playout.clear()
+        heard = [
+            {"mark": s.mark, "prompt_id": s.prompt_id, "heard_secs": round(s.sent_secs, 2)}
+            for s in cut
+        ]
+        self._event("barge_in", cut=heard)
+        log.info("call %s: barge-in, cut %s", self.call_sid, [h["prompt_id"] for h in heard])
+
+    def _check_answer_length(self, t: float) -> None:
+        listen = self._listening
+        if listen is None or not self._turns.in_turn:
+            return
+        if t - self._turns.turn_start > listen.max_answer_secs:
+            event = self._turns.force_end(t)
+            if event is not None:
+                self._on_turn_event(event)
+
+    async def _on_turn_end(self, event: TurnEnded, speculation: _Speculation | None) -> None:
+        assert self.services.store is not None
+        result: ASRResult | None = None
+        reused = False
+        if speculation is not None and speculation.speech_end == event.speech_end:
+            result = await speculation.task
+            reused = result is not None
+        if result is None:
+            result = await self._transcribe(
+                self._audio_between(
+                    event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
+                )
+            )
+        if result is None or self.finished:
+            return
+        final_at = self.now()
+        eos_to_final = max(final_at - (event.speech_end + self._inbound_lag), 0.0)
+        self.metrics.asr_latency.observe(result.latency_secs)
+        self.metrics.end_of_speech_to_final.observe(eos_to_final)
+        text = result.text.strip()
+        self._event(
+            "transcript_final", t=event.speech_end, text_chars=len(text),
+            asr_latency=round(result.latency_secs, 3), speculative=reused,
+        )
+        if not text:
+            self.stats["empty_transcripts"] += 1
+            self._restart_silence_timer()
+            return
+        async with self._engine_lock:
+            if self.engine is None or self.engine.ended:
+                return
+            question = self.engine.current_question
+            await self.services.store.add_turn(
+                call_sid=self.call_sid,
+                seq=self._next_seq(),
+                speaker="candidate",
+                text=text,
+                start=round(event.speech_start, 3),
+                end=round(event.speech_end, 3),
+                question_id=question.id if question is not None else None,
+                asr_latency=round(result.latency_secs, 3),
+                end_of_speech_to_final=round(eos_to_final, 3),
+            )
+            self.stats["turns"] += 1
+            if self._listening is None:
+                return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
+            self._awaiting_response_since = event.speech_end + self._inbound_lag
+            self._listening = None
+            await self._run_actions(self.engine.handle(CandidateSaid(text)), replace_queued=True)
+
+    async def _on_dtmf(self, digit: str) -> None:
+        self._event("dtmf", digit=digit)
+        if self.engine is None or self.engine.ended:
+            return
+        async with self._engine_lock:
+            actions = self.engine.handle(DtmfPressed(digit))
+            if actions:
+                self._awaiting_response_since = self.now()
+                self._listening = None
+                if self.playout is not None and self.playout.playing:
+                    current = self.playout.current
+                    if current is None or current.prompt_id not in UNINTERRUPTIBLE_PROMPTS:
+                        await self.playout.clear()
+                await self._run_actions(actions, replace_queued=True)
+
+    # -- silence ---------------------------------------------------------------------------
+
+    def _restart_silence_timer(self) -> None:
+        if self._listening is not None and not self.finished:
+            if self._silence_task is not None:
+                self._silence_task.cancel()
+            self._silence_task = self._spawn(self._silence_watch(self._listening), "silence")
+
+    async def _silence_watch(self, listen: Listen) -> None:
+        assert self.playout is not None
+        await self.playout.wait_idle()
+        await asyncio.sleep(listen.timeout_secs)
+        if self._listening is not listen or self._turns.in_turn or self.finished:
+            return
+        async with self._engine_lock:
+            if self._listening is not listen or self.engine is None:
+                return
+            self._event("silence_timeout", secs=listen.timeout_secs)
+            self._listening = None
+            await self._run_actions(self.engine.handle(SilenceTimeout()))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def _run_actions(self, actions: list[object], *, replace_queued: bool = False) -> None:
+        """Carry out the engine's actions (called with the engine lock held)."""
+        assert self.services.prompts is not None and self.script is not None
+        assert self.playout is not None and self.services.store is not None
+        says: list[tuple[Say, bytes]] = []
+        listen: Listen | None = None
+        end: EndCall | None = None
+        for action in actions:
+            if isinstance(action, Say):
+                audio = await self.services.prompts.get(
+                    action.text, language=self.script.language, voice=self.script.voice
+                )
+                says.append((action, audio))
+            elif isinstance(action, Listen):
+                listen = action
+            elif isinstance(action, ConsentRecorded):
+                await self.services.store.update_interview(
+                    self.interview["id"], consent=int(action.granted), consent_via=action.via
+                )
+                self._event("consent", granted=action.granted, via=action.via)
+            elif isinstance(action, AnswerRecorded):
+                self._event("answer", question_id=action.question_id)
+            elif isinstance(action, EndCall):
+                end = action
+        if replace_queued:
+            self.playout.drop_queued()
+        for index, (say, audio) in enumerate(says):
+            seq = self._next_seq()
+            mark = f"{seq}:{say.prompt_id}"
+            if listen is not None and index == len(says) - 1:
+                mark += ":await"
+            segment = self.playout.enqueue(mark, audio, say.prompt_id)
+            segment.extra.update(seq=seq, text=say.text)
+            self._event("prompt_queued", mark=mark, prompt_id=say.prompt_id)
+        if listen is not None:
+            self._listening = listen
+            self._restart_silence_timer()
+        if end is not None:
+            self.end_reason = end.reason
+            self._spawn(self._hang_up_after_playout(end.reason), "hangup")
+
+    def _on_segment_start(self, segment: Segment) -> None:
+        t = segment.first_frame_at - self.t0
+        segment.extra["start"] = t
+        self._event("prompt_started", t=t, mark=segment.mark, prompt_id=segment.prompt_id)
+        response_latency = None
+        if self._awaiting_response_since is not None:
+            response_latency = max(t - self._awaiting_response_since, 0.0)
+            self._awaiting_response_since = None
+            self.metrics.response_latency.observe(response_latency)
+        segment.extra["response_latency"] = response_latency
+        self._spawn(self.services.store.add_turn(
+            call_sid=self.call_sid,
+            seq=segment.extra["seq"],
+            speaker="bot",
+            text=segment.extra["text"],
+            start=round(t, 3),
+            prompt_id=segment.prompt_id,
+            response_latency=round(response_latency, 3) if response_latency is not None else None,
+        ), "store_bot_turn")
+
+    def _on_segment_end(self, segment: Segment) -> None:
+        if segment.first_frame_at is None:
+            self._event("prompt_dropped", mark=segment.mark, prompt_id=segment.prompt_id)
+            return
+        end = segment.extra["start"] + segment.sent_secs
+        self._event(
+            "prompt_ended", t=end, mark=segment.mark, interrupted=segment.cleared,
+            heard_secs=round(segment.sent_secs, 3),
+        )
+        self._spawn(self.services.store.update_bot_turn(
+            self.call_sid, segment.extra["seq"], end=round(end, 3),
+            interrupted=segment.cleared, heard_secs=round(segment.sent_secs, 3),
+        ), "store_bot_turn_end")
+
+    async def _hang_up_after_playout(self, reason: str) -> None:
+        assert self.playout is not None
+        await self.playout.wait_idle()
+        await asyncio.sleep(0.2)  # let the carrier play out its last frame
+        self._event("hangup", reason=reason)
+        await self.finish(reason)
+        await self._close_stream()
+
+    # -- end -------------------------------------------------------------------------------
+
+    async def finish(self, reason: str) -> None:
+        """End the call: stop audio, store the outcome, write the recording. Idempotent."""
+        if self.finished:
+            return
+        self.finished = True
+        self._audio_ready.set()
+        if self.call_sid is None:
+            return
+        services = self.services
+        assert services.store is not None
+        if self.engine is not None and not self.engine.ended:
+            async with self._engine_lock:
+                for action in self.engine.handle(CallerHungUp()):
+                    if isinstance(action, EndCall):
+                        self.end_reason = self.end_reason or action.reason
+        reason = self.end_reason or reason
+        if self.playout is not None:
+            if self.playout.playing:
+                await self.playout.clear()
+            await self.playout.close()
+            self.stats["late_frames"] = self.playout.late_frames
+            self.metrics.late_frames.inc(self.playout.late_frames)
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current and task.get_name() not in ("store_bot_turn",
+                                                               "store_bot_turn_end"):
+                task.cancel()
+        pending = [t for t in self._tasks if t is not current]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        duration = self.now()
+        self._event("call_ended", reason=reason)
+        try:
+            await services.store.finish_call(
+                self.call_sid, status="completed", end_reason=reason,
+                duration_secs=round(duration, 3), stats=self.stats,
+            )
+            status = END_STATUS.get(reason, "incomplete")
+            await services.store.update_interview(self.interview["id"], status=status)
+        finally:
+            if self.recorder is not None:
+                await self.recorder.close()
+            services.sessions.pop(self.call_sid, None)
+            self.metrics.calls_active.dec()
+            self.metrics.calls_total.labels(reason=reason).inc()
+            log.info("call %s ended (%s) after %.1f s", self.call_sid, reason, duration)

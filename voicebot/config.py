@@ -1,0 +1,131 @@
+"""Server configuration: one typed place, read from ``VOICEBOT_*`` environment variables.
+
+Every option has a default that runs fully offline on one machine (SQLite, in-process bus, bundled
+models). The README's configuration table lists the same names; ``voicebot config`` prints the
+effective values (secrets masked).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "VOICEBOT_"
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """Effective server settings. Field ``x`` is read from ``VOICEBOT_X``."""
+
+    model_config = {"extra": "forbid"}
+
+    host: str = Field("127.0.0.1", description="Address the HTTP/WebSocket server binds.")
+    port: int = Field(8080, description="Port the server listens on.")
+    data_dir: Path = Field(
+        PROJECT_ROOT / "data", description="Database, prompt audio cache, model cache."
+    )
+    recordings_dir: Path = Field(
+        PROJECT_ROOT / "recordings", description="Where call recordings land."
+    )
+    dialogues_dir: Path = Field(PROJECT_ROOT / "dialogues", description="Job scripts (YAML).")
+    public_url: str = Field(
+        "",
+        description="Base URL the carrier reaches (used in TwiML). Empty: derived from the request.",
+    )
+    api_token: str = Field(
+        "", description="Bearer token for the REST API. Empty: a random one is generated and logged."
+    )
+    twilio_auth_token: str = Field(
+        "", description="Validates X-Twilio-Signature. Empty: no validation (warning logged)."
+    )
+    stream_token_secret: str = Field(
+        "", description="HMAC key for stream tokens. Empty: random per process."
+    )
+    stream_token_ttl_secs: float = Field(
+        120.0, description="How long a stream token in TwiML stays valid."
+    )
+    redis_url: str = Field("", description="Redis URL for the event bus. Empty: embedded bus.")
+    webhook_url: str = Field("", description="HR-system webhook endpoint.")
+    webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_...).")
+    asr_model: str = Field(
+        "tiny.en", description="faster-whisper model name or local path ('tiny.en' is bundled)."
+    )
+    asr_workers: int = Field(1, description="Parallel Whisper decodes (one shared model).")
+    asr_cpu_threads: int = Field(2, description="CTranslate2 threads per decode.")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    asr_beam_size: int = Field(1, description="Whisper beam size (1 = greedy, fastest).")
+    tts_engine: str = Field(
+        "piper", description="piper | espeak | edge (each falls back to the offline engines)."
+    )
+    tts_voice: str = Field("", description="Piper voice model path; empty = bundled en_US-joe.")
+    vad_threshold: float = Field(0.5, description="Silero speech probability threshold.")
+    turn_pause_secs: float = Field(
+        0.2, description="Short pause that triggers smart-turn and a speculative transcription."
+    )
+    turn_end_secs: float = Field(
+        0.3, description="Silence that ends a turn that smart-turn judged complete."
+    )
+    turn_max_silence_secs: float = Field(
+        1.2, description="Silence that ends a turn whatever smart-turn says."
+    )
+    smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
+    barge_in_min_secs: float = Field(
+        0.3, description="Candidate speech needed to interrupt the bot (stops playout)."
+    )
+    max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
+    max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
+    log_level: str = Field("INFO", description="Logging level.")
+    prerender_prompts: bool = Field(
+        True, description="Render every scripted prompt to audio at start-up."
+    )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``VOICEBOT_*`` variables; ``overrides`` win over the environment."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            settings = cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from None
+        return settings
+
+    def resolved_api_token(self) -> str:
+        """Return the API token, generating (and logging once) a random one if unset."""
+        if not self.api_token:
+            self.api_token = secrets.token_urlsafe(24)
+            log.warning(
+                "VOICEBOT_API_TOKEN is not set: generated a token for this process: %s",
+                self.api_token,
+            )
+        return self.api_token
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as a dict with secrets masked (for ``voicebot config`` and logs)."""
+        secret_fields = {"api_token", "twilio_auth_token", "stream_token_secret", "webhook_secret"}
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in secret_fields and value:
+                value = "***"
+            out[ENV_PREFIX + name.upper()] = str(value)
+        return out

