@@ -93,7 +93,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     async def render() -> int:
         scripts = load_scripts(settings.dialogues_dir)
         tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
-        cache = PromptCache(settings.data_dir / "prompt-cache", tts)
+        cache = PromptCache(settings.prompt_cache_dir or settings.data_dir / "prompt-cache", tts)
         items = [(t, s.language, s.voice) for s in scripts.values() for t in fixed_prompts(s)]
         rendered = await cache.prerender(items)
         await tts.close()

@@ -78,12 +78,20 @@ class Settings(BaseModel):
     turn_max_silence_secs: float = Field(
         1.2, description="Silence that ends a turn whatever smart-turn says."
     )
+    turn_min_answer_secs: float = Field(
+        3.0,
+        description="An answer to an open question shorter than this never ends on smart-turn"
+        " alone, only after VOICEBOT_TURN_MAX_SILENCE_SECS.",
+    )
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
         0.3, description="Candidate speech needed to interrupt the bot (stops playout)."
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
+    prompt_cache_dir: Path | None = Field(
+        None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
+    )
     log_level: str = Field("INFO", description="Logging level.")
     prerender_prompts: bool = Field(
         True, description="Render every scripted prompt to audio at start-up."

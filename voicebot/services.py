@@ -80,7 +80,7 @@ class Services:
             cache_dir=s.data_dir / "models",
         )
         self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
-        self.prompts = PromptCache(s.data_dir / "prompt-cache", self.tts)
+        self.prompts = PromptCache(s.prompt_cache_dir or s.data_dir / "prompt-cache", self.tts)
         loop = asyncio.get_running_loop()
         self.vad_model, self.smart_turn, _ = await asyncio.gather(
             loop.run_in_executor(self.vad_executor, SileroModel.shared),
@@ -88,6 +88,13 @@ class Services:
             if s.smart_turn else asyncio.sleep(0, None),
             self.asr.start(),
         )
+        for script in self.scripts.values():
+            if script.language not in self.asr.languages:
+                log.warning(
+                    "job %s is in %r but ASR model %r cannot transcribe it: set "
+                    "VOICEBOT_ASR_MODEL=base (multilingual, bundled) to hold these interviews",
+                    script.id, script.language, s.asr_model,
+                )
         if s.prerender_prompts:
             await self.prerender()
 

@@ -1,4 +1,4 @@
-"""G.711 mu-law codec and resampling: bit-exactness, known values, and real speech on the phone path."""
+"""G.711 mu-law codec and resampling: bit-exactness, known values, real speech on the phone path."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
 
 
 def speech(name: str) -> np.ndarray:
-    """A real 16 kHz speech clip from the shared test audio."""
+    """Load a real 16 kHz speech clip from the shared test audio."""
     path = AUDIO_DIR / name
     if not path.is_file():
         pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")

@@ -76,8 +76,15 @@ async def voice_webhook(request: web.Request) -> web.Response:
             "Sorry, we could not find an interview scheduled for this call. Goodbye."
         ))
     script = services.scripts.get(interview["job_id"])
-    if script is None or interview["status"] not in CALLABLE_STATUSES:
-        reason = "unknown_job" if script is None else f"interview_{interview['status']}"
+    if script is None:
+        reason = "unknown_job"
+    elif services.asr is not None and script.language not in services.asr.languages:
+        reason = "language_unsupported"
+    elif interview["status"] not in CALLABLE_STATUSES:
+        reason = f"interview_{interview['status']}"
+    else:
+        reason = ""
+    if reason:
         services.metrics.http_errors.labels("twilio_voice", reason).inc()
         log.info("voice webhook: interview %s not callable (%s)", interview["id"], reason)
         return _twiml(say_and_hangup_twiml(

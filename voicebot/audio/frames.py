@@ -81,9 +81,7 @@ def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:
     elif samples.ndim == 2 and samples.shape[1] in (1, 2):
         channels = samples.shape[1]
     else:
-        raise ValueError(
-            f"write_wav {path}: expected shape (n,) or (n, 2), got {samples.shape}"
-        )
+        raise ValueError(f"write_wav {path}: expected shape (n,) or (n, 2), got {samples.shape}")
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(channels)
         wav.setsampwidth(2)

@@ -127,6 +127,7 @@ class CallSession:
         self._engine_lock = asyncio.Lock()
         self._awaiting_response_since: float | None = None  # wall time of last speech end
         self._barged = False
+        self._turn_start: float | None = None  # speech_start of the turn in progress
         self.stats: dict[str, Any] = {"turns": 0, "barge_ins": 0, "empty_transcripts": 0}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -271,8 +272,8 @@ class CallSession:
 
     def _trim_audio(self) -> None:
         """Keep only what a turn may still need: from its start (with pre-roll), or 1 s."""
-        if self._turns.speaking or self._turns.in_turn:
-            keep_from = int((self._turns.turn_start - PRE_ROLL_SECS) * MODEL_RATE)
+        if self._turn_start is not None:
+            keep_from = int((self._turn_start - PRE_ROLL_SECS) * MODEL_RATE)
         else:
             keep_from = self._audio_start + len(self._audio) - MODEL_RATE
         drop = keep_from - self._audio_start
@@ -290,6 +291,7 @@ class CallSession:
     def _on_turn_event(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
             self._event("speech_started", t=event.speech_start)
+            self._turn_start = event.speech_start
             self._barged = False
             if self._silence_task is not None:
                 self._silence_task.cancel()
@@ -299,6 +301,7 @@ class CallSession:
         elif isinstance(event, SpeechResumed):
             self._speculation = None
         elif isinstance(event, TurnEnded):
+            self._turn_start = None
             self._event("speech_ended", t=event.speech_end, reason=event.reason)
             speculation = self._speculation
             self._speculation = None
@@ -307,21 +310,24 @@ class CallSession:
     def _on_pause(self, event: SpeechPaused) -> None:
         audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
         loop = asyncio.get_running_loop()
-        if self.services.smart_turn is not None and len(audio):
+        listen = self._listening
+        # Smart-turn judges "And so my fellow Americans." complete: for an open question a
+        # short answer so far never ends on acoustics alone, only on the longer silence.
+        too_short = (
+            listen is not None and listen.question_id is not None
+            and event.speech_end - event.speech_start < self.settings.turn_min_answer_secs
+        )
+        if self.services.smart_turn is not None and len(audio) and not too_short:
             future = loop.run_in_executor(
                 self.services.turn_executor, self.services.smart_turn.predict, audio
             )
-            speech_end = event.speech_end
 
             def deliver(done: asyncio.Future) -> None:
-                if done.cancelled() or done.exception() is not None:
+                if done.cancelled() or done.exception() is not None or self.finished:
                     return
                 probability = float(done.result())
-                if self._turns.in_turn and self._turns.turn_end == speech_end:
-                    self._turns.smart_turn_result(
-                        probability >= self.services.turn_config.smart_turn_threshold,
-                        probability,
-                    )
+                for ended in self._turns.smart_turn_result(True, probability, pause=event):
+                    self._on_turn_event(ended)
 
             future.add_done_callback(deliver)
         if self._listening is not None:
@@ -345,12 +351,12 @@ class CallSession:
 
     def _check_barge_in(self, t: float) -> None:
         playout = self.playout
-        if playout is None or not playout.playing or self._barged or not self._turns.speaking:
+        if playout is None or not playout.playing or self._barged or self._turn_start is None:
             return
         current = playout.current
         if current is not None and current.prompt_id in UNINTERRUPTIBLE_PROMPTS:
             return
-        if t - self._turns.turn_start < self.settings.barge_in_min_secs:
+        if self._turns.paused or t - self._turn_start < self.settings.barge_in_min_secs:
             return
         self._barged = True
         self.stats["barge_ins"] += 1
@@ -369,12 +375,13 @@ class CallSession:
 
     def _check_answer_length(self, t: float) -> None:
         listen = self._listening
-        if listen is None or not self._turns.in_turn:
+        if listen is None or self._turn_start is None:
             return
-        if t - self._turns.turn_start > listen.max_answer_secs:
-            event = self._turns.force_end(t)
-            if event is not None:
-                self._on_turn_event(event)
+        if t - self._turn_start > listen.max_answer_secs:
+            self._event("answer_time_limit", secs=listen.max_answer_secs)
+            ended = TurnEnded(t=t, speech_start=self._turn_start, speech_end=t, reason="max_answer")
+            self._turns.reset()
+            self._on_turn_event(ended)
 
     async def _on_turn_end(self, event: TurnEnded, speculation: _Speculation | None) -> None:
         assert self.services.store is not None
@@ -453,7 +460,7 @@ class CallSession:
         assert self.playout is not None
         await self.playout.wait_idle()
         await asyncio.sleep(listen.timeout_secs)
-        if self._listening is not listen or self._turns.in_turn or self.finished:
+        if self._listening is not listen or self._turn_start is not None or self.finished:
             return
         async with self._engine_lock:
             if self._listening is not listen or self.engine is None:

@@ -358,6 +358,8 @@ class ASRPool:
                 "use a Whisper language code such as 'en' or 'zh'"
             )
         samples = _as_float32(audio)
+        if samples.size == 0:
+            return ASRResult("", lang, 0.0, 0.0, 0.0, Priority(priority))
         loop = asyncio.get_running_loop()
         request = _Request(
             priority=Priority(priority),
@@ -473,7 +475,7 @@ class ASRPool:
         return text
 
     def stats(self) -> ASRStats:
-        """Queue depth, busy workers and running totals."""
+        """Return queue depth, busy workers and running totals."""
         with self._cond:
             return ASRStats(
                 queued=sum(self._queued),

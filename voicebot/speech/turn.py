@@ -41,32 +41,40 @@ class TurnConfig(BaseModel):
     """Timing and thresholds of end-of-turn detection (seconds and probabilities)."""
 
     speech_threshold: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="VAD probability at or above which a window is speech. Speech then lasts "
         "while the probability stays at or above threshold - 0.15 (hysteresis, as in Silero).",
     )
     min_speech_secs: float = Field(
-        0.15, ge=0.0,
+        0.15,
+        ge=0.0,
         description="Speech shorter than this is a noise blip: no turn starts, a pause goes on.",
     )
     pause_secs: float = Field(
-        0.2, gt=0.0,
+        0.2,
+        gt=0.0,
         description="Silence after speech that emits SpeechPaused (run smart-turn and a "
         "speculative transcription).",
     )
     end_secs: float = Field(
-        0.3, gt=0.0,
+        0.3,
+        gt=0.0,
         description="Silence after which the turn ends when smart-turn judged the pause complete.",
     )
     max_silence_secs: float = Field(
         1.2, gt=0.0, description="Silence after which the turn ends whatever smart-turn said."
     )
     smart_turn_threshold: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="Smart-turn probability at or above which the turn counts as complete.",
     )
     window_secs: float = Field(
-        0.032, gt=0.0,
+        0.032,
+        gt=0.0,
         description="Duration of one VAD window (Silero at 16 kHz: 512 samples); used to date "
         "the start of the first voiced window.",
     )
@@ -320,7 +328,9 @@ class SmartTurnModel:
         """
         samples = np.asarray(audio16k)
         if samples.ndim != 1:
-            raise ValueError(f"SmartTurnModel.predict: expected mono 1-D audio, got {samples.shape}")
+            raise ValueError(
+                f"SmartTurnModel.predict: expected mono 1-D audio, got shape {samples.shape}"
+            )
         if samples.dtype == np.int16:
             audio = samples.astype(np.float32) / 32768.0
         elif np.issubdtype(samples.dtype, np.floating):

@@ -61,9 +61,7 @@ class SileroState:
     """One stream's recurrent state: the model state and the last 64 samples it saw."""
 
     state: np.ndarray = field(default_factory=lambda: np.zeros(_STATE_SHAPE, dtype=np.float32))
-    context: np.ndarray = field(
-        default_factory=lambda: np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
-    )
+    context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT_SAMPLES, dtype=np.float32))
 
 
 class SileroModel:
@@ -94,9 +92,7 @@ class SileroModel:
                 cls._shared = cls()
             return cls._shared
 
-    def infer(
-        self, windows: np.ndarray, state: SileroState
-    ) -> tuple[np.ndarray, SileroState]:
+    def infer(self, windows: np.ndarray, state: SileroState) -> tuple[np.ndarray, SileroState]:
         """Score consecutive windows of one stream.
 
         ``windows`` is float32 in [-1, 1], shape ``(n, 512)``. Returns ``n`` speech
@@ -184,7 +180,9 @@ class SileroVAD:
         elif np.issubdtype(samples.dtype, np.floating):
             audio = samples.astype(np.float32)
         else:
-            raise ValueError(f"SileroVAD.process: expected int16 or float audio, got {samples.dtype}")
+            raise ValueError(
+                f"SileroVAD.process: expected int16 or float audio, got {samples.dtype}"
+            )
         buffered = np.concatenate((self._pending, audio)) if len(self._pending) else audio
         complete = len(buffered) - len(buffered) % WINDOW_SAMPLES
         self._pending = buffered[complete:].copy()

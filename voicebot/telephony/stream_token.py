@@ -71,7 +71,8 @@ class StreamTokenSigner:
         clash = RESERVED_CLAIMS.intersection(claims)
         if clash:
             raise ValueError(
-                f"StreamTokenSigner.issue: claims {sorted(clash)} are set by the signer; rename them"
+                f"StreamTokenSigner.issue: claims {sorted(clash)} are set by the signer; "
+                "rename them"
             )
         issued_at = time.time() if now is None else now
         payload = {
@@ -85,7 +86,7 @@ class StreamTokenSigner:
         return payload_part + "." + _b64url_encode(self._sign(payload_part))
 
     def verify(self, token: str | None, now: float | None = None) -> dict[str, Any]:
-        """The token's claims if it is authentic and not expired; else :class:`InvalidStreamToken`."""
+        """The token's claims if authentic and not expired; else :class:`InvalidStreamToken`."""
         if not token:
             raise InvalidStreamToken("missing", "no token in the stream's start parameters")
         if not isinstance(token, str) or token.count(".") != 1:

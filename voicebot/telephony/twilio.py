@@ -1,4 +1,4 @@
-"""Twilio Media Streams (bidirectional) protocol, Sans-I/O: messages in, events out; builders for replies.
+"""Twilio Media Streams (bidirectional), Sans-I/O: messages in, events out, replies built.
 
 Twilio opens a WebSocket to the server and sends JSON text frames: ``connected``, then ``start``
 (stream metadata and the TwiML ``<Parameter>``s), then ``media`` (20 ms of 8 kHz mu-law, base64),
@@ -283,7 +283,9 @@ class TwilioMediaStream:
                 "object of strings; the stream cannot be served",
                 fatal=True,
             )
-        parameters = {str(k): v if isinstance(v, str) else str(v) for k, v in raw_parameters.items()}
+        parameters = {
+            str(k): v if isinstance(v, str) else str(v) for k, v in raw_parameters.items()
+        }
         tracks = start.get("tracks") or []
         account_sid = start.get("accountSid")
         self.started = True

@@ -1,4 +1,4 @@
-"""TwiML documents the voice webhook answers with: connect the call to our Media Stream, or say and hang up.
+"""TwiML the voice webhook answers with: connect the call to our Media Stream, or say and hang up.
 
 ``<Connect><Stream>`` opens a bidirectional Media Stream to our WebSocket; its ``<Parameter>``s come
 back to us in the stream's ``start`` message (that is how the stream learns its interview and its
@@ -62,7 +62,8 @@ def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str]) -> str:
             f"connect_stream_twiml: stream_url {stream_url!r} must be a ws:// or wss:// URL; "
             "build it with stream_url_from_public_url()"
         )
-    parts = [XML_DECLARATION, "<Response><Connect>", f"<Stream url={_attribute(stream_url, 'url')}>"]
+    parts = [XML_DECLARATION, "<Response><Connect>"]
+    parts.append(f"<Stream url={_attribute(stream_url, 'url')}>")
     for name, value in parameters.items():
         if not name:
             raise ValueError("connect_stream_twiml: a <Parameter> name is empty")

@@ -1,0 +1,68 @@
+"""The REST API over a real server: bearer auth, interview creation and validation, jobs, calls."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_api_route_needs_the_bearer_token(server):
+    for method, path in [("GET", "/api/jobs"), ("POST", "/api/interviews"),
+                         ("GET", "/api/interviews/iv_x"), ("GET", "/api/calls/CA1")]:
+        status, body = server.request(method, path, token=None)
+        assert status == 401, (method, path)
+        assert "Bearer" in body["error"]["message"]
+        status, _ = server.request(method, path, token="wrong-token")
+        assert status == 401
+
+
+def test_health_and_metrics_are_served(server):
+    status, body = server.request("GET", "/healthz", token=None)
+    assert status == 200 and body["status"] == "ok" and body["jobs"] >= 1
+    status, text = server.request("GET", "/metrics", token=None)
+    assert status == 200 and "voicebot_calls_active" in text
+
+
+def test_jobs_list_the_loaded_scripts(server):
+    status, jobs = server.request("GET", "/api/jobs")
+    assert status == 200
+    by_id = {job["id"]: job for job in jobs}
+    assert by_id["customer_service_en"]["language"] == "en"
+    assert by_id["customer_service_en"]["title"]
+    assert len(by_id["customer_service_en"]["questions"]) >= 3
+
+
+def test_create_and_read_back_an_interview_idempotently(server):
+    body = {"job_id": "customer_service_en",
+            "candidate": {"id": "ats-cand-7", "name": "Ada", "phone": "+14155550100",
+                          "timezone": "Asia/Shanghai"},
+            "external_key": "ats-application-7"}
+    status, created = server.request("POST", "/api/interviews", body)
+    assert status == 201 and created["id"].startswith("iv_")
+    status, again = server.request("POST", "/api/interviews", body)
+    assert status == 200 and again["id"] == created["id"]
+    status, interview = server.request("GET", f"/api/interviews/{created['id']}")
+    assert status == 200
+    assert interview["status"] == "pending" and interview["attempts"] == 0
+    assert interview["candidate"]["timezone"] == "Asia/Shanghai"
+    assert interview["calls"] == [] and interview["transcript"] == []
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"candidate": {"id": "c"}}, "job_id"),
+    ({"job_id": "no_such_job", "candidate": {"id": "c"}}, "known:"),
+    ({"job_id": "customer_service_en", "candidate": {"id": "c", "phone": "555"}}, "E.164"),
+    ({"job_id": "customer_service_en", "candidate": {"id": "c", "timezone": "Mars/Base"}},
+     "IANA"),
+    ({"job_id": "customer_service_en", "candidate": {"id": "c"}, "surprise": 1}, "surprise"),
+])
+def test_bad_interview_requests_say_what_is_wrong(server, body, fragment):
+    status, response = server.request("POST", "/api/interviews", body)
+    assert status == 422
+    assert fragment in response["error"]["message"]
+
+
+def test_unknown_ids_are_404(server):
+    assert server.request("GET", "/api/interviews/iv_missing")[0] == 404
+    assert server.request("GET", "/api/calls/CA_missing")[0] == 404

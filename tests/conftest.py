@@ -1,0 +1,152 @@
+"""Shared fixtures: a real voicebot server process on a free loopback port, with the real models.
+
+The server is started once per test session (``python -m voicebot.cli serve``) with its own data and
+recordings directories, a known API token, a Twilio auth token (so every webhook must be signed) and
+a known stream-token secret (so tests can mint expired tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIO_DIR = (ROOT.parent / "shared" / "audio").resolve()
+API_TOKEN = "test-api-token"
+TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
+STREAM_SECRET = "test-stream-token-secret"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    """A voicebot server process the tests talk to over real sockets."""
+
+    url: str
+    process: subprocess.Popen
+    data_dir: Path
+    recordings_dir: Path
+    log_path: Path
+
+    def request(self, method: str, path: str, body: object | None = None,
+                token: str | None = API_TOKEN) -> tuple[int, object]:
+        """One HTTP request; returns (status, parsed JSON or text)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def create_interview(self, job_id: str = "customer_service_en", **candidate) -> str:
+        """Create an interview through the API and return its id."""
+        body = {"job_id": job_id, "candidate": {"id": "cand-test", "name": "Test Candidate",
+                                                "phone": "+15550100", **candidate}}
+        status, data = self.request("POST", "/api/interviews", body)
+        assert status == 201, data
+        return data["id"]
+
+    def log_text(self) -> str:
+        """What the server logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    """Wait until ``GET /healthz`` answers 200 (models are loaded before the port opens)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server not healthy after {timeout} s:\n{log_path.read_text()[-4000:]}")
+
+
+def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
+    """Start ``voicebot serve`` in a subprocess and wait until it is healthy."""
+    port = free_port()
+    data_dir = tmp / "data"
+    recordings_dir = tmp / "recordings"
+    log_path = tmp / "server.log"
+    env = {
+        **os.environ,
+        "VOICEBOT_HOST": "127.0.0.1",
+        "VOICEBOT_PORT": str(port),
+        "VOICEBOT_DATA_DIR": str(data_dir),
+        "VOICEBOT_RECORDINGS_DIR": str(recordings_dir),
+        "VOICEBOT_API_TOKEN": API_TOKEN,
+        "VOICEBOT_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
+        "VOICEBOT_STREAM_TOKEN_SECRET": STREAM_SECRET,
+        "VOICEBOT_LOG_LEVEL": "INFO",
+        **env_overrides,
+    }
+    # Share the rendered prompt audio between test sessions on this machine: rendering is slow.
+    env.setdefault("VOICEBOT_PROMPT_CACHE_DIR", str(ROOT / ".cache" / "test-prompts"))
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voicebot.cli", "serve"],
+        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log_path, timeout=180)
+    except Exception:
+        process.kill()
+        raise
+    return RunningServer(url, process, data_dir, recordings_dir, log_path)
+
+
+def stop_server(server: RunningServer) -> None:
+    """Stop the server (SIGTERM, then kill)."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> RunningServer:
+    """One real voicebot server for the whole test session."""
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def audio_dir() -> Path:
+    """The shared real-speech clips."""
+    if not AUDIO_DIR.is_dir():
+        pytest.fail(f"real speech clips not found at {AUDIO_DIR} (../shared/audio)")
+    return AUDIO_DIR

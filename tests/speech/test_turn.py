@@ -1,0 +1,344 @@
+"""End-of-turn detection: pure TurnDetector on synthetic VAD scores, smart-turn on real speech."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from voicebot.audio.frames import phone_roundtrip_16k, read_wav
+from voicebot.speech.turn import (
+    SmartTurnModel,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    TurnConfig,
+    TurnDetector,
+    TurnEnded,
+    TurnEvent,
+)
+from voicebot.speech.vad import WINDOW_SECS, SileroVAD
+
+AUDIO_DIR = Path(os.environ.get("VOICEBOT_TEST_AUDIO_DIR", "/work/shared/audio"))
+
+SPEECH, SILENCE = 0.95, 0.02
+
+
+class Caller:
+    """Feeds a TurnDetector one 32 ms window at a time and keeps the call clock."""
+
+    def __init__(self, detector: TurnDetector | None = None):
+        self.detector = detector or TurnDetector()
+        self.t = 0.0
+        self.events: list[TurnEvent] = []
+
+    def windows(self, probability: float, seconds: float) -> list[TurnEvent]:
+        """Feed ``probability`` for ``seconds`` worth of windows; return the new events."""
+        new: list[TurnEvent] = []
+        for _ in range(round(seconds / WINDOW_SECS)):
+            self.t += WINDOW_SECS
+            new += self.detector.feed(probability, self.t)
+        self.events += new
+        return new
+
+    def until(self, kind: type, probability: float = SILENCE, limit: float = 5.0) -> TurnEvent:
+        """Feed windows until an event of ``kind`` comes out."""
+        stop = self.t + limit
+        while self.t < stop:
+            for event in self.windows(probability, WINDOW_SECS):
+                if isinstance(event, kind):
+                    return event
+        raise AssertionError(f"no {kind.__name__} within {limit} s; got {self.events}")
+
+    def kinds(self) -> list[str]:
+        """Names of the event types seen so far, in order."""
+        return [type(event).__name__ for event in self.events]
+
+
+# --- TurnDetector: pure state machine --------------------------------------------------------
+
+
+def test_speech_starts_after_min_speech_secs_and_dates_its_start() -> None:
+    caller = Caller()
+    caller.windows(SILENCE, 0.64)
+    started = caller.until(SpeechStarted, SPEECH)
+    assert isinstance(started, SpeechStarted)
+    assert started.speech_start == pytest.approx(0.64)
+    assert started.t - started.speech_start >= 0.15
+    assert started.t - started.speech_start < 0.15 + WINDOW_SECS
+    assert caller.detector.speaking
+
+
+def test_short_noise_blip_starts_no_turn() -> None:
+    caller = Caller()
+    for _ in range(5):
+        caller.windows(SPEECH, 0.096)  # three windows: under min_speech_secs
+        caller.windows(SILENCE, 0.5)
+    assert caller.events == []
+    assert not caller.detector.speaking
+
+
+def test_hysteresis_keeps_speech_going_but_does_not_start_it() -> None:
+    caller = Caller()
+    caller.windows(0.45, 1.0)  # below the threshold: nothing starts
+    assert caller.events == []
+    caller.windows(SPEECH, 0.3)
+    caller.windows(0.4, 1.0)  # above threshold - 0.15: still speech, no pause
+    assert caller.kinds() == ["SpeechStarted"]
+    caller.windows(0.3, 0.3)  # below threshold - 0.15: silence
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused"]
+
+
+def test_pause_then_resume_keeps_one_turn() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 0.64)
+    first_end = caller.t
+    caller.windows(SILENCE, 0.48)
+    caller.windows(SPEECH, 0.64)
+    last_end = caller.t
+    ended = caller.until(TurnEnded)
+    assert caller.kinds() == [
+        "SpeechStarted",
+        "SpeechPaused",
+        "SpeechResumed",
+        "SpeechPaused",
+        "TurnEnded",
+    ]
+    paused = caller.events[1]
+    assert isinstance(paused, SpeechPaused)
+    assert paused.speech_end == pytest.approx(first_end)
+    assert paused.t - paused.speech_end == pytest.approx(0.224)  # first window past pause_secs
+    assert isinstance(ended, TurnEnded)
+    assert ended.speech_start == pytest.approx(0.0)
+    assert ended.speech_end == pytest.approx(last_end)
+
+
+def test_short_gap_between_words_is_not_a_pause() -> None:
+    caller = Caller()
+    for _ in range(4):
+        caller.windows(SPEECH, 0.32)
+        caller.windows(SILENCE, 0.128)
+    assert caller.kinds() == ["SpeechStarted"]
+
+
+def test_without_verdict_turn_ends_after_max_silence() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.smart_turn_probability is None
+    assert 1.2 <= ended.t - speech_end < 1.2 + WINDOW_SECS
+    assert not caller.detector.speaking
+
+
+def test_complete_smart_turn_ends_turn_at_end_secs() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    paused = caller.until(SpeechPaused)
+    assert caller.detector.paused
+    assert caller.detector.smart_turn_result(True, 0.93, paused) == []  # silence < end_secs yet
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "smart_turn"
+    assert ended.smart_turn_probability == pytest.approx(0.93)
+    assert 0.3 <= ended.t - speech_end < 0.3 + WINDOW_SECS
+    assert ended.speech_end == pytest.approx(speech_end)
+
+
+def test_incomplete_smart_turn_waits_for_max_silence() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    caller.until(SpeechPaused)
+    assert caller.detector.smart_turn_result(False, 0.12) == []
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.smart_turn_probability == pytest.approx(0.12)
+    assert ended.t - speech_end >= 1.2
+
+
+@pytest.mark.parametrize(("complete", "probability"), [(False, 0.97), (True, 0.3)])
+def test_veto_or_low_probability_is_not_complete(complete: bool, probability: float) -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    caller.until(SpeechPaused)
+    caller.detector.smart_turn_result(complete, probability)
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.t - speech_end >= 1.2
+
+
+def test_late_complete_verdict_ends_turn_at_once() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    paused = caller.until(SpeechPaused)
+    caller.windows(SILENCE, 0.32)  # smart-turn was slow: silence is past end_secs already
+    events = caller.detector.smart_turn_result(True, 0.8, paused)
+    assert len(events) == 1
+    ended = events[0]
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "smart_turn"
+    assert ended.t == pytest.approx(caller.t)
+    assert not caller.detector.speaking
+
+
+def test_stale_verdict_after_resume_is_ignored() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    first_pause = caller.until(SpeechPaused)
+    caller.until(SpeechResumed, SPEECH)
+    # The verdict for the first pause arrives while the candidate speaks again.
+    assert caller.detector.smart_turn_result(True, 0.99, first_pause) == []
+    assert caller.detector.smart_turn_result(True, 0.99) == []
+    caller.windows(SPEECH, 0.5)
+    speech_end = caller.t
+    second_pause = caller.until(SpeechPaused)
+    # ...or arrives late, during the next pause: still ignored.
+    assert caller.detector.smart_turn_result(True, 0.99, first_pause) == []
+    assert second_pause.speech_end != first_pause.speech_end
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.t - speech_end >= 1.2
+
+
+def test_blip_during_pause_neither_resumes_nor_voids_the_verdict() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    paused = caller.until(SpeechPaused)
+    caller.detector.smart_turn_result(True, 0.9, paused)
+    blip = caller.windows(SPEECH, 0.096)  # a click or a breath: three windows
+    assert blip == []
+    assert caller.detector.speaking  # held open while the blip might be speech
+    ended = caller.until(TurnEnded)
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused", "TurnEnded"]
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "smart_turn"
+    assert ended.speech_end == pytest.approx(speech_end)
+
+
+def test_new_turn_after_turn_ended_and_reset() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 0.5)
+    caller.until(TurnEnded)
+    caller.windows(SILENCE, 1.0)
+    second = caller.until(SpeechStarted, SPEECH)
+    assert isinstance(second, SpeechStarted)
+    assert second.speech_start > 1.5
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused", "TurnEnded", "SpeechStarted"]
+
+    caller.detector.reset()
+    assert not caller.detector.speaking
+    assert caller.windows(SILENCE, 3.0) == []
+
+
+def test_config_defaults_and_validation() -> None:
+    config = TurnConfig()
+    assert (
+        config.speech_threshold,
+        config.min_speech_secs,
+        config.pause_secs,
+        config.end_secs,
+        config.max_silence_secs,
+        config.smart_turn_threshold,
+    ) == (0.5, 0.15, 0.2, 0.3, 1.2, 0.5)
+    with pytest.raises(ValidationError, match="pause_secs <= end_secs"):
+        TurnConfig(pause_secs=0.5, end_secs=0.3)
+    with pytest.raises(ValidationError):
+        TurnConfig(speech_threshold=1.5)
+
+
+def test_custom_config_changes_timings() -> None:
+    caller = Caller(TurnDetector(TurnConfig(max_silence_secs=0.64, end_secs=0.32)))
+    caller.windows(SPEECH, 0.5)
+    speech_end = caller.t
+    ended = caller.until(TurnEnded)
+    assert 0.64 <= ended.t - speech_end < 0.64 + WINDOW_SECS
+
+
+# --- SmartTurnModel and the whole chain on real speech ---------------------------------------
+
+
+def phone_speech(name: str) -> np.ndarray:
+    """Load a real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")
+    pcm, rate = read_wav(path)
+    assert rate == 16000
+    return phone_roundtrip_16k(pcm)
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> SmartTurnModel:
+    return SmartTurnModel.shared()
+
+
+def test_smart_turn_is_shared(smart_turn: SmartTurnModel) -> None:
+    assert SmartTurnModel.shared() is smart_turn
+
+
+@pytest.mark.parametrize(
+    ("name", "mid_word_cuts"),
+    [
+        # "The horizon seems extremely dis|tant." and the middle of "extremely".
+        ("en_speaker_b.wav", [2.13, 2.2, 2.26]),
+        # "He began a confused complaint against the wiz|ard, who had..."
+        ("en_speaker_a.wav", [2.9, 3.0, 3.1]),
+    ],
+)
+def test_complete_sentence_scores_higher_than_cut_mid_word(
+    smart_turn: SmartTurnModel, name: str, mid_word_cuts: list[float]
+) -> None:
+    audio = phone_speech(name)
+    complete = smart_turn.predict(audio)
+    assert complete > 0.7
+    for cut in mid_word_cuts:
+        cut_short = smart_turn.predict(audio[: int(cut * 16000)])
+        assert cut_short < 0.3
+        assert cut_short < complete
+
+
+def test_smart_turn_takes_int16_or_float_and_only_the_last_8_seconds(
+    smart_turn: SmartTurnModel,
+) -> None:
+    audio = phone_speech("en_jfk.wav")  # 11 s
+    assert len(audio) > 8 * 16000
+    as_int16 = smart_turn.predict(audio)
+    assert smart_turn.predict(audio.astype(np.float32) / 32768) == pytest.approx(as_int16, abs=1e-4)
+    assert smart_turn.predict(audio[-8 * 16000 :]) == pytest.approx(as_int16, abs=1e-6)
+    assert 0.0 <= as_int16 <= 1.0
+
+
+def test_vad_and_turn_detector_find_one_turn_in_real_speech(smart_turn: SmartTurnModel) -> None:
+    """The whole chain as the call layer runs it, on a sentence followed by silence."""
+    speech = phone_speech("en_speaker_b.wav")  # speech from about 0.4 s to 2.6 s, then quiet
+    audio = np.concatenate([speech, np.zeros(16000, dtype=np.int16)])
+    probabilities = SileroVAD().process(audio)
+    detector = TurnDetector()
+    events: list[TurnEvent] = []
+    for index, probability in enumerate(probabilities):
+        t = (index + 1) * WINDOW_SECS
+        for event in detector.feed(float(probability), t):
+            events.append(event)
+            if isinstance(event, SpeechPaused):
+                verdict = smart_turn.predict(audio[: int(t * 16000)])
+                events += detector.smart_turn_result(verdict >= 0.5, verdict, event)
+    kinds = [type(event).__name__ for event in events]
+    assert kinds == ["SpeechStarted", "SpeechPaused", "TurnEnded"]
+    ended = events[-1]
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "smart_turn"
+    assert 0.2 < ended.speech_start < 0.6
+    assert 2.3 < ended.speech_end < 2.8
+    assert ended.t - ended.speech_end < 0.4

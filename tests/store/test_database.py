@@ -1,0 +1,77 @@
+"""The SQLite store: interviews (idempotent by external key), calls, turns, restart safety."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicebot.store.database import Store
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = Store(tmp_path / "db.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_interview_is_idempotent_by_external_key(store):
+    first, created = await store.create_interview(
+        job_id="job", candidate_id="c1", candidate_phone="+15550100", external_key="ats-1"
+    )
+    again, created_again = await store.create_interview(
+        job_id="job", candidate_id="c1", candidate_phone="+15550100", external_key="ats-1"
+    )
+    other, _ = await store.create_interview(job_id="job", candidate_id="c2")
+    assert created and not created_again
+    assert again["id"] == first["id"]
+    assert other["id"] != first["id"]
+
+
+async def test_pending_interview_found_by_phone_until_completed(store):
+    interview, _ = await store.create_interview(
+        job_id="job", candidate_id="c1", candidate_phone="+15550100"
+    )
+    found = await store.find_pending_interview_by_phone("+15550100")
+    assert found["id"] == interview["id"]
+    await store.update_interview(interview["id"], status="completed")
+    assert await store.find_pending_interview_by_phone("+15550100") is None
+    with pytest.raises(ValueError):
+        await store.update_interview(interview["id"], status="bogus")
+
+
+async def test_call_with_turns_round_trip(store):
+    interview, _ = await store.create_interview(job_id="job", candidate_id="c1")
+    await store.create_call(call_sid="CA1", interview_id=interview["id"], stream_sid="MZ1")
+    await store.add_turn(call_sid="CA1", seq=1, speaker="bot", text="Hello", start=0.1,
+                         prompt_id="greeting")
+    await store.add_turn(call_sid="CA1", seq=2, speaker="candidate", text="Hi", start=3.0,
+                         end=3.8, asr_latency=0.3, end_of_speech_to_final=0.5)
+    await store.update_bot_turn("CA1", 1, end=2.5, interrupted=True, heard_secs=2.4,
+                                response_latency=None)
+    await store.finish_call("CA1", status="completed", end_reason="completed",
+                            duration_secs=9.0, stats={"turns": 1})
+    call = await store.get_call("CA1")
+    assert call["end_reason"] == "completed" and call["stats"] == {"turns": 1}
+    assert [t["speaker"] for t in call["turns"]] == ["bot", "candidate"]
+    bot, candidate = call["turns"]
+    assert bot["interrupted"] is True and bot["heard_secs"] == 2.4 and bot["end"] == 2.5
+    assert candidate["text"] == "Hi" and candidate["asr_latency"] == 0.3
+    assert await store.get_call("nope") is None
+
+
+async def test_data_survives_reopen_and_unfinished_calls_are_marked(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    await store.open()
+    interview, _ = await store.create_interview(job_id="job", candidate_id="c1")
+    await store.create_call(call_sid="CA9", interview_id=interview["id"])
+    await store.close()
+
+    reopened = Store(path)
+    await reopened.open()
+    assert (await reopened.get_interview(interview["id"]))["candidate_id"] == "c1"
+    assert await reopened.mark_unfinished_calls() == 1
+    call = await reopened.get_call("CA9")
+    assert call["status"] == "failed" and call["end_reason"] == "server_restart"
+    await reopened.close()

@@ -1,0 +1,212 @@
+"""Pre-rendered prompts: TTS output as 8 kHz mu-law, ready to stream to the carrier.
+
+Every fixed prompt of a job script is rendered once, before the call, so it starts playing with no
+TTS wait. Renders are kept on disk as ``<directory>/<key>.ulaw`` (raw mu-law bytes, 8 kHz, mono)
+and in a small in-memory LRU. The key hashes engine, voice, language and text, so changing the
+engine or voice never replays a stale rendering. Concurrent requests for one prompt synthesise it
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from voicebot.audio.codec import ulaw_encode
+from voicebot.audio.resample import resample
+from voicebot.speech.tts import SynthesizedAudio, TTSEngine, TTSUnavailable
+
+logger = logging.getLogger(__name__)
+
+PROMPT_RATE = 8000
+"""Sample rate of cached prompts (telephone mu-law), in Hz."""
+
+KEEP_SILENCE_SECS = 0.05
+"""Silence kept before the first and after the last voiced sample when trimming."""
+
+_TRIM_FRAME_SECS = 0.01
+_TRIM_FLOOR_DBFS = -55.0
+_TRIM_BELOW_PEAK_DB = 40.0
+
+
+def trim_silence(pcm: np.ndarray, rate: int, keep_secs: float = KEEP_SILENCE_SECS) -> np.ndarray:
+    """Cut leading and trailing near-silence from int16 audio, keeping ``keep_secs`` of it.
+
+    Near-silence is a 10 ms frame quieter than -55 dBFS or 40 dB below the loudest frame,
+    whichever is louder. Audio with no voiced frame comes back unchanged.
+    """
+    frame = max(1, int(rate * _TRIM_FRAME_SECS))
+    count = len(pcm) // frame
+    if count == 0:
+        return pcm
+    frames = pcm[: count * frame].astype(np.float32).reshape(count, frame)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    floor = 32768.0 * 10 ** (_TRIM_FLOOR_DBFS / 20)
+    threshold = max(floor, float(rms.max()) * 10 ** (-_TRIM_BELOW_PEAK_DB / 20))
+    voiced = np.flatnonzero(rms > threshold)
+    if voiced.size == 0:
+        return pcm
+    keep = int(rate * keep_secs)
+    start = max(0, int(voiced[0]) * frame - keep)
+    end = min(len(pcm), (int(voiced[-1]) + 1) * frame + keep)
+    return pcm[start:end]
+
+
+def render_ulaw(audio: SynthesizedAudio) -> bytes:
+    """Turn synthesised speech into trimmed 8 kHz mu-law bytes."""
+    pcm = np.asarray(audio.pcm, dtype=np.int16)
+    narrowband = resample(pcm, audio.sample_rate, PROMPT_RATE)
+    narrowband = np.asarray(narrowband, dtype=np.int16)
+    return ulaw_encode(trim_silence(narrowband, PROMPT_RATE))
+
+
+def _read_if_exists(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+class PromptCache:
+    """Rendered prompts on disk and in memory, keyed by engine, voice, language and text."""
+
+    def __init__(self, directory: Path, tts: TTSEngine, memory_items: int = 512) -> None:
+        self.directory = Path(directory)
+        self.tts = tts
+        self.memory_items = memory_items
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._rendering: dict[str, asyncio.Future[tuple[bytes, bool]]] = {}
+        self.memory_hits = 0
+        self.disk_hits = 0
+        self.renders = 0
+        self.failures = 0
+
+    def _engine_for(self, language: str) -> TTSEngine:
+        engine_for = getattr(self.tts, "engine_for", None)
+        if engine_for is None:
+            return self.tts
+        try:
+            return engine_for(language)
+        except TTSUnavailable:
+            return self.tts
+
+    def key(
+        self, text: str, *, language: str, voice: str | None = None, engine: str | None = None
+    ) -> str:
+        """Return the cache key (hex SHA-256) of a prompt, for the engine that would speak it now.
+
+        The voice part is the voice that engine would really use (:meth:`TTSEngine.voice_id`).
+        With ``engine`` given, the name and ``voice`` are taken as they are.
+        """
+        if engine is None:
+            speaker = self._engine_for(language)
+            engine, voice_id = speaker.name, speaker.voice_id(language, voice)
+        else:
+            voice_id = voice or ""
+        material = f"{engine}|{voice_id}|{language}|{text}"
+        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+    def path(self, key: str) -> Path:
+        """Where the rendering with this key lives on disk."""
+        return self.directory / f"{key}.ulaw"
+
+    def _remember(self, key: str, data: bytes) -> None:
+        if self.memory_items <= 0:
+            return
+        self._memory[key] = data
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.memory_items:
+            self._memory.popitem(last=False)
+
+    async def get(self, text: str, *, language: str, voice: str | None = None) -> bytes:
+        """Return the prompt as 8 kHz mu-law bytes: from memory, from disk, or rendered now.
+
+        Raises ``ValueError`` for blank text and :class:`TTSUnavailable` when no engine works.
+        """
+        data, _rendered = await self._fetch(text, language, voice)
+        return data
+
+    async def prerender(self, items: Iterable[tuple[str, str, str | None]]) -> int:
+        """Render each ``(text, language, voice)`` not cached yet; return how many were rendered.
+
+        A prompt that cannot be rendered (no engine works, blank text) is logged, counted in
+        ``failures`` and skipped: the rest still render, and it is tried again when played.
+        """
+        rendered = 0
+        for text, language, voice in items:
+            try:
+                _data, was_rendered = await self._fetch(text, language, voice)
+            except (TTSUnavailable, ValueError) as exc:
+                self.failures += 1
+                logger.warning("cannot pre-render prompt %.60r (%s): %s", text, language, exc)
+                continue
+            rendered += was_rendered
+        return rendered
+
+    async def _fetch(self, text: str, language: str, voice: str | None) -> tuple[bytes, bool]:
+        if not text or not text.strip():
+            raise ValueError("PromptCache: cannot render a blank prompt")
+        speaker = self._engine_for(language)
+        key = self.key(
+            text, language=language, voice=speaker.voice_id(language, voice), engine=speaker.name
+        )
+        data = self._memory.get(key)
+        if data is not None:
+            self._memory.move_to_end(key)
+            self.memory_hits += 1
+            return data, False
+        pending = self._rendering.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(
+                self._load_or_render(key, speaker.name, text, language, voice)
+            )
+            self._rendering[key] = pending
+            pending.add_done_callback(lambda _done: self._rendering.pop(key, None))
+        # Shielded: a caller cancelled by barge-in does not abort a render others wait for.
+        return await asyncio.shield(pending)
+
+    async def _load_or_render(
+        self, key: str, engine: str, text: str, language: str, voice: str | None
+    ) -> tuple[bytes, bool]:
+        data = await asyncio.to_thread(_read_if_exists, self.path(key))
+        if data is not None:
+            self.disk_hits += 1
+            self._remember(key, data)
+            return data, False
+        audio = await self.tts.synthesize(text, language=language, voice=voice)
+        data = await asyncio.to_thread(render_ulaw, audio)
+        if audio.engine and audio.engine != engine:
+            # A failover engine spoke instead: file it under what really spoke, so the
+            # preferred engine renders this prompt again once it is back.
+            key = self.key(text, language=language, voice=audio.voice, engine=audio.engine)
+        await asyncio.to_thread(_write_atomically, self.path(key), data)
+        self.renders += 1
+        self._remember(key, data)
+        logger.debug(
+            "rendered prompt %s (%s, %.2f s): %.60r",
+            key[:12],
+            audio.engine or self.tts.name,
+            len(data) / PROMPT_RATE,
+            text,
+        )
+        return data, True
