@@ -122,13 +122,13 @@ class CandidateAnswer:
 
     @classmethod
     def from_pcm(cls, name: str, pcm: np.ndarray, rate: int) -> CandidateAnswer:
-        """An answer from mono PCM (int16, or float in [-1, 1]) at any sample rate."""
+        """Make an answer from mono PCM (int16, or float in [-1, 1]) at any sample rate."""
         ulaw = to_phone_ulaw(pcm, rate)
         return cls(name=name, ulaw=ulaw, voice_end_secs=estimate_voice_end(ulaw))
 
     @classmethod
     def from_wav(cls, path: str | Path) -> CandidateAnswer:
-        """An answer from a 16-bit PCM WAV file at any sample rate (cached per file version)."""
+        """Load an answer from a 16-bit PCM WAV file at any rate (cached per file version)."""
         resolved = Path(path)
         try:
             stat = resolved.stat()
@@ -170,13 +170,13 @@ class CarrierMessages:
         return json.dumps(message, separators=(",", ":"))
 
     def connected(self) -> str:
-        """The first message: protocol and version."""
+        """Build the first message: protocol and version."""
         return self._dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
     def start(
         self, custom_parameters: Mapping[str, str], tracks: Sequence[str] = ("inbound",)
     ) -> str:
-        """Stream metadata with the TwiML parameters; 8 kHz mono mu-law."""
+        """Build the stream metadata with the TwiML parameters; 8 kHz mono mu-law."""
         return self._dumps({
             "event": "start",
             "sequenceNumber": self._next(),
@@ -192,7 +192,7 @@ class CarrierMessages:
         })
 
     def media(self, payload: bytes, timestamp_ms: int) -> str:
-        """One chunk of caller audio; chunks count from 1, numbers are strings as Twilio sends."""
+        """Build one chunk of caller audio; chunks count from 1, numbers are strings (as Twilio)."""
         self._chunk += 1
         return self._dumps({
             "event": "media",
@@ -207,7 +207,7 @@ class CarrierMessages:
         })
 
     def dtmf(self, digit: str) -> str:
-        """A key press on the caller's phone."""
+        """Build a key press on the caller's phone."""
         return self._dumps({
             "event": "dtmf",
             "streamSid": self.stream_sid,
@@ -216,7 +216,7 @@ class CarrierMessages:
         })
 
     def mark(self, name: str) -> str:
-        """The echo of a server mark, once the audio before it has played."""
+        """Build the echo of a server mark, once the audio before it has played."""
         return self._dumps({
             "event": "mark",
             "sequenceNumber": self._next(),
@@ -225,7 +225,7 @@ class CarrierMessages:
         })
 
     def stop(self) -> str:
-        """The call is over."""
+        """Build the end of the stream: the call is over."""
         return self._dumps({
             "event": "stop",
             "sequenceNumber": self._next(),
@@ -308,7 +308,7 @@ class CallResult:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation), or None for no values."""
+    """Return the q-th percentile (linear interpolation), or None for no values."""
     if not values:
         return None
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
@@ -564,7 +564,7 @@ class CallerState:
         return None
 
     def next_media(self, now: float, timestamp_ms: int) -> str:
-        """The ``media`` message to send at ``now``: the answer's next 20 ms, or silence."""
+        """Build the ``media`` message to send at ``now``: the answer's next 20 ms or silence."""
         answer, turn = self._answer, self._answer_turn
         self._frames_sent += 1
         if answer is None or turn is None:
@@ -599,7 +599,7 @@ class CallerState:
             self._emit("turn", turn=turn)
 
     def finish(self, now: float) -> None:
-        """The call ended at ``now``: close open turns and report what was not reported yet."""
+        """End the call at ``now``: close open turns and report what was not reported yet."""
         self._close_bot_turn()
         if self._answer_turn is not None:
             self._answer_turn.end = now
@@ -612,7 +612,7 @@ class CallerState:
     def result(
         self, call_sid: str, closed_by: ClosedBy, error: str | None, duration_secs: float
     ) -> CallResult:
-        """The call's :class:`CallResult`."""
+        """Report the call as a :class:`CallResult`."""
         return CallResult(
             call_sid=call_sid,
             turns=list(self.turns),
@@ -852,11 +852,16 @@ async def run_call(
 
 
 def _abnormal_close(exc: Any) -> str | None:
-    """The error to report for a close that was not a normal hang-up (codes 1000 and 1001)."""
+    """Describe a close that was not a normal hang-up (codes 1000, 1001); None if it was."""
     received = getattr(exc, "rcvd", None)
-    if received is None or received.code in (1000, 1001):
-        return None
-    return f"server closed the stream with code {received.code} {received.reason!r}"
+    if received is not None:
+        if received.code in (1000, 1001):
+            return None
+        return f"server closed the stream with code {received.code} {received.reason!r}"
+    sent = getattr(exc, "sent", None)
+    if sent is not None:  # we failed the connection, e.g. the server stopped answering pings
+        return f"connection to the server lost: {sent.code} {sent.reason!r}"
+    return "connection to the server lost without a close frame (1006)"
 
 
 async def _hang_up(ws: Any, carrier: CarrierMessages) -> None:
@@ -907,7 +912,7 @@ def format_turn(turn: TurnRecord) -> str:
 
 
 def summary_lines(result: CallResult) -> list[str]:
-    """The end-of-call summary: how it ended and the latency percentiles."""
+    """Summarise the call: how it ended and the latency percentiles."""
     v2v = result.voice_to_voice
     lines = [
         f"call {result.call_sid}: {result.duration_secs:.1f} s, closed by {result.closed_by}, "
@@ -931,7 +936,7 @@ def summary_lines(result: CallResult) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``voicebot call`` options."""
+    """Build the ``voicebot call`` option parser."""
     parser = argparse.ArgumentParser(
         prog="voicebot call",
         description="Place a simulated Twilio call (voice webhook + Media Stream) against a "

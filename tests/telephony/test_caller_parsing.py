@@ -1,4 +1,4 @@
-"""The simulated carrier: mark echoes, turn bookkeeping, answering and latency, without a real server.
+"""The simulated carrier: mark echoes, turns, answers and latency, without the real server.
 
 ``CallerState`` is driven with explicit times; a small fake Twilio-speaking server on loopback
 checks that ``run_call`` moves the same messages over real sockets.
@@ -322,7 +322,7 @@ def test_late_frame_gaps_count_within_a_turn_but_not_across_marks():
 def test_bad_server_messages_are_recorded_not_fatal():
     state = new_state()
     state.on_server_message(bot_media(stream_sid="MZwrong"), 0.0)
-    state.on_server_message('{"event": "hello", "streamSid": "%s"}' % STREAM_SID, 0.0)
+    state.on_server_message(json.dumps({"event": "hello", "streamSid": STREAM_SID}), 0.0)
     state.on_server_message("not json", 0.0)
     state.on_server_message(b"\x00\x01", 0.0)
     state.on_server_message(json.dumps({"event": "media", "streamSid": STREAM_SID,

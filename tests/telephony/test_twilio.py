@@ -1,4 +1,4 @@
-"""Twilio Media Streams protocol: real-shaped messages parse; every bad input is a value, not a crash."""
+"""Twilio Media Streams protocol: real-shaped messages parse; bad input is a value, not a crash."""
 
 from __future__ import annotations
 

@@ -157,6 +157,15 @@ class Playout:
             self._idle.set()
         return dropped
 
+    def rename_mark(self, segment: Segment, name: str) -> bool:
+        """Change the mark a queued or playing prompt will send; False if it was already sent."""
+        if segment.marked_at is not None or segment.cleared:
+            return False
+        self.segments.pop(segment.mark, None)
+        segment.mark = name
+        self.segments[name] = segment
+        return True
+
     def mark_echoed(self, name: str) -> Segment | None:
         """The carrier reports that playback reached mark ``name``."""
         segment = self.segments.get(name)

@@ -57,6 +57,9 @@ VAD_WINDOW = 512
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
+PRESTART_MIN_SPEECH_SECS = 0.5
+"""A turn shorter than this waits for its transcript before the next prompt (maybe a cough)."""
+INAUDIBLE = "[inaudible]"
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
 END_STATUS = {
@@ -302,7 +305,10 @@ class CallSession:
             self._speculation = None
         elif isinstance(event, TurnEnded):
             self._turn_start = None
-            self._event("speech_ended", t=event.speech_end, reason=event.reason)
+            self._event(
+                "speech_ended", t=event.t, speech_start=round(event.speech_start, 3),
+                speech_end=round(event.speech_end, 3), reason=event.reason,
+            )
             speculation = self._speculation
             self._speculation = None
             self._spawn(self._on_turn_end(event, speculation), "turn_end")
@@ -383,8 +389,38 @@ class CallSession:
             self._turns.reset()
             self._on_turn_event(ended)
 
+    async def _prestart_next_prompts(self, event: TurnEnded) -> list[Segment]:
+        """Start the next prompt the instant the turn ends when it cannot depend on the answer.
+
+        During the questions the next question (or the closing) follows whatever was said, so
+        the candidate hears it without waiting for the transcript. Consent answers, which
+        decide the next step, always wait for the final transcript.
+        """
+        listen = self._listening
+        if listen is None or listen.question_id is None or self.engine is None:
+            return []
+        if event.speech_end - event.speech_start < PRESTART_MIN_SPEECH_SECS:
+            return []  # too short to be sure it was an answer: wait for the words
+        says = self.engine.next_prompts_if_independent()
+        if not says:
+            return []
+        assert self.services.prompts is not None and self.playout is not None
+        async with self._engine_lock:
+            if self._listening is not listen:
+                return []
+            self._listening = None
+            self._awaiting_response_since = event.speech_end + self._inbound_lag
+            segments = []
+            for say in says:
+                audio = await self.services.prompts.get(
+                    say.text, language=self.script.language, voice=self.script.voice
+                )
+                segments.append(self._enqueue_prompt(say, audio, awaits=False))
+            return segments
+
     async def _on_turn_end(self, event: TurnEnded, speculation: _Speculation | None) -> None:
         assert self.services.store is not None
+        prestarted = await self._prestart_next_prompts(event)
         result: ASRResult | None = None
         reused = False
         if speculation is not None and speculation.speech_end == event.speech_end:
@@ -398,19 +434,19 @@ class CallSession:
             )
         if result is None or self.finished:
             return
-        final_at = self.now()
-        eos_to_final = max(final_at - (event.speech_end + self._inbound_lag), 0.0)
+        eos_to_final = max(self.now() - (event.speech_end + self._inbound_lag), 0.0)
         self.metrics.asr_latency.observe(result.latency_secs)
         self.metrics.end_of_speech_to_final.observe(eos_to_final)
         text = result.text.strip()
         self._event(
-            "transcript_final", t=event.speech_end, text_chars=len(text),
-            asr_latency=round(result.latency_secs, 3), speculative=reused,
+            "transcript_final", text_chars=len(text), asr_latency=round(result.latency_secs, 3),
+            end_of_speech_to_final=round(eos_to_final, 3), speculative=reused,
         )
         if not text:
             self.stats["empty_transcripts"] += 1
-            self._restart_silence_timer()
-            return
+            if not prestarted:
+                self._restart_silence_timer()
+                return
         async with self._engine_lock:
             if self.engine is None or self.engine.ended:
                 return
@@ -427,11 +463,14 @@ class CallSession:
                 end_of_speech_to_final=round(eos_to_final, 3),
             )
             self.stats["turns"] += 1
-            if self._listening is None:
+            if self._listening is None and not prestarted:
                 return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
-            self._awaiting_response_since = event.speech_end + self._inbound_lag
+            if not prestarted:
+                self._awaiting_response_since = event.speech_end + self._inbound_lag
             self._listening = None
-            await self._run_actions(self.engine.handle(CandidateSaid(text)), replace_queued=True)
+            # The next prompt already plays: an inaudible answer still moves the script on.
+            actions = self.engine.handle(CandidateSaid(text or INAUDIBLE))
+            await self._run_actions(actions, replace_queued=True, prestarted=prestarted)
 
     async def _on_dtmf(self, digit: str) -> None:
         self._event("dtmf", digit=digit)
@@ -471,19 +510,33 @@ class CallSession:
 
     # -- actions ---------------------------------------------------------------------------
 
-    async def _run_actions(self, actions: list[object], *, replace_queued: bool = False) -> None:
-        """Carry out the engine's actions (called with the engine lock held)."""
+    async def _run_actions(
+        self, actions: list[object], *, replace_queued: bool = False,
+        prestarted: list[Segment] | None = None,
+    ) -> None:
+        """Carry out the engine's actions (called with the engine lock held).
+
+        ``prestarted`` are prompts already queued at the end of the turn; the engine's matching
+        ``Say`` actions are not queued again. If the engine says something else, they are cut.
+        """
         assert self.services.prompts is not None and self.script is not None
         assert self.playout is not None and self.services.store is not None
-        says: list[tuple[Say, bytes]] = []
+        says: list[Say] = [action for action in actions if isinstance(action, Say)]
+        already: list[Segment] = []
+        if prestarted:
+            if [say.prompt_id for say in says[:len(prestarted)]] == [
+                segment.prompt_id for segment in prestarted
+            ]:
+                says = says[len(prestarted):]
+                already = prestarted
+            else:
+                log.warning("call %s: pre-started prompt was wrong; cutting it", self.call_sid)
+                await self.playout.clear()
         listen: Listen | None = None
         end: EndCall | None = None
         for action in actions:
             if isinstance(action, Say):
-                audio = await self.services.prompts.get(
-                    action.text, language=self.script.language, voice=self.script.voice
-                )
-                says.append((action, audio))
+                continue
             elif isinstance(action, Listen):
                 listen = action
             elif isinstance(action, ConsentRecorded):
@@ -495,22 +548,30 @@ class CallSession:
                 self._event("answer", question_id=action.question_id)
             elif isinstance(action, EndCall):
                 end = action
-        if replace_queued:
+        if replace_queued and not already:
             self.playout.drop_queued()
-        for index, (say, audio) in enumerate(says):
-            seq = self._next_seq()
-            mark = f"{seq}:{say.prompt_id}"
-            if listen is not None and index == len(says) - 1:
-                mark += ":await"
-            segment = self.playout.enqueue(mark, audio, say.prompt_id)
-            segment.extra.update(seq=seq, text=say.text)
-            self._event("prompt_queued", mark=mark, prompt_id=say.prompt_id)
+        for index, say in enumerate(says):
+            audio = await self.services.prompts.get(
+                say.text, language=self.script.language, voice=self.script.voice
+            )
+            self._enqueue_prompt(say, audio, awaits=listen is not None and index == len(says) - 1)
+        if listen is not None and already and not says:
+            self.playout.rename_mark(already[-1], already[-1].mark + ":await")
         if listen is not None:
             self._listening = listen
             self._restart_silence_timer()
         if end is not None:
             self.end_reason = end.reason
             self._spawn(self._hang_up_after_playout(end.reason), "hangup")
+
+    def _enqueue_prompt(self, say: Say, audio: bytes, *, awaits: bool) -> Segment:
+        assert self.playout is not None
+        seq = self._next_seq()
+        mark = f"{seq}:{say.prompt_id}" + (":await" if awaits else "")
+        segment = self.playout.enqueue(mark, audio, say.prompt_id)
+        segment.extra.update(seq=seq, text=say.text)
+        self._event("prompt_queued", mark=mark, prompt_id=say.prompt_id)
+        return segment
 
     def _on_segment_start(self, segment: Segment) -> None:
         t = segment.first_frame_at - self.t0

@@ -272,7 +272,7 @@ class Store:
             return None
         call["stats"] = json.loads(call.get("stats") or "{}")
         turns = await self._all(
-            "SELECT * FROM turns WHERE call_sid = ? ORDER BY seq", (call_sid,)
+            "SELECT * FROM turns WHERE call_sid = ? ORDER BY start, seq", (call_sid,)
         )
         for turn in turns:
             turn["interrupted"] = bool(turn["interrupted"])

@@ -35,7 +35,7 @@ def _values(params: Mapping[str, str | list[str]], name: str) -> list[str]:
 def compute_twilio_signature(
     auth_token: str, url: str, params: Mapping[str, str | list[str]]
 ) -> str:
-    """The ``X-Twilio-Signature`` Twilio would send for a POST of ``params`` to ``url``.
+    """Compute the ``X-Twilio-Signature`` Twilio would send for a POST of ``params`` to ``url``.
 
     ``params`` may map a name to one value or a list of values; a ``multidict`` (what aiohttp's
     ``await request.post()`` returns) works too.
@@ -53,7 +53,7 @@ def _with_netloc(parts: SplitResult, netloc: str) -> str:
 
 
 def _url_variants(url: str) -> list[str]:
-    """The URL as given, without its port, and with the scheme's default port."""
+    """List the URL as given, without its port, and with the scheme's default port."""
     variants = [url]
     parts = urlsplit(url)
     default_port = _DEFAULT_PORTS.get(parts.scheme.lower())

@@ -67,7 +67,7 @@ class StreamTokenSigner:
         return hmac.new(self._secret, payload_part.encode("ascii"), hashlib.sha256).digest()
 
     def issue(self, claims: dict[str, str], now: float | None = None) -> str:
-        """A token carrying ``claims`` plus ``iat``, ``exp`` (now + ttl) and a random ``jti``."""
+        """Issue a token carrying ``claims`` plus ``iat``, ``exp`` (now + ttl), a random ``jti``."""
         clash = RESERVED_CLAIMS.intersection(claims)
         if clash:
             raise ValueError(
@@ -86,7 +86,7 @@ class StreamTokenSigner:
         return payload_part + "." + _b64url_encode(self._sign(payload_part))
 
     def verify(self, token: str | None, now: float | None = None) -> dict[str, Any]:
-        """The token's claims if authentic and not expired; else :class:`InvalidStreamToken`."""
+        """Return the claims if authentic and unexpired; else raise :class:`InvalidStreamToken`."""
         if not token:
             raise InvalidStreamToken("missing", "no token in the stream's start parameters")
         if not isinstance(token, str) or token.count(".") != 1:

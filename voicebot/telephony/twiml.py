@@ -85,7 +85,7 @@ def say_and_hangup_twiml(text: str, language: str = "en-US") -> str:
 
 
 def stream_url_from_public_url(public_url: str, path: str = "/twilio/stream") -> str:
-    """The WebSocket URL Twilio should open, from the server's public HTTP(S) base URL.
+    """Derive the WebSocket URL Twilio should open from the server's public HTTP(S) base URL.
 
     ``https://bot.example.com`` becomes ``wss://bot.example.com/twilio/stream``; ``http`` becomes
     ``ws``; a base path (``https://example.com/voicebot``) is kept; query and fragment are dropped.

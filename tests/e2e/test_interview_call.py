@@ -1,0 +1,224 @@
+"""End to end over real sockets with the real models: a Twilio-compatible caller holds a whole
+scripted interview, answering with human speech through the 8 kHz mu-law phone path, while another
+stream on the same server floods it with malformed messages.
+
+Checks what users rely on: the stored transcript matches what the candidate said, the call and
+interview are stored with consent and outcome, the recording has both channels on one clock, and
+a bad stream never disturbs a good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import wave
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jiwer
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from loadtest.caller import parse_twiml, run_call
+from tests.conftest import TWILIO_AUTH_TOKEN
+from voicebot.telephony.signature import compute_twilio_signature
+
+pytestmark = pytest.mark.e2e
+
+ANSWERS = {
+    "en_jfk.wav": "And so my fellow Americans, ask not what your country can do for you, ask what "
+                  "you can do for your country.",
+    "en_librispeech_1995-1837-0001.wav": "It was the first great sorrow of his life. It was not "
+                                         "so much the loss of the cotton itself, but the fantasy, "
+                                         "the hopes, the dreams built around it.",
+    "en_speaker_a.wav": "He began a confused complaint against the wizard, who had vanished "
+                        "behind the curtain on the left.",
+    "en_speaker_b.wav": "The horizon seems extremely distant.",
+}
+
+
+def normalise(text: str) -> str:
+    text = re.sub(r"[^a-z0-9' ]+", " ", text.lower())
+    return " ".join(text.split())
+
+
+async def post_voice_webhook(url: str, interview_id: str, call_sid: str) -> dict[str, str]:
+    """POST the signed voice webhook as Twilio would; returns the TwiML's stream parameters."""
+    import aiohttp
+
+    voice_url = f"{url}/twilio/voice?{urlencode({'interview_id': interview_id})}"
+    form = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+15550100",
+            "To": "+15550199", "CallStatus": "in-progress", "Direction": "inbound"}
+    signature = compute_twilio_signature(TWILIO_AUTH_TOKEN, voice_url, form)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(voice_url, data=form,
+                                headers={"X-Twilio-Signature": signature}) as response:
+            assert response.status == 200
+            instruction = parse_twiml(await response.text())
+    return {"url": instruction.stream_url, **instruction.parameters}
+
+
+def start_message(stream_sid: str, call_sid: str, parameters: dict[str, str]) -> str:
+    return json.dumps({
+        "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+        "start": {"streamSid": stream_sid, "accountSid": "AC" + "0" * 32, "callSid": call_sid,
+                  "tracks": ["inbound"], "customParameters": parameters,
+                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                  "channels": 1}},
+    })
+
+
+def malformed_messages(stream_sid: str) -> list[str | bytes]:
+    """One of each kind of bad input a carrier stream can carry."""
+    good_audio = base64.b64encode(b"\xff" * 160).decode()
+    return [
+        "{not json",
+        "[1, 2, 3]",
+        json.dumps({"no_event": True}),
+        json.dumps({"event": "surprise", "streamSid": stream_sid}),
+        json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": "%%%"}}),
+        json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": ""}}),
+        json.dumps({"event": "media", "streamSid": stream_sid,
+                    "media": {"payload": base64.b64encode(b"\xff" * 4000).decode()}}),
+        json.dumps({"event": "media", "streamSid": "MZ-somebody-else",
+                    "media": {"payload": good_audio}}),
+        json.dumps({"event": "dtmf", "streamSid": stream_sid, "dtmf": {}}),
+        json.dumps({"event": "mark", "streamSid": stream_sid}),
+        json.dumps({"event": "start", "streamSid": stream_sid, "start": {}}),
+        "x" * 100_000,
+        b"\x00\x01binary",
+    ]
+
+
+async def flood_stream(url: str, interview_id: str, rounds: int) -> int:
+    """Open a valid stream, then send ``rounds`` x every kind of malformed message."""
+    call_sid = "CAflood" + "0" * 27
+    stream = await post_voice_webhook(url, interview_id, call_sid)
+    stream_url = stream.pop("url")
+    sent = 0
+    async with connect(stream_url, max_size=None) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(start_message("MZflood", call_sid, stream))
+        for _ in range(rounds):
+            for message in malformed_messages("MZflood"):
+                await ws.send(message)
+                sent += 1
+            await asyncio.sleep(0.05)
+        await ws.send(json.dumps({"event": "stop", "streamSid": "MZflood",
+                                  "stop": {"callSid": call_sid}}))
+    return sent
+
+
+@pytest.fixture(scope="module")
+def interview_call(server, audio_dir):
+    """One whole interview by voice (consent by pressing 1), with a flooding stream beside it."""
+    interview_id = server.create_interview()
+    flood_interview = server.create_interview()
+    status, before = server.request("GET", "/metrics", token=None)
+
+    async def scenario():
+        call = asyncio.create_task(run_call(
+            server.url,
+            interview_id=interview_id,
+            answers=[audio_dir / name for name in ANSWERS],
+            dtmf={0: "1"},
+            twilio_auth_token=TWILIO_AUTH_TOKEN,
+            max_call_secs=180,
+        ))
+        await asyncio.sleep(2)
+        flooded = await flood_stream(server.url, flood_interview, rounds=20)
+        return await call, flooded
+
+    result, flooded = asyncio.run(scenario())
+    status, call = server.request("GET", f"/api/calls/{result.call_sid}")
+    assert status == 200, call
+    status, interview = server.request("GET", f"/api/interviews/{interview_id}")
+    _, metrics_text = server.request("GET", "/metrics", token=None)
+    return {"result": result, "call": call, "interview": interview, "flooded": flooded,
+            "metrics": metrics_text, "server": server}
+
+
+def test_the_call_runs_to_the_scripted_end(interview_call):
+    result = interview_call["result"]
+    assert result.error is None, result.problems
+    assert result.closed_by == "server"
+    call = interview_call["call"]
+    assert call["status"] == "completed" and call["end_reason"] == "completed"
+    interview = interview_call["interview"]
+    assert interview["status"] == "completed"
+    assert interview["consent"] is True and interview["consent_via"] == "dtmf"
+    assert interview["attempts"] == 1
+    bot_prompts = [t["prompt_id"] for t in call["turns"] if t["speaker"] == "bot"]
+    assert bot_prompts[:2] == ["greeting", "consent"]
+    assert bot_prompts[-1] == "closing"
+    assert sum(p.startswith("q:") for p in bot_prompts) == 4
+    greeting = call["turns"][0]["text"]
+    assert "AI" in greeting and "record" in greeting.lower()
+
+
+def test_stored_transcript_matches_what_the_candidate_said(interview_call):
+    answers = [t for t in interview_call["call"]["turns"] if t["speaker"] == "candidate"]
+    assert len(answers) == len(ANSWERS)
+    for turn, (clip, truth) in zip(answers, ANSWERS.items(), strict=True):
+        error = jiwer.wer(normalise(truth), normalise(turn["text"]))
+        assert error <= 0.15, (clip, turn["text"], error)
+        assert turn["question_id"], "each answer is tied to the question it answers"
+        assert turn["asr_latency"] > 0 and turn["end"] > turn["start"]
+    # The interview read-back carries the same transcript.
+    transcript = interview_call["interview"]["transcript"]
+    assert [t["text"] for t in transcript if t["speaker"] == "candidate"] == [
+        t["text"] for t in answers
+    ]
+
+
+def voiced_seconds(channel: np.ndarray, start: float, end: float, rate: int = 8000) -> float:
+    """Seconds of 20 ms frames in [start, end) whose level is clearly above silence."""
+    segment = channel[int(start * rate):int(end * rate)].astype(np.float64)
+    frames = segment[: len(segment) // 160 * 160].reshape(-1, 160)
+    if not len(frames):
+        return 0.0
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    return float(np.sum(rms > 300) * 0.02)
+
+
+def test_recording_has_both_sides_aligned_on_the_call_clock(interview_call):
+    call = interview_call["call"]
+    directory = Path(call["recording_dir"])
+    with wave.open(str(directory / "call.wav")) as wav:
+        assert wav.getnchannels() == 2 and wav.getframerate() == 8000
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    candidate, bot = audio[:, 0], audio[:, 1]
+    assert len(audio) / 8000 == pytest.approx(call["duration_secs"], abs=1.5)
+    for turn in call["turns"]:
+        start, end = turn["start"], turn["end"]
+        length = end - start
+        if turn["speaker"] == "candidate":
+            # The candidate speaks in the left channel during the stored turn ...
+            assert voiced_seconds(candidate, start, end) > 0.5 * length, turn
+            # ... and the bot is silent then: nobody talked over the answer.
+            assert voiced_seconds(bot, start + 0.2, end - 0.2) < 0.2, turn
+        else:
+            assert voiced_seconds(bot, start, end) > 0.5 * length, turn
+            assert voiced_seconds(candidate, start, end) < 0.3, turn
+    events = [json.loads(line)["event"]
+              for line in (directory / "timeline.jsonl").read_text().splitlines()]
+    assert events[0] == "call_started" and events[-1] == "call_ended"
+    assert {"prompt_started", "speech_ended", "transcript_final", "hangup"} <= set(events)
+
+
+def test_a_flood_of_malformed_messages_is_counted_and_harms_no_other_call(interview_call):
+    assert interview_call["flooded"] >= 200
+    metrics = interview_call["metrics"]
+    counted = {
+        match.group(1): float(match.group(2))
+        for match in re.finditer(r'voicebot_protocol_errors_total\{code="([^"]+)"\} (\S+)', metrics)
+    }
+    assert sum(counted.values()) >= interview_call["flooded"] - 20
+    assert len(counted) >= 6, counted  # distinct error codes: each kind is told apart
+    server = interview_call["server"]
+    assert server.process.poll() is None
+    assert server.request("GET", "/healthz", token=None)[0] == 200
+    assert "Traceback" not in server.log_text()
