@@ -340,10 +340,12 @@ class CallerState:
         answer_gap_secs: float = 0.3,
         fallback_silence_secs: float = FALLBACK_SILENCE_SECS,
         on_event: EventHook | None = None,
+        barge_in: Mapping[int, float] | None = None,
     ):
         self.carrier = carrier
         self._answers = deque(answers)
         self._dtmf = dict(dtmf or {})
+        self._barge_in = dict(barge_in or {})
         self.answer_gap_secs = answer_gap_secs
         self.fallback_silence_secs = fallback_silence_secs
         self._on_event = on_event
@@ -436,6 +438,10 @@ class CallerState:
         turn = self._bot_turn
         if turn is None:
             turn = self._open_bot_turn(now)
+            barge_in_after = self._barge_in.pop(self.prompts_seen, None)
+            if barge_in_after is not None and self._answer is None:
+                # Talk over this prompt instead of waiting for its end (tests barge-in).
+                self._prompt_queue.append(now + barge_in_after)
         elif (
             self._last_bot_arrival is not None
             and not self._mark_since_last_frame
@@ -733,12 +739,14 @@ async def run_call(
     answer_gap_secs: float = 0.3,
     max_call_secs: float = 300,
     on_event: EventHook | None = None,
+    barge_in: Mapping[int, float] | None = None,
 ) -> CallResult:
     """Place one simulated Twilio call against the server at ``base_url`` and report it.
 
     ``answers`` are spoken in order, one per prompt that awaits an answer; ``dtmf`` maps a prompt
     index (0 = the first prompt awaiting an answer, usually the consent question) to a key to
-    press instead (it does not use up an answer). ``on_event(kind, data)`` sees ``"turn"`` (a
+    press instead (it does not use up an answer). ``barge_in`` maps a prompt index to seconds
+    after that prompt's audio starts at which the caller starts answering, talking over it. ``on_event(kind, data)`` sees ``"turn"`` (a
     finished :class:`TurnRecord`), ``"connected"``, ``"unanswered"`` and ``"closed"`` as they
     happen.
     Errors (server down, webhook refused, stream refused) come back in ``CallResult.error``.
@@ -750,7 +758,8 @@ async def run_call(
     account_sid = "AC" + "0" * 32
     carrier = CarrierMessages(_random_sid("MZ"), call_sid, account_sid)
     state = CallerState(
-        carrier, load_answers(answers), dtmf, answer_gap_secs=answer_gap_secs, on_event=on_event
+        carrier, load_answers(answers), dtmf, answer_gap_secs=answer_gap_secs, on_event=on_event,
+        barge_in=barge_in,
     )
     voice_url = base_url.rstrip("/") + "/twilio/voice"
     if interview_id:
@@ -953,6 +962,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtmf", action="append", default=[], metavar="N=D",
         help="answer prompt N (0 = first prompt awaiting an answer) by pressing key D; repeat",
     )
+    parser.add_argument(
+        "--barge-in", action="append", default=[], metavar="N=SECS",
+        help="talk over prompt N, starting SECS after its audio starts (tests barge-in); repeat",
+    )
     parser.add_argument("--from", dest="from_number", default="+15550100", help="caller number")
     parser.add_argument("--call-sid", help="CallSid to use (default: random)")
     parser.add_argument(
@@ -976,7 +989,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dtmf = _parse_dtmf(args.dtmf)
-    except argparse.ArgumentTypeError as exc:
+        barge_in = {int(k): float(v) for k, _, v in (item.partition("=") for item in args.barge_in)}
+    except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
     try:
         answers = load_answers(args.answer)
@@ -1002,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
                 answer_gap_secs=args.answer_gap,
                 max_call_secs=args.max_call_secs,
                 on_event=None if args.json else show,
+                barge_in=barge_in,
             )
         )
     except KeyboardInterrupt:
