@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from voicebot.audio.buffer import RollingAudio
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import StreamResampler
@@ -122,8 +123,7 @@ class CallSession:
         self._pending: list[np.ndarray] = []
         self._audio_ready = asyncio.Event()
         self._vad_samples = 0  # 16 kHz samples scored by the VAD
-        self._audio = np.zeros(0, dtype=np.int16)  # 16 kHz rolling buffer
-        self._audio_start = 0  # sample index (16 kHz) of self._audio[0]
+        self._audio = RollingAudio()  # recent 16 kHz candidate audio for transcription
         self._speculation: _Speculation | None = None
         self._listening: Listen | None = None
         self._silence_task: asyncio.Task | None = None
@@ -257,7 +257,7 @@ class CallSession:
                 continue
             chunk = np.concatenate(self._pending)
             self._pending.clear()
-            self._append_audio(chunk)
+            self._audio.append(chunk)
             probabilities = await loop.run_in_executor(
                 self.services.vad_executor, self._vad.process, chunk
             )
@@ -270,24 +270,15 @@ class CallSession:
                 self._check_answer_length(t)
             self._trim_audio()
 
-    def _append_audio(self, chunk: np.ndarray) -> None:
-        self._audio = np.concatenate((self._audio, chunk.astype(np.int16, copy=False)))
-
     def _trim_audio(self) -> None:
         """Keep only what a turn may still need: from its start (with pre-roll), or 1 s."""
         if self._turn_start is not None:
-            keep_from = int((self._turn_start - PRE_ROLL_SECS) * MODEL_RATE)
+            self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * MODEL_RATE))
         else:
-            keep_from = self._audio_start + len(self._audio) - MODEL_RATE
-        drop = keep_from - self._audio_start
-        if drop > MODEL_RATE:  # trim in 1 s steps to avoid copying every window
-            self._audio = self._audio[drop:]
-            self._audio_start += drop
+            self._audio.discard_before(self._audio.end - MODEL_RATE)
 
     def _audio_between(self, start: float, end: float) -> np.ndarray:
-        first = max(int(start * MODEL_RATE) - self._audio_start, 0)
-        last = max(int(end * MODEL_RATE) - self._audio_start, first)
-        return self._audio[first:last]
+        return self._audio.slice(int(start * MODEL_RATE), int(end * MODEL_RATE))
 
     # -- turn-taking -----------------------------------------------------------------------
 
@@ -302,7 +293,10 @@ class CallSession:
         elif isinstance(event, SpeechPaused):
             self._on_pause(event)
         elif isinstance(event, SpeechResumed):
-            self._speculation = None
+            if self._speculation is not None:
+                # Stale now: free the ASR worker for other calls if it has not started.
+                self._speculation.task.cancel()
+                self._speculation = None
         elif isinstance(event, TurnEnded):
             self._turn_start = None
             self._event(
@@ -311,11 +305,22 @@ class CallSession:
             )
             speculation = self._speculation
             self._speculation = None
-            self._spawn(self._on_turn_end(event, speculation), "turn_end")
+            if speculation is not None and speculation.speech_end != event.speech_end:
+                speculation.task.cancel()
+                speculation = None
+            # Cut the turn's audio now: the buffer drops it once no turn is in progress.
+            audio = self._audio_between(
+                event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
+            )
+            self._spawn(self._on_turn_end(event, audio, speculation), "turn_end")
 
     def _on_pause(self, event: SpeechPaused) -> None:
-        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
-        loop = asyncio.get_running_loop()
+        """A short pause: ask smart-turn whether the turn is over; transcribe speculatively.
+
+        The speculative final transcription starts only when the pause may end the turn
+        (smart-turn says complete, or the answer is short enough to end on silence alone), so
+        mid-answer breaths do not queue Whisper runs that other calls wait behind.
+        """
         listen = self._listening
         # Smart-turn judges "And so my fellow Americans." complete: for an open question a
         # short answer so far never ends on acoustics alone, only on the longer silence.
@@ -323,28 +328,37 @@ class CallSession:
             listen is not None and listen.question_id is not None
             and event.speech_end - event.speech_start < self.settings.turn_min_answer_secs
         )
-        if self.services.smart_turn is not None and len(audio) and not too_short:
-            future = loop.run_in_executor(
-                self.services.turn_executor, self.services.smart_turn.predict, audio
-            )
+        if self.services.smart_turn is None or too_short:
+            self._speculate(event)
+            return
+        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
+        future = asyncio.get_running_loop().run_in_executor(
+            self.services.turn_executor, self.services.smart_turn.predict, audio
+        )
 
-            def deliver(done: asyncio.Future) -> None:
-                if done.cancelled() or done.exception() is not None or self.finished:
-                    return
-                probability = float(done.result())
-                for ended in self._turns.smart_turn_result(True, probability, pause=event):
-                    self._on_turn_event(ended)
+        def deliver(done: asyncio.Future) -> None:
+            if done.cancelled() or done.exception() is not None or self.finished:
+                return
+            probability = float(done.result())
+            if self._turns.paused and self.services.turn_config.is_complete(probability):
+                self._speculate(event)
+            for ended in self._turns.smart_turn_result(True, probability, pause=event):
+                self._on_turn_event(ended)
 
-            future.add_done_callback(deliver)
-        if self._listening is not None:
-            self._speculation = _Speculation(
-                speech_end=event.speech_end,
-                task=self._spawn(self._transcribe(
-                    self._audio_between(
-                        event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
-                    )
-                ), "speculative_asr"),
-            )
+        future.add_done_callback(deliver)
+
+    def _speculate(self, event: SpeechPaused) -> None:
+        if self._listening is None:
+            return
+        if self._speculation is not None:
+            self._speculation.task.cancel()
+        audio = self._audio_between(
+            event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
+        )
+        self._speculation = _Speculation(
+            speech_end=event.speech_end,
+            task=self._spawn(self._transcribe(audio), "speculative_asr"),
+        )
 
     async def _transcribe(self, audio: np.ndarray) -> ASRResult | None:
         assert self.services.asr is not None and self.script is not None
@@ -418,20 +432,18 @@ class CallSession:
                 segments.append(self._enqueue_prompt(say, audio, awaits=False))
             return segments
 
-    async def _on_turn_end(self, event: TurnEnded, speculation: _Speculation | None) -> None:
+    async def _on_turn_end(
+        self, event: TurnEnded, audio: np.ndarray, speculation: _Speculation | None
+    ) -> None:
         assert self.services.store is not None
         prestarted = await self._prestart_next_prompts(event)
         result: ASRResult | None = None
         reused = False
-        if speculation is not None and speculation.speech_end == event.speech_end:
+        if speculation is not None:
             result = await speculation.task
             reused = result is not None
         if result is None:
-            result = await self._transcribe(
-                self._audio_between(
-                    event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
-                )
-            )
+            result = await self._transcribe(audio)
         if result is None or self.finished:
             return
         eos_to_final = max(self.now() - (event.speech_end + self._inbound_lag), 0.0)
