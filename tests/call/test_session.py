@@ -1,0 +1,268 @@
+"""CallSession logic with fakes for the expensive parts (VAD, ASR, TTS), fast and deterministic.
+
+The carrier protocol, playout pacing, store, recorder and interview engine are the real ones; the
+VAD is an energy threshold, ASR returns scripted text, prompts are 100 ms tones. The real models
+are exercised by the end-to-end tests in tests/e2e/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from voicebot.audio.codec import ulaw_encode
+from voicebot.call.session import CallSession
+from voicebot.config import Settings
+from voicebot.dialogue.script import JobScript, Question
+from voicebot.services import Services
+from voicebot.speech.asr import ASRResult, Priority
+from voicebot.speech.vad import SileroState
+from voicebot.store.database import Store
+from voicebot.telephony.stream_token import StreamTokenSigner
+from voicebot.telephony.twilio import TwilioMediaStream
+
+TONE = ulaw_encode((np.sin(np.arange(160) / 3) * 12000).astype(np.int16))
+SILENCE = b"\xff" * 160
+
+
+class EnergyVAD:
+    """Stands in for Silero: a window is speech when it is loud."""
+
+    def infer(self, windows, state):
+        windows = np.asarray(windows, dtype=np.float32).reshape(-1, 512)
+        rms = np.sqrt(np.mean(windows * windows, axis=1))
+        return (rms > 0.05).astype(np.float32), state or SileroState()
+
+
+class ScriptedASR:
+    """Returns the next scripted transcript for each final."""
+
+    def __init__(self, texts):
+        self.texts = list(texts)
+        self.languages = frozenset({"en"})
+        self.requests = 0
+
+    async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
+        self.requests += 1
+        await asyncio.sleep(0.05)
+        text = self.texts.pop(0) if self.texts else ""
+        return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
+
+
+class TonePrompts:
+    """Every prompt is 100 ms of tone."""
+
+    def __init__(self):
+        self.said = []
+
+    async def get(self, text, *, language, voice=None):
+        self.said.append(text)
+        return TONE * 5
+
+
+SCRIPT = JobScript(
+    id="test_job", title="Test job", language="en",
+    greeting="Hi, I am an AI assistant and this call is recorded.",
+    consent_question="Do you agree?", consent_declined="Understood, goodbye.",
+    consent_unclear="Please say yes or no.",
+    questions=[Question(id="q1", prompt="Question one?"), Question(id="q2", prompt="Question two?")],
+    closing="Thank you, goodbye.", reprompt="Are you still there?",
+    no_response_goodbye="We will try again later. Goodbye.",
+    silence_timeout_secs=0.4, max_reprompts=1,
+)
+
+
+class Harness:
+    """A session fed by a fake carrier that sends 20 ms frames in real time."""
+
+    def __init__(self, services, interview_id, asr):
+        self.services = services
+        self.asr = asr
+        self.sent: list[dict] = []
+        self.closed = asyncio.Event()
+        self.protocol = TwilioMediaStream()
+        self.session = CallSession(services, self.protocol, self._send, self._close)
+        self.interview_id = interview_id
+        self.script: list[tuple[float, bytes]] = []  # (start, frames) of speech to send
+        self._chunk = 0
+
+    async def _send(self, text):
+        self.sent.append(json.loads(text))
+
+    async def _close(self):
+        self.closed.set()
+
+    async def feed(self, message: dict):
+        for event in self.protocol.receive(json.dumps(message)):
+            await self.session.handle(event)
+
+    async def start(self):
+        token = self.services.token_signer.issue({"interview_id": self.interview_id,
+                                                  "call_sid": "CA1"})
+        await self.feed({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self.feed({"event": "start", "streamSid": "MZ1", "start": {
+            "streamSid": "MZ1", "callSid": "CA1", "accountSid": "AC1", "tracks": ["inbound"],
+            "customParameters": {"token": token},
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+
+    async def media(self, payload: bytes):
+        self._chunk += 1
+        await self.feed({"event": "media", "streamSid": "MZ1", "media": {
+            "track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._chunk * 20),
+            "payload": base64.b64encode(payload).decode()}})
+
+    async def speak(self, secs: float):
+        for _ in range(int(secs / 0.02)):
+            await self.media(TONE)
+            await asyncio.sleep(0.02)
+
+    async def silence(self, secs: float):
+        for _ in range(int(secs / 0.02)):
+            await self.media(SILENCE)
+            await asyncio.sleep(0.02)
+
+    async def dtmf(self, digit: str):
+        await self.feed({"event": "dtmf", "streamSid": "MZ1",
+                         "dtmf": {"track": "inbound_track", "digit": digit}})
+
+    async def wait_for_mark(self, suffix: str, timeout: float = 5):
+        """Keep the line open (silence) until the server sends a mark ending with ``suffix``."""
+        seen = len(self.sent)
+        for _ in range(int(timeout / 0.02)):
+            for message in self.sent[seen:]:
+                if message["event"] == "mark" and message["mark"]["name"].endswith(suffix):
+                    await self.feed({"event": "mark", "streamSid": "MZ1",
+                                     "mark": {"name": message["mark"]["name"]}})
+                    return message["mark"]["name"]
+            await self.media(SILENCE)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no mark ending {suffix!r}; sent {self.marks()}")
+
+    async def run_out(self, timeout: float = 8):
+        """Keep sending silence until the server hangs up."""
+        for _ in range(int(timeout / 0.02)):
+            if self.closed.is_set():
+                return
+            await self.media(SILENCE)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the server did not hang up; marks {self.marks()}")
+
+    def marks(self):
+        return [m["mark"]["name"] for m in self.sent if m["event"] == "mark"]
+
+
+@pytest.fixture
+async def services(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, recordings_dir=tmp_path / "recordings", smart_turn=False,
+        turn_pause_secs=0.1, turn_end_secs=0.2, turn_max_silence_secs=0.3,
+        barge_in_min_secs=0.1, stream_token_secret="s",
+    )
+    services = Services(settings)
+    services.store = Store(tmp_path / "db.sqlite3")
+    await services.store.open()
+    services.scripts = {SCRIPT.id: SCRIPT}
+    services.prompts = TonePrompts()
+    services.vad_model = EnergyVAD()
+    services.token_signer = StreamTokenSigner(b"s")
+    services.vad_executor = ThreadPoolExecutor(1)
+    services.turn_executor = ThreadPoolExecutor(1)
+    yield services
+    services.vad_executor.shutdown()
+    services.turn_executor.shutdown()
+    await services.store.close()
+
+
+async def make_call(services, texts) -> Harness:
+    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
+    services.asr = ScriptedASR(texts)
+    harness = Harness(services, interview["id"], services.asr)
+    await harness.start()
+    return harness
+
+
+async def test_refusal_by_key_ends_politely_and_is_stored(services):
+    call = await make_call(services, [])
+    await call.wait_for_mark("consent:await")
+    await call.dtmf("2")
+    await call.run_out()
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["status"] == "declined" and interview["consent"] == 0
+    assert interview["consent_via"] == "dtmf"
+    assert services.prompts.said[-1] == SCRIPT.consent_declined
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "consent_declined"
+
+
+async def test_silence_gets_a_reprompt_then_a_polite_end(services):
+    call = await make_call(services, [])
+    await call.run_out(timeout=10)
+    said = services.prompts.said
+    assert said.count(SCRIPT.reprompt) == 1
+    assert said[-1] == SCRIPT.no_response_goodbye
+    assert (await services.store.get_interview(call.interview_id))["status"] == "no_response"
+
+
+async def test_spoken_answers_run_the_interview_to_its_end(services):
+    call = await make_call(services, ["yes I agree", "first answer", "second answer"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("q:q2:await")
+    await call.speak(0.8)
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "completed"
+    answers = [(t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"]
+    assert answers == [(None, "yes I agree"), ("q1", "first answer"), ("q2", "second answer")]
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["status"] == "completed" and interview["consent_via"] == "voice"
+    # Each question was answered by the next prompt with its response latency stored.
+    responses = [t for t in stored["turns"] if t["speaker"] == "bot" and t["response_latency"]]
+    assert len(responses) == 3
+
+
+async def test_an_empty_transcript_is_not_taken_as_an_answer(services):
+    call = await make_call(services, ["", "yes"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.3)  # a cough: transcribed as nothing
+    await call.silence(0.5)  # the turn ends after 0.3 s of silence; its transcript is empty
+    assert services.asr.requests == 1
+    said = services.prompts.said
+    assert SCRIPT.consent_unclear not in said and SCRIPT.reprompt not in said
+    await call.speak(0.3)
+    await call.wait_for_mark("q:q1:await")
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["consent"] == 1
+
+
+async def test_talking_over_a_question_clears_playout(services):
+    call = await make_call(services, ["yes", "my long answer"])
+    services.prompts.get = _long_prompts(services.prompts)
+    await call.wait_for_mark("consent:await", timeout=10)
+    await call.speak(0.3)
+    await call.silence(0.5)  # the consent is decided; question one starts
+    await call.speak(1.0)  # ...and the candidate talks over it
+    assert any(m["event"] == "clear" for m in call.sent)
+    await call.silence(0.5)
+    stored = await services.store.get_call("CA1")
+    cut = [t for t in stored["turns"] if t["speaker"] == "bot" and t["interrupted"]]
+    assert len(cut) == 1 and cut[0]["prompt_id"] == "q:q1"
+    assert 0 < cut[0]["heard_secs"] < 2.0
+
+
+def _long_prompts(prompts):
+    """Questions become 2 s long so there is something to talk over."""
+    original = prompts.get
+
+    async def get(text, *, language, voice=None):
+        audio = await original(text, language=language, voice=voice)
+        return audio * 20 if text.startswith("Question") else audio
+
+    return get
