@@ -72,6 +72,7 @@ def test_talking_over_a_question_stops_the_bot_and_records_what_was_heard(barged
     assert len(cut) == 1, call["turns"]
     question = cut[0]
     assert question["prompt_id"].startswith("q:")
+    assert not question["mark_echoed"]  # its mark was never sent, so never echoed
     # The candidate started 1 s in; the bot stopped soon after, not at the end of the question.
     assert BARGE_IN_AFTER_SECS <= question["heard_secs"] < BARGE_IN_AFTER_SECS + 1.2
     assert question["end"] == pytest.approx(question["start"] + question["heard_secs"], abs=0.05)

@@ -155,6 +155,8 @@ def test_the_call_runs_to_the_scripted_end(interview_call):
     assert bot_prompts[:2] == ["greeting", "consent"]
     assert bot_prompts[-1] == "closing"
     assert sum(p.startswith("q:") for p in bot_prompts) == 4
+    # Every prompt played to its end was confirmed by the carrier's mark echo.
+    assert all(t["mark_echoed"] for t in call["turns"] if t["speaker"] == "bot")
     greeting = call["turns"][0]["text"]
     assert "AI" in greeting and "record" in greeting.lower()
 

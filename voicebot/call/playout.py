@@ -40,9 +40,14 @@ class Segment:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     marked_at: float | None = None
-    echoed: bool = False
     cleared: bool = False
+    echo: asyncio.Event = field(default_factory=asyncio.Event)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def echoed(self) -> bool:
+        """Whether the carrier reported playing this prompt to its end."""
+        return self.echo.is_set()
 
     @property
     def sent_secs(self) -> float:
@@ -170,8 +175,13 @@ class Playout:
         """The carrier reports that playback reached mark ``name``."""
         segment = self.segments.get(name)
         if segment is not None:
-            segment.echoed = True
+            segment.echo.set()
         return segment
+
+    @property
+    def last_segment(self) -> Segment | None:
+        """The most recently queued prompt."""
+        return next(reversed(self.segments.values()), None)
 
     async def close(self) -> None:
         """Stop the pacing task."""

@@ -61,6 +61,8 @@ SPECULATIVE_PAD_SECS = 0.2
 PRESTART_MIN_SPEECH_SECS = 0.5
 """A turn shorter than this waits for its transcript before the next prompt (maybe a cough)."""
 INAUDIBLE = "[inaudible]"
+HANGUP_ECHO_WAIT_SECS = 2.0
+"""Longest wait for the carrier to confirm the last prompt played before hanging up."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
 END_STATUS = {
@@ -175,6 +177,9 @@ class CallSession:
             if self.playout is not None:
                 segment = self.playout.mark_echoed(event.name)
                 self._event("mark_echoed", mark=event.name, known=segment is not None)
+                if segment is not None and not segment.cleared:
+                    self._spawn(self.services.store.confirm_bot_turn_played(
+                        self.call_sid, segment.extra["seq"]), "store_bot_turn_end")
         elif isinstance(event, Dtmf):
             await self._on_dtmf(event.digit)
         elif isinstance(event, Stop):
@@ -622,7 +627,13 @@ class CallSession:
     async def _hang_up_after_playout(self, reason: str) -> None:
         assert self.playout is not None
         await self.playout.wait_idle()
-        await asyncio.sleep(0.2)  # let the carrier play out its last frame
+        last = self.playout.last_segment
+        if last is not None and not last.cleared:
+            # Hang up once the carrier has played the goodbye (its mark comes back).
+            try:
+                await asyncio.wait_for(last.echo.wait(), HANGUP_ECHO_WAIT_SECS)
+            except TimeoutError:
+                self._event("hangup_without_echo", mark=last.mark)
         self._event("hangup", reason=reason)
         await self.finish(reason)
         await self._close_stream()

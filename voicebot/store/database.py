@@ -59,6 +59,7 @@ MIGRATIONS: list[str] = [
         "end" REAL,
         interrupted INTEGER NOT NULL DEFAULT 0,
         heard_secs REAL,
+        mark_echoed INTEGER NOT NULL DEFAULT 0,
         asr_latency REAL,
         response_latency REAL,
         end_of_speech_to_final REAL,
@@ -265,6 +266,13 @@ class Store:
         )
         await self.db.commit()
 
+    async def confirm_bot_turn_played(self, call_sid: str, seq: int) -> None:
+        """The carrier echoed the prompt's mark: the candidate heard it to the end."""
+        await self.db.execute(
+            "UPDATE turns SET mark_echoed = 1 WHERE call_sid = ? AND seq = ?", (call_sid, seq)
+        )
+        await self.db.commit()
+
     async def get_call(self, call_sid: str) -> dict[str, Any] | None:
         """One call with its turns in order, or None."""
         call = await self._one("SELECT * FROM calls WHERE call_sid = ?", (call_sid,))
@@ -276,6 +284,7 @@ class Store:
         )
         for turn in turns:
             turn["interrupted"] = bool(turn["interrupted"])
+            turn["mark_echoed"] = bool(turn["mark_echoed"])
             turn.pop("call_sid", None)
             turn.pop("id", None)
         call["turns"] = turns
