@@ -25,7 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
         "jobs": len(services.scripts),
         "asr_model": services.settings.asr_model,
         "tts_engine": services.settings.tts_engine,
-        "bus": "redis" if services.settings.redis_url else "embedded",
+        "bus": "embedded",
     })
 
 
@@ -52,6 +52,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if not settings.twilio_auth_token:
             log.warning(
                 "VOICEBOT_TWILIO_AUTH_TOKEN is not set: X-Twilio-Signature is NOT validated"
+            )
+        if settings.redis_url or settings.webhook_url:
+            log.warning(
+                "VOICEBOT_REDIS_URL / VOICEBOT_WEBHOOK_URL are set but the Redis bus and the HR "
+                "webhook bridge are not built yet: events stay in this process"
             )
         await services.start()
 
