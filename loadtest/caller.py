@@ -177,61 +177,71 @@ class CarrierMessages:
         self, custom_parameters: Mapping[str, str], tracks: Sequence[str] = ("inbound",)
     ) -> str:
         """Build the stream metadata with the TwiML parameters; 8 kHz mono mu-law."""
-        return self._dumps({
-            "event": "start",
-            "sequenceNumber": self._next(),
-            "start": {
-                "accountSid": self.account_sid,
+        return self._dumps(
+            {
+                "event": "start",
+                "sequenceNumber": self._next(),
+                "start": {
+                    "accountSid": self.account_sid,
+                    "streamSid": self.stream_sid,
+                    "callSid": self.call_sid,
+                    "tracks": list(tracks),
+                    "customParameters": dict(custom_parameters),
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
                 "streamSid": self.stream_sid,
-                "callSid": self.call_sid,
-                "tracks": list(tracks),
-                "customParameters": dict(custom_parameters),
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            },
-            "streamSid": self.stream_sid,
-        })
+            }
+        )
 
     def media(self, payload: bytes, timestamp_ms: int) -> str:
         """Build one chunk of caller audio; chunks count from 1, numbers are strings (as Twilio)."""
         self._chunk += 1
-        return self._dumps({
-            "event": "media",
-            "sequenceNumber": self._next(),
-            "media": {
-                "track": "inbound",
-                "chunk": str(self._chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(payload).decode("ascii"),
-            },
-            "streamSid": self.stream_sid,
-        })
+        return self._dumps(
+            {
+                "event": "media",
+                "sequenceNumber": self._next(),
+                "media": {
+                    "track": "inbound",
+                    "chunk": str(self._chunk),
+                    "timestamp": str(timestamp_ms),
+                    "payload": base64.b64encode(payload).decode("ascii"),
+                },
+                "streamSid": self.stream_sid,
+            }
+        )
 
     def dtmf(self, digit: str) -> str:
         """Build a key press on the caller's phone."""
-        return self._dumps({
-            "event": "dtmf",
-            "streamSid": self.stream_sid,
-            "sequenceNumber": self._next(),
-            "dtmf": {"track": "inbound_track", "digit": digit},
-        })
+        return self._dumps(
+            {
+                "event": "dtmf",
+                "streamSid": self.stream_sid,
+                "sequenceNumber": self._next(),
+                "dtmf": {"track": "inbound_track", "digit": digit},
+            }
+        )
 
     def mark(self, name: str) -> str:
         """Build the echo of a server mark, once the audio before it has played."""
-        return self._dumps({
-            "event": "mark",
-            "sequenceNumber": self._next(),
-            "streamSid": self.stream_sid,
-            "mark": {"name": name},
-        })
+        return self._dumps(
+            {
+                "event": "mark",
+                "sequenceNumber": self._next(),
+                "streamSid": self.stream_sid,
+                "mark": {"name": name},
+            }
+        )
 
     def stop(self) -> str:
         """Build the end of the stream: the call is over."""
-        return self._dumps({
-            "event": "stop",
-            "sequenceNumber": self._next(),
-            "streamSid": self.stream_sid,
-            "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
-        })
+        return self._dumps(
+            {
+                "event": "stop",
+                "sequenceNumber": self._next(),
+                "streamSid": self.stream_sid,
+                "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
+            }
+        )
 
 
 # --------------------------------------------------------------------------- results
@@ -746,9 +756,9 @@ async def run_call(
     ``answers`` are spoken in order, one per prompt that awaits an answer; ``dtmf`` maps a prompt
     index (0 = the first prompt awaiting an answer, usually the consent question) to a key to
     press instead (it does not use up an answer). ``barge_in`` maps a prompt index to seconds
-    after that prompt's audio starts at which the caller starts answering, talking over it. ``on_event(kind, data)`` sees ``"turn"`` (a
-    finished :class:`TurnRecord`), ``"connected"``, ``"unanswered"`` and ``"closed"`` as they
-    happen.
+    after that prompt's audio starts at which the caller starts answering, talking over it.
+    ``on_event(kind, data)`` sees ``"turn"`` (a finished :class:`TurnRecord`), ``"connected"``,
+    ``"unanswered"`` and ``"closed"`` as they happen.
     Errors (server down, webhook refused, stream refused) come back in ``CallResult.error``.
     """
     from websockets.asyncio.client import connect
@@ -758,7 +768,11 @@ async def run_call(
     account_sid = "AC" + "0" * 32
     carrier = CarrierMessages(_random_sid("MZ"), call_sid, account_sid)
     state = CallerState(
-        carrier, load_answers(answers), dtmf, answer_gap_secs=answer_gap_secs, on_event=on_event,
+        carrier,
+        load_answers(answers),
+        dtmf,
+        answer_gap_secs=answer_gap_secs,
+        on_event=on_event,
         barge_in=barge_in,
     )
     voice_url = base_url.rstrip("/") + "/twilio/voice"
@@ -955,25 +969,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
     parser.add_argument("--interview-id", help="interview to call into (else matched by --from)")
     parser.add_argument(
-        "--answer", action="append", default=[], metavar="WAV",
+        "--answer",
+        action="append",
+        default=[],
+        metavar="WAV",
         help="a recorded answer (16-bit WAV, any rate); repeat, spoken in order",
     )
     parser.add_argument(
-        "--dtmf", action="append", default=[], metavar="N=D",
+        "--dtmf",
+        action="append",
+        default=[],
+        metavar="N=D",
         help="answer prompt N (0 = first prompt awaiting an answer) by pressing key D; repeat",
     )
     parser.add_argument(
-        "--barge-in", action="append", default=[], metavar="N=SECS",
+        "--barge-in",
+        action="append",
+        default=[],
+        metavar="N=SECS",
         help="talk over prompt N, starting SECS after its audio starts (tests barge-in); repeat",
     )
     parser.add_argument("--from", dest="from_number", default="+15550100", help="caller number")
     parser.add_argument("--call-sid", help="CallSid to use (default: random)")
     parser.add_argument(
-        "--twilio-auth-token", default=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN") or None,
+        "--twilio-auth-token",
+        default=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN") or None,
         help="sign the webhook with X-Twilio-Signature (default: $VOICEBOT_TWILIO_AUTH_TOKEN)",
     )
     parser.add_argument(
-        "--answer-gap", type=float, default=0.3, metavar="SECS",
+        "--answer-gap",
+        type=float,
+        default=0.3,
+        metavar="SECS",
         help="pause between hearing a prompt end and answering (default 0.3)",
     )
     parser.add_argument(

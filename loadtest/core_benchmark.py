@@ -29,8 +29,7 @@ from loadtest.caller import percentile, run_call
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO = ROOT.parent / "shared" / "audio"
-CLIPS = ["en_jfk.wav", "en_librispeech_1995-1837-0001.wav", "en_speaker_a.wav",
-         "en_speaker_b.wav"]
+CLIPS = ["en_jfk.wav", "en_librispeech_1995-1837-0001.wav", "en_speaker_a.wav", "en_speaker_b.wav"]
 TOKEN = "benchmark-token"
 
 
@@ -57,9 +56,12 @@ def _cpu_secs(pid: int) -> float:
 
 def _request(url: str, method: str = "GET", body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {TOKEN}",
-                                          "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as response:
         return json.loads(response.read())
 
@@ -84,15 +86,19 @@ async def _level(base: str, pid: int, calls: int, rounds: int, audio: Path) -> d
     cpu_before, wall_before = _cpu_secs(pid), time.monotonic()
     for _ in range(rounds):
         interviews = [
-            _request(f"{base}/api/interviews", "POST",
-                     {"job_id": "customer_service_en", "candidate": {"id": f"bench-{i}"}})["id"]
+            _request(
+                f"{base}/api/interviews",
+                "POST",
+                {"job_id": "customer_service_en", "candidate": {"id": f"bench-{i}"}},
+            )["id"]
             for i in range(calls)
         ]
 
         async def one(index: int, interview_id: str):
             await asyncio.sleep(index * 0.7)  # ramp up
-            return await run_call(base, interview_id=interview_id, answers=answers,
-                                  dtmf={0: "1"}, max_call_secs=240)
+            return await run_call(
+                base, interview_id=interview_id, answers=answers, dtmf={0: "1"}, max_call_secs=240
+            )
 
         results = await asyncio.gather(*(one(i, iv) for i, iv in enumerate(interviews)))
         for result in results:
@@ -112,14 +118,24 @@ async def _level(base: str, pid: int, calls: int, rounds: int, audio: Path) -> d
     await sampler
 
     def stats(values: list[float]) -> dict[str, float | None]:
-        return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-                "mean": statistics.fmean(values) if values else None}
+        return {
+            "n": len(values),
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "mean": statistics.fmean(values) if values else None,
+        }
 
     return {
-        "calls": calls, "rounds": rounds, "failed_calls": failed, "late_frame_gaps": late_gaps,
-        "voice_to_voice": stats(v2v), "server_response": stats(server_response),
-        "end_of_speech_to_final": stats(eos_to_final), "asr_latency": stats(asr),
-        "rss_mb_peak": max(rss, default=0.0), "cpu_cores_mean": cpu,
+        "calls": calls,
+        "rounds": rounds,
+        "failed_calls": failed,
+        "late_frame_gaps": late_gaps,
+        "voice_to_voice": stats(v2v),
+        "server_response": stats(server_response),
+        "end_of_speech_to_final": stats(eos_to_final),
+        "asr_latency": stats(asr),
+        "rss_mb_peak": max(rss, default=0.0),
+        "cpu_cores_mean": cpu,
     }
 
 
@@ -134,13 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     levels = args.calls or [1, 5]
     port = _free_port()
     work = Path(tempfile.mkdtemp(prefix="voicebot-bench-"))
-    env = {**os.environ, "VOICEBOT_PORT": str(port), "VOICEBOT_API_TOKEN": TOKEN,
-           "VOICEBOT_DATA_DIR": str(work / "data"),
-           "VOICEBOT_RECORDINGS_DIR": str(work / "recordings"),
-           "VOICEBOT_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "VOICEBOT_PORT": str(port),
+        "VOICEBOT_API_TOKEN": TOKEN,
+        "VOICEBOT_DATA_DIR": str(work / "data"),
+        "VOICEBOT_RECORDINGS_DIR": str(work / "recordings"),
+        "VOICEBOT_LOG_LEVEL": "WARNING",
+    }
     env.pop("VOICEBOT_TWILIO_AUTH_TOKEN", None)
-    server = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "voicebot.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "w"),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -153,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         report = {"machine": {"cores": os.cpu_count()}, "idle_rss_mb": idle_rss, "levels": []}
         for calls in levels:
             print(f"-- {calls} concurrent call(s) x {args.rounds} round(s) ...", flush=True)
-            report["levels"].append(asyncio.run(_level(base, server.pid, calls, args.rounds,
-                                                        args.audio)))
+            report["levels"].append(
+                asyncio.run(_level(base, server.pid, calls, args.rounds, args.audio))
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -166,16 +192,24 @@ def main(argv: list[str] | None = None) -> int:
         return "-" if value is None else f"{value * 1000:.0f}"
 
     print(f"\nserver idle RSS {idle_rss:.0f} MB; results in {path}\n")
-    print("| calls | answers | v2v p50 ms | v2v p95 ms | server resp p50/p95 ms | "
-          "EoS->final p50/p95 ms | ASR p50 ms | failed | late gaps | CPU cores | peak RSS MB |")
+    print(
+        "| calls | answers | v2v p50 ms | v2v p95 ms | server resp p50/p95 ms | "
+        "EoS->final p50/p95 ms | ASR p50 ms | failed | late gaps | CPU cores | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for level in report["levels"]:
-        v, r, e, a = (level["voice_to_voice"], level["server_response"],
-                      level["end_of_speech_to_final"], level["asr_latency"])
-        print(f"| {level['calls']} | {v['n']} | {ms(v['p50'])} | {ms(v['p95'])} | "
-              f"{ms(r['p50'])}/{ms(r['p95'])} | {ms(e['p50'])}/{ms(e['p95'])} | {ms(a['p50'])} | "
-              f"{level['failed_calls']} | {level['late_frame_gaps']} | "
-              f"{level['cpu_cores_mean']:.2f} | {level['rss_mb_peak']:.0f} |")
+        v, r, e, a = (
+            level["voice_to_voice"],
+            level["server_response"],
+            level["end_of_speech_to_final"],
+            level["asr_latency"],
+        )
+        print(
+            f"| {level['calls']} | {v['n']} | {ms(v['p50'])} | {ms(v['p95'])} | "
+            f"{ms(r['p50'])}/{ms(r['p95'])} | {ms(e['p50'])}/{ms(e['p95'])} | {ms(a['p50'])} | "
+            f"{level['failed_calls']} | {level['late_frame_gaps']} | "
+            f"{level['cpu_cores_mean']:.2f} | {level['rss_mb_peak']:.0f} |"
+        )
     return 0
 
 

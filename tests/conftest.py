@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-AUDIO_DIR = (ROOT.parent / "shared" / "audio").resolve()
+AUDIO_DIR = Path(
+    os.environ.get("VOICEBOT_TEST_AUDIO_DIR") or ROOT.parent / "shared" / "audio"
+).resolve()
+"""The human speech clips (../shared/audio beside the checkout)."""
 API_TOKEN = "test-api-token"
 TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
 STREAM_SECRET = "test-stream-token-secret"
@@ -44,8 +47,9 @@ class RunningServer:
     recordings_dir: Path
     log_path: Path
 
-    def request(self, method: str, path: str, body: object | None = None,
-                token: str | None = API_TOKEN) -> tuple[int, object]:
+    def request(
+        self, method: str, path: str, body: object | None = None, token: str | None = API_TOKEN
+    ) -> tuple[int, object]:
         """One HTTP request; returns (status, parsed JSON or text)."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
@@ -65,8 +69,15 @@ class RunningServer:
 
     def create_interview(self, job_id: str = "customer_service_en", **candidate) -> str:
         """Create an interview through the API and return its id."""
-        body = {"job_id": job_id, "candidate": {"id": "cand-test", "name": "Test Candidate",
-                                                "phone": "+15550100", **candidate}}
+        body = {
+            "job_id": job_id,
+            "candidate": {
+                "id": "cand-test",
+                "name": "Test Candidate",
+                "phone": "+15550100",
+                **candidate,
+            },
+        }
         status, data = self.request("POST", "/api/interviews", body)
         assert status == 201, data
         return data["id"]
@@ -115,7 +126,10 @@ def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "voicebot.cli", "serve"],
-        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -18,15 +18,17 @@ log = logging.getLogger(__name__)
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and readiness: 200 once models and the store are up."""
     services = request.app[SERVICES_KEY]
-    return web.json_response({
-        "status": "ok",
-        "version": __version__,
-        "calls_active": len(services.sessions),
-        "jobs": len(services.scripts),
-        "asr_model": services.settings.asr_model,
-        "tts_engine": services.settings.tts_engine,
-        "bus": "embedded",
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "calls_active": len(services.sessions),
+            "jobs": len(services.scripts),
+            "asr_model": services.settings.asr_model,
+            "tts_engine": services.settings.tts_engine,
+            "bus": "embedded",
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -36,7 +38,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None, services: Services | None = None
+) -> web.Application:
     """Build the application; models load in ``on_startup`` before the server accepts calls."""
     settings = settings or Settings.from_env()
     services = services or Services(settings)

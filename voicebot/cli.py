@@ -37,20 +37,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(settings.log_level)
     app = create_app(settings)
     log.info("voicebot %s listening on http://%s:%d", __version__, settings.host, settings.port)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10, access_log=None)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10,
+        access_log=None,
+    )
     return 0
 
 
-async def _create_interview(url: str, token: str, job: str, candidate: str, name: str,
-                            phone: str, timezone: str) -> dict:
+async def _create_interview(
+    url: str, token: str, job: str, candidate: str, name: str, phone: str, timezone: str
+) -> dict:
     import aiohttp
 
-    body = {"job_id": job, "candidate": {"id": candidate, "name": name, "phone": phone,
-                                         "timezone": timezone}}
+    body = {
+        "job_id": job,
+        "candidate": {"id": candidate, "name": name, "phone": phone, "timezone": timezone},
+    }
     async with aiohttp.ClientSession() as session:
         async with session.post(
-            f"{url.rstrip('/')}/api/interviews", json=body,
+            f"{url.rstrip('/')}/api/interviews",
+            json=body,
             headers={"Authorization": f"Bearer {token}"},
         ) as response:
             data = await response.json()
@@ -65,8 +75,11 @@ def cmd_interview(args: argparse.Namespace) -> int:
     if not token:
         print("set VOICEBOT_API_TOKEN or pass --token", file=sys.stderr)
         return 2
-    data = asyncio.run(_create_interview(args.url, token, args.job, args.candidate_id,
-                                         args.name, args.phone, args.timezone))
+    data = asyncio.run(
+        _create_interview(
+            args.url, token, args.job, args.candidate_id, args.name, args.phone, args.timezone
+        )
+    )
     print(data["id"] if not args.json else json.dumps(data, indent=2))
     return 0
 
@@ -142,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     call = commands.add_parser(
-        "call", help="place a simulated Twilio call (answers prompts with WAV files)",
+        "call",
+        help="place a simulated Twilio call (answers prompts with WAV files)",
         add_help=False,
     )
     call.set_defaults(func=None)
@@ -162,10 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.set_defaults(func=cmd_prompts)
 
     dialogues = commands.add_parser("dialogues", help="job script tools")
-    dialogue_commands = dialogues.add_subparsers(dest="dialogues_command", metavar="ACTION",
-                                                 required=True)
+    dialogue_commands = dialogues.add_subparsers(
+        dest="dialogues_command", metavar="ACTION", required=True
+    )
     check = dialogue_commands.add_parser("check", help="validate job scripts")
-    check.add_argument("files", nargs="*", help="YAML files (default: all in VOICEBOT_DIALOGUES_DIR)")
+    check.add_argument(
+        "files", nargs="*", help="YAML files (default: all in VOICEBOT_DIALOGUES_DIR)"
+    )
     check.set_defaults(func=cmd_dialogues_check)
 
     config = commands.add_parser("config", help="print the effective configuration")

@@ -40,10 +40,11 @@ class Settings(BaseModel):
     dialogues_dir: Path = Field(PROJECT_ROOT / "dialogues", description="Job scripts (YAML).")
     public_url: str = Field(
         "",
-        description="Base URL the carrier reaches (used in TwiML). Empty: derived from the request.",
+        description="Base URL the carrier reaches (used in TwiML). Empty: taken from the request.",
     )
     api_token: str = Field(
-        "", description="Bearer token for the REST API. Empty: a random one is generated and logged."
+        "",
+        description="Bearer token for the REST API. Empty: a random one is generated and logged.",
     )
     twilio_auth_token: str = Field(
         "", description="Validates X-Twilio-Signature. Empty: no validation (warning logged)."

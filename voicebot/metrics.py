@@ -46,7 +46,9 @@ class Metrics:
             registry=r,
         )
         self.asr_latency = Histogram(
-            "voicebot_asr_seconds", "Final transcription latency.", buckets=LATENCY_BUCKETS,
+            "voicebot_asr_seconds",
+            "Final transcription latency.",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.end_of_speech_to_final = Histogram(
@@ -61,8 +63,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.barge_ins = Counter("voicebot_barge_ins_total", "Bot prompts cut by the candidate.",
-                                 registry=r)
+        self.barge_ins = Counter(
+            "voicebot_barge_ins_total", "Bot prompts cut by the candidate.", registry=r
+        )
         self.late_frames = Counter(
             "voicebot_playout_late_frames_total",
             "Bot frames sent more than one frame late.",
@@ -72,8 +75,10 @@ class Metrics:
             "voicebot_tts_renders_total", "Prompts synthesised (cache misses).", registry=r
         )
         self.internal_errors = Counter(
-            "voicebot_internal_errors_total", "Unexpected errors, by where they happened.",
-            ["where"], registry=r,
+            "voicebot_internal_errors_total",
+            "Unexpected errors, by where they happened.",
+            ["where"],
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -67,7 +67,9 @@ class Services:
             log.warning("marked %d calls left in progress by a previous process as failed", stale)
         self.scripts = load_scripts(s.dialogues_dir)
         log.info("loaded %d job scripts from %s", len(self.scripts), s.dialogues_dir)
-        secret = s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
+        secret = (
+            s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
+        )
         self.token_signer = StreamTokenSigner(secret, ttl_secs=s.stream_token_ttl_secs)
         self.vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
         self.turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
@@ -85,7 +87,8 @@ class Services:
         self.vad_model, self.smart_turn, _ = await asyncio.gather(
             loop.run_in_executor(self.vad_executor, SileroModel.shared),
             loop.run_in_executor(self.turn_executor, SmartTurnModel.shared)
-            if s.smart_turn else asyncio.sleep(0, None),
+            if s.smart_turn
+            else asyncio.sleep(0, None),
             self.asr.start(),
         )
         for script in self.scripts.values():
@@ -93,7 +96,9 @@ class Services:
                 log.warning(
                     "job %s is in %r but ASR model %r cannot transcribe it: set "
                     "VOICEBOT_ASR_MODEL=base (multilingual, bundled) to hold these interviews",
-                    script.id, script.language, s.asr_model,
+                    script.id,
+                    script.language,
+                    s.asr_model,
                 )
         if s.prerender_prompts:
             await self.prerender()

@@ -8,8 +8,12 @@ pytestmark = pytest.mark.e2e
 
 
 def test_every_api_route_needs_the_bearer_token(server):
-    for method, path in [("GET", "/api/jobs"), ("POST", "/api/interviews"),
-                         ("GET", "/api/interviews/iv_x"), ("GET", "/api/calls/CA1")]:
+    for method, path in [
+        ("GET", "/api/jobs"),
+        ("POST", "/api/interviews"),
+        ("GET", "/api/interviews/iv_x"),
+        ("GET", "/api/calls/CA1"),
+    ]:
         status, body = server.request(method, path, token=None)
         assert status == 401, (method, path)
         assert "Bearer" in body["error"]["message"]
@@ -34,10 +38,16 @@ def test_jobs_list_the_loaded_scripts(server):
 
 
 def test_create_and_read_back_an_interview_idempotently(server):
-    body = {"job_id": "customer_service_en",
-            "candidate": {"id": "ats-cand-7", "name": "Ada", "phone": "+14155550100",
-                          "timezone": "Asia/Shanghai"},
-            "external_key": "ats-application-7"}
+    body = {
+        "job_id": "customer_service_en",
+        "candidate": {
+            "id": "ats-cand-7",
+            "name": "Ada",
+            "phone": "+14155550100",
+            "timezone": "Asia/Shanghai",
+        },
+        "external_key": "ats-application-7",
+    }
     status, created = server.request("POST", "/api/interviews", body)
     assert status == 201 and created["id"].startswith("iv_")
     status, again = server.request("POST", "/api/interviews", body)
@@ -49,14 +59,19 @@ def test_create_and_read_back_an_interview_idempotently(server):
     assert interview["calls"] == [] and interview["transcript"] == []
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"candidate": {"id": "c"}}, "job_id"),
-    ({"job_id": "no_such_job", "candidate": {"id": "c"}}, "known:"),
-    ({"job_id": "customer_service_en", "candidate": {"id": "c", "phone": "555"}}, "E.164"),
-    ({"job_id": "customer_service_en", "candidate": {"id": "c", "timezone": "Mars/Base"}},
-     "IANA"),
-    ({"job_id": "customer_service_en", "candidate": {"id": "c"}, "surprise": 1}, "surprise"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"candidate": {"id": "c"}}, "job_id"),
+        ({"job_id": "no_such_job", "candidate": {"id": "c"}}, "known:"),
+        ({"job_id": "customer_service_en", "candidate": {"id": "c", "phone": "555"}}, "E.164"),
+        (
+            {"job_id": "customer_service_en", "candidate": {"id": "c", "timezone": "Mars/Base"}},
+            "IANA",
+        ),
+        ({"job_id": "customer_service_en", "candidate": {"id": "c"}, "surprise": 1}, "surprise"),
+    ],
+)
 def test_bad_interview_requests_say_what_is_wrong(server, body, fragment):
     status, response = server.request("POST", "/api/interviews", body)
     assert status == 422

@@ -11,7 +11,7 @@ def test_slices_by_absolute_position_survive_growth_and_compaction():
     buffer = RollingAudio(initial_capacity=100)
     signal = np.arange(5000, dtype=np.int16)
     for start in range(0, 5000, 37):
-        buffer.append(signal[start:start + 37])
+        buffer.append(signal[start : start + 37])
         buffer.discard_before(buffer.end - 300)
     assert buffer.end == 5000 and buffer.start == 4700
     assert np.array_equal(buffer.slice(4800, 4900), signal[4800:4900])

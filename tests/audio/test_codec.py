@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from tests.conftest import AUDIO_DIR
 from voicebot.audio.codec import (
     DECODE_TABLE,
     ULAW_SILENCE_BYTE,
@@ -18,8 +16,6 @@ from voicebot.audio.codec import (
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 from voicebot.audio.resample import StreamResampler, resample
 
-AUDIO_DIR = Path(os.environ.get("VOICEBOT_TEST_AUDIO_DIR", "/work/shared/audio"))
-
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
 
 
@@ -27,7 +23,7 @@ def speech(name: str) -> np.ndarray:
     """Load a real 16 kHz speech clip from the shared test audio."""
     path = AUDIO_DIR / name
     if not path.is_file():
-        pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")
+        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
     pcm, rate = read_wav(path)
     assert rate == 16000
     return pcm

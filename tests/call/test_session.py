@@ -66,14 +66,22 @@ class TonePrompts:
 
 
 SCRIPT = JobScript(
-    id="test_job", title="Test job", language="en",
+    id="test_job",
+    title="Test job",
+    language="en",
     greeting="Hi, I am an AI assistant and this call is recorded.",
-    consent_question="Do you agree?", consent_declined="Understood, goodbye.",
+    consent_question="Do you agree?",
+    consent_declined="Understood, goodbye.",
     consent_unclear="Please say yes or no.",
-    questions=[Question(id="q1", prompt="Question one?"), Question(id="q2", prompt="Question two?")],
-    closing="Thank you, goodbye.", reprompt="Are you still there?",
+    questions=[
+        Question(id="q1", prompt="Question one?"),
+        Question(id="q2", prompt="Question two?"),
+    ],
+    closing="Thank you, goodbye.",
+    reprompt="Are you still there?",
     no_response_goodbye="We will try again later. Goodbye.",
-    silence_timeout_secs=0.4, max_reprompts=1,
+    silence_timeout_secs=0.4,
+    max_reprompts=1,
 )
 
 
@@ -102,19 +110,39 @@ class Harness:
             await self.session.handle(event)
 
     async def start(self):
-        token = self.services.token_signer.issue({"interview_id": self.interview_id,
-                                                  "call_sid": "CA1"})
+        token = self.services.token_signer.issue(
+            {"interview_id": self.interview_id, "call_sid": "CA1"}
+        )
         await self.feed({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self.feed({"event": "start", "streamSid": "MZ1", "start": {
-            "streamSid": "MZ1", "callSid": "CA1", "accountSid": "AC1", "tracks": ["inbound"],
-            "customParameters": {"token": token},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        await self.feed(
+            {
+                "event": "start",
+                "streamSid": "MZ1",
+                "start": {
+                    "streamSid": "MZ1",
+                    "callSid": "CA1",
+                    "accountSid": "AC1",
+                    "tracks": ["inbound"],
+                    "customParameters": {"token": token},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        )
 
     async def media(self, payload: bytes):
         self._chunk += 1
-        await self.feed({"event": "media", "streamSid": "MZ1", "media": {
-            "track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._chunk * 20),
-            "payload": base64.b64encode(payload).decode()}})
+        await self.feed(
+            {
+                "event": "media",
+                "streamSid": "MZ1",
+                "media": {
+                    "track": "inbound",
+                    "chunk": str(self._chunk),
+                    "timestamp": str(self._chunk * 20),
+                    "payload": base64.b64encode(payload).decode(),
+                },
+            }
+        )
 
     async def speak(self, secs: float):
         for _ in range(int(secs / 0.02)):
@@ -127,25 +155,35 @@ class Harness:
             await asyncio.sleep(0.02)
 
     async def dtmf(self, digit: str):
-        await self.feed({"event": "dtmf", "streamSid": "MZ1",
-                         "dtmf": {"track": "inbound_track", "digit": digit}})
+        await self.feed(
+            {
+                "event": "dtmf",
+                "streamSid": "MZ1",
+                "dtmf": {"track": "inbound_track", "digit": digit},
+            }
+        )
 
-    async def wait_for_mark(self, suffix: str, timeout: float = 5):
+    async def wait_for_mark(self, suffix: str, limit_secs: float = 5):
         """Keep the line open (silence) until the server sends a mark ending with ``suffix``."""
         seen = len(self.sent)
-        for _ in range(int(timeout / 0.02)):
+        for _ in range(int(limit_secs / 0.02)):
             for message in self.sent[seen:]:
                 if message["event"] == "mark" and message["mark"]["name"].endswith(suffix):
-                    await self.feed({"event": "mark", "streamSid": "MZ1",
-                                     "mark": {"name": message["mark"]["name"]}})
+                    await self.feed(
+                        {
+                            "event": "mark",
+                            "streamSid": "MZ1",
+                            "mark": {"name": message["mark"]["name"]},
+                        }
+                    )
                     return message["mark"]["name"]
             await self.media(SILENCE)
             await asyncio.sleep(0.02)
         raise AssertionError(f"no mark ending {suffix!r}; sent {self.marks()}")
 
-    async def run_out(self, timeout: float = 8):
+    async def run_out(self, limit_secs: float = 8):
         """Keep sending silence until the server hangs up."""
-        for _ in range(int(timeout / 0.02)):
+        for _ in range(int(limit_secs / 0.02)):
             if self.closed.is_set():
                 return
             await self.media(SILENCE)
@@ -159,9 +197,14 @@ class Harness:
 @pytest.fixture
 async def services(tmp_path):
     settings = Settings(
-        data_dir=tmp_path, recordings_dir=tmp_path / "recordings", smart_turn=False,
-        turn_pause_secs=0.1, turn_end_secs=0.2, turn_max_silence_secs=0.3,
-        barge_in_min_secs=0.1, stream_token_secret="s",
+        data_dir=tmp_path,
+        recordings_dir=tmp_path / "recordings",
+        smart_turn=False,
+        turn_pause_secs=0.1,
+        turn_end_secs=0.2,
+        turn_max_silence_secs=0.3,
+        barge_in_min_secs=0.1,
+        stream_token_secret="s",
     )
     services = Services(settings)
     services.store = Store(tmp_path / "db.sqlite3")
@@ -201,7 +244,7 @@ async def test_refusal_by_key_ends_politely_and_is_stored(services):
 
 async def test_silence_gets_a_reprompt_then_a_polite_end(services):
     call = await make_call(services, [])
-    await call.run_out(timeout=10)
+    await call.run_out(limit_secs=10)
     said = services.prompts.said
     assert said.count(SCRIPT.reprompt) == 1
     assert said[-1] == SCRIPT.no_response_goodbye
@@ -219,7 +262,9 @@ async def test_spoken_answers_run_the_interview_to_its_end(services):
     await call.run_out()
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "completed"
-    answers = [(t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"]
+    answers = [
+        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    ]
     assert answers == [(None, "yes I agree"), ("q1", "first answer"), ("q2", "second answer")]
     interview = await services.store.get_interview(call.interview_id)
     assert interview["status"] == "completed" and interview["consent_via"] == "voice"
@@ -245,7 +290,7 @@ async def test_an_empty_transcript_is_not_taken_as_an_answer(services):
 async def test_talking_over_a_question_clears_playout(services):
     call = await make_call(services, ["yes", "my long answer"])
     services.prompts.get = _long_prompts(services.prompts)
-    await call.wait_for_mark("consent:await", timeout=10)
+    await call.wait_for_mark("consent:await", limit_secs=10)
     await call.speak(0.3)
     await call.silence(0.5)  # the consent is decided; question one starts
     await call.speak(1.0)  # ...and the candidate talks over it

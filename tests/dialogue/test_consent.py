@@ -88,8 +88,14 @@ def test_unknown_language_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     ("digit", "expected"),
-    [("1", "yes"), ("2", "no"), (" 1 ", "yes"), ("3", "unclear"), ("*", "unclear"),
-     ("#", "unclear")],
+    [
+        ("1", "yes"),
+        ("2", "no"),
+        (" 1 ", "yes"),
+        ("3", "unclear"),
+        ("*", "unclear"),
+        ("#", "unclear"),
+    ],
 )
 def test_dtmf_consent(digit: str, expected: str) -> None:
     assert classify_dtmf_consent(digit) == expected

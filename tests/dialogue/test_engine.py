@@ -299,7 +299,10 @@ def test_a_whole_shipped_interview_follows_the_script() -> None:
     for question in script.questions:
         said += say_ids(engine.handle(CandidateSaid(f"My answer about {question.id}.")))
     assert said == [
-        "greeting", "consent", *[f"q:{question.id}" for question in script.questions], "closing",
+        "greeting",
+        "consent",
+        *[f"q:{question.id}" for question in script.questions],
+        "closing",
     ]
     assert engine.end_reason == "completed"
 

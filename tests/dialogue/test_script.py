@@ -111,8 +111,15 @@ def test_prompt_texts_have_stable_ids_and_fixed_prompts_cover_them(tmp_path: Pat
     script = load_script(write(tmp_path, VALID))
     texts = prompt_texts(script)
     assert list(texts) == [
-        "greeting", "consent", "consent_unclear", "consent_declined", "q:first", "q:second",
-        "reprompt", "closing", "no_response_goodbye",
+        "greeting",
+        "consent",
+        "consent_unclear",
+        "consent_declined",
+        "q:first",
+        "q:second",
+        "reprompt",
+        "closing",
+        "no_response_goodbye",
     ]
     assert texts["q:second"] == "Second question?"
     prompts = fixed_prompts(script)
@@ -121,8 +128,9 @@ def test_prompt_texts_have_stable_ids_and_fixed_prompts_cover_them(tmp_path: Pat
 
 
 def test_fixed_prompts_says_a_repeated_text_once(tmp_path: Path) -> None:
-    text = VALID.replace("no_response_goodbye: I can't hear you, goodbye.",
-                         "no_response_goodbye: Okay, goodbye.")
+    text = VALID.replace(
+        "no_response_goodbye: I can't hear you, goodbye.", "no_response_goodbye: Okay, goodbye."
+    )
     prompts = fixed_prompts(load_script(write(tmp_path, text)))
     assert prompts.count("Okay, goodbye.") == 1
 
@@ -141,11 +149,17 @@ def test_chinese_greeting_disclosure_is_checked_in_chinese(tmp_path: Path) -> No
 
 def test_script_can_be_built_in_code() -> None:
     data = {
-        "id": "code-job", "title": "T", "language": "en",
+        "id": "code-job",
+        "title": "T",
+        "language": "en",
         "greeting": "This is an automated assistant; we record calls.",
-        "consent_question": "OK?", "consent_declined": "Bye.", "consent_unclear": "Yes or no?",
-        "questions": [{"id": "q1", "prompt": "Why?"}], "closing": "Bye.",
-        "reprompt": "Hello?", "no_response_goodbye": "Bye.",
+        "consent_question": "OK?",
+        "consent_declined": "Bye.",
+        "consent_unclear": "Yes or no?",
+        "questions": [{"id": "q1", "prompt": "Why?"}],
+        "closing": "Bye.",
+        "reprompt": "Hello?",
+        "no_response_goodbye": "Bye.",
     }
     assert JobScript.model_validate(data).questions[0].id == "q1"
 

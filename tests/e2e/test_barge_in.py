@@ -38,22 +38,25 @@ def spoken_yes() -> CandidateAnswer:
 
     audio = asyncio.run(synthesize())
     silence = np.zeros(audio.sample_rate // 2, dtype=np.int16)
-    return CandidateAnswer.from_pcm("yes.wav", np.concatenate([audio.pcm, silence]),
-                                    audio.sample_rate)
+    return CandidateAnswer.from_pcm(
+        "yes.wav", np.concatenate([audio.pcm, silence]), audio.sample_rate
+    )
 
 
 @pytest.fixture(scope="module")
 def barged_call(server, audio_dir, spoken_yes):
     interview_id = server.create_interview()
     short = audio_dir / "en_speaker_b.wav"
-    result = asyncio.run(run_call(
-        server.url,
-        interview_id=interview_id,
-        answers=[spoken_yes, audio_dir / "en_jfk.wav", short, short, short],
-        barge_in={1: BARGE_IN_AFTER_SECS},
-        twilio_auth_token=TWILIO_AUTH_TOKEN,
-        max_call_secs=180,
-    ))
+    result = asyncio.run(
+        run_call(
+            server.url,
+            interview_id=interview_id,
+            answers=[spoken_yes, audio_dir / "en_jfk.wav", short, short, short],
+            barge_in={1: BARGE_IN_AFTER_SECS},
+            twilio_auth_token=TWILIO_AUTH_TOKEN,
+            max_call_secs=180,
+        )
+    )
     _, call = server.request("GET", f"/api/calls/{result.call_sid}")
     _, interview = server.request("GET", f"/api/interviews/{interview_id}")
     return result, call, interview
@@ -84,8 +87,11 @@ def test_talking_over_a_question_stops_the_bot_and_records_what_was_heard(barged
         audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
     # The bot channel goes quiet where the candidate stopped hearing the question.
     after_cut = question["end"] + 0.1
-    next_bot = min(t["start"] for t in call["turns"]
-                   if t["speaker"] == "bot" and t["start"] > question["start"])
+    next_bot = min(
+        t["start"]
+        for t in call["turns"]
+        if t["speaker"] == "bot" and t["start"] > question["start"]
+    )
     assert voiced_seconds(audio[:, 1], after_cut, next_bot) < 0.1
     events = [json.loads(line) for line in (directory / "timeline.jsonl").read_text().splitlines()]
     barge = [e for e in events if e["event"] == "barge_in"]

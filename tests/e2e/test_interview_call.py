@@ -30,12 +30,12 @@ pytestmark = pytest.mark.e2e
 
 ANSWERS = {
     "en_jfk.wav": "And so my fellow Americans, ask not what your country can do for you, ask what "
-                  "you can do for your country.",
+    "you can do for your country.",
     "en_librispeech_1995-1837-0001.wav": "It was the first great sorrow of his life. It was not "
-                                         "so much the loss of the cotton itself, but the fantasy, "
-                                         "the hopes, the dreams built around it.",
+    "so much the loss of the cotton itself, but the fantasy, "
+    "the hopes, the dreams built around it.",
     "en_speaker_a.wav": "He began a confused complaint against the wizard, who had vanished "
-                        "behind the curtain on the left.",
+    "behind the curtain on the left.",
     "en_speaker_b.wav": "The horizon seems extremely distant.",
 }
 
@@ -50,25 +50,40 @@ async def post_voice_webhook(url: str, interview_id: str, call_sid: str) -> dict
     import aiohttp
 
     voice_url = f"{url}/twilio/voice?{urlencode({'interview_id': interview_id})}"
-    form = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": "+15550100",
-            "To": "+15550199", "CallStatus": "in-progress", "Direction": "inbound"}
+    form = {
+        "CallSid": call_sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15550100",
+        "To": "+15550199",
+        "CallStatus": "in-progress",
+        "Direction": "inbound",
+    }
     signature = compute_twilio_signature(TWILIO_AUTH_TOKEN, voice_url, form)
     async with aiohttp.ClientSession() as session:
-        async with session.post(voice_url, data=form,
-                                headers={"X-Twilio-Signature": signature}) as response:
+        async with session.post(
+            voice_url, data=form, headers={"X-Twilio-Signature": signature}
+        ) as response:
             assert response.status == 200
             instruction = parse_twiml(await response.text())
     return {"url": instruction.stream_url, **instruction.parameters}
 
 
 def start_message(stream_sid: str, call_sid: str, parameters: dict[str, str]) -> str:
-    return json.dumps({
-        "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
-        "start": {"streamSid": stream_sid, "accountSid": "AC" + "0" * 32, "callSid": call_sid,
-                  "tracks": ["inbound"], "customParameters": parameters,
-                  "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
-                                  "channels": 1}},
-    })
+    return json.dumps(
+        {
+            "event": "start",
+            "sequenceNumber": "1",
+            "streamSid": stream_sid,
+            "start": {
+                "streamSid": stream_sid,
+                "accountSid": "AC" + "0" * 32,
+                "callSid": call_sid,
+                "tracks": ["inbound"],
+                "customParameters": parameters,
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            },
+        }
+    )
 
 
 def malformed_messages(stream_sid: str) -> list[str | bytes]:
@@ -81,10 +96,16 @@ def malformed_messages(stream_sid: str) -> list[str | bytes]:
         json.dumps({"event": "surprise", "streamSid": stream_sid}),
         json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": "%%%"}}),
         json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": ""}}),
-        json.dumps({"event": "media", "streamSid": stream_sid,
-                    "media": {"payload": base64.b64encode(b"\xff" * 4000).decode()}}),
-        json.dumps({"event": "media", "streamSid": "MZ-somebody-else",
-                    "media": {"payload": good_audio}}),
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": stream_sid,
+                "media": {"payload": base64.b64encode(b"\xff" * 4000).decode()},
+            }
+        ),
+        json.dumps(
+            {"event": "media", "streamSid": "MZ-somebody-else", "media": {"payload": good_audio}}
+        ),
         json.dumps({"event": "dtmf", "streamSid": stream_sid, "dtmf": {}}),
         json.dumps({"event": "mark", "streamSid": stream_sid}),
         json.dumps({"event": "start", "streamSid": stream_sid, "start": {}}),
@@ -107,8 +128,9 @@ async def flood_stream(url: str, interview_id: str, rounds: int) -> int:
                 await ws.send(message)
                 sent += 1
             await asyncio.sleep(0.05)
-        await ws.send(json.dumps({"event": "stop", "streamSid": "MZflood",
-                                  "stop": {"callSid": call_sid}}))
+        await ws.send(
+            json.dumps({"event": "stop", "streamSid": "MZflood", "stop": {"callSid": call_sid}})
+        )
     return sent
 
 
@@ -120,14 +142,16 @@ def interview_call(server, audio_dir):
     status, before = server.request("GET", "/metrics", token=None)
 
     async def scenario():
-        call = asyncio.create_task(run_call(
-            server.url,
-            interview_id=interview_id,
-            answers=[audio_dir / name for name in ANSWERS],
-            dtmf={0: "1"},
-            twilio_auth_token=TWILIO_AUTH_TOKEN,
-            max_call_secs=180,
-        ))
+        call = asyncio.create_task(
+            run_call(
+                server.url,
+                interview_id=interview_id,
+                answers=[audio_dir / name for name in ANSWERS],
+                dtmf={0: "1"},
+                twilio_auth_token=TWILIO_AUTH_TOKEN,
+                max_call_secs=180,
+            )
+        )
         await asyncio.sleep(2)
         flooded = await flood_stream(server.url, flood_interview, rounds=20)
         return await call, flooded
@@ -137,8 +161,14 @@ def interview_call(server, audio_dir):
     assert status == 200, call
     status, interview = server.request("GET", f"/api/interviews/{interview_id}")
     _, metrics_text = server.request("GET", "/metrics", token=None)
-    return {"result": result, "call": call, "interview": interview, "flooded": flooded,
-            "metrics": metrics_text, "server": server}
+    return {
+        "result": result,
+        "call": call,
+        "interview": interview,
+        "flooded": flooded,
+        "metrics": metrics_text,
+        "server": server,
+    }
 
 
 def test_the_call_runs_to_the_scripted_end(interview_call):
@@ -178,7 +208,7 @@ def test_stored_transcript_matches_what_the_candidate_said(interview_call):
 
 def voiced_seconds(channel: np.ndarray, start: float, end: float, rate: int = 8000) -> float:
     """Seconds of 20 ms frames in [start, end) whose level is clearly above silence."""
-    segment = channel[int(start * rate):int(end * rate)].astype(np.float64)
+    segment = channel[int(start * rate) : int(end * rate)].astype(np.float64)
     frames = segment[: len(segment) // 160 * 160].reshape(-1, 160)
     if not len(frames):
         return 0.0
@@ -205,8 +235,10 @@ def test_recording_has_both_sides_aligned_on_the_call_clock(interview_call):
         else:
             assert voiced_seconds(bot, start, end) > 0.5 * length, turn
             assert voiced_seconds(candidate, start, end) < 0.3, turn
-    events = [json.loads(line)["event"]
-              for line in (directory / "timeline.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line)["event"]
+        for line in (directory / "timeline.jsonl").read_text().splitlines()
+    ]
     assert events[0] == "call_started" and events[-1] == "call_ended"
     assert {"prompt_started", "speech_ended", "transcript_final", "hangup"} <= set(events)
 

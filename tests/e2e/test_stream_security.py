@@ -1,4 +1,4 @@
-"""Who may open a media stream or ask for TwiML: signed webhooks, signed short-lived stream tokens."""
+"""Who may open a media stream or ask for TwiML: signed webhooks, short-lived stream tokens."""
 
 from __future__ import annotations
 
@@ -19,8 +19,14 @@ from voicebot.telephony.stream_token import StreamTokenSigner
 
 pytestmark = pytest.mark.e2e
 
-FORM = {"CallSid": "CAsec" + "1" * 29, "AccountSid": "AC" + "0" * 32, "From": "+15550100",
-        "To": "+15550199", "CallStatus": "in-progress", "Direction": "inbound"}
+FORM = {
+    "CallSid": "CAsec" + "1" * 29,
+    "AccountSid": "AC" + "0" * 32,
+    "From": "+15550100",
+    "To": "+15550199",
+    "CallStatus": "in-progress",
+    "Direction": "inbound",
+}
 
 
 async def post_voice(url: str, signature: str | None) -> tuple[int, str]:
@@ -45,8 +51,9 @@ def test_voice_webhook_requires_a_valid_twilio_signature(server):
 
 def test_voice_webhook_without_an_interview_says_so_and_hangs_up(server):
     url = f"{server.url}/twilio/voice?interview_id=iv_nobody"
-    status, twiml = asyncio.run(post_voice(url, compute_twilio_signature(
-        TWILIO_AUTH_TOKEN, url, FORM)))
+    status, twiml = asyncio.run(
+        post_voice(url, compute_twilio_signature(TWILIO_AUTH_TOKEN, url, FORM))
+    )
     assert status == 200 and "<Hangup" in twiml and "<Stream" not in twiml
 
 
@@ -79,7 +86,8 @@ def test_stream_without_a_valid_token_is_refused(server, kind):
         "missing": None,
         "forged": StreamTokenSigner(b"some other secret").issue(claims),
         "expired": StreamTokenSigner(STREAM_SECRET.encode(), ttl_secs=60).issue(
-            claims, now=time.time() - 3600),
+            claims, now=time.time() - 3600
+        ),
         "malformed": "not-a-token",
     }[kind]
     code, reason = asyncio.run(stream_with_token(server, token))

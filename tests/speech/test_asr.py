@@ -10,10 +10,11 @@ import jiwer
 import numpy as np
 import pytest
 
+from tests.conftest import AUDIO_DIR
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 from voicebot.speech.asr import ASRDropped, ASRPool, Priority, resolve_model
 
-AUDIO = Path("/work/shared/audio")
+AUDIO = AUDIO_DIR
 TRANSCRIPTS = {
     "en_jfk.wav": "And so my fellow Americans, ask not what your country can do for you, "
     "ask what you can do for your country.",

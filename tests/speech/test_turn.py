@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tests.conftest import AUDIO_DIR
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 from voicebot.speech.turn import (
     SmartTurnModel,
@@ -21,8 +19,6 @@ from voicebot.speech.turn import (
     TurnEvent,
 )
 from voicebot.speech.vad import WINDOW_SECS, SileroVAD
-
-AUDIO_DIR = Path(os.environ.get("VOICEBOT_TEST_AUDIO_DIR", "/work/shared/audio"))
 
 SPEECH, SILENCE = 0.95, 0.02
 
@@ -273,7 +269,7 @@ def phone_speech(name: str) -> np.ndarray:
     """Load a real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
     path = AUDIO_DIR / name
     if not path.is_file():
-        pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")
+        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
     pcm, rate = read_wav(path)
     assert rate == 16000
     return phone_roundtrip_16k(pcm)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import AUDIO_DIR
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav, rms_dbfs
 from voicebot.speech.vad import (
     WINDOW_SAMPLES,
@@ -18,14 +17,12 @@ from voicebot.speech.vad import (
     SileroVAD,
 )
 
-AUDIO_DIR = Path(os.environ.get("VOICEBOT_TEST_AUDIO_DIR", "/work/shared/audio"))
-
 
 def phone_speech(name: str) -> np.ndarray:
     """Load a real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
     path = AUDIO_DIR / name
     if not path.is_file():
-        pytest.skip(f"test speech {path} missing (set VOICEBOT_TEST_AUDIO_DIR)")
+        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
     pcm, rate = read_wav(path)
     assert rate == 16000
     return phone_roundtrip_16k(pcm)

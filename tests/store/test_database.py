@@ -43,14 +43,25 @@ async def test_pending_interview_found_by_phone_until_completed(store):
 async def test_call_with_turns_round_trip(store):
     interview, _ = await store.create_interview(job_id="job", candidate_id="c1")
     await store.create_call(call_sid="CA1", interview_id=interview["id"], stream_sid="MZ1")
-    await store.add_turn(call_sid="CA1", seq=1, speaker="bot", text="Hello", start=0.1,
-                         prompt_id="greeting")
-    await store.add_turn(call_sid="CA1", seq=2, speaker="candidate", text="Hi", start=3.0,
-                         end=3.8, asr_latency=0.3, end_of_speech_to_final=0.5)
-    await store.update_bot_turn("CA1", 1, end=2.5, interrupted=True, heard_secs=2.4,
-                                response_latency=None)
-    await store.finish_call("CA1", status="completed", end_reason="completed",
-                            duration_secs=9.0, stats={"turns": 1})
+    await store.add_turn(
+        call_sid="CA1", seq=1, speaker="bot", text="Hello", start=0.1, prompt_id="greeting"
+    )
+    await store.add_turn(
+        call_sid="CA1",
+        seq=2,
+        speaker="candidate",
+        text="Hi",
+        start=3.0,
+        end=3.8,
+        asr_latency=0.3,
+        end_of_speech_to_final=0.5,
+    )
+    await store.update_bot_turn(
+        "CA1", 1, end=2.5, interrupted=True, heard_secs=2.4, response_latency=None
+    )
+    await store.finish_call(
+        "CA1", status="completed", end_reason="completed", duration_secs=9.0, stats={"turns": 1}
+    )
     call = await store.get_call("CA1")
     assert call["end_reason"] == "completed" and call["stats"] == {"turns": 1}
     assert [t["speaker"] for t in call["turns"]] == ["bot", "candidate"]

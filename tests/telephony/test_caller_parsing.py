@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,12 +30,12 @@ from loadtest.caller import (
     run_call,
     summary_lines,
 )
+from tests.conftest import AUDIO_DIR
 from voicebot.audio.codec import ulaw_encode
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMediaStream
 from voicebot.telephony.twiml import connect_stream_twiml, say_and_hangup_twiml
 
-AUDIO_DIR = Path("/work/shared/audio")
 STREAM_SID = "MZ" + "1" * 32
 FRAME = 0.02
 
@@ -60,10 +59,13 @@ def new_state(answers=(), dtmf=None, gap: float = 0.3) -> CallerState:
 
 
 def bot_media(payload: bytes = TONE_FRAME, stream_sid: str = STREAM_SID) -> str:
-    return json.dumps({
-        "event": "media", "streamSid": stream_sid,
-        "media": {"payload": base64.b64encode(payload).decode()},
-    })
+    return json.dumps(
+        {
+            "event": "media",
+            "streamSid": stream_sid,
+            "media": {"payload": base64.b64encode(payload).decode()},
+        }
+    )
 
 
 def bot_mark(name: str) -> str:
@@ -102,7 +104,8 @@ def control(sent: list[dict]) -> list[dict]:
 
 def spoken(sent: list[dict]) -> list[dict]:
     return [
-        m for m in sent
+        m
+        for m in sent
         if m["event"] == "media" and base64.b64decode(m["media"]["payload"]) != SILENCE_FRAME
     ]
 
@@ -157,7 +160,9 @@ def test_mark_is_echoed_once_the_audio_before_it_has_played():
     assert state.poll(end - 0.01) == []
     [echo] = state.poll(end)
     assert json.loads(echo) == {
-        "event": "mark", "sequenceNumber": "1", "streamSid": STREAM_SID,
+        "event": "mark",
+        "sequenceNumber": "1",
+        "streamSid": STREAM_SID,
         "mark": {"name": "1:greeting"},
     }
     assert state.poll(end + 1) == []
@@ -325,8 +330,9 @@ def test_bad_server_messages_are_recorded_not_fatal():
     state.on_server_message(json.dumps({"event": "hello", "streamSid": STREAM_SID}), 0.0)
     state.on_server_message("not json", 0.0)
     state.on_server_message(b"\x00\x01", 0.0)
-    state.on_server_message(json.dumps({"event": "media", "streamSid": STREAM_SID,
-                                        "media": {"payload": "!!"}}), 0.0)
+    state.on_server_message(
+        json.dumps({"event": "media", "streamSid": STREAM_SID, "media": {"payload": "!!"}}), 0.0
+    )
     assert len(state.problems) == 5
     assert any("MZwrong" in p for p in state.problems)
     state.on_server_message(bot_media(), 0.1)
@@ -337,7 +343,9 @@ def test_events_report_finished_turns():
     seen: list[tuple[str, str]] = []
     carrier = CarrierMessages(STREAM_SID, "CA1", "AC1")
     state = CallerState(
-        carrier, [answer("a.wav", 0.1)], answer_gap_secs=0.1,
+        carrier,
+        [answer("a.wav", 0.1)],
+        answer_gap_secs=0.1,
         on_event=lambda kind, data: seen.append((kind, data["turn"].speaker)),
     )
     play_prompt(state, 0.0, frames=5, mark="1:q1:await")
@@ -354,8 +362,15 @@ def test_result_is_json_ready_and_readable():
         call_sid="CA1",
         turns=[
             TurnRecord("bot", 0.0, 2.0, frames=100, marks=["1:q:await"]),
-            TurnRecord("candidate", 2.3, 4.0, prompt=0, answer="/x/a.wav", voice_end=3.8,
-                       voice_to_voice_secs=0.45),
+            TurnRecord(
+                "candidate",
+                2.3,
+                4.0,
+                prompt=0,
+                answer="/x/a.wav",
+                voice_end=3.8,
+                voice_to_voice_secs=0.45,
+            ),
             TurnRecord("candidate", 5.0, 5.0, prompt=1, dtmf="1"),
         ],
         bot_audio=b"\xff" * 16000,
@@ -419,11 +434,13 @@ class FakeTwilioServer:
         if self.refuse_webhook:
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
         if self.say_only:
-            return web.Response(text=say_and_hangup_twiml("No interview. Goodbye."),
-                                content_type="application/xml")
+            return web.Response(
+                text=say_and_hangup_twiml("No interview. Goodbye."), content_type="application/xml"
+            )
         url = f"ws://{request.host}/twilio/stream"
-        twiml = connect_stream_twiml(url, {"interview_id": request.query["interview_id"],
-                                           "token": "t&k"})
+        twiml = connect_stream_twiml(
+            url, {"interview_id": request.query["interview_id"], "token": "t&k"}
+        )
         return web.Response(text=twiml, content_type="application/xml")
 
     async def stream(self, request: web.Request) -> web.WebSocketResponse:

@@ -22,14 +22,31 @@ SIGNATURE = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
 RUBY_TOKEN = "2bd9e9638872de601313dc77410d3b23"
 RUBY_URL = "http://twiliotests.heroku.com/validate/voice"
 RUBY_PARAMS = {
-    "ToState": "California", "CalledState": "California", "Direction": "inbound",
-    "FromState": "CA", "AccountSid": "ACba8bc05eacf94afdae398e642c9cc32d",
-    "Caller": "+14153595711", "CallerZip": "94108", "CallerCountry": "US",
-    "From": "+14153595711", "FromCity": "SAN FRANCISCO", "CallerCity": "SAN FRANCISCO",
-    "To": "+14157669926", "FromZip": "94108", "FromCountry": "US", "ToCity": "",
-    "CallStatus": "ringing", "CalledCity": "", "CallerState": "CA", "CalledZip": "",
-    "ToZip": "", "ToCountry": "US", "CallSid": "CA136d09cd59a3c0ec8dbff44da5c03f31",
-    "CalledCountry": "US", "Called": "+14157669926", "ApiVersion": "2010-04-01",
+    "ToState": "California",
+    "CalledState": "California",
+    "Direction": "inbound",
+    "FromState": "CA",
+    "AccountSid": "ACba8bc05eacf94afdae398e642c9cc32d",
+    "Caller": "+14153595711",
+    "CallerZip": "94108",
+    "CallerCountry": "US",
+    "From": "+14153595711",
+    "FromCity": "SAN FRANCISCO",
+    "CallerCity": "SAN FRANCISCO",
+    "To": "+14157669926",
+    "FromZip": "94108",
+    "FromCountry": "US",
+    "ToCity": "",
+    "CallStatus": "ringing",
+    "CalledCity": "",
+    "CallerState": "CA",
+    "CalledZip": "",
+    "ToZip": "",
+    "ToCountry": "US",
+    "CallSid": "CA136d09cd59a3c0ec8dbff44da5c03f31",
+    "CalledCountry": "US",
+    "Called": "+14157669926",
+    "ApiVersion": "2010-04-01",
     "ApplicationSid": "AP44efecad51364e80b133bb7c07eb8204",
 }
 RUBY_SIGNATURE = "oVb2kXoVy8GEfwBDjR8bk/ZZ6eA="
@@ -53,8 +70,9 @@ def test_repeated_parameters_sign_every_value_sorted():
 def test_multidict_from_aiohttp_forms_works():
     from multidict import MultiDict
 
-    form = MultiDict([("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"),
-                      ("Digits", "1234")])
+    form = MultiDict(
+        [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    )
     assert compute_twilio_signature(TOKEN, URL, form) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 

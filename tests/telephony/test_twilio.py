@@ -26,50 +26,63 @@ FRAME = bytes(range(96, 256))  # 160 bytes, 20 ms of 8 kHz mu-law
 
 # Shapes as in https://www.twilio.com/docs/voice/media-streams/websocket-messages
 CONNECTED = '{"event": "connected", "protocol": "Call", "version": "1.0.0"}'
-START = json.dumps({
-    "event": "start",
-    "sequenceNumber": "1",
-    "start": {
-        "accountSid": ACCOUNT_SID,
+START = json.dumps(
+    {
+        "event": "start",
+        "sequenceNumber": "1",
+        "start": {
+            "accountSid": ACCOUNT_SID,
+            "streamSid": STREAM_SID,
+            "callSid": CALL_SID,
+            "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": {"interview_id": "iv_1", "token": "abc.def"},
+        },
         "streamSid": STREAM_SID,
-        "callSid": CALL_SID,
-        "tracks": ["inbound"],
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        "customParameters": {"interview_id": "iv_1", "token": "abc.def"},
-    },
-    "streamSid": STREAM_SID,
-})
+    }
+)
 
 
 def media_message(payload: bytes = FRAME, chunk: int = 1, stream_sid: str = STREAM_SID) -> str:
-    return json.dumps({
-        "event": "media",
-        "sequenceNumber": str(chunk + 1),
-        "media": {
-            "track": "inbound",
-            "chunk": str(chunk),
-            "timestamp": str(20 * (chunk - 1)),
-            "payload": base64.b64encode(payload).decode(),
-        },
-        "streamSid": stream_sid,
-    })
+    return json.dumps(
+        {
+            "event": "media",
+            "sequenceNumber": str(chunk + 1),
+            "media": {
+                "track": "inbound",
+                "chunk": str(chunk),
+                "timestamp": str(20 * (chunk - 1)),
+                "payload": base64.b64encode(payload).decode(),
+            },
+            "streamSid": stream_sid,
+        }
+    )
 
 
-DTMF = json.dumps({
-    "event": "dtmf",
-    "streamSid": STREAM_SID,
-    "sequenceNumber": "5",
-    "dtmf": {"track": "inbound_track", "digit": "1"},
-})
-MARK = json.dumps({
-    "event": "mark", "sequenceNumber": "4", "streamSid": STREAM_SID, "mark": {"name": "3:q1:await"}
-})
-STOP = json.dumps({
-    "event": "stop",
-    "sequenceNumber": "6",
-    "streamSid": STREAM_SID,
-    "stop": {"accountSid": ACCOUNT_SID, "callSid": CALL_SID},
-})
+DTMF = json.dumps(
+    {
+        "event": "dtmf",
+        "streamSid": STREAM_SID,
+        "sequenceNumber": "5",
+        "dtmf": {"track": "inbound_track", "digit": "1"},
+    }
+)
+MARK = json.dumps(
+    {
+        "event": "mark",
+        "sequenceNumber": "4",
+        "streamSid": STREAM_SID,
+        "mark": {"name": "3:q1:await"},
+    }
+)
+STOP = json.dumps(
+    {
+        "event": "stop",
+        "sequenceNumber": "6",
+        "streamSid": STREAM_SID,
+        "stop": {"accountSid": ACCOUNT_SID, "callSid": CALL_SID},
+    }
+)
 
 
 def started() -> TwilioMediaStream:
@@ -237,7 +250,9 @@ def test_builders_make_twilio_messages_for_this_stream():
         "media": {"payload": base64.b64encode(FRAME).decode()},
     }
     assert json.loads(stream.mark("3:q1:await")) == {
-        "event": "mark", "streamSid": STREAM_SID, "mark": {"name": "3:q1:await"}
+        "event": "mark",
+        "streamSid": STREAM_SID,
+        "mark": {"name": "3:q1:await"},
     }
     assert json.loads(stream.clear()) == {"event": "clear", "streamSid": STREAM_SID}
     assert stream.media_frames_sent == 1 and stream.marks_sent == 1

@@ -30,7 +30,7 @@ def test_connect_stream_names_the_websocket_and_its_parameters():
 
 def test_escaped_characters_round_trip_through_the_callers_parser():
     tricky = {
-        "name": "O'Brien & <Sons> \"quoted\"",
+        "name": 'O\'Brien & <Sons> "quoted"',
         "multi line": "first\nsecond\ttabbed\r",
         "chinese": "面试 — ok",
     }

@@ -72,9 +72,11 @@ async def voice_webhook(request: web.Request) -> web.Response:
     if interview is None:
         services.metrics.http_errors.labels("twilio_voice", "no_interview").inc()
         log.info("voice webhook: call %s has no interview to hold", call_sid)
-        return _twiml(say_and_hangup_twiml(
-            "Sorry, we could not find an interview scheduled for this call. Goodbye."
-        ))
+        return _twiml(
+            say_and_hangup_twiml(
+                "Sorry, we could not find an interview scheduled for this call. Goodbye."
+            )
+        )
     script = services.scripts.get(interview["job_id"])
     if script is None:
         reason = "unknown_job"
@@ -87,22 +89,31 @@ async def voice_webhook(request: web.Request) -> web.Response:
     if reason:
         services.metrics.http_errors.labels("twilio_voice", reason).inc()
         log.info("voice webhook: interview %s not callable (%s)", interview["id"], reason)
-        return _twiml(say_and_hangup_twiml(
-            "This interview is not available any more. A recruiter will contact you. Goodbye."
-        ))
+        return _twiml(
+            say_and_hangup_twiml(
+                "This interview is not available any more. A recruiter will contact you. Goodbye."
+            )
+        )
     if len(services.sessions) >= services.settings.max_calls:
         services.metrics.http_errors.labels("twilio_voice", "at_capacity").inc()
-        return _twiml(say_and_hangup_twiml(
-            "Sorry, all our interviewers are busy. Please try again in a few minutes. Goodbye."
-        ))
+        return _twiml(
+            say_and_hangup_twiml(
+                "Sorry, all our interviewers are busy. Please try again in a few minutes. Goodbye."
+            )
+        )
     token = services.token_signer.issue({"interview_id": interview["id"], "call_sid": call_sid})
     stream_url = stream_url_from_public_url(_public_base(request, services))
-    return _twiml(connect_stream_twiml(stream_url, {
-        "interview_id": interview["id"],
-        "job_id": interview["job_id"],
-        "token": token,
-        "from": from_number,
-    }))
+    return _twiml(
+        connect_stream_twiml(
+            stream_url,
+            {
+                "interview_id": interview["id"],
+                "job_id": interview["job_id"],
+                "token": token,
+                "from": from_number,
+            },
+        )
+    )
 
 
 async def media_stream(request: web.Request) -> web.StreamResponse:
@@ -183,4 +194,3 @@ def add_routes(app: web.Application) -> None:
     """Register the carrier endpoints."""
     app.router.add_post("/twilio/voice", voice_webhook)
     app.router.add_get("/twilio/stream", media_stream)
-

@@ -38,7 +38,8 @@ def require_token(handler: Handler) -> Handler:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
             services.metrics.http_errors.labels("api", "unauthorized").inc()
             response = json_error(
-                401, "unauthorized",
+                401,
+                "unauthorized",
                 "missing or wrong bearer token: send 'Authorization: Bearer <VOICEBOT_API_TOKEN>'",
             )
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -155,9 +156,15 @@ async def get_interview(request: web.Request) -> web.Response:
             calls.append(call)
     out["calls"] = calls
     out["transcript"] = [
-        {"call_sid": call["call_sid"], "speaker": t["speaker"], "text": t["text"],
-         "start": t["start"], "end": t["end"]}
-        for call in calls for t in call["turns"]
+        {
+            "call_sid": call["call_sid"],
+            "speaker": t["speaker"],
+            "text": t["text"],
+            "start": t["start"],
+            "end": t["end"],
+        }
+        for call in calls
+        for t in call["turns"]
     ]
     return web.json_response(out)
 
@@ -177,15 +184,17 @@ async def get_call(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """The job scripts loaded."""
     services = request.app[SERVICES_KEY]
-    return web.json_response([
-        {
-            "id": script.id,
-            "title": script.title,
-            "language": script.language,
-            "questions": [{"id": q.id, "prompt": q.prompt} for q in script.questions],
-        }
-        for script in services.scripts.values()
-    ])
+    return web.json_response(
+        [
+            {
+                "id": script.id,
+                "title": script.title,
+                "language": script.language,
+                "questions": [{"id": q.id, "prompt": q.prompt} for q in script.questions],
+            }
+            for script in services.scripts.values()
+        ]
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -36,12 +36,12 @@ class RollingAudio:
             kept = self._tail - self._head
             if kept + n > len(self._data) // 2:
                 grown = np.zeros(max(2 * len(self._data), 2 * (kept + n)), dtype=np.int16)
-                grown[:kept] = self._data[self._head:self._tail]
+                grown[:kept] = self._data[self._head : self._tail]
                 self._data = grown
             else:
-                self._data[:kept] = self._data[self._head:self._tail]
+                self._data[:kept] = self._data[self._head : self._tail]
             self._head, self._tail = 0, kept
-        self._data[self._tail:self._tail + n] = chunk
+        self._data[self._tail : self._tail + n] = chunk
         self._tail += n
 
     def discard_before(self, position: int) -> None:
@@ -54,4 +54,4 @@ class RollingAudio:
         """A copy of samples [start, end) in absolute positions, clipped to what is kept."""
         first = min(max(start - self._base, 0), self._tail - self._head)
         last = min(max(end - self._base, first), self._tail - self._head)
-        return self._data[self._head + first:self._head + last].copy()
+        return self._data[self._head + first : self._head + last].copy()

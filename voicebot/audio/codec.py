@@ -1,7 +1,8 @@
 """G.711 mu-law codec for telephone audio (8 kHz, one byte a sample).
 
 Table driven and vectorised with numpy: decoding is one 256-entry table look-up, encoding one
-look-up in a 65,536-entry table indexed by the sample's bits. Bit-exact with the ITU-T G.711 reference (and Python's old ``audioop``).
+look-up in a 65,536-entry table indexed by the sample's bits. Bit-exact with the ITU-T G.711
+reference (and Python's old ``audioop``).
 """
 
 from __future__ import annotations

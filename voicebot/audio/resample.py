@@ -24,8 +24,10 @@ class StreamResampler:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._passthrough = in_rate == out_rate
-        self._stream = None if self._passthrough else soxr.ResampleStream(
-            in_rate, out_rate, 1, dtype=dtype, quality=quality
+        self._stream = (
+            None
+            if self._passthrough
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype=dtype, quality=quality)
         )
 
     def process(self, pcm: np.ndarray) -> np.ndarray:

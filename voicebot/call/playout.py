@@ -1,4 +1,4 @@
-"""Bot audio playout: 20 ms mu-law frames paced by the clock, marks after prompts, clear on barge-in.
+"""Bot audio playout: paced 20 ms mu-law frames, marks after prompts, clear on barge-in.
 
 ``Playout`` owns one call's outbound audio. Prompts are queued as whole segments; a task sends one
 160-byte frame every 20 ms on an absolute schedule (frame n at ``t0 + n * 20 ms``), so a busy event
@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from voicebot.audio.frames import FRAME_MS, ULAW_FRAME_BYTES
 from voicebot.audio.codec import ULAW_SILENCE_BYTE
+from voicebot.audio.frames import FRAME_MS, ULAW_FRAME_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class Playout:
                     # Re-anchor the schedule: the carrier already played silence for the stall.
                     schedule_start = now - frame_index * FRAME_SECS
             offset = segment.frames_sent * ULAW_FRAME_BYTES
-            frame = segment.audio[offset:offset + ULAW_FRAME_BYTES]
+            frame = segment.audio[offset : offset + ULAW_FRAME_BYTES]
             if len(frame) < ULAW_FRAME_BYTES:
                 frame = frame + bytes([ULAW_SILENCE_BYTE]) * (ULAW_FRAME_BYTES - len(frame))
             if segment.frames_sent == 0:

@@ -4,8 +4,8 @@ Both sides are placed by their time on the call clock (seconds since the media s
 candidate audio by the carrier's media timestamps, bot audio at the moment each frame was sent, so
 a barge-in shows the bot channel stopping where the candidate stopped hearing it. Audio is kept as
 mu-law (one byte a sample, ~29 MB an hour for both sides) and written as 16-bit PCM at the end, in a
-worker thread. ``timeline.jsonl`` gets one JSON event a line as it happens, so a crash mid-call keeps
-the timeline up to the crash.
+worker thread. ``timeline.jsonl`` gets one JSON event a line as it happens, so a crash mid-call
+keeps the timeline up to the crash.
 """
 
 from __future__ import annotations

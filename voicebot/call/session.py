@@ -178,8 +178,12 @@ class CallSession:
                 segment = self.playout.mark_echoed(event.name)
                 self._event("mark_echoed", mark=event.name, known=segment is not None)
                 if segment is not None and not segment.cleared:
-                    self._spawn(self.services.store.confirm_bot_turn_played(
-                        self.call_sid, segment.extra["seq"]), "store_bot_turn_end")
+                    self._spawn(
+                        self.services.store.confirm_bot_turn_played(
+                            self.call_sid, segment.extra["seq"]
+                        ),
+                        "store_bot_turn_end",
+                    )
         elif isinstance(event, Dtmf):
             await self._on_dtmf(event.digit)
         elif isinstance(event, Stop):
@@ -305,8 +309,11 @@ class CallSession:
         elif isinstance(event, TurnEnded):
             self._turn_start = None
             self._event(
-                "speech_ended", t=event.t, speech_start=round(event.speech_start, 3),
-                speech_end=round(event.speech_end, 3), reason=event.reason,
+                "speech_ended",
+                t=event.t,
+                speech_start=round(event.speech_start, 3),
+                speech_end=round(event.speech_end, 3),
+                reason=event.reason,
             )
             speculation = self._speculation
             self._speculation = None
@@ -330,7 +337,8 @@ class CallSession:
         # Smart-turn judges "And so my fellow Americans." complete: for an open question a
         # short answer so far never ends on acoustics alone, only on the longer silence.
         too_short = (
-            listen is not None and listen.question_id is not None
+            listen is not None
+            and listen.question_id is not None
             and event.speech_end - event.speech_start < self.settings.turn_min_answer_secs
         )
         if self.services.smart_turn is None or too_short:
@@ -368,9 +376,7 @@ class CallSession:
     async def _transcribe(self, audio: np.ndarray) -> ASRResult | None:
         assert self.services.asr is not None and self.script is not None
         try:
-            return await self.services.asr.transcribe(
-                audio, self.script.language, Priority.FINAL
-            )
+            return await self.services.asr.transcribe(audio, self.script.language, Priority.FINAL)
         except ASRDropped:
             return None
 
@@ -456,8 +462,11 @@ class CallSession:
         self.metrics.end_of_speech_to_final.observe(eos_to_final)
         text = result.text.strip()
         self._event(
-            "transcript_final", text_chars=len(text), asr_latency=round(result.latency_secs, 3),
-            end_of_speech_to_final=round(eos_to_final, 3), speculative=reused,
+            "transcript_final",
+            text_chars=len(text),
+            asr_latency=round(result.latency_secs, 3),
+            end_of_speech_to_final=round(eos_to_final, 3),
+            speculative=reused,
         )
         if not text:
             self.stats["empty_transcripts"] += 1
@@ -528,7 +537,10 @@ class CallSession:
     # -- actions ---------------------------------------------------------------------------
 
     async def _run_actions(
-        self, actions: list[object], *, replace_queued: bool = False,
+        self,
+        actions: list[object],
+        *,
+        replace_queued: bool = False,
         prestarted: list[Segment] | None = None,
     ) -> None:
         """Carry out the engine's actions (called with the engine lock held).
@@ -541,10 +553,10 @@ class CallSession:
         says: list[Say] = [action for action in actions if isinstance(action, Say)]
         already: list[Segment] = []
         if prestarted:
-            if [say.prompt_id for say in says[:len(prestarted)]] == [
+            if [say.prompt_id for say in says[: len(prestarted)]] == [
                 segment.prompt_id for segment in prestarted
             ]:
-                says = says[len(prestarted):]
+                says = says[len(prestarted) :]
                 already = prestarted
             else:
                 log.warning("call %s: pre-started prompt was wrong; cutting it", self.call_sid)
@@ -600,15 +612,20 @@ class CallSession:
             self._awaiting_response_since = None
             self.metrics.response_latency.observe(response_latency)
         segment.extra["response_latency"] = response_latency
-        self._spawn(self.services.store.add_turn(
-            call_sid=self.call_sid,
-            seq=segment.extra["seq"],
-            speaker="bot",
-            text=segment.extra["text"],
-            start=round(t, 3),
-            prompt_id=segment.prompt_id,
-            response_latency=round(response_latency, 3) if response_latency is not None else None,
-        ), "store_bot_turn")
+        self._spawn(
+            self.services.store.add_turn(
+                call_sid=self.call_sid,
+                seq=segment.extra["seq"],
+                speaker="bot",
+                text=segment.extra["text"],
+                start=round(t, 3),
+                prompt_id=segment.prompt_id,
+                response_latency=round(response_latency, 3)
+                if response_latency is not None
+                else None,
+            ),
+            "store_bot_turn",
+        )
 
     def _on_segment_end(self, segment: Segment) -> None:
         if segment.first_frame_at is None:
@@ -616,13 +633,22 @@ class CallSession:
             return
         end = segment.extra["start"] + segment.sent_secs
         self._event(
-            "prompt_ended", t=end, mark=segment.mark, interrupted=segment.cleared,
+            "prompt_ended",
+            t=end,
+            mark=segment.mark,
+            interrupted=segment.cleared,
             heard_secs=round(segment.sent_secs, 3),
         )
-        self._spawn(self.services.store.update_bot_turn(
-            self.call_sid, segment.extra["seq"], end=round(end, 3),
-            interrupted=segment.cleared, heard_secs=round(segment.sent_secs, 3),
-        ), "store_bot_turn_end")
+        self._spawn(
+            self.services.store.update_bot_turn(
+                self.call_sid,
+                segment.extra["seq"],
+                end=round(end, 3),
+                interrupted=segment.cleared,
+                heard_secs=round(segment.sent_secs, 3),
+            ),
+            "store_bot_turn_end",
+        )
 
     async def _hang_up_after_playout(self, reason: str) -> None:
         assert self.playout is not None
@@ -664,8 +690,10 @@ class CallSession:
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not current and task.get_name() not in ("store_bot_turn",
-                                                               "store_bot_turn_end"):
+            if task is not current and task.get_name() not in (
+                "store_bot_turn",
+                "store_bot_turn_end",
+            ):
                 task.cancel()
         pending = [t for t in self._tasks if t is not current]
         if pending:
@@ -674,8 +702,11 @@ class CallSession:
         self._event("call_ended", reason=reason)
         try:
             await services.store.finish_call(
-                self.call_sid, status="completed", end_reason=reason,
-                duration_secs=round(duration, 3), stats=self.stats,
+                self.call_sid,
+                status="completed",
+                end_reason=reason,
+                duration_secs=round(duration, 3),
+                stats=self.stats,
             )
             status = END_STATUS.get(reason, "incomplete")
             await services.store.update_interview(self.interview["id"], status=status)

@@ -115,14 +115,18 @@ class JobScript(BaseModel):
         language = info.data.get("language")
         if language == "zh":
             checks = (
-                (_ZH_AI_DISCLOSURE,
-                 "that the caller is talking to an AI ('AI', '人工智能' or '智能')"),
+                (
+                    _ZH_AI_DISCLOSURE,
+                    "that the caller is talking to an AI ('AI', '人工智能' or '智能')",
+                ),
                 (_ZH_RECORDING_DISCLOSURE, "that the call is recorded ('录音')"),
             )
         else:
             checks = (
-                (_EN_AI_DISCLOSURE, "that the caller is talking to an AI ('AI', 'automated' or "
-                                    "'virtual')"),
+                (
+                    _EN_AI_DISCLOSURE,
+                    "that the caller is talking to an AI ('AI', 'automated' or 'virtual')",
+                ),
                 (_EN_RECORDING_DISCLOSURE, "that the call is recorded ('recorded')"),
             )
         missing = [what for pattern, what in checks if not pattern.search(greeting)]
@@ -225,15 +229,29 @@ def load_script(path: str | Path) -> JobScript:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ScriptError(
-            [ScriptProblem(file, None, None, f"cannot read the file ({error})",
-                           "check the path and save the file as UTF-8")]
+            [
+                ScriptProblem(
+                    file,
+                    None,
+                    None,
+                    f"cannot read the file ({error})",
+                    "check the path and save the file as UTF-8",
+                )
+            ]
         ) from error
     root = _compose(text, file)
     if not isinstance(root, yaml.MappingNode):
         line = None if root is None else root.start_mark.line + 1
         raise ScriptError(
-            [ScriptProblem(file, None, line, "the file is not a mapping of fields",
-                           "start the file with `id: ...`, `title: ...`; see dialogues/README.md")]
+            [
+                ScriptProblem(
+                    file,
+                    None,
+                    line,
+                    "the file is not a mapping of fields",
+                    "start the file with `id: ...`, `title: ...`; see dialogues/README.md",
+                )
+            ]
         )
     _reject_duplicate_keys(root, file)
     data = _construct(root)
@@ -253,8 +271,15 @@ def load_scripts(directory: str | Path) -> dict[str, JobScript]:
     directory = Path(directory)
     if not directory.is_dir():
         raise ScriptError(
-            [ScriptProblem(str(directory), None, None, "not a directory",
-                           "point at the folder that holds the job scripts (dialogues/)")]
+            [
+                ScriptProblem(
+                    str(directory),
+                    None,
+                    None,
+                    "not a directory",
+                    "point at the folder that holds the job scripts (dialogues/)",
+                )
+            ]
         )
     scripts: dict[str, JobScript] = {}
     origin: dict[str, Path] = {}
@@ -264,9 +289,15 @@ def load_scripts(directory: str | Path) -> dict[str, JobScript]:
         if script.id in origin:
             root = _compose(path.read_text(encoding="utf-8"), str(path))
             raise ScriptError(
-                [ScriptProblem(str(path), "id", _line_of(root, ("id",)),
-                               f"script id '{script.id}' is already used by {origin[script.id]}",
-                               "give each job script its own id")]
+                [
+                    ScriptProblem(
+                        str(path),
+                        "id",
+                        _line_of(root, ("id",)),
+                        f"script id '{script.id}' is already used by {origin[script.id]}",
+                        "give each job script its own id",
+                    )
+                ]
             )
         scripts[script.id] = script
         origin[script.id] = path
@@ -288,9 +319,16 @@ def _compose(text: str, file: str) -> yaml.Node | None:
         if context and context_mark is not None and mark and context_mark.line != mark.line:
             problem += f" ({context} that starts on line {context_mark.line + 1})"
         raise ScriptError(
-            [ScriptProblem(file, None, line, f"invalid YAML: {problem}",
-                           "check indentation and quote texts that contain ': ' or start with "
-                           "a special character")]
+            [
+                ScriptProblem(
+                    file,
+                    None,
+                    line,
+                    f"invalid YAML: {problem}",
+                    "check indentation and quote texts that contain ': ' or start with "
+                    "a special character",
+                )
+            ]
         ) from error
 
 
@@ -309,8 +347,15 @@ def _reject_duplicate_keys(node: yaml.Node, file: str, path: tuple[str | int, ..
             key = key_node.value
             if key in seen:
                 raise ScriptError(
-                    [ScriptProblem(file, _field_path((*path, key)), key_node.start_mark.line + 1,
-                                   f"key '{key}' appears twice", "keep only one of them")]
+                    [
+                        ScriptProblem(
+                            file,
+                            _field_path((*path, key)),
+                            key_node.start_mark.line + 1,
+                            f"key '{key}' appears twice",
+                            "keep only one of them",
+                        )
+                    ]
                 )
             seen.add(key)
             _reject_duplicate_keys(value_node, file, (*path, key))

@@ -69,7 +69,13 @@ MIGRATIONS: list[str] = [
 ]
 
 INTERVIEW_STATUSES = (
-    "pending", "in_progress", "completed", "declined", "no_response", "incomplete", "failed",
+    "pending",
+    "in_progress",
+    "completed",
+    "declined",
+    "no_response",
+    "incomplete",
+    "failed",
 )
 
 
@@ -148,8 +154,17 @@ class Store:
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
             " candidate_timezone, external_key, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (interview_id, job_id, candidate_id, candidate_name, candidate_phone,
-             candidate_timezone, external_key, now, now),
+            (
+                interview_id,
+                job_id,
+                candidate_id,
+                candidate_name,
+                candidate_phone,
+                candidate_timezone,
+                external_key,
+                now,
+                now,
+            ),
         )
         await self.db.commit()
         interview = await self.get_interview(interview_id)
@@ -208,8 +223,14 @@ class Store:
         await self.db.execute(
             "INSERT INTO calls (call_sid, interview_id, stream_sid, from_number, started_at,"
             " recording_dir) VALUES (?, ?, ?, ?, ?, ?)",
-            (call_sid, interview_id, stream_sid, from_number, started_at or time.time(),
-             recording_dir),
+            (
+                call_sid,
+                interview_id,
+                stream_sid,
+                from_number,
+                started_at or time.time(),
+                recording_dir,
+            ),
         )
         await self.db.commit()
 
@@ -218,7 +239,12 @@ class Store:
         return await self._one("SELECT 1 FROM calls WHERE call_sid = ?", (call_sid,)) is not None
 
     async def finish_call(
-        self, call_sid: str, *, status: str, end_reason: str, duration_secs: float,
+        self,
+        call_sid: str,
+        *,
+        status: str,
+        end_reason: str,
+        duration_secs: float,
         stats: dict[str, Any] | None = None,
     ) -> None:
         """Record how and when a call ended."""
@@ -249,13 +275,30 @@ class Store:
             'INSERT INTO turns (call_sid, seq, speaker, prompt_id, question_id, text, start, "end",'
             " asr_latency, response_latency, end_of_speech_to_final)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (call_sid, seq, speaker, prompt_id, question_id, text, start, end, asr_latency,
-             response_latency, end_of_speech_to_final),
+            (
+                call_sid,
+                seq,
+                speaker,
+                prompt_id,
+                question_id,
+                text,
+                start,
+                end,
+                asr_latency,
+                response_latency,
+                end_of_speech_to_final,
+            ),
         )
         await self.db.commit()
 
     async def update_bot_turn(
-        self, call_sid: str, seq: int, *, end: float, interrupted: bool, heard_secs: float,
+        self,
+        call_sid: str,
+        seq: int,
+        *,
+        end: float,
+        interrupted: bool,
+        heard_secs: float,
         response_latency: float | None = None,
     ) -> None:
         """Record when a bot turn stopped playing and how much of it the candidate heard."""

@@ -253,8 +253,7 @@ class TwilioMediaStream:
             if not isinstance(value, str) or not value:
                 raise _Reject(
                     "bad_start",
-                    f"'start' message lacks the string field {field}; the stream cannot be "
-                    "served",
+                    f"'start' message lacks the string field {field}; the stream cannot be served",
                     fatal=True,
                 )
         media_format = start.get("mediaFormat") or {}
