@@ -18,7 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIO_DIR = Path(
@@ -28,6 +31,21 @@ AUDIO_DIR = Path(
 API_TOKEN = "test-api-token"
 TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
 STREAM_SECRET = "test-stream-token-secret"
+
+
+def speech_clip(name: str) -> np.ndarray:
+    """A real 16 kHz speech clip from the shared test audio (int16)."""
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
+    pcm, rate = read_wav(path)
+    assert rate == 16000
+    return pcm
+
+
+def phone_speech(name: str) -> np.ndarray:
+    """A real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
+    return phone_roundtrip_16k(speech_clip(name))
 
 
 def free_port() -> int:

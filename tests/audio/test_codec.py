@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import AUDIO_DIR
+from tests.conftest import speech_clip as speech
 from voicebot.audio.codec import (
     DECODE_TABLE,
     ULAW_SILENCE_BYTE,
@@ -13,20 +13,10 @@ from voicebot.audio.codec import (
     ulaw_decode,
     ulaw_encode,
 )
-from voicebot.audio.frames import phone_roundtrip_16k, read_wav
+from voicebot.audio.frames import phone_roundtrip_16k
 from voicebot.audio.resample import StreamResampler, resample
 
 ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
-
-
-def speech(name: str) -> np.ndarray:
-    """Load a real 16 kHz speech clip from the shared test audio."""
-    path = AUDIO_DIR / name
-    if not path.is_file():
-        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
-    pcm, rate = read_wav(path)
-    assert rate == 16000
-    return pcm
 
 
 def test_encode_is_bit_exact_with_scalar_reference_for_every_sample() -> None:

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import AUDIO_DIR
-from voicebot.audio.frames import phone_roundtrip_16k, read_wav
+from tests.conftest import phone_speech
 from voicebot.speech.turn import (
     SmartTurnModel,
     SpeechPaused,
@@ -263,16 +262,6 @@ def test_custom_config_changes_timings() -> None:
 
 
 # --- SmartTurnModel and the whole chain on real speech ---------------------------------------
-
-
-def phone_speech(name: str) -> np.ndarray:
-    """Load a real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
-    path = AUDIO_DIR / name
-    if not path.is_file():
-        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
-    pcm, rate = read_wav(path)
-    assert rate == 16000
-    return phone_roundtrip_16k(pcm)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.conftest import AUDIO_DIR
-from voicebot.audio.frames import phone_roundtrip_16k, read_wav, rms_dbfs
+from tests.conftest import phone_speech
+from voicebot.audio.frames import phone_roundtrip_16k, rms_dbfs
 from voicebot.speech.vad import (
     WINDOW_SAMPLES,
     WINDOW_SECS,
@@ -16,16 +16,6 @@ from voicebot.speech.vad import (
     SileroState,
     SileroVAD,
 )
-
-
-def phone_speech(name: str) -> np.ndarray:
-    """Load a real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
-    path = AUDIO_DIR / name
-    if not path.is_file():
-        pytest.fail(f"test speech {path} missing (../shared/audio or VOICEBOT_TEST_AUDIO_DIR)")
-    pcm, rate = read_wav(path)
-    assert rate == 16000
-    return phone_roundtrip_16k(pcm)
 
 
 @pytest.fixture(scope="module")

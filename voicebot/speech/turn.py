@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-import onnxruntime
 from pydantic import BaseModel, Field, model_validator
 
 from voicebot.audio.frames import MODEL_RATE
+from voicebot.speech.onnx import cpu_session
 
 HYSTERESIS = 0.15
 """Once speech is detected it lasts while the probability stays above threshold minus this."""
@@ -304,14 +304,7 @@ class SmartTurnModel:
 
         self._features = compute_whisper_log_mel_features
         self.path = str(path) if path else str(bundled_smart_turn_path())
-        options = onnxruntime.SessionOptions()
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        options.intra_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = onnxruntime.InferenceSession(
-            self.path, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(self.path)
 
     @classmethod
     def shared(cls) -> SmartTurnModel:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import onnxruntime
 
 from voicebot.audio.frames import MODEL_RATE
+from voicebot.speech.onnx import cpu_session
 
 WINDOW_SAMPLES = 512
 """Samples in one VAD window at 16 kHz."""
@@ -76,13 +76,7 @@ class SileroModel:
 
     def __init__(self, path: str | None = None):
         self.path = str(path) if path else str(bundled_silero_path())
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        self._session = onnxruntime.InferenceSession(
-            self.path, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = cpu_session(self.path)
 
     @classmethod
     def shared(cls) -> SileroModel:
