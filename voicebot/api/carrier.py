@@ -30,6 +30,7 @@ SERVICES_KEY = web.AppKey("services", Services)
 START_TIMEOUT_SECS = 10.0
 HARD_MESSAGE_LIMIT = 1 << 20
 """Messages above this close the socket (aiohttp limit); smaller oversized ones are only dropped."""
+LOGGED_ERRORS_PER_CODE = 5
 CALLABLE_STATUSES = {"pending", "in_progress", "no_response", "incomplete", "failed"}
 
 
@@ -161,9 +162,13 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
                 for event in events:
                     if isinstance(event, ProtocolError):
                         metrics.protocol_errors.labels(event.code).inc()
-                        log.warning(
-                            "stream %s: %s: %s", session.call_sid or peer, event.code, event.message
-                        )
+                        seen = protocol.error_counts[event.code]
+                        if seen <= LOGGED_ERRORS_PER_CODE or seen % 100 == 0:
+                            # A flood is counted in full but logged sparingly.
+                            log.warning(
+                                "stream %s: %s (%d so far): %s",
+                                session.call_sid or peer, event.code, seen, event.message,
+                            )
                         if event.fatal:
                             await ws.close(code=1003, message=event.code.encode()[:120])
                             break
