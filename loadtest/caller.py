@@ -29,7 +29,7 @@ import os
 import secrets
 import sys
 import xml.etree.ElementTree as ElementTree
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,6 +73,19 @@ EventHook = Callable[[str, dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------- audio
+
+
+GAP_BUCKETS_MS = (10, 30, 50, 60, 80, 100, 200, 500)
+"""Upper edges of the inter-frame gap histogram (a well-paced stream lands in 10-30 ms)."""
+
+
+def gap_bucket(gap_secs: float) -> str:
+    """The histogram bucket of one inter-arrival gap between bot frames, e.g. ``"<=30ms"``."""
+    gap_ms = gap_secs * 1000
+    for edge in GAP_BUCKETS_MS:
+        if gap_ms <= edge:
+            return f"<={edge}ms"
+    return f">{GAP_BUCKETS_MS[-1]}ms"
 
 
 def is_non_silent(ulaw: bytes) -> bool:
@@ -279,6 +292,7 @@ class CallResult:
     turns: list[TurnRecord] = field(default_factory=list)
     bot_audio: bytes = b""
     late_frame_gaps: int = 0
+    frame_gaps: dict[str, int] = field(default_factory=dict)
     closed_by: ClosedBy = "caller"
     error: str | None = None
     stream_sid: str = ""
@@ -362,6 +376,7 @@ class CallerState:
         self.turns: list[TurnRecord] = []
         self.bot_audio = bytearray()
         self.late_frame_gaps = 0
+        self.frame_gaps: Counter[str] = Counter()  # inter-arrival gaps within bot turns
         self.problems: list[str] = []
         self.prompts_seen = 0
         self.unanswered_prompts = 0
@@ -452,12 +467,11 @@ class CallerState:
             if barge_in_after is not None and self._answer is None:
                 # Talk over this prompt instead of waiting for its end (tests barge-in).
                 self._prompt_queue.append(now + barge_in_after)
-        elif (
-            self._last_bot_arrival is not None
-            and not self._mark_since_last_frame
-            and now - self._last_bot_arrival > LATE_GAP_SECS
-        ):
-            self.late_frame_gaps += 1
+        elif self._last_bot_arrival is not None and not self._mark_since_last_frame:
+            gap = now - self._last_bot_arrival
+            self.frame_gaps[gap_bucket(gap)] += 1
+            if gap > LATE_GAP_SECS:
+                self.late_frame_gaps += 1
         turn.frames += 1
         turn.end = self._playout_end
         self._last_bot_arrival = now
@@ -634,6 +648,7 @@ class CallerState:
             turns=list(self.turns),
             bot_audio=bytes(self.bot_audio),
             late_frame_gaps=self.late_frame_gaps,
+            frame_gaps=dict(self.frame_gaps),
             closed_by=closed_by,
             error=error,
             stream_sid=self.carrier.stream_sid,

@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.set_defaults(func=None)
 
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="many concurrent simulated calls: latency, playout, CPU, RSS; capacity search",
+        add_help=False,
+    )
+    loadtest.set_defaults(func=None)
+
     interview = commands.add_parser("interview", help="create an interview via the REST API")
     interview.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL")
     interview.add_argument("--token", help="API token (default: VOICEBOT_API_TOKEN)")
@@ -197,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest import caller
 
         return caller.main(argv[1:])
+    if argv[:1] == ["loadtest"]:
+        from loadtest import harness
+
+        return harness.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

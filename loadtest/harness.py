@@ -1,0 +1,537 @@
+"""Load harness: many concurrent simulated Twilio carriers holding whole interviews.
+
+Each simulated carrier is ``loadtest.caller.run_call``: the Twilio voice webhook, a Media Stream
+over a real loopback socket, 20 ms 8 kHz mu-law frames paced by the clock, answers from the human
+speech in ``../shared/audio``. Callers start ramped over ``ramp_secs`` and each holds interviews
+back to back until ``duration_secs`` have passed (at least one whole interview each).
+
+Measured per call and in total: voice-to-voice latency (last voiced answer sample -> first
+non-silent bot frame) p50/p95/p99; end of speech -> final transcript (from the server's stored
+turns, for voicebot); playout health (inter-arrival gaps between bot frames, gaps over 60 ms);
+failed calls; the bot talking over answers; server CPU and RSS over time. Output: JSON, a Markdown
+summary and a PNG plot. ``--search`` finds the largest number of calls at which p95
+voice-to-voice <= 900 ms with no late frames and no failed calls. ``--target both`` also drives a
+peer built the way pipecat's Twilio example builds one (``loadtest/peers/pipecat_bot.py``) in the
+same session and reports ours/pipecat ratios.
+
+    voicebot loadtest --calls 10                       # one level
+    voicebot loadtest --search --levels 5,10,20,30,40  # capacity search
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtest.caller import GAP_BUCKETS_MS, CallResult, load_answers, percentile, run_call
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_AUDIO = ROOT.parent / "shared" / "audio"
+DEFAULT_CLIPS = (
+    "en_jfk.wav",
+    "en_librispeech_1995-1837-0001.wav",
+    "en_speaker_a.wav",
+    "en_speaker_b.wav",
+)
+P95_BUDGET_SECS = 0.9
+"""The latency budget a level must meet in the capacity search (ARCHITECTURE.md)."""
+API_TOKEN = "loadtest-token"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+@dataclass
+class Target:
+    """A server under test: ours (``voicebot``) or the pipecat peer (``pipecat``)."""
+
+    name: str
+    base_url: str
+    pid: int | None = None
+    api_token: str | None = None
+    job_id: str = "customer_service_en"
+    twilio_auth_token: str | None = None
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @classmethod
+    def spawn(cls, name: str, work: Path, env_overrides: dict[str, str] | None = None) -> Target:
+        """Start a server process on a free loopback port and wait until it answers."""
+        port = free_port()
+        log_path = work / f"{name}-server.log"
+        env = {**os.environ, **(env_overrides or {})}
+        if name == "voicebot":
+            env.update({
+                "VOICEBOT_HOST": "127.0.0.1", "VOICEBOT_PORT": str(port),
+                "VOICEBOT_API_TOKEN": API_TOKEN, "VOICEBOT_DATA_DIR": str(work / "data"),
+                "VOICEBOT_RECORDINGS_DIR": str(work / "recordings"),
+                "VOICEBOT_LOG_LEVEL": env.get("VOICEBOT_LOG_LEVEL", "WARNING"),
+            })
+            env.pop("VOICEBOT_TWILIO_AUTH_TOKEN", None)
+            command = [sys.executable, "-m", "voicebot.cli", "serve"]
+        elif name == "pipecat":
+            command = [sys.executable, "-m", "loadtest.peers.pipecat_bot",
+                       "--host", "127.0.0.1", "--port", str(port)]
+        else:
+            raise ValueError(f"unknown target {name!r}: use voicebot or pipecat")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=log_path.open("w"))
+        target = cls(name=name, base_url=f"http://127.0.0.1:{port}", pid=process.pid,
+                     api_token=API_TOKEN if name == "voicebot" else None, process=process,
+                     log_path=log_path)
+        target.wait_ready(timeout=240)
+        return target
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the server accepts HTTP (voicebot: ``/healthz`` is 200)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                tail = self.log_path.read_text()[-3000:] if self.log_path else ""
+                raise RuntimeError(f"{self.name} server exited during start-up:\n{tail}")
+            try:
+                if self.name == "voicebot":
+                    urllib.request.urlopen(self.base_url + "/healthz", timeout=2)
+                else:
+                    host, port = self.base_url.rsplit("//", 1)[1].split(":")
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} server not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """Stop a spawned server."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call voicebot's REST API."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.api_token}",
+                     "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+# ------------------------------------------------------------------------------ sampling
+
+
+def _process_tree(pid: int) -> list[int]:
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            children = []
+        pids.extend(int(c) for c in children)
+        frontier.extend(int(c) for c in children)
+    return pids
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds used and RSS in MB of a process and its children."""
+    cpu = rss = 0.0
+    for member in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, rss
+
+
+@dataclass
+class ResourceSampler:
+    """Samples a server's CPU (cores) and RSS (MB) once a second."""
+
+    pid: int | None
+    series: list[dict[str, float]] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.pid is None:
+            return
+        start = time.monotonic()
+        last_cpu, last_t = _cpu_and_rss(self.pid)[0], start
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            cpu, rss = _cpu_and_rss(self.pid)
+            self.series.append({"t": round(now - start, 2),
+                                "cpu_cores": round((cpu - last_cpu) / max(now - last_t, 1e-6), 3),
+                                "rss_mb": round(rss, 1)})
+            last_cpu, last_t = cpu, now
+
+
+# ------------------------------------------------------------------------------ one level
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "p99": percentile(values, 99), "max": max(values) if values else None}
+
+
+def _call_failed(result: CallResult, server_call: dict[str, Any] | None) -> str | None:
+    if result.error:
+        return result.error
+    if result.closed_by != "server":
+        return f"closed by {result.closed_by}"
+    if server_call is not None and server_call.get("end_reason") != "completed":
+        return f"ended {server_call.get('end_reason')}"
+    return None
+
+
+async def run_level(
+    target: Target,
+    calls: int,
+    *,
+    duration_secs: float = 0.0,
+    ramp_secs: float | None = None,
+    answers: list[Path],
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Hold ``calls`` concurrent interviews against ``target``; return the level's report."""
+    loaded = load_answers(answers)
+    ramp = ramp_secs if ramp_secs is not None else min(0.5 * calls, 20.0)
+    started = time.monotonic()
+    per_call: list[dict[str, Any]] = []
+    live = 0
+    v2v_all: list[float] = []
+
+    def count_answer(kind: str, data: dict[str, Any]) -> None:
+        turn = data.get("turn")
+        if kind == "turn" and turn.speaker == "candidate" and turn.voice_to_voice_secs is not None:
+            v2v_all.append(turn.voice_to_voice_secs)
+
+    async def caller(index: int) -> None:
+        nonlocal live
+        await asyncio.sleep(ramp * index / max(calls, 1))
+        while True:
+            interview_id = None
+            if target.api_token:
+                interview_id = (await asyncio.to_thread(
+                    target.api, "POST", "/api/interviews",
+                    {"job_id": target.job_id, "candidate": {"id": f"load-{index}"}},
+                ))["id"]
+            live += 1
+            try:
+                result = await run_call(target.base_url, answers=loaded, dtmf={0: "1"},
+                                        interview_id=interview_id, max_call_secs=300,
+                                        twilio_auth_token=target.twilio_auth_token,
+                                        on_event=count_answer)
+            finally:
+                live -= 1
+            server_call = None
+            if target.api_token:
+                try:
+                    server_call = await asyncio.to_thread(
+                        target.api, "GET", f"/api/calls/{result.call_sid}")
+                except OSError:
+                    server_call = None
+            eos = [t["end_of_speech_to_final"] for t in (server_call or {}).get("turns", [])
+                   if t["speaker"] == "candidate" and t["end_of_speech_to_final"] is not None]
+            per_call.append({
+                "caller": index, "call_sid": result.call_sid,
+                "duration_secs": round(result.duration_secs, 2),
+                "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
+                "end_of_speech_to_final": eos,
+                "late_frame_gaps": result.late_frame_gaps, "frame_gaps": result.frame_gaps,
+                "talked_over": result.talked_over,
+                "failure": _call_failed(result, server_call),
+            })
+            if time.monotonic() - started >= duration_secs:
+                return
+
+    async def report_progress(stop: asyncio.Event) -> None:
+        interactive = sys.stderr.isatty()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0 if interactive else 10.0)
+            except TimeoutError:
+                pass
+            sample = sampler.series[-1] if sampler.series else {}
+            line = (f"\r[{target.name}] {calls} calls: {live} live, {len(per_call)} done, "
+                    f"{len(v2v_all)} answers, v2v p50 {_ms(percentile(v2v_all, 50))} "
+                    f"p95 {_ms(percentile(v2v_all, 95))} ms, "
+                    f"cpu {sample.get('cpu_cores', 0):.2f} cores, "
+                    f"rss {sample.get('rss_mb', 0):.0f} MB, {time.monotonic() - started:.0f} s ")
+            print(line if interactive else line.strip(), end="" if interactive else "\n",
+                  file=sys.stderr, flush=True)
+        if interactive:
+            print(file=sys.stderr)
+
+    sampler = ResourceSampler(target.pid)
+    stop = asyncio.Event()
+    background = [asyncio.create_task(sampler.run(stop))]
+    if progress:
+        background.append(asyncio.create_task(report_progress(stop)))
+    try:
+        await asyncio.gather(*(caller(i) for i in range(calls)))
+    finally:
+        stop.set()
+        await asyncio.gather(*background)
+
+    gaps: Counter[str] = Counter()
+    for call in per_call:
+        gaps.update(call["frame_gaps"])
+    failures = [c for c in per_call if c["failure"]]
+    cpu = [s["cpu_cores"] for s in sampler.series]
+    rss = [s["rss_mb"] for s in sampler.series]
+    level = {
+        "target": target.name,
+        "calls": calls,
+        "interviews": len(per_call),
+        "wall_secs": round(time.monotonic() - started, 1),
+        "voice_to_voice": _stats(v2v_all),
+        "end_of_speech_to_final": _stats([e for c in per_call
+                                          for e in c["end_of_speech_to_final"]]),
+        "frame_gaps": {bucket: gaps.get(bucket, 0) for bucket in _gap_bucket_names()},
+        "late_frame_gaps": sum(c["late_frame_gaps"] for c in per_call),
+        "failed_calls": len(failures),
+        "failures": [c["failure"] for c in failures][:20],
+        "talked_over": sum(c["talked_over"] for c in per_call),
+        "cpu_cores": {"mean": round(sum(cpu) / len(cpu), 3) if cpu else None,
+                      "max": max(cpu, default=None)},
+        "rss_mb": {"max": max(rss, default=None)},
+        "timeseries": sampler.series,
+        "per_call": per_call,
+    }
+    level["meets_budget"] = meets_budget(level)
+    return level
+
+
+def _gap_bucket_names() -> list[str]:
+    return [f"<={edge}ms" for edge in GAP_BUCKETS_MS] + [f">{GAP_BUCKETS_MS[-1]}ms"]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def meets_budget(level: dict[str, Any]) -> bool:
+    """p95 voice-to-voice within budget, no late-frame gaps, no failed calls."""
+    p95 = level["voice_to_voice"]["p95"]
+    return (p95 is not None and p95 <= P95_BUDGET_SECS and level["late_frame_gaps"] == 0
+            and level["failed_calls"] == 0)
+
+
+async def capacity_search(target: Target, levels: list[int], **kwargs: Any) -> list[dict]:
+    """Run levels in ascending order until one misses the budget; return every level run."""
+    results = []
+    for calls in sorted(levels):
+        level = await run_level(target, calls, **kwargs)
+        results.append(level)
+        if not level["meets_budget"]:
+            break
+    return results
+
+
+def capacity(levels: list[dict[str, Any]]) -> int:
+    """The largest number of calls that met the budget (0 if none did)."""
+    return max((lv["calls"] for lv in levels if lv["meets_budget"]), default=0)
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown summary."""
+    lines = [f"# Load test {report['started']}", "",
+             f"Machine: {report['machine']['cores']} cores. Answers: "
+             f"{', '.join(report['answers'])}. Budget: p95 voice-to-voice <= "
+             f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls.", "",
+             "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
+             "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
+             "| within budget |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for lv in report["levels"]:
+        v, e = lv["voice_to_voice"], lv["end_of_speech_to_final"]
+        cpu = lv["cpu_cores"]
+        lines.append(
+            f"| {lv['target']} | {lv['calls']} | {lv['interviews']} | {_ms(v['p50'])} | "
+            f"{_ms(v['p95'])} | {_ms(v['p99'])} | {_ms(e['p50'])}/{_ms(e['p95'])} | "
+            f"{lv['late_frame_gaps']} | {lv['failed_calls']} | {lv['talked_over']} | "
+            f"{cpu['mean'] if cpu['mean'] is not None else '-'}/"
+            f"{cpu['max'] if cpu['max'] is not None else '-'} | "
+            f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} |")
+    lines.append("")
+    for name, value in report.get("capacity", {}).items():
+        lines.append(f"- capacity of {name}: {value} concurrent calls within budget")
+    for name, value in report.get("ratios", {}).items():
+        lines.append(f"- ours / pipecat, {name}: {value}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """PNG: latency percentiles and CPU against concurrency; CPU and RSS over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_calls, over_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    cpu_axis = by_calls.twinx()
+    for name in sorted({lv["target"] for lv in report["levels"]}):
+        levels = sorted((lv for lv in report["levels"] if lv["target"] == name),
+                        key=lambda lv: lv["calls"])
+        xs = [lv["calls"] for lv in levels]
+        for pct, style in (("p50", "-o"), ("p95", "--o"), ("p99", ":o")):
+            ys = [(lv["voice_to_voice"][pct] or 0) * 1000 for lv in levels]
+            by_calls.plot(xs, ys, style, label=f"{name} v2v {pct}")
+        cpu_axis.plot(xs, [lv["cpu_cores"]["mean"] or 0 for lv in levels], "-s", alpha=0.4,
+                      label=f"{name} CPU")
+        last = levels[-1]
+        ts = last["timeseries"]
+        over_time.plot([s["t"] for s in ts], [s["cpu_cores"] for s in ts],
+                       label=f"{name} CPU ({last['calls']} calls)")
+    by_calls.axhline(P95_BUDGET_SECS * 1000, color="grey", linewidth=0.8)
+    by_calls.set_xlabel("concurrent calls")
+    by_calls.set_ylabel("voice-to-voice (ms)")
+    cpu_axis.set_ylabel("server CPU (cores)")
+    cpu_axis.set_ylim(0, os.cpu_count() or 2)
+    by_calls.set_ylim(bottom=0)
+    by_calls.legend(loc="upper left", fontsize=7)
+    cpu_axis.legend(loc="upper right", fontsize=7)
+    over_time.set_xlabel("seconds")
+    over_time.set_ylabel("server CPU (cores)")
+    over_time.legend(fontsize=7)
+    figure.suptitle(f"voicebot load test {report['started']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write JSON, Markdown and PNG; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"load-{report['started'].replace(':', '').replace(' ', '-')}"
+    paths = {"json": stem.with_suffix(".json"), "markdown": stem.with_suffix(".md"),
+             "png": stem.with_suffix(".png")}
+    paths["json"].write_text(json.dumps(report, indent=2))
+    paths["markdown"].write_text(markdown(report))
+    plot(report, paths["png"])
+    return paths
+
+
+def ratios(report: dict[str, Any]) -> dict[str, str]:
+    """ours/pipecat for p50, p95 (at the largest level both ran) and capacity."""
+    ours = {lv["calls"]: lv for lv in report["levels"] if lv["target"] == "voicebot"}
+    peer = {lv["calls"]: lv for lv in report["levels"] if lv["target"] == "pipecat"}
+    common = sorted(set(ours) & set(peer))
+    out: dict[str, str] = {}
+    if common:
+        n = common[-1]
+        for pct in ("p50", "p95"):
+            a, b = ours[n]["voice_to_voice"][pct], peer[n]["voice_to_voice"][pct]
+            if a is not None and b:
+                out[f"voice-to-voice {pct} at {n} calls"] = f"{a / b:.2f}"
+    caps = report.get("capacity", {})
+    if caps.get("voicebot") is not None and caps.get("pipecat"):
+        out["capacity"] = f"{caps['voicebot'] / caps['pipecat']:.2f}"
+    return out
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``voicebot loadtest``."""
+    parser = argparse.ArgumentParser(
+        prog="voicebot loadtest",
+        description="Drive many concurrent simulated Twilio calls and report latency, playout "
+        "health, failures, CPU and memory (JSON, Markdown, PNG).",
+    )
+    parser.add_argument("--calls", type=int, default=2, help="concurrent calls (default 2)")
+    parser.add_argument("--duration", type=float, default=0.0, metavar="SECS",
+                        help="keep calling for this long (default 0: one interview per caller)")
+    parser.add_argument("--ramp", type=float, default=None, metavar="SECS",
+                        help="spread call starts over this long (default 0.5 s a call, max 20)")
+    parser.add_argument("--search", action="store_true",
+                        help="capacity search over --levels instead of one level")
+    parser.add_argument("--levels", default="5,10,20,30,40,50",
+                        help="concurrency levels for --search (default 5,10,20,30,40,50)")
+    parser.add_argument("--target", choices=("voicebot", "pipecat", "both"), default="voicebot",
+                        help="which server to start and drive (default voicebot)")
+    parser.add_argument("--url", help="drive an already running voicebot at this URL instead")
+    parser.add_argument("--server-pid", type=int, help="with --url: the server's pid, for CPU/RSS")
+    parser.add_argument("--api-token", default=os.environ.get("VOICEBOT_API_TOKEN"),
+                        help="with --url: the server's API token (default $VOICEBOT_API_TOKEN)")
+    parser.add_argument("--answer", action="append", type=Path, metavar="WAV",
+                        help="answer clips in order (default: four English clips in ../shared/audio)")
+    parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "results",
+                        help="where the report files go")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``voicebot loadtest``."""
+    args = build_parser().parse_args(argv)
+    answers = args.answer or [DEFAULT_AUDIO / clip for clip in DEFAULT_CLIPS]
+    levels = [int(x) for x in args.levels.split(",")] if args.search else [args.calls]
+    names = ["voicebot", "pipecat"] if args.target == "both" else [args.target]
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cores": os.cpu_count()},
+        "answers": [Path(a).name for a in answers], "duration_secs": args.duration,
+        "levels": [], "capacity": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="voicebot-load-"))
+    options = {"duration_secs": args.duration, "ramp_secs": args.ramp, "answers": answers,
+               "progress": not args.quiet}
+    for name in names:
+        if args.url and name == "voicebot":
+            target = Target("voicebot", args.url.rstrip("/"), pid=args.server_pid,
+                            api_token=args.api_token,
+                            twilio_auth_token=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN"))
+        else:
+            target = Target.spawn(name, work)
+        try:
+            if args.search:
+                results = asyncio.run(capacity_search(target, levels, **options))
+                report["capacity"][name] = capacity(results)
+            else:
+                results = [asyncio.run(run_level(target, levels[0], **options))]
+            report["levels"].extend(results)
+        finally:
+            target.stop()
+    report["ratios"] = ratios(report)
+    paths = write_report(report, args.out)
+    print(markdown(report))
+    print(f"report: {paths['json']}\n        {paths['markdown']}\n        {paths['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

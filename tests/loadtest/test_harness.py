@@ -1,0 +1,48 @@
+"""The load harness at small scale: two concurrent interviews against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from loadtest.harness import DEFAULT_CLIPS, Target, markdown, run_level, write_report
+from tests.conftest import API_TOKEN, AUDIO_DIR, TWILIO_AUTH_TOKEN
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def level(server):
+    target = Target("voicebot", server.url, pid=server.process.pid, api_token=API_TOKEN,
+                    twilio_auth_token=TWILIO_AUTH_TOKEN)
+    return asyncio.run(run_level(target, 2, answers=[AUDIO_DIR / c for c in DEFAULT_CLIPS],
+                                 ramp_secs=1.0, progress=False))
+
+
+def test_two_calls_complete_and_are_measured(level):
+    assert level["calls"] == 2 and level["interviews"] == 2
+    assert level["failed_calls"] == 0, level["failures"]
+    assert level["voice_to_voice"]["n"] == 8  # four answers a call
+    for pct in ("p50", "p95", "p99"):
+        assert level["voice_to_voice"][pct] > 0
+    assert level["end_of_speech_to_final"]["n"] == 8
+    assert sum(level["frame_gaps"].values()) > 1000  # every bot frame's gap was binned
+    assert level["cpu_cores"]["mean"] > 0 and level["rss_mb"]["max"] > 100
+    assert len(level["timeseries"]) >= 10
+    assert {c["call_sid"] for c in level["per_call"]} and all(
+        len(c["voice_to_voice"]) == 4 for c in level["per_call"])
+
+
+def test_report_files_hold_the_fields(level, tmp_path):
+    report = {"started": "2026-01-01 00:00:00", "machine": {"cores": 2},
+              "answers": list(DEFAULT_CLIPS), "duration_secs": 0, "levels": [level],
+              "capacity": {"voicebot": 2 if level["meets_budget"] else 0}, "ratios": {}}
+    paths = write_report(report, tmp_path)
+    saved = json.loads(paths["json"].read_text())
+    assert saved["levels"][0]["voice_to_voice"]["p95"] == level["voice_to_voice"]["p95"]
+    assert "meets_budget" in saved["levels"][0]
+    assert "| voicebot | 2 | 2 |" in paths["markdown"].read_text()
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "capacity of voicebot" in markdown(report)
