@@ -498,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``voicebot loadtest``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.url and not args.api_token:
+        parser.error("--url needs the server's API token (--api-token or VOICEBOT_API_TOKEN) "
+                     "to create the interviews it calls into")
     answers = args.answer or [DEFAULT_AUDIO / clip for clip in DEFAULT_CLIPS]
     levels = [int(x) for x in args.levels.split(",")] if args.search else [args.calls]
     names = ["voicebot", "pipecat"] if args.target == "both" else [args.target]
