@@ -480,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="spread call starts over this long (default 0.5 s a call, max 20)")
     parser.add_argument("--search", action="store_true",
                         help="capacity search over --levels instead of one level")
-    parser.add_argument("--levels", default="5,10,20,30,40,50",
-                        help="concurrency levels for --search (default 5,10,20,30,40,50)")
+    parser.add_argument("--levels", default=None,
+                        help="comma-separated concurrency levels: each is run in turn (with "
+                        "--search: until one misses the budget; default 5,10,20,30,40,50)")
     parser.add_argument("--target", choices=("voicebot", "pipecat", "both"), default="voicebot",
                         help="which server to start and drive (default voicebot)")
     parser.add_argument("--url", help="drive an already running voicebot at this URL instead")
@@ -504,7 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--url needs the server's API token (--api-token or VOICEBOT_API_TOKEN) "
                      "to create the interviews it calls into")
     answers = args.answer or [DEFAULT_AUDIO / clip for clip in DEFAULT_CLIPS]
-    levels = [int(x) for x in args.levels.split(",")] if args.search else [args.calls]
+    if args.levels:
+        levels = [int(x) for x in args.levels.split(",")]
+    else:
+        levels = [5, 10, 20, 30, 40, 50] if args.search else [args.calls]
     names = ["voicebot", "pipecat"] if args.target == "both" else [args.target]
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cores": os.cpu_count()},
@@ -526,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = asyncio.run(capacity_search(target, levels, **options))
                 report["capacity"][name] = capacity(results)
             else:
-                results = [asyncio.run(run_level(target, levels[0], **options))]
+                results = [asyncio.run(run_level(target, n, **options)) for n in levels]
             report["levels"].extend(results)
         finally:
             target.stop()

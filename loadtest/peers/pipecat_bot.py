@@ -17,9 +17,11 @@ It follows ``pipecat-examples/twilio-chatbot/inbound`` (``server.py`` + ``bot.py
 - every model is loaded per call, on the event loop, inside the WebSocket handler, as the
   example does. That is the point: we measure the typical pipecat build, not a tuned one.
 
-The one departure: no LLM. :class:`ScriptedInterviewer` sits where the LLM sits and answers
-each user turn (an ``LLMContextFrame`` from the user aggregator) or DTMF key with the next
-line of a fixed interview, streamed as LLM text frames, then ends the call.
+Two departures, both forced: no LLM (:class:`ScriptedInterviewer` sits where the LLM sits and
+answers each user turn -- an ``LLMContextFrame`` from the user aggregator -- or DTMF key with
+the next line of a fixed interview, streamed as LLM text frames, then ends the call), and a
+16 kHz pipeline input (see :data:`WHISPER_SAMPLE_RATE`). Hanging up closes the stream
+(``auto_hang_up=False``): there is no Twilio REST API to call.
 
 Run: ``python -m loadtest.peers.pipecat_bot --host 127.0.0.1 --port 8765``.
 """
@@ -41,9 +43,11 @@ from loguru import logger
 from pipecat.audio.dtmf.types import KeypadEntry
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import (
+    BotStoppedSpeakingFrame,
     EndWorkerFrame,
     Frame,
     InputDTMFFrame,
+    InterruptionFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -125,62 +129,77 @@ class InterviewScript:
 class ScriptedInterviewer(FrameProcessor):
     """Stands where the example's LLM stands and speaks the interview script instead.
 
-    Every ``LLMContextFrame`` (the user aggregator's "the user's turn ended, respond") and every
-    ``InputDTMFFrame`` moves the interview one line on: the first (the ``LLMRunFrame`` queued
-    when the caller connects) speaks the opening, each later one the next question, and the
-    one after the last question the closing, after which the call ends (``EndWorkerFrame``,
-    pushed behind the closing so it is spoken first). Pressing 2, or an answer that starts
-    with "no", at the consent question ends the call politely. Lines go out as an LLM's do:
-    ``LLMFullResponseStartFrame``, word-by-word ``LLMTextFrame`` s, ``LLMFullResponseEndFrame``.
+    Each ``LLMContextFrame`` (the user aggregator's "the user's turn ended, respond") and each
+    ``InputDTMFFrame`` gets the next line nobody has heard yet: the first (the ``LLMRunFrame``
+    queued when the caller connects) gets the opening, later ones the questions in order,
+    then the closing, after which the call ends (``EndWorkerFrame`` once the closing has been
+    spoken). Pressing 2, or an answer starting with "no", at the consent question gets a
+    short goodbye and ends the call. Lines go out as an LLM's answer does:
+    ``LLMFullResponseStartFrame``, word-by-word ``LLMTextFrame``, ``LLMFullResponseEndFrame``.
+
+    A line counts as heard when the output transport reports the bot stopped speaking
+    (``BotStoppedSpeakingFrame``). A line cut off by an ``InterruptionFrame`` (the candidate
+    talked, or a late transcript opened a user turn) is said again at the next end of turn,
+    as an LLM that sees its question never got out would ask it again; so a premature end of
+    turn costs latency and talk-over, as it does in any pipecat bot, but never a question.
     """
 
     def __init__(self, script: InterviewScript | None = None, **kwargs):
         super().__init__(**kwargs)
         self.script = script or InterviewScript()
-        self.lines_spoken = 0
+        self.lines: tuple[str, ...] = (
+            self.script.opening,
+            *self.script.questions,
+            self.script.closing,
+        )
+        self.lines_heard = 0
+        self.interrupted_lines = 0
         self.finished = False
+        self._in_flight: str | None = None
+        self._in_flight_is_last = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """Answer user turns and key presses; pass everything else along."""
+        """Answer user turns and key presses; track what was heard; pass everything along."""
         await super().process_frame(frame, direction)
-        if isinstance(frame, LLMContextFrame):
+        if isinstance(frame, LLMContextFrame):  # consumed, as an LLM service does
             if not frame.speculation:
-                await self._advance(_last_user_text(frame.context))
-        elif isinstance(frame, InputDTMFFrame):
-            await self.push_frame(frame, direction)
-            await self._advance(None, digit=frame.button)
-        else:
-            await self.push_frame(frame, direction)
+                await self._respond(answer=_last_user_text(frame.context))
+            return
+        if isinstance(frame, InterruptionFrame) and self._in_flight is not None:
+            logger.info(f"{self}: interrupted, will say again: {self._in_flight!r}")
+            self.interrupted_lines += 1
+            self._in_flight = None
+        await self.push_frame(frame, direction)
+        if isinstance(frame, InputDTMFFrame):
+            await self._respond(digit=frame.button)
+        elif isinstance(frame, BotStoppedSpeakingFrame) and self._in_flight is not None:
+            await self._line_heard()
 
-    async def _advance(self, answer: str | None, digit: KeypadEntry | None = None) -> None:
-        if self.finished:
-            return
-        step = self.lines_spoken
-        if step == 0:
-            await self._say(self.script.opening)
-            return
-        if step == 1 and _declines(answer, digit):
-            await self._say(self.script.declined)
-            await self._end_call()
-            return
-        question = step - 1
-        if question < len(self.script.questions):
-            await self._say(self.script.questions[question])
+    async def _respond(self, answer: str | None = None, digit: KeypadEntry | None = None) -> None:
+        if self.finished or self._in_flight is not None:
+            return  # over, or still saying the answer to this turn
+        if self.lines_heard == 1 and _declines(answer, digit):
+            await self._say(self.script.declined, last=True)
         else:
-            await self._say(self.script.closing)
-            await self._end_call()
+            index = min(self.lines_heard, len(self.lines) - 1)
+            await self._say(self.lines[index], last=index == len(self.lines) - 1)
 
-    async def _say(self, text: str) -> None:
-        logger.info(f"{self}: saying line {self.lines_spoken}: {text!r}")
-        self.lines_spoken += 1
+    async def _say(self, text: str, *, last: bool) -> None:
+        logger.info(f"{self}: saying {text!r}")
+        self._in_flight = text
+        self._in_flight_is_last = last
         await self.push_frame(LLMFullResponseStartFrame())
         for token in _tokens(text):
             await self.push_frame(LLMTextFrame(token))
         await self.push_frame(LLMFullResponseEndFrame())
 
-    async def _end_call(self) -> None:
-        self.finished = True
-        await self.push_frame(EndWorkerFrame(reason="interview finished"))
+    async def _line_heard(self) -> None:
+        self._in_flight = None
+        self.lines_heard += 1
+        if self._in_flight_is_last:
+            self.finished = True
+            logger.info(f"{self}: interview over, ending the call")
+            await self.push_frame(EndWorkerFrame(reason="interview finished"))
 
 
 def _tokens(text: str) -> list[str]:
