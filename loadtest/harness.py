@@ -177,6 +177,7 @@ class ResourceSampler:
     series: list[dict[str, float]] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Sample until ``stop`` is set."""
         if self.pid is None:
             return
         start = time.monotonic()
@@ -490,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-token", default=os.environ.get("VOICEBOT_API_TOKEN"),
                         help="with --url: the server's API token (default $VOICEBOT_API_TOKEN)")
     parser.add_argument("--answer", action="append", type=Path, metavar="WAV",
-                        help="answer clips in order (default: four English clips in ../shared/audio)")
+                        help="answer clips in order (default: four English clips in "
+                        "../shared/audio)")
     parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "results",
                         help="where the report files go")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
