@@ -80,24 +80,41 @@ class Target:
         log_path = work / f"{name}-server.log"
         env = {**os.environ, **(env_overrides or {})}
         if name == "voicebot":
-            env.update({
-                "VOICEBOT_HOST": "127.0.0.1", "VOICEBOT_PORT": str(port),
-                "VOICEBOT_API_TOKEN": API_TOKEN, "VOICEBOT_DATA_DIR": str(work / "data"),
-                "VOICEBOT_RECORDINGS_DIR": str(work / "recordings"),
-                "VOICEBOT_LOG_LEVEL": env.get("VOICEBOT_LOG_LEVEL", "WARNING"),
-            })
+            env.update(
+                {
+                    "VOICEBOT_HOST": "127.0.0.1",
+                    "VOICEBOT_PORT": str(port),
+                    "VOICEBOT_API_TOKEN": API_TOKEN,
+                    "VOICEBOT_DATA_DIR": str(work / "data"),
+                    "VOICEBOT_RECORDINGS_DIR": str(work / "recordings"),
+                    "VOICEBOT_LOG_LEVEL": env.get("VOICEBOT_LOG_LEVEL", "WARNING"),
+                }
+            )
             env.pop("VOICEBOT_TWILIO_AUTH_TOKEN", None)
             command = [sys.executable, "-m", "voicebot.cli", "serve"]
         elif name == "pipecat":
-            command = [sys.executable, "-m", "loadtest.peers.pipecat_bot",
-                       "--host", "127.0.0.1", "--port", str(port)]
+            command = [
+                sys.executable,
+                "-m",
+                "loadtest.peers.pipecat_bot",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
         else:
             raise ValueError(f"unknown target {name!r}: use voicebot or pipecat")
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=log_path.open("w"))
-        target = cls(name=name, base_url=f"http://127.0.0.1:{port}", pid=process.pid,
-                     api_token=API_TOKEN if name == "voicebot" else None, process=process,
-                     log_path=log_path)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("w")
+        )
+        target = cls(
+            name=name,
+            base_url=f"http://127.0.0.1:{port}",
+            pid=process.pid,
+            api_token=API_TOKEN if name == "voicebot" else None,
+            process=process,
+            log_path=log_path,
+        )
         target.wait_ready(timeout=240)
         return target
 
@@ -132,9 +149,13 @@ class Target:
         """Call voicebot's REST API."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.base_url + path, data=data, method=method,
-            headers={"Authorization": f"Bearer {self.api_token}",
-                     "Content-Type": "application/json"},
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.api_token}",
+                "Content-Type": "application/json",
+            },
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -189,9 +210,13 @@ class ResourceSampler:
                 pass
             now = time.monotonic()
             cpu, rss = _cpu_and_rss(self.pid)
-            self.series.append({"t": round(now - start, 2),
-                                "cpu_cores": round((cpu - last_cpu) / max(now - last_t, 1e-6), 3),
-                                "rss_mb": round(rss, 1)})
+            self.series.append(
+                {
+                    "t": round(now - start, 2),
+                    "cpu_cores": round((cpu - last_cpu) / max(now - last_t, 1e-6), 3),
+                    "rss_mb": round(rss, 1),
+                }
+            )
             last_cpu, last_t = cpu, now
 
 
@@ -199,8 +224,13 @@ class ResourceSampler:
 
 
 def _stats(values: list[float]) -> dict[str, float | int | None]:
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "p99": percentile(values, 99), "max": max(values) if values else None}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
 
 
 def _call_failed(result: CallResult, server_call: dict[str, Any] | None) -> str | None:
@@ -241,36 +271,53 @@ async def run_level(
         while True:
             interview_id = None
             if target.api_token:
-                interview_id = (await asyncio.to_thread(
-                    target.api, "POST", "/api/interviews",
-                    {"job_id": target.job_id, "candidate": {"id": f"load-{index}"}},
-                ))["id"]
+                interview_id = (
+                    await asyncio.to_thread(
+                        target.api,
+                        "POST",
+                        "/api/interviews",
+                        {"job_id": target.job_id, "candidate": {"id": f"load-{index}"}},
+                    )
+                )["id"]
             live += 1
             try:
-                result = await run_call(target.base_url, answers=loaded, dtmf={0: "1"},
-                                        interview_id=interview_id, max_call_secs=300,
-                                        twilio_auth_token=target.twilio_auth_token,
-                                        on_event=count_answer)
+                result = await run_call(
+                    target.base_url,
+                    answers=loaded,
+                    dtmf={0: "1"},
+                    interview_id=interview_id,
+                    max_call_secs=300,
+                    twilio_auth_token=target.twilio_auth_token,
+                    on_event=count_answer,
+                )
             finally:
                 live -= 1
             server_call = None
             if target.api_token:
                 try:
                     server_call = await asyncio.to_thread(
-                        target.api, "GET", f"/api/calls/{result.call_sid}")
+                        target.api, "GET", f"/api/calls/{result.call_sid}"
+                    )
                 except OSError:
                     server_call = None
-            eos = [t["end_of_speech_to_final"] for t in (server_call or {}).get("turns", [])
-                   if t["speaker"] == "candidate" and t["end_of_speech_to_final"] is not None]
-            per_call.append({
-                "caller": index, "call_sid": result.call_sid,
-                "duration_secs": round(result.duration_secs, 2),
-                "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
-                "end_of_speech_to_final": eos,
-                "late_frame_gaps": result.late_frame_gaps, "frame_gaps": result.frame_gaps,
-                "talked_over": result.talked_over,
-                "failure": _call_failed(result, server_call),
-            })
+            eos = [
+                t["end_of_speech_to_final"]
+                for t in (server_call or {}).get("turns", [])
+                if t["speaker"] == "candidate" and t["end_of_speech_to_final"] is not None
+            ]
+            per_call.append(
+                {
+                    "caller": index,
+                    "call_sid": result.call_sid,
+                    "duration_secs": round(result.duration_secs, 2),
+                    "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
+                    "end_of_speech_to_final": eos,
+                    "late_frame_gaps": result.late_frame_gaps,
+                    "frame_gaps": result.frame_gaps,
+                    "talked_over": result.talked_over,
+                    "failure": _call_failed(result, server_call),
+                }
+            )
             if time.monotonic() - started >= duration_secs:
                 return
 
@@ -282,13 +329,19 @@ async def run_level(
             except TimeoutError:
                 pass
             sample = sampler.series[-1] if sampler.series else {}
-            line = (f"\r[{target.name}] {calls} calls: {live} live, {len(per_call)} done, "
-                    f"{len(v2v_all)} answers, v2v p50 {_ms(percentile(v2v_all, 50))} "
-                    f"p95 {_ms(percentile(v2v_all, 95))} ms, "
-                    f"cpu {sample.get('cpu_cores', 0):.2f} cores, "
-                    f"rss {sample.get('rss_mb', 0):.0f} MB, {time.monotonic() - started:.0f} s ")
-            print(line if interactive else line.strip(), end="" if interactive else "\n",
-                  file=sys.stderr, flush=True)
+            line = (
+                f"\r[{target.name}] {calls} calls: {live} live, {len(per_call)} done, "
+                f"{len(v2v_all)} answers, v2v p50 {_ms(percentile(v2v_all, 50))} "
+                f"p95 {_ms(percentile(v2v_all, 95))} ms, "
+                f"cpu {sample.get('cpu_cores', 0):.2f} cores, "
+                f"rss {sample.get('rss_mb', 0):.0f} MB, {time.monotonic() - started:.0f} s "
+            )
+            print(
+                line if interactive else line.strip(),
+                end="" if interactive else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
         if interactive:
             print(file=sys.stderr)
 
@@ -315,15 +368,18 @@ async def run_level(
         "interviews": len(per_call),
         "wall_secs": round(time.monotonic() - started, 1),
         "voice_to_voice": _stats(v2v_all),
-        "end_of_speech_to_final": _stats([e for c in per_call
-                                          for e in c["end_of_speech_to_final"]]),
+        "end_of_speech_to_final": _stats(
+            [e for c in per_call for e in c["end_of_speech_to_final"]]
+        ),
         "frame_gaps": {bucket: gaps.get(bucket, 0) for bucket in _gap_bucket_names()},
         "late_frame_gaps": sum(c["late_frame_gaps"] for c in per_call),
         "failed_calls": len(failures),
         "failures": [c["failure"] for c in failures][:20],
         "talked_over": sum(c["talked_over"] for c in per_call),
-        "cpu_cores": {"mean": round(sum(cpu) / len(cpu), 3) if cpu else None,
-                      "max": max(cpu, default=None)},
+        "cpu_cores": {
+            "mean": round(sum(cpu) / len(cpu), 3) if cpu else None,
+            "max": max(cpu, default=None),
+        },
         "rss_mb": {"max": max(rss, default=None)},
         "timeseries": sampler.series,
         "per_call": per_call,
@@ -343,8 +399,12 @@ def _ms(value: float | None) -> str:
 def meets_budget(level: dict[str, Any]) -> bool:
     """p95 voice-to-voice within budget, no late-frame gaps, no failed calls."""
     p95 = level["voice_to_voice"]["p95"]
-    return (p95 is not None and p95 <= P95_BUDGET_SECS and level["late_frame_gaps"] == 0
-            and level["failed_calls"] == 0)
+    return (
+        p95 is not None
+        and p95 <= P95_BUDGET_SECS
+        and level["late_frame_gaps"] == 0
+        and level["failed_calls"] == 0
+    )
 
 
 async def capacity_search(target: Target, levels: list[int], **kwargs: Any) -> list[dict]:
@@ -368,14 +428,18 @@ def capacity(levels: list[dict[str, Any]]) -> int:
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as a Markdown summary."""
-    lines = [f"# Load test {report['started']}", "",
-             f"Machine: {report['machine']['cores']} cores. Answers: "
-             f"{', '.join(report['answers'])}. Budget: p95 voice-to-voice <= "
-             f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls.", "",
-             "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
-             "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
-             "| within budget |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Load test {report['started']}",
+        "",
+        f"Machine: {report['machine']['cores']} cores. Answers: "
+        f"{', '.join(report['answers'])}. Budget: p95 voice-to-voice <= "
+        f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls.",
+        "",
+        "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
+        "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
+        "| within budget |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for lv in report["levels"]:
         v, e = lv["voice_to_voice"], lv["end_of_speech_to_final"]
         cpu = lv["cpu_cores"]
@@ -385,7 +449,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{lv['late_frame_gaps']} | {lv['failed_calls']} | {lv['talked_over']} | "
             f"{cpu['mean'] if cpu['mean'] is not None else '-'}/"
             f"{cpu['max'] if cpu['max'] is not None else '-'} | "
-            f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} |")
+            f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} |"
+        )
     lines.append("")
     for name, value in report.get("capacity", {}).items():
         lines.append(f"- capacity of {name}: {value} concurrent calls within budget")
@@ -405,18 +470,27 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure, (by_calls, over_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     cpu_axis = by_calls.twinx()
     for name in sorted({lv["target"] for lv in report["levels"]}):
-        levels = sorted((lv for lv in report["levels"] if lv["target"] == name),
-                        key=lambda lv: lv["calls"])
+        levels = sorted(
+            (lv for lv in report["levels"] if lv["target"] == name), key=lambda lv: lv["calls"]
+        )
         xs = [lv["calls"] for lv in levels]
         for pct, style in (("p50", "-o"), ("p95", "--o"), ("p99", ":o")):
             ys = [(lv["voice_to_voice"][pct] or 0) * 1000 for lv in levels]
             by_calls.plot(xs, ys, style, label=f"{name} v2v {pct}")
-        cpu_axis.plot(xs, [lv["cpu_cores"]["mean"] or 0 for lv in levels], "-s", alpha=0.4,
-                      label=f"{name} CPU")
+        cpu_axis.plot(
+            xs,
+            [lv["cpu_cores"]["mean"] or 0 for lv in levels],
+            "-s",
+            alpha=0.4,
+            label=f"{name} CPU",
+        )
         last = levels[-1]
         ts = last["timeseries"]
-        over_time.plot([s["t"] for s in ts], [s["cpu_cores"] for s in ts],
-                       label=f"{name} CPU ({last['calls']} calls)")
+        over_time.plot(
+            [s["t"] for s in ts],
+            [s["cpu_cores"] for s in ts],
+            label=f"{name} CPU ({last['calls']} calls)",
+        )
     by_calls.axhline(P95_BUDGET_SECS * 1000, color="grey", linewidth=0.8)
     by_calls.set_xlabel("concurrent calls")
     by_calls.set_ylabel("voice-to-voice (ms)")
@@ -438,8 +512,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write JSON, Markdown and PNG; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"load-{report['started'].replace(':', '').replace(' ', '-')}"
-    paths = {"json": stem.with_suffix(".json"), "markdown": stem.with_suffix(".md"),
-             "png": stem.with_suffix(".png")}
+    paths = {
+        "json": stem.with_suffix(".json"),
+        "markdown": stem.with_suffix(".md"),
+        "png": stem.with_suffix(".png"),
+    }
     paths["json"].write_text(json.dumps(report, indent=2))
     paths["markdown"].write_text(markdown(report))
     plot(report, paths["png"])
@@ -475,26 +552,52 @@ def build_parser() -> argparse.ArgumentParser:
         "health, failures, CPU and memory (JSON, Markdown, PNG).",
     )
     parser.add_argument("--calls", type=int, default=2, help="concurrent calls (default 2)")
-    parser.add_argument("--duration", type=float, default=0.0, metavar="SECS",
-                        help="keep calling for this long (default 0: one interview per caller)")
-    parser.add_argument("--ramp", type=float, default=None, metavar="SECS",
-                        help="spread call starts over this long (default 0.5 s a call, max 20)")
-    parser.add_argument("--search", action="store_true",
-                        help="capacity search over --levels instead of one level")
-    parser.add_argument("--levels", default=None,
-                        help="comma-separated concurrency levels: each is run in turn (with "
-                        "--search: until one misses the budget; default 5,10,20,30,40,50)")
-    parser.add_argument("--target", choices=("voicebot", "pipecat", "both"), default="voicebot",
-                        help="which server to start and drive (default voicebot)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="SECS",
+        help="keep calling for this long (default 0: one interview per caller)",
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        metavar="SECS",
+        help="spread call starts over this long (default 0.5 s a call, max 20)",
+    )
+    parser.add_argument(
+        "--search", action="store_true", help="capacity search over --levels instead of one level"
+    )
+    parser.add_argument(
+        "--levels",
+        default=None,
+        help="comma-separated concurrency levels: each is run in turn (with "
+        "--search: until one misses the budget; default 5,10,20,30,40,50)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("voicebot", "pipecat", "both"),
+        default="voicebot",
+        help="which server to start and drive (default voicebot)",
+    )
     parser.add_argument("--url", help="drive an already running voicebot at this URL instead")
     parser.add_argument("--server-pid", type=int, help="with --url: the server's pid, for CPU/RSS")
-    parser.add_argument("--api-token", default=os.environ.get("VOICEBOT_API_TOKEN"),
-                        help="with --url: the server's API token (default $VOICEBOT_API_TOKEN)")
-    parser.add_argument("--answer", action="append", type=Path, metavar="WAV",
-                        help="answer clips in order (default: four English clips in "
-                        "../shared/audio)")
-    parser.add_argument("--out", type=Path, default=ROOT / "loadtest" / "results",
-                        help="where the report files go")
+    parser.add_argument(
+        "--api-token",
+        default=os.environ.get("VOICEBOT_API_TOKEN"),
+        help="with --url: the server's API token (default $VOICEBOT_API_TOKEN)",
+    )
+    parser.add_argument(
+        "--answer",
+        action="append",
+        type=Path,
+        metavar="WAV",
+        help="answer clips in order (default: four English clips in ../shared/audio)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "loadtest" / "results", help="where the report files go"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
@@ -504,8 +607,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.url and not args.api_token:
-        parser.error("--url needs the server's API token (--api-token or VOICEBOT_API_TOKEN) "
-                     "to create the interviews it calls into")
+        parser.error(
+            "--url needs the server's API token (--api-token or VOICEBOT_API_TOKEN) "
+            "to create the interviews it calls into"
+        )
     answers = args.answer or [DEFAULT_AUDIO / clip for clip in DEFAULT_CLIPS]
     if args.levels:
         levels = [int(x) for x in args.levels.split(",")]
@@ -513,18 +618,29 @@ def main(argv: list[str] | None = None) -> int:
         levels = [5, 10, 20, 30, 40, 50] if args.search else [args.calls]
     names = ["voicebot", "pipecat"] if args.target == "both" else [args.target]
     report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": {"cores": os.cpu_count()},
-        "answers": [Path(a).name for a in answers], "duration_secs": args.duration,
-        "levels": [], "capacity": {},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cores": os.cpu_count()},
+        "answers": [Path(a).name for a in answers],
+        "duration_secs": args.duration,
+        "levels": [],
+        "capacity": {},
     }
     work = Path(tempfile.mkdtemp(prefix="voicebot-load-"))
-    options = {"duration_secs": args.duration, "ramp_secs": args.ramp, "answers": answers,
-               "progress": not args.quiet}
+    options = {
+        "duration_secs": args.duration,
+        "ramp_secs": args.ramp,
+        "answers": answers,
+        "progress": not args.quiet,
+    }
     for name in names:
         if args.url and name == "voicebot":
-            target = Target("voicebot", args.url.rstrip("/"), pid=args.server_pid,
-                            api_token=args.api_token,
-                            twilio_auth_token=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN"))
+            target = Target(
+                "voicebot",
+                args.url.rstrip("/"),
+                pid=args.server_pid,
+                api_token=args.api_token,
+                twilio_auth_token=os.environ.get("VOICEBOT_TWILIO_AUTH_TOKEN"),
+            )
         else:
             target = Target.spawn(name, work)
         try:

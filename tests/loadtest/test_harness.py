@@ -15,10 +15,18 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def level(server):
-    target = Target("voicebot", server.url, pid=server.process.pid, api_token=API_TOKEN,
-                    twilio_auth_token=TWILIO_AUTH_TOKEN)
-    return asyncio.run(run_level(target, 2, answers=[AUDIO_DIR / c for c in DEFAULT_CLIPS],
-                                 ramp_secs=1.0, progress=False))
+    target = Target(
+        "voicebot",
+        server.url,
+        pid=server.process.pid,
+        api_token=API_TOKEN,
+        twilio_auth_token=TWILIO_AUTH_TOKEN,
+    )
+    return asyncio.run(
+        run_level(
+            target, 2, answers=[AUDIO_DIR / c for c in DEFAULT_CLIPS], ramp_secs=1.0, progress=False
+        )
+    )
 
 
 def test_two_calls_complete_and_are_measured(level):
@@ -32,13 +40,20 @@ def test_two_calls_complete_and_are_measured(level):
     assert level["cpu_cores"]["mean"] > 0 and level["rss_mb"]["max"] > 100
     assert len(level["timeseries"]) >= 10
     assert {c["call_sid"] for c in level["per_call"]} and all(
-        len(c["voice_to_voice"]) == 4 for c in level["per_call"])
+        len(c["voice_to_voice"]) == 4 for c in level["per_call"]
+    )
 
 
 def test_report_files_hold_the_fields(level, tmp_path):
-    report = {"started": "2026-01-01 00:00:00", "machine": {"cores": 2},
-              "answers": list(DEFAULT_CLIPS), "duration_secs": 0, "levels": [level],
-              "capacity": {"voicebot": 2 if level["meets_budget"] else 0}, "ratios": {}}
+    report = {
+        "started": "2026-01-01 00:00:00",
+        "machine": {"cores": 2},
+        "answers": list(DEFAULT_CLIPS),
+        "duration_secs": 0,
+        "levels": [level],
+        "capacity": {"voicebot": 2 if level["meets_budget"] else 0},
+        "ratios": {},
+    }
     paths = write_report(report, tmp_path)
     saved = json.loads(paths["json"].read_text())
     assert saved["levels"][0]["voice_to_voice"]["p95"] == level["voice_to_voice"]["p95"]

@@ -167,7 +167,10 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
                             # A flood is counted in full but logged sparingly.
                             log.warning(
                                 "stream %s: %s (%d so far): %s",
-                                session.call_sid or peer, event.code, seen, event.message,
+                                session.call_sid or peer,
+                                event.code,
+                                seen,
+                                event.message,
                             )
                         if event.fatal:
                             await ws.close(code=1003, message=event.code.encode()[:120])
