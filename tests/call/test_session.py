@@ -311,3 +311,35 @@ def _long_prompts(prompts):
         return audio * 20 if text.startswith("Question") else audio
 
     return get
+
+
+async def test_going_on_over_a_too_early_next_question_continues_the_answer(services):
+    call = await make_call(services, ["yes", "first part", "and the rest", "second answer"])
+    services.prompts.get = _long_prompts(services.prompts)
+    await call.wait_for_mark("consent:await", limit_secs=10)
+    await call.speak(0.3)
+    await call.wait_for_mark("q:q1:await", limit_secs=10)
+    await call.speak(0.8)
+    for _ in range(75):  # silence until the turn ends: question two starts at once
+        if services.prompts.said[-1] == "Question two?":
+            break
+        await call.silence(0.02)
+    assert services.prompts.said[-1] == "Question two?"
+    await call.speak(0.8)  # ...but the candidate had not finished
+    assert any(m["event"] == "clear" for m in call.sent)
+    mark = await call.wait_for_mark("q:q2:await", limit_secs=10)  # question two, said again
+    await call.speak(0.8)
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    answers = [
+        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    ]
+    assert answers == [
+        (None, "yes"),
+        ("q1", "first part"),
+        ("q1", "and the rest"),
+        ("q2", "second answer"),
+    ]
+    q2 = [t for t in stored["turns"] if t["prompt_id"] == "q:q2"]
+    assert [t["interrupted"] for t in q2] == [True, False] and mark.endswith(":await")
+    assert stored["end_reason"] == "completed"

@@ -19,7 +19,7 @@ import pytest
 
 from loadtest.caller import CandidateAnswer, run_call
 from tests.conftest import TWILIO_AUTH_TOKEN
-from tests.e2e.test_interview_call import ANSWERS, normalise, voiced_seconds
+from tests.e2e.test_interview_call import ANSWERS, answers_by_question, normalise, voiced_seconds
 from voicebot.speech.tts import PiperEngine
 
 pytestmark = pytest.mark.e2e
@@ -72,15 +72,15 @@ def test_consent_by_voice_is_recorded(barged_call):
 def test_talking_over_a_question_stops_the_bot_and_records_what_was_heard(barged_call):
     result, call, _ = barged_call
     cut = [t for t in call["turns"] if t["speaker"] == "bot" and t["interrupted"]]
-    assert len(cut) == 1, call["turns"]
-    question = cut[0]
+    assert cut, call["turns"]
+    question = cut[0]  # the first question, talked over 1 s in
     assert question["prompt_id"].startswith("q:")
     assert not question["mark_echoed"]  # its mark was never sent, so never echoed
     # The candidate started 1 s in; the bot stopped soon after, not at the end of the question.
     assert BARGE_IN_AFTER_SECS <= question["heard_secs"] < BARGE_IN_AFTER_SECS + 1.2
     assert question["end"] == pytest.approx(question["start"] + question["heard_secs"], abs=0.05)
     # The caller saw a clear for that prompt.
-    assert sum(1 for t in result.turns if t.speaker == "bot" and t.interrupted) == 1
+    assert any(t.speaker == "bot" and t.interrupted for t in result.turns)
 
     directory = Path(call["recording_dir"])
     with wave.open(str(directory / "call.wav")) as wav:
@@ -95,13 +95,13 @@ def test_talking_over_a_question_stops_the_bot_and_records_what_was_heard(barged
     assert voiced_seconds(audio[:, 1], after_cut, next_bot) < 0.1
     events = [json.loads(line) for line in (directory / "timeline.jsonl").read_text().splitlines()]
     barge = [e for e in events if e["event"] == "barge_in"]
-    assert len(barge) == 1 and barge[0]["cut"][0]["prompt_id"] == question["prompt_id"]
+    assert barge and barge[0]["cut"][0]["prompt_id"] == question["prompt_id"]
 
 
 def test_the_answer_that_interrupted_is_transcribed_whole(barged_call):
     _, call, _ = barged_call
-    answers = [t for t in call["turns"] if t["speaker"] == "candidate"]
-    jfk = answers[1]
+    candidate = [t for t in call["turns"] if t["speaker"] == "candidate"]
+    assert re.search(r"\byes\b", candidate[0]["text"].lower())
+    jfk = list(answers_by_question(call["turns"]).values())[0]
     truth = ANSWERS["en_jfk.wav"]
-    assert jiwer.wer(normalise(truth), normalise(jfk["text"])) <= 0.15, jfk["text"]
-    assert re.search(r"\byes\b", answers[0]["text"].lower())
+    assert jiwer.wer(normalise(truth), normalise(jfk)) <= 0.15, jfk

@@ -61,6 +61,9 @@ SPECULATIVE_PAD_SECS = 0.2
 PRESTART_MIN_SPEECH_SECS = 0.5
 """A turn shorter than this waits for its transcript before the next prompt (maybe a cough)."""
 INAUDIBLE = "[inaudible]"
+CONTINUATION_WINDOW_SECS = 2.0
+"""A prompt started at the end of a turn and talked over within this long was a false end of
+turn: the candidate had not finished."""
 HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
@@ -79,6 +82,18 @@ class StreamRefused(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass
+class _Continuation:
+    """The candidate went on talking over the prompt started at what looked like their end.
+
+    The words belong to the answer before, and the cut prompt is said again afterwards.
+    """
+
+    question_id: str | None
+    says: list[Say]
+    resumed: asyncio.Event
 
 
 @dataclass
@@ -127,6 +142,7 @@ class CallSession:
         self._vad_samples = 0  # 16 kHz samples scored by the VAD
         self._audio = RollingAudio()  # recent 16 kHz candidate audio for transcription
         self._speculation: _Speculation | None = None
+        self._continuation: _Continuation | None = None
         self._listening: Listen | None = None
         self._silence_task: asyncio.Task | None = None
         self._engine_lock = asyncio.Lock()
@@ -403,6 +419,14 @@ class CallSession:
         ]
         self._event("barge_in", cut=heard)
         log.info("call %s: barge-in, cut %s", self.call_sid, [h["prompt_id"] for h in heard])
+        prestarted = [s for s in cut if "answered_question" in s.extra]
+        if prestarted and prestarted[0].sent_secs <= CONTINUATION_WINDOW_SECS:
+            self._continuation = _Continuation(
+                question_id=prestarted[0].extra["answered_question"],
+                says=[Say(s.prompt_id, s.extra["text"]) for s in prestarted],
+                resumed=asyncio.Event(),
+            )
+            self._event("answer_continued", question_id=self._continuation.question_id)
 
     def _check_answer_length(self, t: float) -> None:
         listen = self._listening
@@ -440,14 +464,17 @@ class CallSession:
                 audio = await self.services.prompts.get(
                     say.text, language=self.script.language, voice=self.script.voice
                 )
-                segments.append(self._enqueue_prompt(say, audio, awaits=False))
+                segment = self._enqueue_prompt(say, audio, awaits=False)
+                segment.extra["answered_question"] = listen.question_id
+                segments.append(segment)
             return segments
 
     async def _on_turn_end(
         self, event: TurnEnded, audio: np.ndarray, speculation: _Speculation | None
     ) -> None:
         assert self.services.store is not None
-        prestarted = await self._prestart_next_prompts(event)
+        continuation = self._continuation  # cleared once the cut prompt is queued again
+        prestarted = [] if continuation else await self._prestart_next_prompts(event)
         result: ASRResult | None = None
         reused = False
         if speculation is not None:
@@ -456,6 +483,9 @@ class CallSession:
         if result is None:
             result = await self._transcribe(audio)
         if result is None or self.finished:
+            if continuation is not None:
+                self._continuation = None
+                continuation.resumed.set()
             return
         eos_to_final = max(self.now() - (event.speech_end + self._inbound_lag), 0.0)
         self.metrics.asr_latency.observe(result.latency_secs)
@@ -468,6 +498,9 @@ class CallSession:
             end_of_speech_to_final=round(eos_to_final, 3),
             speculative=reused,
         )
+        if continuation is not None:
+            await self._continue_answer(event, continuation, text, result, eos_to_final)
+            return
         if not text:
             self.stats["empty_transcripts"] += 1
             if not prestarted:
@@ -497,6 +530,40 @@ class CallSession:
             # The next prompt already plays: an inaudible answer still moves the script on.
             actions = self.engine.handle(CandidateSaid(text or INAUDIBLE))
             await self._run_actions(actions, replace_queued=True, prestarted=prestarted)
+
+    async def _continue_answer(
+        self, event: TurnEnded, continuation: _Continuation, text: str, result: ASRResult,
+        eos_to_final: float,
+    ) -> None:
+        """Store the rest of an answer the bot cut into, then say the cut prompt again."""
+        assert self.services.store is not None and self.services.prompts is not None
+        async with self._engine_lock:
+            if text:
+                await self.services.store.add_turn(
+                    call_sid=self.call_sid,
+                    seq=self._next_seq(),
+                    speaker="candidate",
+                    text=text,
+                    start=round(event.speech_start, 3),
+                    end=round(event.speech_end, 3),
+                    question_id=continuation.question_id,
+                    asr_latency=round(result.latency_secs, 3),
+                    end_of_speech_to_final=round(eos_to_final, 3),
+                )
+                self.stats["turns"] += 1
+            self.stats["continued_answers"] = self.stats.get("continued_answers", 0) + 1
+            self._awaiting_response_since = event.speech_end + self._inbound_lag
+            awaits = self.engine is not None and not self.engine.ended
+            for index, say in enumerate(continuation.says):
+                audio = await self.services.prompts.get(
+                    say.text, language=self.script.language, voice=self.script.voice
+                )
+                last = index == len(continuation.says) - 1
+                self._enqueue_prompt(say, audio, awaits=awaits and last)
+            if self._continuation is continuation:
+                self._continuation = None
+            continuation.resumed.set()
+            self._restart_silence_timer()
 
     async def _on_dtmf(self, digit: str) -> None:
         self._event("dtmf", digit=digit)
@@ -653,6 +720,13 @@ class CallSession:
     async def _hang_up_after_playout(self, reason: str) -> None:
         assert self.playout is not None
         await self.playout.wait_idle()
+        while self._continuation is not None or self._turn_start is not None:
+            # The candidate is still finishing the last answer over the goodbye: it is said again.
+            if self._continuation is not None:
+                await self._continuation.resumed.wait()
+            else:
+                await asyncio.sleep(0.1)
+            await self.playout.wait_idle()
         last = self.playout.last_segment
         if last is not None and not last.cleared:
             # Hang up once the carrier has played the goodbye (its mark comes back).
