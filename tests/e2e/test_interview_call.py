@@ -185,12 +185,16 @@ def test_the_call_runs_to_the_scripted_end(interview_call):
     assert bot_prompts[:2] == ["greeting", "consent"]
     assert bot_prompts[-1] == "closing"
     # Every question was heard whole (a question cut by a false end of turn is said again).
-    heard = {t["prompt_id"] for t in call["turns"]
-             if t["speaker"] == "bot" and t["prompt_id"].startswith("q:") and t["mark_echoed"]}
+    heard = {
+        t["prompt_id"]
+        for t in call["turns"]
+        if t["speaker"] == "bot" and t["prompt_id"].startswith("q:") and t["mark_echoed"]
+    }
     assert len(heard) == 4
     # Every prompt played to its end was confirmed by the carrier's mark echo.
-    assert all(t["mark_echoed"] for t in call["turns"]
-               if t["speaker"] == "bot" and not t["interrupted"])
+    assert all(
+        t["mark_echoed"] for t in call["turns"] if t["speaker"] == "bot" and not t["interrupted"]
+    )
     greeting = call["turns"][0]["text"]
     assert "AI" in greeting and "record" in greeting.lower()
 

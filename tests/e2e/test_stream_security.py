@@ -108,3 +108,19 @@ def test_stream_token_in_the_url_is_checked_before_the_upgrade(server):
     with pytest.raises(InvalidStatus) as refused:
         asyncio.run(attempt())
     assert refused.value.response.status_code == 403
+
+
+def test_a_call_sid_that_is_not_a_plain_id_is_refused(server):
+    interview_id = server.create_interview()
+    url = f"{server.url}/twilio/voice?{urlencode({'interview_id': interview_id})}"
+    form = {**FORM, "CallSid": "../../escape"}
+
+    async def post() -> int:
+        signature = compute_twilio_signature(TWILIO_AUTH_TOKEN, url, form)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                url, data=form, headers={"X-Twilio-Signature": signature}
+            ) as response:
+                return response.status
+
+    assert asyncio.run(post()) == 400

@@ -13,7 +13,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from voicebot.call.session import CallSession, StreamRefused
+from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
 from voicebot.services import Services
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -65,6 +65,9 @@ async def voice_webhook(request: web.Request) -> web.Response:
             raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
     call_sid = flat.get("CallSid", "")
     from_number = flat.get("From", "")
+    if not SAFE_SID.fullmatch(call_sid):
+        services.metrics.http_errors.labels("twilio_voice", "bad_call_sid").inc()
+        raise web.HTTPBadRequest(text="CallSid must be 1-64 letters, digits, _ or -")
     interview_id = request.query.get("interview_id")
     if interview_id:
         interview = await services.store.get_interview(interview_id)

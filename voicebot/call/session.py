@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ INAUDIBLE = "[inaudible]"
 CONTINUATION_WINDOW_SECS = 2.0
 """A prompt started at the end of a turn and talked over within this long was a false end of
 turn: the candidate had not finished."""
+SAFE_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
@@ -224,6 +226,8 @@ class CallSession:
         if script is None:
             raise StreamRefused("unknown_job", f"no job script {interview['job_id']!r} loaded")
         call_sid = start.call_sid or start.stream_sid
+        if not SAFE_SID.fullmatch(call_sid):  # it names the recording folder
+            raise StreamRefused("bad_call_sid", "callSid must be 1-64 letters, digits, _ or -")
         if call_sid in services.sessions or await services.store.call_exists(call_sid):
             raise StreamRefused("duplicate_call", f"call {call_sid} already has a stream")
         self.t0 = time.monotonic()
@@ -532,7 +536,11 @@ class CallSession:
             await self._run_actions(actions, replace_queued=True, prestarted=prestarted)
 
     async def _continue_answer(
-        self, event: TurnEnded, continuation: _Continuation, text: str, result: ASRResult,
+        self,
+        event: TurnEnded,
+        continuation: _Continuation,
+        text: str,
+        result: ASRResult,
         eos_to_final: float,
     ) -> None:
         """Store the rest of an answer the bot cut into, then say the cut prompt again."""
