@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadtest.harness import free_port
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +46,6 @@ def speech_clip(name: str) -> np.ndarray:
 def phone_speech(name: str) -> np.ndarray:
     """A real speech clip as the server hears it: through 8 kHz mu-law and back to 16 kHz."""
     return phone_roundtrip_16k(speech_clip(name))
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

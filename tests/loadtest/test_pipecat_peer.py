@@ -39,6 +39,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  #
 from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 
 from loadtest.caller import CallResult, run_call  # noqa: E402
+from loadtest.harness import free_port  # noqa: E402
 from loadtest.peers.pipecat_bot import (  # noqa: E402
     CLOSING,
     CONSENT,
@@ -54,12 +55,6 @@ pytestmark = pytest.mark.peer
 
 STARTUP_SECS = 90
 """How long the peer may take to import pipecat and start listening on a busy 2-core box."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_listening(process: subprocess.Popen, port: int, log: Path) -> None:
@@ -78,7 +73,7 @@ def _wait_listening(process: subprocess.Popen, port: int, log: Path) -> None:
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The peer serving a two-question interview on a free loopback port: (base URL, its log)."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("pipecat-peer") / "peer.log"
     command = [sys.executable, "-m", "loadtest.peers.pipecat_bot", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--questions", "2"]

@@ -514,18 +514,9 @@ class CallSession:
             if self.engine is None or self.engine.ended:
                 return
             question = self.engine.current_question
-            await self.services.store.add_turn(
-                call_sid=self.call_sid,
-                seq=self._next_seq(),
-                speaker="candidate",
-                text=text,
-                start=round(event.speech_start, 3),
-                end=round(event.speech_end, 3),
-                question_id=question.id if question is not None else None,
-                asr_latency=round(result.latency_secs, 3),
-                end_of_speech_to_final=round(eos_to_final, 3),
+            await self._store_answer(
+                event, text, result, eos_to_final, question.id if question is not None else None
             )
-            self.stats["turns"] += 1
             if self._listening is None and not prestarted:
                 return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
             if not prestarted:
@@ -534,6 +525,28 @@ class CallSession:
             # The next prompt already plays: an inaudible answer still moves the script on.
             actions = self.engine.handle(CandidateSaid(text or INAUDIBLE))
             await self._run_actions(actions, replace_queued=True, prestarted=prestarted)
+
+    async def _store_answer(
+        self,
+        event: TurnEnded,
+        text: str,
+        result: ASRResult,
+        eos_to_final: float,
+        question_id: str | None,
+    ) -> None:
+        assert self.services.store is not None
+        await self.services.store.add_turn(
+            call_sid=self.call_sid,
+            seq=self._next_seq(),
+            speaker="candidate",
+            text=text,
+            start=round(event.speech_start, 3),
+            end=round(event.speech_end, 3),
+            question_id=question_id,
+            asr_latency=round(result.latency_secs, 3),
+            end_of_speech_to_final=round(eos_to_final, 3),
+        )
+        self.stats["turns"] += 1
 
     async def _continue_answer(
         self,
@@ -547,18 +560,9 @@ class CallSession:
         assert self.services.store is not None and self.services.prompts is not None
         async with self._engine_lock:
             if text:
-                await self.services.store.add_turn(
-                    call_sid=self.call_sid,
-                    seq=self._next_seq(),
-                    speaker="candidate",
-                    text=text,
-                    start=round(event.speech_start, 3),
-                    end=round(event.speech_end, 3),
-                    question_id=continuation.question_id,
-                    asr_latency=round(result.latency_secs, 3),
-                    end_of_speech_to_final=round(eos_to_final, 3),
+                await self._store_answer(
+                    event, text, result, eos_to_final, continuation.question_id
                 )
-                self.stats["turns"] += 1
             self.stats["continued_answers"] = self.stats.get("continued_answers", 0) + 1
             self._awaiting_response_since = event.speech_end + self._inbound_lag
             awaits = self.engine is not None and not self.engine.ended
