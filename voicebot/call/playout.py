@@ -38,7 +38,6 @@ class Segment:
     frames_total: int = 0
     frames_sent: int = 0
     first_frame_at: float | None = None
-    last_frame_at: float | None = None
     marked_at: float | None = None
     cleared: bool = False
     echo: asyncio.Event = field(default_factory=asyncio.Event)
@@ -240,7 +239,6 @@ class Playout:
             if self._current is not segment:  # cleared while the frame was being sent
                 continue
             segment.frames_sent += 1
-            segment.last_frame_at = now
             self.frames_sent += 1
             frame_index += 1
             if self._on_frame is not None:

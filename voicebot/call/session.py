@@ -683,14 +683,12 @@ class CallSession:
 
     def _on_segment_start(self, segment: Segment) -> None:
         t = segment.first_frame_at - self.t0
-        segment.extra["start"] = t
         self._event("prompt_started", t=t, mark=segment.mark, prompt_id=segment.prompt_id)
         response_latency = None
         if self._awaiting_response_since is not None:
             response_latency = max(t - self._awaiting_response_since, 0.0)
             self._awaiting_response_since = None
             self.metrics.response_latency.observe(response_latency)
-        segment.extra["response_latency"] = response_latency
         self._spawn(
             self.services.store.add_turn(
                 call_sid=self.call_sid,
@@ -710,7 +708,7 @@ class CallSession:
         if segment.first_frame_at is None:
             self._event("prompt_dropped", mark=segment.mark, prompt_id=segment.prompt_id)
             return
-        end = segment.extra["start"] + segment.sent_secs
+        end = segment.first_frame_at - self.t0 + segment.sent_secs
         self._event(
             "prompt_ended",
             t=end,
@@ -773,6 +771,7 @@ class CallSession:
                 await self.playout.clear()
             await self.playout.close()
             self.stats["late_frames"] = self.playout.late_frames
+            self.stats["max_frame_lateness_secs"] = round(self.playout.max_lateness, 3)
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
         for task in list(self._tasks):
