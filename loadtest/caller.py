@@ -13,7 +13,8 @@ is tested without sockets; :func:`run_call` only moves messages and time.
 
 Voice-to-voice latency of a candidate turn is measured from the end of the candidate's speech in
 the answer (the last 20 ms frame above the recording's noise floor, see
-:func:`estimate_voice_end`; for a trimmed recording that is its last sample) to the first
+:func:`estimate_voice_end`, bounded by where Silero VAD last hears speech, see
+:func:`vad_voice_end`; for a trimmed recording that is its last sample) to the first
 non-silent bot frame received after it.
 """
 
@@ -120,6 +121,30 @@ def estimate_voice_end(ulaw: bytes) -> float:
     return min(duration, (int(voiced[-1]) + 1) * FRAME_SECS)
 
 
+def vad_voice_end(ulaw: bytes) -> float | None:
+    """Seconds into a mu-law recording where Silero VAD last hears speech; None if it never does.
+
+    The end of the last run of at least 0.15 s of 32 ms windows scored 0.5 or more on the
+    16 kHz phone-path audio (a lone voiced window is a noise blip). This bounds
+    :func:`estimate_voice_end` for recordings whose background noise outlasts the voice
+    (JFK's speech ends at 10.5 s; the crowd behind him goes on to 11.0 s).
+    """
+    from voicebot.audio.resample import resample
+    from voicebot.speech.vad import WINDOW_SECS, SileroVAD
+
+    probabilities = SileroVAD().process(resample(ulaw_decode(ulaw), SAMPLE_RATE, 16000))
+    min_run = int(np.ceil(0.15 / WINDOW_SECS))
+    end: int | None = None
+    run = 0
+    for index, voiced in enumerate(probabilities >= 0.5):
+        run = run + 1 if voiced else 0
+        if run >= min_run:
+            end = index + 1
+    if end is None:
+        return None
+    return min(len(ulaw) / SAMPLE_RATE, end * WINDOW_SECS)
+
+
 @dataclass(frozen=True)
 class CandidateAnswer:
     """One recorded answer, ready to send: 8 kHz mu-law and where its speech ends."""
@@ -137,7 +162,11 @@ class CandidateAnswer:
     def from_pcm(cls, name: str, pcm: np.ndarray, rate: int) -> CandidateAnswer:
         """Make an answer from mono PCM (int16, or float in [-1, 1]) at any sample rate."""
         ulaw = to_phone_ulaw(pcm, rate)
-        return cls(name=name, ulaw=ulaw, voice_end_secs=estimate_voice_end(ulaw))
+        voice_end = estimate_voice_end(ulaw)
+        heard_until = vad_voice_end(ulaw)
+        if heard_until is not None:  # noise that outlasts the voice is not speech
+            voice_end = min(voice_end, heard_until)
+        return cls(name=name, ulaw=ulaw, voice_end_secs=voice_end)
 
     @classmethod
     def from_wav(cls, path: str | Path) -> CandidateAnswer:

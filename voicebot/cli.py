@@ -27,6 +27,23 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _use_event_loop(kind: str) -> None:
+    """Install uvloop's event loop when asked for (``auto``: when it is installed)."""
+    if kind == "asyncio":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        if kind == "uvloop":
+            raise SystemExit(
+                "VOICEBOT_EVENT_LOOP=uvloop but uvloop is not installed: pip install uvloop, "
+                "or set VOICEBOT_EVENT_LOOP=asyncio"
+            ) from None
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    log.info("event loop: uvloop %s", uvloop.__version__)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     from aiohttp import web
@@ -35,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(host=args.host, port=args.port)
     _setup_logging(settings.log_level)
+    _use_event_loop(settings.event_loop)
     app = create_app(settings)
     log.info("voicebot %s listening on http://%s:%d", __version__, settings.host, settings.port)
     web.run_app(

@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -65,11 +65,31 @@ class Settings(BaseModel):
     asr_cpu_threads: int = Field(2, description="CTranslate2 threads per decode.")
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     asr_beam_size: int = Field(1, description="Whisper beam size (1 = greedy, fastest).")
+    asr_nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the Whisper threads (Linux): real-time audio work"
+        " (VAD, smart-turn, playout) wins the CPU over transcription under load. 0: no change.",
+    )
     tts_engine: str = Field(
         "piper", description="piper | espeak | edge (each falls back to the offline engines)."
     )
     tts_voice: str = Field("", description="Piper voice model path; empty = bundled en_US-joe.")
     vad_threshold: float = Field(0.5, description="Silero speech probability threshold.")
+    vad_max_batch: int = Field(
+        64,
+        ge=1,
+        description="Most calls' VAD windows scored in one model run (all calls share one"
+        " batched VAD thread).",
+    )
+    vad_batch_wait_ms: float = Field(
+        8.0,
+        ge=0.0,
+        le=32.0,
+        description="Once one call's VAD window is ready, wait this long for other calls' before"
+        " scoring them together (bigger batches, less CPU; adds at most this to end of turn).",
+    )
     turn_pause_secs: float = Field(
         0.2, description="Short pause that triggers smart-turn and a speculative transcription."
     )
@@ -81,8 +101,29 @@ class Settings(BaseModel):
     )
     turn_min_answer_secs: float = Field(
         3.0,
-        description="An answer to an open question shorter than this never ends on smart-turn"
-        " alone, only after VOICEBOT_TURN_MAX_SILENCE_SECS.",
+        description="An answer to a question shorter than this ends on smart-turn only when its"
+        " probability reaches VOICEBOT_TURN_SHORT_ANSWER_THRESHOLD; otherwise after"
+        " VOICEBOT_TURN_MAX_SILENCE_SECS.",
+    )
+    turn_short_answer_threshold: float = Field(
+        0.98,
+        ge=0.0,
+        le=1.0,
+        description="Smart-turn probability that ends an answer shorter than"
+        " VOICEBOT_TURN_MIN_ANSWER_SECS (1.0: short answers end on silence only).",
+    )
+    turn_recheck_secs: float = Field(
+        0.2,
+        ge=0.0,
+        description="After a hesitant smart-turn 'incomplete' on a long answer, ask again after"
+        " this much more silence (0: never).",
+    )
+    turn_recheck_min_probability: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Smart-turn probability from which an 'incomplete' verdict counts as hesitant"
+        " and gets the second look.",
     )
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
@@ -94,6 +135,11 @@ class Settings(BaseModel):
         None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
     )
     log_level: str = Field("INFO", description="Logging level.")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto",
+        description="Event loop of the server: uvloop (less CPU per audio frame), asyncio, or"
+        " auto (uvloop when installed).",
+    )
     prerender_prompts: bool = Field(
         True, description="Render every scripted prompt to audio at start-up."
     )

@@ -12,6 +12,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from voicebot.audio.frames import TELEPHONY_RATE
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
 from voicebot.metrics import Metrics
@@ -20,8 +21,10 @@ from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import TTSEngine, build_tts
 from voicebot.speech.turn import SmartTurnModel, TurnConfig
 from voicebot.speech.vad import SileroModel
+from voicebot.speech.vad_batch import VadBatcher
 from voicebot.store.database import Store
 from voicebot.telephony.stream_token import StreamTokenSigner
+from voicebot.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,20 @@ class Services:
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
     sessions: dict[str, object] = field(default_factory=dict)
+    _vad_batcher: VadBatcher | None = None
+
+    @property
+    def vad_batcher(self) -> VadBatcher:
+        """The process's VAD scheduler: every call's windows scored together in the VAD thread."""
+        if self._vad_batcher is None:
+            assert self.vad_model is not None and self.vad_executor is not None
+            self._vad_batcher = VadBatcher(
+                self.vad_model,
+                self.vad_executor,
+                max_batch=self.settings.vad_max_batch,
+                gather_secs=self.settings.vad_batch_wait_ms / 1000,
+            )
+        return self._vad_batcher
 
     @property
     def turn_config(self) -> TurnConfig:
@@ -71,8 +88,18 @@ class Services:
             s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
         )
         self.token_signer = StreamTokenSigner(secret, ttl_secs=s.stream_token_ttl_secs)
-        self.vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
-        self.turn_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
+        self.vad_executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="vad",
+            initializer=name_native_thread,
+            initargs=("vad",),
+        )
+        self.turn_executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="smart-turn",
+            initializer=name_native_thread,
+            initargs=("smart-turn",),
+        )
         self.asr = ASRPool(
             s.asr_model,
             workers=s.asr_workers,
@@ -80,12 +107,13 @@ class Services:
             compute_type=s.asr_compute_type,
             beam_size=s.asr_beam_size,
             cache_dir=s.data_dir / "models",
+            nice=s.asr_nice,
         )
         self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
         self.prompts = PromptCache(s.prompt_cache_dir or s.data_dir / "prompt-cache", self.tts)
         loop = asyncio.get_running_loop()
         self.vad_model, self.smart_turn, _ = await asyncio.gather(
-            loop.run_in_executor(self.vad_executor, SileroModel.shared),
+            loop.run_in_executor(self.vad_executor, SileroModel.shared, TELEPHONY_RATE),
             loop.run_in_executor(self.turn_executor, SmartTurnModel.shared)
             if s.smart_turn
             else asyncio.sleep(0, None),
@@ -122,6 +150,8 @@ class Services:
             await self.asr.close()
         if self.tts is not None:
             await self.tts.close()
+        if self._vad_batcher is not None:
+            await self._vad_batcher.close()
         for executor in (self.vad_executor, self.turn_executor):
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import phone_speech
 from voicebot.audio.frames import phone_roundtrip_16k, rms_dbfs
+from voicebot.audio.resample import resample
 from voicebot.speech.vad import (
     WINDOW_SAMPLES,
     WINDOW_SECS,
@@ -155,3 +156,34 @@ def test_rejects_stereo_and_integer_types_other_than_int16(model: SileroModel) -
         SileroVAD(model).process(np.zeros((512, 2), dtype=np.int16))
     with pytest.raises(ValueError, match="int16"):
         SileroVAD(model).process(np.zeros(512, dtype=np.int32))
+
+
+def test_phone_rate_model_hears_the_same_speech_as_the_16k_model(
+    model: SileroModel, jfk_with_silence: tuple[np.ndarray, int]
+) -> None:
+    # The server scores the carrier's 8 kHz audio directly (256-sample windows, 32 ms).
+    audio16k, speech_samples = jfk_with_silence
+    audio8k = resample(audio16k, 16000, 8000)
+    phone = SileroModel.shared(8000)
+    assert phone is SileroModel.shared(8000) and phone is not model
+    assert (phone.window_samples, phone.window_secs) == (256, WINDOW_SECS)
+    narrow = SileroVAD(phone).process(audio8k)
+    wide = SileroVAD(model).process(audio16k)
+    assert len(narrow) == len(audio8k) // 256
+    n = min(len(narrow), len(wide))
+    # Windows are the same 32 ms; the two rates agree on speech vs not for almost all of them.
+    assert ((narrow[:n] >= 0.5) == (wide[:n] >= 0.5)).mean() > 0.9
+    speech_windows = speech_samples // WINDOW_SAMPLES
+    assert narrow[speech_windows + 2 :].max() < 0.1
+
+    # Batched scoring at 8 kHz equals stream scoring.
+    windows = audio8k[: 4 * 256].astype(np.float32).reshape(4, 256) / 32768
+    state = phone.initial_state()
+    for window, expected in zip(windows, SileroVAD(phone).process(audio8k[: 4 * 256]), strict=True):
+        (probability,), (state,) = phone.infer_batch(window[np.newaxis], [state])
+        assert probability == pytest.approx(expected, abs=1e-5)
+
+
+def test_rejects_sample_rates_silero_does_not_take() -> None:
+    with pytest.raises(ValueError, match="8000 or 16000"):
+        SileroModel(sample_rate=44100)

@@ -138,6 +138,14 @@ def test_voice_end_of_an_untrimmed_recording_is_near_its_end():
     assert clip.duration_secs - 0.3 < clip.voice_end_secs <= clip.duration_secs
 
 
+def test_voice_end_ignores_background_noise_that_outlasts_the_voice():
+    # JFK's last word ends near 10.5 s; the crowd noise behind him goes on to the end (11.0 s)
+    # and is louder than the recording's noise floor, so the level alone cannot find the end.
+    clip = CandidateAnswer.from_wav(AUDIO_DIR / "en_jfk.wav")
+    assert estimate_voice_end(clip.ulaw) == pytest.approx(clip.duration_secs)
+    assert 10.2 < clip.voice_end_secs < 10.75
+
+
 def test_voice_end_of_silence_is_the_whole_clip():
     assert estimate_voice_end(SILENCE_FRAME * 10) == pytest.approx(0.2)
 

@@ -24,7 +24,7 @@ import numpy as np
 from voicebot.audio.buffer import RollingAudio
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
-from voicebot.audio.resample import StreamResampler
+from voicebot.audio.resample import resample
 from voicebot.call.playout import Playout, Segment
 from voicebot.call.recorder import CallRecorder
 from voicebot.dialogue.engine import (
@@ -49,13 +49,13 @@ from voicebot.speech.turn import (
     TurnDetector,
     TurnEnded,
 )
-from voicebot.speech.vad import SileroVAD
+from voicebot.speech.vad_batch import VadStream
 from voicebot.telephony.stream_token import InvalidStreamToken
 from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMediaStream
 
 log = logging.getLogger(__name__)
 
-VAD_WINDOW = 512
+
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
@@ -134,15 +134,11 @@ class CallSession:
         self._seq = 0
         self._tasks: set[asyncio.Task] = set()
         # inbound audio
-        self._resampler = StreamResampler(TELEPHONY_RATE, MODEL_RATE)
-        self._vad = SileroVAD(services.vad_model)
+        self._vad: VadStream | None = None
         self._turns = TurnDetector(services.turn_config)
         self._inbound_samples = 0  # 8 kHz samples received (the candidate's clock)
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
-        self._pending: list[np.ndarray] = []
-        self._audio_ready = asyncio.Event()
-        self._vad_samples = 0  # 16 kHz samples scored by the VAD
-        self._audio = RollingAudio()  # recent 16 kHz candidate audio for transcription
+        self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
         self._speculation: _Speculation | None = None
         self._continuation: _Continuation | None = None
         self._listening: Listen | None = None
@@ -256,7 +252,7 @@ class CallSession:
             on_segment_end=self._on_segment_end,
         )
         self.playout.start()
-        self._spawn(self._listen_loop(), "listen")
+        self._vad = services.vad_batcher.open(self._on_vad)
         self.engine = InterviewEngine(script)
         async with self._engine_lock:
             await self._run_actions(self.engine.start())
@@ -274,40 +270,41 @@ class CallSession:
         self.recorder.candidate_audio(self._inbound_samples / TELEPHONY_RATE, payload)
         self._inbound_samples += len(payload)
         self._inbound_lag = self.now() - self._inbound_samples / TELEPHONY_RATE
-        self._pending.append(self._resampler.process(ulaw_decode(payload)))
-        self._audio_ready.set()
+        chunk = ulaw_decode(payload)
+        self._audio.append(chunk)
+        if self._vad is not None:
+            self._vad.feed(chunk)
 
-    async def _listen_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.finished:
-            await self._audio_ready.wait()
-            self._audio_ready.clear()
-            if not self._pending:
-                continue
-            chunk = np.concatenate(self._pending)
-            self._pending.clear()
-            self._audio.append(chunk)
-            probabilities = await loop.run_in_executor(
-                self.services.vad_executor, self._vad.process, chunk
-            )
-            for probability in probabilities:
-                self._vad_samples += VAD_WINDOW
-                t = self._vad_samples / MODEL_RATE
-                for event in self._turns.feed(float(probability), t):
-                    self._on_turn_event(event)
-                self._check_barge_in(t)
-                self._check_answer_length(t)
-            self._trim_audio()
+    def _on_vad(self, probabilities: np.ndarray) -> None:
+        """Take the VAD's verdicts on this call's newest windows (on the event loop).
+
+        Windows are dated by their position in the stream, counting any a model error lost,
+        so the turn clock stays on the candidate's audio clock.
+        """
+        vad = self._vad
+        if self.finished or vad is None:
+            return
+        first = vad.windows_processed + vad.windows_failed - len(probabilities)
+        window_secs = self.services.vad_model.window_secs
+        for index, probability in enumerate(probabilities.tolist()):
+            t = (first + index + 1) * window_secs
+            for event in self._turns.feed(probability, t):
+                self._on_turn_event(event)
+            self._check_barge_in(t)
+            self._check_answer_length(t)
+        self._trim_audio()
 
     def _trim_audio(self) -> None:
         """Keep only what a turn may still need: from its start (with pre-roll), or 1 s."""
         if self._turn_start is not None:
-            self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * MODEL_RATE))
+            self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * TELEPHONY_RATE))
         else:
-            self._audio.discard_before(self._audio.end - MODEL_RATE)
+            self._audio.discard_before(self._audio.end - TELEPHONY_RATE)
 
     def _audio_between(self, start: float, end: float) -> np.ndarray:
-        return self._audio.slice(int(start * MODEL_RATE), int(end * MODEL_RATE))
+        """The candidate's audio between two call-clock times, at 16 kHz for the models."""
+        phone = self._audio.slice(int(start * TELEPHONY_RATE), int(end * TELEPHONY_RATE))
+        return resample(phone, TELEPHONY_RATE, MODEL_RATE)
 
     # -- turn-taking -----------------------------------------------------------------------
 
@@ -334,6 +331,8 @@ class CallSession:
                 speech_start=round(event.speech_start, 3),
                 speech_end=round(event.speech_end, 3),
                 reason=event.reason,
+                wall=round(self.now(), 3),
+                inbound_lag=round(self._inbound_lag, 3),
             )
             speculation = self._speculation
             self._speculation = None
@@ -347,24 +346,40 @@ class CallSession:
             self._spawn(self._on_turn_end(event, audio, speculation), "turn_end")
 
     def _on_pause(self, event: SpeechPaused) -> None:
-        """A short pause: ask smart-turn whether the turn is over; transcribe speculatively.
+        """A short pause: ask smart-turn whether the turn is over; maybe transcribe speculatively.
 
-        The speculative final transcription starts only when the pause may end the turn
-        (smart-turn says complete, or the answer is short enough to end on silence alone), so
+        Smart-turn judges "And so my fellow Americans." 0.96 complete, so an answer to a question
+        that is still shorter than ``turn_min_answer_secs`` ends on acoustics only when smart-turn
+        is surer than that (``turn_short_answer_threshold``); otherwise on the longer silence.
+        The speculative final transcription starts only when the pause may end the turn, so
         mid-answer breaths do not queue Whisper runs that other calls wait behind.
         """
         listen = self._listening
-        # Smart-turn judges "And so my fellow Americans." complete: for an open question a
-        # short answer so far never ends on acoustics alone, only on the longer silence.
-        too_short = (
+        settings = self.settings
+        short = (
             listen is not None
             and listen.question_id is not None
-            and event.speech_end - event.speech_start < self.settings.turn_min_answer_secs
+            and event.speech_end - event.speech_start < settings.turn_min_answer_secs
         )
-        if self.services.smart_turn is None or too_short:
+        if self.services.smart_turn is None:
             self._speculate(event)
             return
-        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
+        self._ask_smart_turn(event, short, event.t, recheck=False)
+
+    def _ask_smart_turn(
+        self, event: SpeechPaused, short: bool, until: float, recheck: bool
+    ) -> None:
+        """Run smart-turn on the turn's audio up to ``until`` and act on its verdict.
+
+        A hesitant "incomplete" on a long answer (probability at least
+        ``turn_recheck_min_probability``) gets a second look after ``turn_recheck_secs`` more
+        silence: smart-turn's verdict firms up with a little more of the pause (a falling "...the
+        dreams built around it." scores 0.43-0.50 at 0.2 s of silence, about 0.6 at 0.4 s, while
+        real mid-answer pauses stay under 0.1), so such turns end well before the long silence.
+        """
+        settings = self.settings
+        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, until)
+        asked = time.monotonic()
         future = asyncio.get_running_loop().run_in_executor(
             self.services.turn_executor, self.services.smart_turn.predict, audio
         )
@@ -373,15 +388,64 @@ class CallSession:
             if done.cancelled() or done.exception() is not None or self.finished:
                 return
             probability = float(done.result())
-            if self._turns.paused and self.services.turn_config.is_complete(probability):
+            complete = self.services.turn_config.is_complete(probability) and (
+                not short or probability >= settings.turn_short_answer_threshold
+            )
+            self._event(
+                "smart_turn",
+                probability=round(probability, 3),
+                complete=complete,
+                short=short,
+                recheck=recheck,
+                secs=round(time.monotonic() - asked, 3),
+            )
+            if not self._turns.paused:
+                return
+            if complete or short:
                 self._speculate(event)
-            for ended in self._turns.smart_turn_result(True, probability, pause=event):
+            for ended in self._turns.smart_turn_result(complete, probability, pause=event):
                 self._on_turn_event(ended)
+            if (
+                not complete
+                and not short
+                and not recheck
+                and settings.turn_recheck_secs > 0
+                and probability >= settings.turn_recheck_min_probability
+            ):
+                asyncio.get_running_loop().call_later(
+                    settings.turn_recheck_secs, self._recheck_turn, event
+                )
 
         future.add_done_callback(deliver)
 
+    def _recheck_turn(self, event: SpeechPaused) -> None:
+        """Second smart-turn look at a pause that is still going on (see ``_ask_smart_turn``)."""
+        if self.finished or not self._turns.paused or self._turn_start != event.speech_start:
+            return
+        until = self._vad_seconds()
+        if until - event.speech_end >= self.settings.turn_max_silence_secs:
+            return
+        self._ask_smart_turn(event, False, until, recheck=True)
+
+    def _vad_seconds(self) -> float:
+        """Call-clock time of the newest audio the VAD has scored."""
+        vad = self._vad
+        if vad is None:
+            return 0.0
+        return (vad.windows_processed + vad.windows_failed) * self.services.vad_model.window_secs
+
     def _speculate(self, event: SpeechPaused) -> None:
-        if self._listening is None:
+        """Start the turn's final transcription before the turn is known to have ended.
+
+        Kept if the candidate stays silent. When the next step does not wait for the words
+        (the questions), it only shortens the wait for the transcript, so it is skipped while
+        the ASR pool is busy: a transcription that gets cancelled would delay other calls'.
+        """
+        listen = self._listening
+        if listen is None:
+            return
+        asr = self.services.asr
+        if listen.question_id is not None and asr is not None and not asr.has_free_worker:
             return
         if self._speculation is not None:
             self._speculation.task.cancel()
@@ -755,7 +819,8 @@ class CallSession:
         if self.finished:
             return
         self.finished = True
-        self._audio_ready.set()
+        if self._vad is not None:
+            self._vad.close()
         if self.call_sid is None:
             return
         services = self.services

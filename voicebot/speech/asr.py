@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from voicebot.threads import name_native_thread
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -231,6 +233,22 @@ def _deliver(request: _Request, result: ASRResult | None, error: BaseException |
         pass  # the caller's event loop is gone; nobody is waiting
 
 
+def _lower_thread_priority(nice: int) -> None:
+    """Make the calling thread ``nice`` steps nicer than the process (Linux: per thread).
+
+    Best effort, and idempotent: a thread that already inherited the niceness stays as it is.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        target = min(os.getpriority(os.PRIO_PROCESS, os.getpid()) + nice, 19)
+        if os.getpriority(os.PRIO_PROCESS, tid) < target:
+            os.setpriority(os.PRIO_PROCESS, tid, target)
+    except OSError as exc:  # e.g. a platform without per-thread priorities
+        logger.warning("ASR threads keep their priority: cannot renice (%s)", exc)
+
+
 class ASRPool:
     """A shared faster-whisper model served by ``workers`` threads from a priority queue."""
 
@@ -244,6 +262,7 @@ class ASRPool:
         beam_size: int = 1,
         max_queue: int = 64,
         cache_dir: Path | None = None,
+        nice: int = 0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"ASRPool: workers must be at least 1, got {workers}")
@@ -256,6 +275,7 @@ class ASRPool:
         self.beam_size = beam_size
         self.max_queue = max_queue
         self.cache_dir = cache_dir
+        self.nice = nice
         self._model: Any = None
         self._languages: frozenset[str] = frozenset()
         self._t2s: Any = None
@@ -286,8 +306,29 @@ class ASRPool:
         return self._languages
 
     async def start(self) -> None:
-        """Load the model (in a thread) and start the workers; calling it again is a no-op."""
-        await asyncio.to_thread(self._start_blocking)
+        """Load the model (in a thread) and start the workers; calling it again is a no-op.
+
+        The model is loaded in a thread of its own that first lowers its priority by ``nice``:
+        CTranslate2 creates its compute threads from the loading thread, and Linux threads
+        inherit their creator's niceness, so every Whisper thread yields the CPU to the calls'
+        real-time work (VAD, smart-turn, playout) when the cores are contended.
+        """
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def load() -> None:
+            try:
+                name_native_thread("asr")
+                _lower_thread_priority(self.nice)
+                self._start_blocking()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+                error = exc
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(error))
+            else:
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        threading.Thread(target=load, name="asr-load", daemon=True).start()
+        await done
 
     def _start_blocking(self) -> None:
         with self._start_lock:
@@ -430,6 +471,8 @@ class ASRPool:
                 self._cond.wait()
 
     def _work(self) -> None:
+        name_native_thread("asr-worker")
+        _lower_thread_priority(self.nice)
         while (request := self._next_request()) is not None:
             started = time.monotonic()
             result: ASRResult | None = None
@@ -473,6 +516,12 @@ class ASRPool:
         if request.language == "zh" and self._t2s is not None:
             text = self._t2s.convert(text)
         return text
+
+    @property
+    def has_free_worker(self) -> bool:
+        """True when a request submitted now would start at once (nothing queued, a worker idle)."""
+        with self._cond:
+            return not any(self._queued) and self._busy < self.workers
 
     def stats(self) -> ASRStats:
         """Return queue depth, busy workers and running totals."""

@@ -1,8 +1,11 @@
 """Voice activity detection with Silero VAD on onnxruntime (no torch), shared by every call.
 
 The model is pipecat's bundled ``silero_vad.onnx``, called the way ``pipecat.audio.vad.silero``
-calls it: 512-sample windows at 16 kHz (32 ms), each prefixed with the last 64 samples of the
-previous window, and a recurrent ``(2, batch, 128)`` state carried from window to window.
+calls it: 32 ms windows (512 samples at 16 kHz, 256 at 8 kHz), each prefixed with the last 64
+(16 kHz) or 32 (8 kHz) samples of the previous window, and a recurrent ``(2, batch, 128)`` state
+carried from window to window. The server scores phone audio at its own 8 kHz: no resampler on
+the live path (a streaming resampler holds audio back: soxr released 16 kHz output in 100 ms
+lumps, which delayed every end-of-turn decision by that much) and half the model input.
 
 One :class:`SileroModel` (one ``onnxruntime.InferenceSession``) is loaded per process and shared
 by all calls; it holds no per-call state, so calls run it concurrently from worker threads
@@ -30,16 +33,18 @@ from voicebot.audio.frames import MODEL_RATE
 from voicebot.speech.onnx import cpu_session
 
 WINDOW_SAMPLES = 512
-"""Samples in one VAD window at 16 kHz."""
+"""Samples in one VAD window at 16 kHz (256 at 8 kHz)."""
 
 WINDOW_SECS = WINDOW_SAMPLES / MODEL_RATE
-"""Duration of one VAD window: 0.032 s."""
+"""Duration of one VAD window at either rate: 0.032 s."""
 
 CONTEXT_SAMPLES = 64
 """Samples of the previous window prefixed to each window, as Silero expects at 16 kHz."""
 
+SAMPLE_RATES = (8000, 16000)
+"""The rates Silero VAD takes."""
+
 _STATE_SHAPE = (2, 1, 128)
-_SAMPLE_RATE_INPUT = np.array(MODEL_RATE, dtype=np.int64)
 
 
 def bundled_silero_path() -> Path:
@@ -58,7 +63,10 @@ def bundled_silero_path() -> Path:
 
 @dataclass
 class SileroState:
-    """One stream's recurrent state: the model state and the last 64 samples it saw."""
+    """One stream's recurrent state: the model state and the last samples it saw (the context).
+
+    The default context fits 16 kHz; use :meth:`SileroModel.initial_state` for the model's rate.
+    """
 
     state: np.ndarray = field(default_factory=lambda: np.zeros(_STATE_SHAPE, dtype=np.float32))
     context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT_SAMPLES, dtype=np.float32))
@@ -71,37 +79,51 @@ class SileroModel:
     of calls (and threads) share the one onnxruntime session.
     """
 
-    _shared: ClassVar[SileroModel | None] = None
+    _shared: ClassVar[dict[int, SileroModel]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, path: str | None = None):
+    def __init__(self, path: str | None = None, sample_rate: int = MODEL_RATE):
+        if sample_rate not in SAMPLE_RATES:
+            raise ValueError(
+                f"SileroModel: sample_rate must be 8000 or 16000 Hz, got {sample_rate}"
+            )
         self.path = str(path) if path else str(bundled_silero_path())
+        self.sample_rate = sample_rate
+        self.window_samples = WINDOW_SAMPLES * sample_rate // MODEL_RATE
+        self.context_samples = CONTEXT_SAMPLES * sample_rate // MODEL_RATE
+        self.window_secs = self.window_samples / sample_rate
+        self._rate_input = np.array(sample_rate, dtype=np.int64)
         self._session = cpu_session(self.path)
 
     @classmethod
-    def shared(cls) -> SileroModel:
-        """Return the process-wide model (the bundled one), loading it on first use."""
+    def shared(cls, sample_rate: int = MODEL_RATE) -> SileroModel:
+        """Return the process-wide model (the bundled one) for ``sample_rate``, loading it once."""
         with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
+            if sample_rate not in cls._shared:
+                cls._shared[sample_rate] = cls(sample_rate=sample_rate)
+            return cls._shared[sample_rate]
+
+    def initial_state(self) -> SileroState:
+        """A new stream's state (silence so far) at this model's rate."""
+        return SileroState(context=np.zeros(self.context_samples, dtype=np.float32))
 
     def infer(self, windows: np.ndarray, state: SileroState) -> tuple[np.ndarray, SileroState]:
         """Score consecutive windows of one stream.
 
-        ``windows`` is float32 in [-1, 1], shape ``(n, 512)``. Returns ``n`` speech
+        ``windows`` is float32 in [-1, 1], shape ``(n, window_samples)``. Returns ``n`` speech
         probabilities and the stream's new state; ``state`` itself is not modified.
         """
-        windows = np.asarray(windows, dtype=np.float32).reshape(-1, WINDOW_SAMPLES)
+        windows = np.asarray(windows, dtype=np.float32).reshape(-1, self.window_samples)
+        context_samples = self.context_samples
         probabilities = np.empty(len(windows), dtype=np.float32)
         recurrent, context = state.state, state.context
         for index, window in enumerate(windows):
             model_input = np.concatenate((context, window))[np.newaxis, :]
             output, recurrent = self._session.run(
-                None, {"input": model_input, "state": recurrent, "sr": _SAMPLE_RATE_INPUT}
+                None, {"input": model_input, "state": recurrent, "sr": self._rate_input}
             )
             probabilities[index] = output[0, 0]
-            context = window[-CONTEXT_SAMPLES:]
+            context = window[-context_samples:]
         return probabilities, SileroState(state=recurrent, context=context.copy())
 
     def infer_batch(
@@ -109,11 +131,12 @@ class SileroModel:
     ) -> tuple[np.ndarray, list[SileroState]]:
         """Score one window of each of many streams in a single run.
 
-        ``windows`` is float32, shape ``(batch, 512)``, row ``i`` belonging to the stream whose
-        state is ``states[i]``. Returns one probability per row and the streams' new states
-        (the inputs are not modified). Results equal those of :meth:`infer` window by window.
+        ``windows`` is float32, shape ``(batch, window_samples)``, row ``i`` belonging to the
+        stream whose state is ``states[i]``. Returns one probability per row and the streams' new
+        states (the inputs are not modified). Results equal those of :meth:`infer` window by
+        window.
         """
-        windows = np.asarray(windows, dtype=np.float32).reshape(-1, WINDOW_SAMPLES)
+        windows = np.asarray(windows, dtype=np.float32).reshape(-1, self.window_samples)
         if len(windows) != len(states):
             raise ValueError(
                 f"infer_batch: {len(windows)} windows but {len(states)} states; "
@@ -125,12 +148,13 @@ class SileroModel:
         recurrent = np.concatenate([s.state for s in states], axis=1)
         model_input = np.concatenate((contexts, windows), axis=1)
         output, recurrent = self._session.run(
-            None, {"input": model_input, "state": recurrent, "sr": _SAMPLE_RATE_INPUT}
+            None, {"input": model_input, "state": recurrent, "sr": self._rate_input}
         )
+        context_samples = self.context_samples
         new_states = [
             SileroState(
                 state=np.ascontiguousarray(recurrent[:, i : i + 1, :]),
-                context=windows[i, -CONTEXT_SAMPLES:].copy(),
+                context=windows[i, -context_samples:].copy(),
             )
             for i in range(len(states))
         ]
@@ -138,7 +162,7 @@ class SileroModel:
 
 
 class SileroVAD:
-    """One call's VAD stream: feed 16 kHz audio in any chunk size, get a probability per window.
+    """One stream: feed audio at the model's rate in any chunk size, get a probability per window.
 
     Blocking (runs the model); the call layer runs it in a worker thread. Not thread-safe on its
     own: one stream is fed by one task at a time.
@@ -146,7 +170,7 @@ class SileroVAD:
 
     def __init__(self, model: SileroModel | None = None):
         self.model = model if model is not None else SileroModel.shared()
-        self._state = SileroState()
+        self._state = self.model.initial_state()
         self._pending = np.zeros(0, dtype=np.float32)
         self._windows = 0
 
@@ -158,15 +182,15 @@ class SileroVAD:
     @property
     def seconds_processed(self) -> float:
         """Audio scored so far, in seconds: the end time of the last window returned."""
-        return self._windows * WINDOW_SECS
+        return self._windows * self.model.window_secs
 
-    def process(self, pcm16k: np.ndarray) -> np.ndarray:
-        """Score int16 16 kHz samples (float input is taken as [-1, 1]).
+    def process(self, pcm: np.ndarray) -> np.ndarray:
+        """Score int16 samples at the model's rate (float input is taken as [-1, 1]).
 
         Returns one speech probability (float32) per complete 512-sample window; samples that
         do not fill a window wait for the next call.
         """
-        samples = np.asarray(pcm16k)
+        samples = np.asarray(pcm)
         if samples.ndim != 1:
             raise ValueError(f"SileroVAD.process: expected mono 1-D audio, got {samples.shape}")
         if samples.dtype == np.int16:
@@ -178,7 +202,7 @@ class SileroVAD:
                 f"SileroVAD.process: expected int16 or float audio, got {samples.dtype}"
             )
         buffered = np.concatenate((self._pending, audio)) if len(self._pending) else audio
-        complete = len(buffered) - len(buffered) % WINDOW_SAMPLES
+        complete = len(buffered) - len(buffered) % self.model.window_samples
         self._pending = buffered[complete:].copy()
         if not complete:
             return np.zeros(0, dtype=np.float32)
@@ -188,6 +212,6 @@ class SileroVAD:
 
     def reset(self) -> None:
         """Forget the recurrent state, buffered samples and window count (a new stream)."""
-        self._state = SileroState()
+        self._state = self.model.initial_state()
         self._pending = np.zeros(0, dtype=np.float32)
         self._windows = 0
