@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -206,17 +207,39 @@ class Harness:
         return [m["mark"]["name"] for m in self.sent if m["event"] == "mark"]
 
 
+class ScriptedSmartTurn:
+    """Stands in for smart-turn: returns the next scripted probability for each question."""
+
+    def __init__(self, probabilities):
+        self.probabilities = list(probabilities)
+        self.asked = 0
+
+    def predict(self, audio):
+        self.asked += 1
+        return self.probabilities.pop(0) if self.probabilities else 0.0
+
+
 @pytest.fixture
 async def services(tmp_path):
+    async with _services(tmp_path) as built:
+        yield built
+
+
+@contextlib.asynccontextmanager
+async def _services(tmp_path, **overrides):
+    values = {
+        "smart_turn": False,
+        "turn_pause_secs": 0.1,
+        "turn_end_secs": 0.2,
+        "turn_max_silence_secs": 0.3,
+        "barge_in_min_secs": 0.1,
+    }
+    values.update(overrides)
     settings = Settings(
         data_dir=tmp_path,
         recordings_dir=tmp_path / "recordings",
-        smart_turn=False,
-        turn_pause_secs=0.1,
-        turn_end_secs=0.2,
-        turn_max_silence_secs=0.3,
-        barge_in_min_secs=0.1,
         stream_token_secret="s",
+        **values,
     )
     services = Services(settings)
     services.store = Store(tmp_path / "db.sqlite3")
@@ -227,10 +250,12 @@ async def services(tmp_path):
     services.token_signer = StreamTokenSigner(b"s")
     services.vad_executor = ThreadPoolExecutor(1)
     services.turn_executor = ThreadPoolExecutor(1)
-    yield services
-    services.vad_executor.shutdown()
-    services.turn_executor.shutdown()
-    await services.store.close()
+    try:
+        yield services
+    finally:
+        services.vad_executor.shutdown()
+        services.turn_executor.shutdown()
+        await services.store.close()
 
 
 async def make_call(services, texts) -> Harness:
@@ -355,3 +380,54 @@ async def test_going_on_over_a_too_early_next_question_continues_the_answer(serv
     q2 = [t for t in stored["turns"] if t["prompt_id"] == "q:q2"]
     assert [t["interrupted"] for t in q2] == [True, False] and mark.endswith(":await")
     assert stored["end_reason"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "ends_early", "asked"),
+    [
+        ([0.4, 0.7], True, 2),  # hesitant, then complete on the second look: ends at once
+        ([0.4, 0.2], False, 2),  # still incomplete on the second look: waits for the silence
+        ([0.1], False, 1),  # clearly incomplete: no second look
+    ],
+)
+async def test_a_hesitant_smart_turn_verdict_gets_a_second_look(
+    tmp_path, verdicts, ends_early, asked
+):
+    async with _services(
+        tmp_path,
+        turn_max_silence_secs=1.5,
+        turn_min_answer_secs=0.3,
+        turn_recheck_secs=0.2,
+        turn_recheck_min_probability=0.3,
+    ) as services:
+        call = await make_call(services, ["yes", "an answer long enough", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])  # consent: complete
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:q1:await")
+        services.smart_turn = ScriptedSmartTurn(verdicts)
+        await call.speak(0.8)
+        await call.silence(0.9)  # well short of the 1.5 s silence that ends any turn
+        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+        assert services.smart_turn.asked == asked
+
+
+@pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
+async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probability, ends_early):
+    # "And so my fellow Americans." scores 0.96: a short answer so far is often a preamble.
+    async with _services(
+        tmp_path,
+        turn_max_silence_secs=1.5,
+        turn_min_answer_secs=3.0,
+        turn_short_answer_threshold=0.98,
+        turn_recheck_secs=0.0,
+    ) as services:
+        call = await make_call(services, ["yes", "short", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)  # consent answers are not held to the answer floor
+        await call.wait_for_mark("q:q1:await")
+        services.smart_turn = ScriptedSmartTurn([probability])
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
