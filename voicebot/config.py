@@ -112,19 +112,6 @@ class Settings(BaseModel):
         description="Smart-turn probability that ends an answer shorter than"
         " VOICEBOT_TURN_MIN_ANSWER_SECS (1.0: short answers end on silence only).",
     )
-    turn_recheck_secs: float = Field(
-        0.2,
-        ge=0.0,
-        description="After a hesitant smart-turn 'incomplete' on a long answer, ask again after"
-        " this much more silence (0: never).",
-    )
-    turn_recheck_min_probability: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Smart-turn probability from which an 'incomplete' verdict counts as hesitant"
-        " and gets the second look.",
-    )
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
         0.3, description="Candidate speech needed to interrupt the bot (stops playout)."

@@ -382,36 +382,6 @@ async def test_going_on_over_a_too_early_next_question_continues_the_answer(serv
     assert stored["end_reason"] == "completed"
 
 
-@pytest.mark.parametrize(
-    ("verdicts", "ends_early", "asked"),
-    [
-        ([0.4, 0.7], True, 2),  # hesitant, then complete on the second look: ends at once
-        ([0.4, 0.2], False, 2),  # still incomplete on the second look: waits for the silence
-        ([0.1], False, 1),  # clearly incomplete: no second look
-    ],
-)
-async def test_a_hesitant_smart_turn_verdict_gets_a_second_look(
-    tmp_path, verdicts, ends_early, asked
-):
-    async with _services(
-        tmp_path,
-        turn_max_silence_secs=1.5,
-        turn_min_answer_secs=0.3,
-        turn_recheck_secs=0.2,
-        turn_recheck_min_probability=0.3,
-    ) as services:
-        call = await make_call(services, ["yes", "an answer long enough", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])  # consent: complete
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)
-        await call.wait_for_mark("q:q1:await")
-        services.smart_turn = ScriptedSmartTurn(verdicts)
-        await call.speak(0.8)
-        await call.silence(0.9)  # well short of the 1.5 s silence that ends any turn
-        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
-        assert services.smart_turn.asked == asked
-
-
 @pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
 async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probability, ends_early):
     # "And so my fellow Americans." scores 0.96: a short answer so far is often a preamble.
@@ -420,7 +390,6 @@ async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probabi
         turn_max_silence_secs=1.5,
         turn_min_answer_secs=3.0,
         turn_short_answer_threshold=0.98,
-        turn_recheck_secs=0.0,
     ) as services:
         call = await make_call(services, ["yes", "short", "next"])
         services.smart_turn = ScriptedSmartTurn([0.9])

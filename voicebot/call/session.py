@@ -364,21 +364,12 @@ class CallSession:
         if self.services.smart_turn is None:
             self._speculate(event)
             return
-        self._ask_smart_turn(event, short, event.t, recheck=False)
+        self._ask_smart_turn(event, short)
 
-    def _ask_smart_turn(
-        self, event: SpeechPaused, short: bool, until: float, recheck: bool
-    ) -> None:
-        """Run smart-turn on the turn's audio up to ``until`` and act on its verdict.
-
-        A hesitant "incomplete" on a long answer (probability at least
-        ``turn_recheck_min_probability``) gets a second look after ``turn_recheck_secs`` more
-        silence: smart-turn's verdict firms up with a little more of the pause (a falling "...the
-        dreams built around it." scores 0.43-0.50 at 0.2 s of silence, about 0.6 at 0.4 s, while
-        real mid-answer pauses stay under 0.1), so such turns end well before the long silence.
-        """
+    def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
+        """Run smart-turn on the turn's audio so far and act on its verdict."""
         settings = self.settings
-        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, until)
+        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
         asked = time.monotonic()
         future = asyncio.get_running_loop().run_in_executor(
             self.services.turn_executor, self.services.smart_turn.predict, audio
@@ -396,7 +387,6 @@ class CallSession:
                 probability=round(probability, 3),
                 complete=complete,
                 short=short,
-                recheck=recheck,
                 secs=round(time.monotonic() - asked, 3),
             )
             if not self._turns.paused:
@@ -405,34 +395,8 @@ class CallSession:
                 self._speculate(event)
             for ended in self._turns.smart_turn_result(complete, probability, pause=event):
                 self._on_turn_event(ended)
-            if (
-                not complete
-                and not short
-                and not recheck
-                and settings.turn_recheck_secs > 0
-                and probability >= settings.turn_recheck_min_probability
-            ):
-                asyncio.get_running_loop().call_later(
-                    settings.turn_recheck_secs, self._recheck_turn, event
-                )
 
         future.add_done_callback(deliver)
-
-    def _recheck_turn(self, event: SpeechPaused) -> None:
-        """Second smart-turn look at a pause that is still going on (see ``_ask_smart_turn``)."""
-        if self.finished or not self._turns.paused or self._turn_start != event.speech_start:
-            return
-        until = self._vad_seconds()
-        if until - event.speech_end >= self.settings.turn_max_silence_secs:
-            return
-        self._ask_smart_turn(event, False, until, recheck=True)
-
-    def _vad_seconds(self) -> float:
-        """Call-clock time of the newest audio the VAD has scored."""
-        vad = self._vad
-        if vad is None:
-            return 0.0
-        return (vad.windows_processed + vad.windows_failed) * self.services.vad_model.window_secs
 
     def _speculate(self, event: SpeechPaused) -> None:
         """Start the turn's final transcription before the turn is known to have ended.
