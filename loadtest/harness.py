@@ -368,6 +368,7 @@ async def run_level(
         "interviews": len(per_call),
         "wall_secs": round(time.monotonic() - started, 1),
         "voice_to_voice": _stats(v2v_all),
+        "voice_to_voice_by_answer": _by_answer(per_call, answers),
         "end_of_speech_to_final": _stats(
             [e for c in per_call for e in c["end_of_speech_to_final"]]
         ),
@@ -386,6 +387,16 @@ async def run_level(
     }
     level["meets_budget"] = meets_budget(level)
     return level
+
+
+def _by_answer(per_call: list[dict[str, Any]], answers: list[Path]) -> dict[str, Any]:
+    """Voice-to-voice statistics of each answer clip (the n-th answer of an interview)."""
+    names = [Path(a).name for a in answers]
+    values: dict[str, list[float]] = {name: [] for name in names}
+    for call in per_call:
+        for index, value in enumerate(call["voice_to_voice"]):
+            values[names[index % len(names)]].append(value)
+    return {name: _stats(found) for name, found in values.items()}
 
 
 def _gap_bucket_names() -> list[str]:
@@ -451,6 +462,22 @@ def markdown(report: dict[str, Any]) -> str:
             f"{cpu['max'] if cpu['max'] is not None else '-'} | "
             f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} |"
         )
+    lines += [
+        "",
+        "Voice-to-voice by answer clip, p50 / p95 (ms):",
+        "",
+        "| target | calls | " + " | ".join(report["answers"]) + " |",
+        "|---|---|" + "---|" * len(report["answers"]),
+    ]
+    for lv in report["levels"]:
+        by_answer = lv.get("voice_to_voice_by_answer", {})
+        cells = [
+            f"{_ms(by_answer[name]['p50'])} / {_ms(by_answer[name]['p95'])}"
+            if name in by_answer
+            else "-"
+            for name in report["answers"]
+        ]
+        lines.append(f"| {lv['target']} | {lv['calls']} | " + " | ".join(cells) + " |")
     lines.append("")
     for name, value in report.get("capacity", {}).items():
         lines.append(f"- capacity of {name}: {value} concurrent calls within budget")

@@ -112,6 +112,12 @@ class Settings(BaseModel):
         description="Smart-turn probability that ends an answer shorter than"
         " VOICEBOT_TURN_MIN_ANSWER_SECS (1.0: short answers end on silence only).",
     )
+    smart_turn_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads running smart-turn. 2 lets coinciding pauses be judged side by side,"
+        " but on 2 cores each inference then runs slower (measured: worse at 20 calls).",
+    )
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
         0.3, description="Candidate speech needed to interrupt the bot (stops playout)."

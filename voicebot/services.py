@@ -95,7 +95,7 @@ class Services:
             initargs=("vad",),
         )
         self.turn_executor = ThreadPoolExecutor(
-            max_workers=1,
+            max_workers=s.smart_turn_threads,
             thread_name_prefix="smart-turn",
             initializer=name_native_thread,
             initargs=("smart-turn",),

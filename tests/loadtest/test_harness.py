@@ -42,6 +42,9 @@ def test_two_calls_complete_and_are_measured(level):
     assert {c["call_sid"] for c in level["per_call"]} and all(
         len(c["voice_to_voice"]) == 4 for c in level["per_call"]
     )
+    # Each clip's own latencies, so a slow answer can be told from a slow server.
+    assert list(level["voice_to_voice_by_answer"]) == list(DEFAULT_CLIPS)
+    assert all(stats["n"] == 2 for stats in level["voice_to_voice_by_answer"].values())
 
 
 def test_report_files_hold_the_fields(level, tmp_path):
@@ -61,3 +64,4 @@ def test_report_files_hold_the_fields(level, tmp_path):
     assert "| voicebot | 2 | 2 |" in paths["markdown"].read_text()
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "capacity of voicebot" in markdown(report)
+    assert "Voice-to-voice by answer clip" in markdown(report)
