@@ -105,6 +105,13 @@ class Settings(BaseModel):
         " probability reaches VOICEBOT_TURN_SHORT_ANSWER_THRESHOLD; otherwise after"
         " VOICEBOT_TURN_MAX_SILENCE_SECS.",
     )
+    smart_turn_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Smart-turn probability at or above which a pause ends the turn (after"
+        " VOICEBOT_TURN_END_SECS of silence).",
+    )
     turn_short_answer_threshold: float = Field(
         0.98,
         ge=0.0,

@@ -70,6 +70,7 @@ class Services:
             pause_secs=s.turn_pause_secs,
             end_secs=s.turn_end_secs,
             max_silence_secs=s.turn_max_silence_secs,
+            smart_turn_threshold=s.smart_turn_threshold,
         )
 
     async def start(self) -> None:

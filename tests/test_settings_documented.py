@@ -1,0 +1,24 @@
+"""Every server setting is documented where operators look for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voicebot.config import ENV_PREFIX, Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_setting_is_in_the_readme_table():
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `")]
+    missing = [
+        ENV_PREFIX + name.upper()
+        for name in Settings.model_fields
+        if not any(f"`{ENV_PREFIX}{name.upper()}`" in row for row in rows)
+    ]
+    assert not missing, f"settings missing from README.md's configuration table: {missing}"
+
+
+def test_every_setting_has_a_description():
+    undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert not undocumented
