@@ -2,8 +2,10 @@
 
 ``CallSession`` is the asyncio glue around pure parts: the carrier protocol (Sans-I/O), the
 ``TurnDetector`` and the ``InterviewEngine`` are state machines; the session moves audio, time and
-worker-thread results between them. Nothing CPU-heavy runs on the event loop: VAD and smart-turn run
-in their own single-thread executors, Whisper in the shared ASR pool.
+worker-thread results between them. Nothing CPU-heavy runs on the event loop: Silero VAD scores the
+carrier's 8 kHz audio as it comes, batched with every other call's in the process's VAD thread
+(``VadBatcher``); smart-turn runs in its own executor and Whisper in the shared ASR pool, both on
+16 kHz audio cut out of the call's rolling buffer and resampled only when a model needs it.
 
 Call clock: ``t = 0`` when the carrier's ``start`` arrives. Candidate audio is placed by the
 carrier's media timestamps, bot audio by the time each frame was sent.
