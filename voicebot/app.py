@@ -10,6 +10,7 @@ from voicebot import __version__
 from voicebot.api import carrier, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
+from voicebot.gc_tuning import freeze_startup_objects, observe_pauses
 from voicebot.services import Services
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ def create_app(
                 "webhook bridge are not built yet: events stay in this process"
             )
         await services.start()
+        observe_pauses(services.metrics.gc_pause)
+        frozen = freeze_startup_objects()
+        log.info("garbage collector: %d start-up objects frozen", frozen)
 
     async def stop(app: web.Application) -> None:
         for session in list(services.sessions.values()):

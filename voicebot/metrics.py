@@ -63,6 +63,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "voicebot_gc_pause_seconds",
+            "Python garbage-collection pauses (they stop the event loop), by generation.",
+            ["generation"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
+            registry=r,
+        )
         self.barge_ins = Counter(
             "voicebot_barge_ins_total", "Bot prompts cut by the candidate.", registry=r
         )
