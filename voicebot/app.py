@@ -35,7 +35,14 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition (no candidate data in it)."""
     services = request.app[SERVICES_KEY]
-    body = services.metrics.render()
+    m = services.metrics
+    if services.asr is not None and services.asr.started:
+        stats = services.asr.stats()
+        m.asr_queued.set(stats.queued)
+        m.asr_busy_seconds.set(stats.busy_secs)
+    if services.vad_model is not None and services.vad_executor is not None:
+        m.vad_batch_mean.set(services.vad_batcher.mean_batch)
+    body = m.render()
     return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
 
 

@@ -78,6 +78,22 @@ class Metrics:
             "Bot frames sent more than one frame late.",
             registry=r,
         )
+        self.asr_queued = Gauge(
+            "voicebot_asr_queued",
+            "Transcriptions waiting for a Whisper worker (finals wait here when calls outpace"
+            " ASR; the audio path does not).",
+            registry=r,
+        )
+        self.asr_busy_seconds = Gauge(
+            "voicebot_asr_busy_seconds",
+            "Worker-seconds spent transcribing since start (rate = busy workers).",
+            registry=r,
+        )
+        self.vad_batch_mean = Gauge(
+            "voicebot_vad_batch_mean_windows",
+            "Mean VAD windows scored per model run since start (grows with concurrent calls).",
+            registry=r,
+        )
         self.tts_renders = Counter(
             "voicebot_tts_renders_total", "Prompts synthesised (cache misses).", registry=r
         )
