@@ -10,6 +10,7 @@ from voicebot import __version__
 from voicebot.api import carrier, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
+from voicebot.gc_tuning import freeze_startup_objects, observe_pauses
 from voicebot.services import Services
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,14 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition (no candidate data in it)."""
     services = request.app[SERVICES_KEY]
-    body = services.metrics.render()
+    m = services.metrics
+    if services.asr is not None and services.asr.started:
+        stats = services.asr.stats()
+        m.asr_queued.set(stats.queued)
+        m.asr_busy_seconds.set(stats.busy_secs)
+    if services.vad_model is not None and services.vad_executor is not None:
+        m.vad_batch_mean.set(services.vad_batcher.mean_batch)
+    body = m.render()
     return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
 
 
@@ -63,6 +71,9 @@ def create_app(
                 "webhook bridge are not built yet: events stay in this process"
             )
         await services.start()
+        observe_pauses(services.metrics.gc_pause)
+        frozen = freeze_startup_objects()
+        log.info("garbage collector: %d start-up objects frozen", frozen)
 
     async def stop(app: web.Application) -> None:
         for session in list(services.sessions.values()):

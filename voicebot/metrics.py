@@ -63,12 +63,35 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "voicebot_gc_pause_seconds",
+            "Python garbage-collection pauses (they stop the event loop), by generation.",
+            ["generation"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
+            registry=r,
+        )
         self.barge_ins = Counter(
             "voicebot_barge_ins_total", "Bot prompts cut by the candidate.", registry=r
         )
         self.late_frames = Counter(
             "voicebot_playout_late_frames_total",
             "Bot frames sent more than one frame late.",
+            registry=r,
+        )
+        self.asr_queued = Gauge(
+            "voicebot_asr_queued",
+            "Transcriptions waiting for a Whisper worker (finals wait here when calls outpace"
+            " ASR; the audio path does not).",
+            registry=r,
+        )
+        self.asr_busy_seconds = Gauge(
+            "voicebot_asr_busy_seconds",
+            "Worker-seconds spent transcribing since start (rate = busy workers).",
+            registry=r,
+        )
+        self.vad_batch_mean = Gauge(
+            "voicebot_vad_batch_mean_windows",
+            "Mean VAD windows scored per model run since start (grows with concurrent calls).",
             registry=r,
         )
         self.tts_renders = Counter(

@@ -26,6 +26,14 @@ def test_health_and_metrics_are_served(server):
     assert status == 200 and body["status"] == "ok" and body["jobs"] >= 1
     status, text = server.request("GET", "/metrics", token=None)
     assert status == 200 and "voicebot_calls_active" in text
+    # What an operator watches under load: the ASR backlog, VAD batching, GC pauses.
+    for name in (
+        "voicebot_asr_queued",
+        "voicebot_asr_busy_seconds",
+        "voicebot_vad_batch_mean_windows",
+        "voicebot_gc_pause_seconds_count",
+    ):
+        assert name in text, name
 
 
 def test_jobs_list_the_loaded_scripts(server):

@@ -186,6 +186,21 @@ def test_late_complete_verdict_ends_turn_at_once() -> None:
     assert not caller.detector.speaking
 
 
+def test_a_pause_is_current_until_speech_resumes_or_the_turn_ends() -> None:
+    # The smart-turn thread skips a queued request whose pause is already over.
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    first_pause = caller.until(SpeechPaused)
+    assert caller.detector.is_current_pause(first_pause)
+    caller.until(SpeechResumed, SPEECH)
+    assert not caller.detector.is_current_pause(first_pause)
+    second_pause = caller.until(SpeechPaused)
+    assert caller.detector.is_current_pause(second_pause)
+    assert not caller.detector.is_current_pause(first_pause)
+    caller.until(TurnEnded)
+    assert not caller.detector.is_current_pause(second_pause)
+
+
 def test_stale_verdict_after_resume_is_ignored() -> None:
     caller = Caller()
     caller.windows(SPEECH, 1.0)

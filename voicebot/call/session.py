@@ -369,16 +369,29 @@ class CallSession:
         self._ask_smart_turn(event, short)
 
     def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
-        """Run smart-turn on the turn's audio so far and act on its verdict."""
+        """Run smart-turn on the turn's audio so far and act on its verdict.
+
+        Under load the requests queue for the smart-turn thread; one whose pause is over by the
+        time its turn comes (the candidate went on talking) is skipped, not run for nothing.
+        """
         settings = self.settings
         audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
         asked = time.monotonic()
-        future = asyncio.get_running_loop().run_in_executor(
-            self.services.turn_executor, self.services.smart_turn.predict, audio
-        )
+        model = self.services.smart_turn
+        turns = self._turns
+
+        def judge() -> float | None:  # in the smart-turn thread
+            if self.finished or not turns.is_current_pause(event):
+                return None
+            return model.predict(audio)
+
+        future = asyncio.get_running_loop().run_in_executor(self.services.turn_executor, judge)
 
         def deliver(done: asyncio.Future) -> None:
             if done.cancelled() or done.exception() is not None or self.finished:
+                return
+            if done.result() is None:
+                self.stats["smart_turn_skipped"] = self.stats.get("smart_turn_skipped", 0) + 1
                 return
             probability = float(done.result())
             complete = self.services.turn_config.is_complete(probability) and (

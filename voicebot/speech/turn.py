@@ -241,6 +241,14 @@ class TurnDetector:
         self._probability = None
         return [ended]
 
+    def is_current_pause(self, pause: SpeechPaused) -> bool:
+        """Whether ``pause`` is still going on (no speech since, no end of turn)."""
+        return (
+            self.paused
+            and pause.speech_end == self._speech_end
+            and pause.speech_start == self._speech_start
+        )
+
     def smart_turn_result(
         self, complete: bool, probability: float, pause: SpeechPaused | None = None
     ) -> list[TurnEvent]:
