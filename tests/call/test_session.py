@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -400,3 +401,28 @@ async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probabi
         await call.speak(0.8)
         await call.silence(0.9)
         assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+
+
+class StalledVAD(EnergyVAD):
+    """EnergyVAD whose thread can be held, as on a machine too busy to score audio in time."""
+
+    def __init__(self):
+        self.running = threading.Event()
+        self.running.set()
+
+    def infer_batch(self, windows, states):
+        self.running.wait(5)
+        return super().infer_batch(windows, states)
+
+
+async def test_a_vad_backlog_is_not_taken_for_silence(services):
+    services.vad_model = vad = StalledVAD()
+    call = await make_call(services, ["yes"])
+    await call.wait_for_mark("consent:await")
+    vad.running.clear()  # the VAD falls behind...
+    await call.speak(0.4)  # ...while the candidate answers
+    await call.silence(0.6)  # the 0.4 s silence timeout passes on the wall clock
+    vad.running.set()
+    await call.wait_for_mark("q:q1:await")
+    assert SCRIPT.reprompt not in services.prompts.said
+    assert (await services.store.get_interview(call.interview_id))["consent"] == 1

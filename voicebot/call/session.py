@@ -647,6 +647,7 @@ class CallSession:
         assert self.playout is not None
         await self.playout.wait_idle()
         await asyncio.sleep(listen.timeout_secs)
+        await self._vad_caught_up()
         if self._listening is not listen or self._turn_start is not None or self.finished:
             return
         async with self._engine_lock:
@@ -655,6 +656,25 @@ class CallSession:
             self._event("silence_timeout", secs=listen.timeout_secs)
             self._listening = None
             await self._run_actions(self.engine.handle(SilenceTimeout()))
+
+    async def _vad_caught_up(self, limit_secs: float = 5.0) -> None:
+        """Wait until the VAD has scored the audio received so far (at most ``limit_secs``).
+
+        A silence timeout is decided on the wall clock; on an overloaded machine the VAD can be
+        behind the audio, and the candidate's answer may sit unscored in its backlog. Checking
+        only once the VAD has caught up keeps an overload from being taken for silence.
+        """
+        vad = self._vad
+        if vad is None:
+            return
+        window = self.services.vad_model.window_secs
+        deadline = time.monotonic() + limit_secs
+        received = self._inbound_samples / TELEPHONY_RATE
+        while not self.finished and time.monotonic() < deadline:
+            scored = (vad.windows_processed + vad.windows_failed) * window
+            if scored >= received - 2 * window:
+                return
+            await asyncio.sleep(0.02)
 
     # -- actions ---------------------------------------------------------------------------
 
