@@ -57,7 +57,6 @@ from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMedi
 
 log = logging.getLogger(__name__)
 
-
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
