@@ -285,8 +285,8 @@ class CallSession:
         vad = self._vad
         if self.finished or vad is None:
             return
-        first = vad.windows_processed + vad.windows_failed - len(probabilities)
-        window_secs = self.services.vad_model.window_secs
+        first = vad.windows_done - len(probabilities)
+        window_secs = vad.window_secs
         for index, probability in enumerate(probabilities.tolist()):
             t = (first + index + 1) * window_secs
             for event in self._turns.feed(probability, t):
@@ -666,11 +666,11 @@ class CallSession:
         vad = self._vad
         if vad is None:
             return
-        window = self.services.vad_model.window_secs
+        window = vad.window_secs
         deadline = time.monotonic() + limit_secs
         received = self._inbound_samples / TELEPHONY_RATE
         while not self.finished and time.monotonic() < deadline:
-            scored = (vad.windows_processed + vad.windows_failed) * window
+            scored = vad.windows_done * window
             if scored >= received - 2 * window:
                 return
             await asyncio.sleep(0.02)

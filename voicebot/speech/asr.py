@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.threads import name_native_thread
+from voicebot.threads import lower_thread_priority, name_native_thread
 
 logger = logging.getLogger(__name__)
 
@@ -233,22 +233,6 @@ def _deliver(request: _Request, result: ASRResult | None, error: BaseException |
         pass  # the caller's event loop is gone; nobody is waiting
 
 
-def _lower_thread_priority(nice: int) -> None:
-    """Make the calling thread ``nice`` steps nicer than the process (Linux: per thread).
-
-    Best effort, and idempotent: a thread that already inherited the niceness stays as it is.
-    """
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        target = min(os.getpriority(os.PRIO_PROCESS, os.getpid()) + nice, 19)
-        if os.getpriority(os.PRIO_PROCESS, tid) < target:
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-    except OSError as exc:  # e.g. a platform without per-thread priorities
-        logger.warning("ASR threads keep their priority: cannot renice (%s)", exc)
-
-
 class ASRPool:
     """A shared faster-whisper model served by ``workers`` threads from a priority queue."""
 
@@ -319,7 +303,7 @@ class ASRPool:
         def load() -> None:
             try:
                 name_native_thread("asr")
-                _lower_thread_priority(self.nice)
+                lower_thread_priority(self.nice)
                 self._start_blocking()
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
                 error = exc
@@ -472,7 +456,7 @@ class ASRPool:
 
     def _work(self) -> None:
         name_native_thread("asr-worker")
-        _lower_thread_priority(self.nice)
+        lower_thread_priority(self.nice)
         while (request := self._next_request()) is not None:
             started = time.monotonic()
             result: ASRResult | None = None

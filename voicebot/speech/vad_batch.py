@@ -77,6 +77,16 @@ class VadStream:
         return self._failed
 
     @property
+    def windows_done(self) -> int:
+        """Windows taken and finished, delivered or failed: where the stream's clock stands."""
+        return self._windows + self._failed
+
+    @property
+    def window_secs(self) -> float:
+        """Duration of one window at the model's rate (32 ms)."""
+        return self._batcher.model.window_secs
+
+    @property
     def samples_buffered(self) -> int:
         """Samples fed but not yet taken into a batch (complete windows and the remainder)."""
         return self._buffered
