@@ -160,6 +160,55 @@ class Target:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def server_counters(self) -> dict[str, float]:
+        """voicebot's work counters from ``/metrics`` (empty for the peer or on error)."""
+        if self.name != "voicebot":
+            return {}
+        try:
+            with urllib.request.urlopen(self.base_url + "/metrics", timeout=10) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        return parse_counters(text)
+
+
+SERVER_COUNTERS = {
+    "asr_runs": ("voicebot_asr_transcriptions", None),
+    "asr_busy_secs": ("voicebot_asr_busy_seconds", None),
+    "speculations_kept": ("voicebot_asr_speculations_total", 'outcome="kept"'),
+    "speculations_discarded": ("voicebot_asr_speculations_total", 'outcome="discarded"'),
+    "smart_turn_runs": ("voicebot_smart_turn_total", 'outcome="run"'),
+    "smart_turn_skipped": ("voicebot_smart_turn_total", 'outcome="skipped"'),
+    "late_frames": ("voicebot_playout_late_frames_total", None),
+}
+"""What the server spent per level: report name -> (metric, label filter)."""
+
+
+def parse_counters(text: str) -> dict[str, float]:
+    """Pick :data:`SERVER_COUNTERS` out of a Prometheus text exposition (missing: 0)."""
+    found = dict.fromkeys(SERVER_COUNTERS, 0.0)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        name, _, labels = series.partition("{")
+        for key, (metric, wanted) in SERVER_COUNTERS.items():
+            if name == metric and (wanted is None or wanted in labels):
+                found[key] += float(value)
+    return found
+
+
+def server_work(before: dict[str, float], after: dict[str, float], answers: int) -> dict:
+    """Counter deltas over a level, and per answer where that reads better."""
+    if not before or not after:
+        return {}
+    work = {key: round(after[key] - before[key], 3) for key in SERVER_COUNTERS}
+    if answers:
+        work["asr_runs_per_answer"] = round(work["asr_runs"] / answers, 2)
+        work["asr_secs_per_answer"] = round(work["asr_busy_secs"] / answers, 3)
+        work["smart_turn_runs_per_answer"] = round(work["smart_turn_runs"] / answers, 2)
+    return work
+
 
 # ------------------------------------------------------------------------------ sampling
 
@@ -345,6 +394,7 @@ async def run_level(
         if interactive:
             print(file=sys.stderr)
 
+    counters_before = await asyncio.to_thread(target.server_counters)
     sampler = ResourceSampler(target.pid)
     stop = asyncio.Event()
     background = [asyncio.create_task(sampler.run(stop))]
@@ -356,6 +406,7 @@ async def run_level(
         stop.set()
         await asyncio.gather(*background)
 
+    counters_after = await asyncio.to_thread(target.server_counters)
     gaps: Counter[str] = Counter()
     for call in per_call:
         gaps.update(call["frame_gaps"])
@@ -382,6 +433,7 @@ async def run_level(
             "max": max(cpu, default=None),
         },
         "rss_mb": {"max": max(rss, default=None)},
+        "server_work": server_work(counters_before, counters_after, len(v2v_all)),
         "timeseries": sampler.series,
         "per_call": per_call,
     }
@@ -478,6 +530,25 @@ def markdown(report: dict[str, Any]) -> str:
             for name in report["answers"]
         ]
         lines.append(f"| {lv['target']} | {lv['calls']} | " + " | ".join(cells) + " |")
+    worked = [lv for lv in report["levels"] if lv.get("server_work")]
+    if worked:
+        lines += [
+            "",
+            "Server work per answer (from its /metrics): Whisper runs and worker-seconds, "
+            "speculative transcriptions kept / discarded, smart-turn runs / skipped, late frames:",
+            "",
+            "| target | calls | Whisper runs | Whisper s | speculations kept / discarded "
+            "| smart-turn runs / skipped | late frames (server) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for lv in worked:
+            w = lv["server_work"]
+            lines.append(
+                f"| {lv['target']} | {lv['calls']} | {w.get('asr_runs_per_answer', '-')} | "
+                f"{w.get('asr_secs_per_answer', '-')} | {w['speculations_kept']:.0f} / "
+                f"{w['speculations_discarded']:.0f} | {w['smart_turn_runs']:.0f} / "
+                f"{w['smart_turn_skipped']:.0f} | {w['late_frames']:.0f} |"
+            )
     lines.append("")
     for name, value in report.get("capacity", {}).items():
         lines.append(f"- capacity of {name}: {value} concurrent calls within budget")

@@ -89,6 +89,26 @@ class Metrics:
             "Worker-seconds spent transcribing since start (rate = busy workers).",
             registry=r,
         )
+        self.asr_transcriptions = Gauge(
+            "voicebot_asr_transcriptions",
+            "Transcriptions completed since start (finals, speculative finals and partials).",
+            registry=r,
+        )
+        self.speculations = Counter(
+            "voicebot_asr_speculations_total",
+            "Speculative final transcriptions started at a pause, by outcome: kept (the turn"
+            " ended there) or discarded (the candidate went on; Whisper time spent for nothing"
+            " if it had started).",
+            ["outcome"],
+            registry=r,
+        )
+        self.smart_turn = Counter(
+            "voicebot_smart_turn_total",
+            "Smart-turn requests at pauses, by outcome: run, or skipped because the pause was"
+            " over before the model got to it.",
+            ["outcome"],
+            registry=r,
+        )
         self.vad_batch_mean = Gauge(
             "voicebot_vad_batch_mean_windows",
             "Mean VAD windows scored per model run since start (grows with concurrent calls).",

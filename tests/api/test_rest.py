@@ -30,6 +30,7 @@ def test_health_and_metrics_are_served(server):
     for name in (
         "voicebot_asr_queued",
         "voicebot_asr_busy_seconds",
+        "voicebot_asr_transcriptions",
         "voicebot_vad_batch_mean_windows",
         "voicebot_gc_pause_seconds_count",
     ):

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from loadtest.harness import DEFAULT_CLIPS, Target, markdown, run_level, write_report
+from loadtest.harness import (
+    DEFAULT_CLIPS,
+    Target,
+    markdown,
+    parse_counters,
+    run_level,
+    write_report,
+)
 from tests.conftest import API_TOKEN, AUDIO_DIR, TWILIO_AUTH_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +52,30 @@ def test_two_calls_complete_and_are_measured(level):
     # Each clip's own latencies, so a slow answer can be told from a slow server.
     assert list(level["voice_to_voice_by_answer"]) == list(DEFAULT_CLIPS)
     assert all(stats["n"] == 2 for stats in level["voice_to_voice_by_answer"].values())
+    # What the server spent on them, from its /metrics: at least one Whisper run per answer
+    # (a kept speculation is the final) and a smart-turn verdict at the pauses.
+    work = level["server_work"]
+    assert work["asr_runs"] >= 8 and work["asr_busy_secs"] > 0
+    assert work["asr_runs_per_answer"] >= 1.0
+    assert work["smart_turn_runs"] >= 8
+    assert work["speculations_kept"] + work["speculations_discarded"] >= 1
+
+
+def test_server_counters_are_read_from_the_prometheus_text():
+    text = """# HELP voicebot_asr_transcriptions Transcriptions completed.
+voicebot_asr_transcriptions 12.0
+voicebot_asr_busy_seconds 3.5
+voicebot_asr_speculations_total{outcome="kept"} 4.0
+voicebot_asr_speculations_total{outcome="discarded"} 2.0
+voicebot_smart_turn_total{outcome="run"} 9.0
+voicebot_playout_late_frames_total 1.0
+voicebot_asr_seconds_count 12.0
+"""
+    counters = parse_counters(text)
+    assert counters["asr_runs"] == 12 and counters["asr_busy_secs"] == 3.5
+    assert counters["speculations_kept"] == 4 and counters["speculations_discarded"] == 2
+    assert counters["smart_turn_runs"] == 9 and counters["smart_turn_skipped"] == 0
+    assert counters["late_frames"] == 1
 
 
 def test_report_files_hold_the_fields(level, tmp_path):
@@ -65,3 +96,4 @@ def test_report_files_hold_the_fields(level, tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "capacity of voicebot" in markdown(report)
     assert "Voice-to-voice by answer clip" in markdown(report)
+    assert "Server work per answer" in markdown(report)

@@ -320,10 +320,8 @@ class CallSession:
         elif isinstance(event, SpeechPaused):
             self._on_pause(event)
         elif isinstance(event, SpeechResumed):
-            if self._speculation is not None:
-                # Stale now: free the ASR worker for other calls if it has not started.
-                self._speculation.task.cancel()
-                self._speculation = None
+            # Stale now: free the ASR worker for other calls if it has not started.
+            self._discard_speculation()
         elif isinstance(event, TurnEnded):
             self._turn_start = None
             self._event(
@@ -335,11 +333,9 @@ class CallSession:
                 wall=round(self.now(), 3),
                 inbound_lag=round(self._inbound_lag, 3),
             )
-            speculation = self._speculation
-            self._speculation = None
-            if speculation is not None and speculation.speech_end != event.speech_end:
-                speculation.task.cancel()
-                speculation = None
+            if self._speculation is not None and self._speculation.speech_end != event.speech_end:
+                self._discard_speculation()
+            speculation, self._speculation = self._speculation, None
             # Cut the turn's audio now: the buffer drops it once no turn is in progress.
             audio = self._audio_between(
                 event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
@@ -391,7 +387,9 @@ class CallSession:
                 return
             if done.result() is None:
                 self.stats["smart_turn_skipped"] = self.stats.get("smart_turn_skipped", 0) + 1
+                self.metrics.smart_turn.labels("skipped").inc()
                 return
+            self.metrics.smart_turn.labels("run").inc()
             probability = float(done.result())
             complete = self.services.turn_config.is_complete(probability) and (
                 not short or probability >= settings.turn_short_answer_threshold
@@ -425,8 +423,7 @@ class CallSession:
         asr = self.services.asr
         if listen.question_id is not None and asr is not None and not asr.has_free_worker:
             return
-        if self._speculation is not None:
-            self._speculation.task.cancel()
+        self._discard_speculation()
         audio = self._audio_between(
             event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
         )
@@ -434,6 +431,13 @@ class CallSession:
             speech_end=event.speech_end,
             task=self._spawn(self._transcribe(audio), "speculative_asr"),
         )
+
+    def _discard_speculation(self) -> None:
+        """Cancel the speculative transcription (a running one still costs its Whisper time)."""
+        if self._speculation is not None:
+            self._speculation.task.cancel()
+            self._speculation = None
+            self.metrics.speculations.labels("discarded").inc()
 
     async def _transcribe(self, audio: np.ndarray) -> ASRResult | None:
         assert self.services.asr is not None and self.script is not None
@@ -526,6 +530,7 @@ class CallSession:
         if speculation is not None:
             result = await speculation.task
             reused = result is not None
+            self.metrics.speculations.labels("kept" if reused else "discarded").inc()
         if result is None:
             result = await self._transcribe(audio)
         if result is None or self.finished:
