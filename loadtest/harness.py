@@ -161,7 +161,7 @@ class Target:
             return json.loads(response.read())
 
     def server_counters(self) -> dict[str, float]:
-        """voicebot's work counters from ``/metrics`` (empty for the peer or on error)."""
+        """Voicebot's work counters from ``/metrics`` (empty for the peer or on error)."""
         if self.name != "voicebot":
             return {}
         try:

@@ -60,10 +60,11 @@ class ScriptedASR:
         self.languages = frozenset({"en"})
         self.requests = 0
         self.has_free_worker = True
+        self.delay_secs = 0.05
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
         self.requests += 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(self.delay_secs)
         text = self.texts.pop(0) if self.texts else ""
         return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
 
@@ -309,6 +310,29 @@ async def test_spoken_answers_run_the_interview_to_its_end(services):
     # Each question was answered by the next prompt with its response latency stored.
     responses = [t for t in stored["turns"] if t["speaker"] == "bot" and t["response_latency"]]
     assert len(responses) == 3
+
+
+async def test_a_prestarted_question_awaits_its_answer_while_whisper_is_behind(services):
+    """Under load the transcript can come after the next question has finished playing: the
+    question's mark still says an answer is awaited, and the answer lands on that question."""
+    call = await make_call(services, ["yes", "first answer", "second answer"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    services.asr.delay_secs = 1.5  # Whisper is behind
+    await call.speak(0.8)
+    await call.wait_for_mark("q:q2:await", limit_secs=1.2)  # with the question, not the words
+    stored = await services.store.get_call("CA1")
+    assert [t["text"] for t in stored["turns"] if t["speaker"] == "candidate"] == ["yes"]
+    await call.speak(0.8)
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "completed"
+    answers = [
+        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    ]
+    assert answers == [(None, "yes"), ("q1", "first answer"), ("q2", "second answer")]
+    assert SCRIPT.reprompt not in services.prompts.said
 
 
 async def test_an_empty_transcript_is_not_taken_as_an_answer(services):

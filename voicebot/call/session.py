@@ -41,7 +41,7 @@ from voicebot.dialogue.engine import (
     Say,
     SilenceTimeout,
 )
-from voicebot.dialogue.script import JobScript
+from voicebot.dialogue.script import CLOSING_PROMPT, JobScript
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
 from voicebot.speech.turn import (
@@ -510,11 +510,14 @@ class CallSession:
             self._listening = None
             self._awaiting_response_since = event.speech_end + self._inbound_lag
             segments = []
-            for say in says:
+            for index, say in enumerate(says):
                 audio = await self.services.prompts.get(
                     say.text, language=self.script.language, voice=self.script.voice
                 )
-                segment = self._enqueue_prompt(say, audio, awaits=False)
+                # A question awaits its answer whatever the transcript of this one says; its
+                # mark says so now, since under load the transcript may come after it played.
+                awaits = index == len(says) - 1 and say.prompt_id != CLOSING_PROMPT
+                segment = self._enqueue_prompt(say, audio, awaits=awaits)
                 segment.extra["answered_question"] = listen.question_id
                 segments.append(segment)
             return segments
@@ -730,7 +733,7 @@ class CallSession:
                 say.text, language=self.script.language, voice=self.script.voice
             )
             self._enqueue_prompt(say, audio, awaits=listen is not None and index == len(says) - 1)
-        if listen is not None and already and not says:
+        if listen is not None and already and not says and not already[-1].mark.endswith(":await"):
             self.playout.rename_mark(already[-1], already[-1].mark + ":await")
         if listen is not None:
             self._listening = listen

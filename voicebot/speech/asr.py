@@ -11,8 +11,9 @@ silence, and encoding that silence is most of the cost (tiny.en, one thread: 0.7
 CTranslate2 accepts a shorter window, so utterances that fit are encoded in a window of their own
 length plus :data:`WINDOW_MARGIN_SECS`, at least ``min_window_secs`` (default 10 s; Chinese at
 least 20 s, :data:`LANGUAGE_MIN_WINDOW_SECS`): 0.1-0.4 s for the same answers, with the same words
-on the shared clips through the phone codec (``docs/PERFORMANCE.md``). The short window's decoding repeats faster-whisper's greedy,
-no-timestamps path: same prompt tokens, suppressed tokens and no-speech check. Longer utterances,
+on the shared clips through the phone codec (``docs/PERFORMANCE.md``). The short window's
+decoding repeats faster-whisper's greedy, no-timestamps path: the log-mel of the audio alone,
+zero-padded; the same prompt tokens, suppressed tokens and no-speech check. Longer utterances,
 and ``min_window_secs >= 30``, take faster-whisper's own ``transcribe``.
 
 The pool does not belong to any one event loop: each request remembers its caller's loop, so the
@@ -51,7 +52,7 @@ WHISPER_WINDOW_SECS = 30.0
 """Whisper's trained input window; the encoder's positions cover this much audio."""
 
 WINDOW_MARGIN_SECS = 1.0
-"""Silence after an utterance in a fitted window (Whisper expects audio to end before its window)."""
+"""Silence after an utterance in a fitted window (Whisper expects speech to end before it)."""
 
 DEFAULT_MIN_WINDOW_SECS = 10.0
 
@@ -578,7 +579,10 @@ class ASRPool:
         prompt: list[int] = []
         max_prompt = model.max_length // 2 - 1
         if request.prompt:
-            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + request.prompt.strip())[-max_prompt:]]
+            prompt = [
+                tokenizer.sot_prev,
+                *tokenizer.encode(" " + request.prompt.strip())[-max_prompt:],
+            ]
         prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         new_tokens = 20 + int(_MAX_TOKENS_PER_SEC * len(request.audio) / SAMPLE_RATE)
         result = model.model.generate(
