@@ -65,10 +65,11 @@ async def test_cached_file_is_trimmed_8khz_mulaw(tmp_path):
     data = await cache.get("Welcome.", language="en")
     path = cache.path(cache.key("Welcome.", language="en"))
     assert path.read_bytes() == data
-    # 1 s of tone plus ~50 ms of kept silence on each side, one byte a sample at 8 kHz
-    assert len(data) == pytest.approx(1.1 * 8000, abs=0.02 * 8000)
+    # 1 s of tone plus 10 ms of kept silence before and 50 ms after, one byte a sample at 8 kHz
+    assert len(data) == pytest.approx(1.06 * 8000, abs=0.02 * 8000)
     pcm = ulaw_decode(data).astype(np.float64)
-    assert np.sqrt(np.mean(pcm[:200] ** 2)) < 100  # leading silence kept (25 ms shown)
+    assert np.sqrt(np.mean(pcm[:60] ** 2)) < 100  # a little leading silence kept
+    assert np.sqrt(np.mean(pcm[-300:] ** 2)) < 100  # the tail's silence kept
     assert np.sqrt(np.mean(pcm[1000:7000] ** 2)) == pytest.approx(8000 / np.sqrt(2), rel=0.1)
     assert list(tmp_path.iterdir()) == [path]  # no temp files left behind
 
@@ -141,6 +142,18 @@ async def test_blank_prompt_is_refused(tmp_path):
 def test_trim_silence_keeps_all_of_a_quiet_clip():
     quiet = np.zeros(4000, dtype=np.int16)
     assert len(trim_silence(quiet, 8000)) == 4000
+
+
+def test_trim_silence_starts_the_prompt_at_its_first_sound():
+    """Leading silence is heard as latency: 10 ms is kept before the voice, 50 ms after it."""
+    rate = 8000
+    t = np.arange(rate // 2) / rate
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    hiss = (np.random.default_rng(1).standard_normal(rate // 4) * 3).astype(np.int16)  # -80 dBFS
+    clip = np.concatenate([hiss, tone, hiss])
+    trimmed = trim_silence(clip, rate)
+    assert len(trimmed) == int(0.01 * rate) + len(tone) + int(0.05 * rate)
+    assert np.array_equal(trimmed[80 : 80 + len(tone)], tone)
 
 
 @pytest.fixture(scope="module")

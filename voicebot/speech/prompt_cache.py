@@ -29,17 +29,31 @@ logger = logging.getLogger(__name__)
 PROMPT_RATE = 8000
 """Sample rate of cached prompts (telephone mu-law), in Hz."""
 
-KEEP_SILENCE_SECS = 0.05
-"""Silence kept before the first and after the last voiced sample when trimming."""
+LEAD_SILENCE_SECS = 0.01
+"""Near-silence kept before the first voiced 10 ms: every millisecond of it is heard as latency
+(the caller's "first non-silent frame" came 40 ms later with 50 ms kept), and the quiet onset
+of the first word is above the trim threshold anyway, so it is kept whatever this says."""
+
+TAIL_SILENCE_SECS = 0.05
+"""Near-silence kept after the last voiced 10 ms (the decay of the last word)."""
+
+RENDER_VERSION = 2
+"""Part of the cache key: bumped when the rendering changes, so stale files are not served."""
 
 _TRIM_FRAME_SECS = 0.01
 _TRIM_FLOOR_DBFS = -55.0
 _TRIM_BELOW_PEAK_DB = 40.0
 
 
-def trim_silence(pcm: np.ndarray, rate: int, keep_secs: float = KEEP_SILENCE_SECS) -> np.ndarray:
-    """Cut leading and trailing near-silence from int16 audio, keeping ``keep_secs`` of it.
+def trim_silence(
+    pcm: np.ndarray,
+    rate: int,
+    lead_secs: float = LEAD_SILENCE_SECS,
+    tail_secs: float = TAIL_SILENCE_SECS,
+) -> np.ndarray:
+    """Cut leading and trailing near-silence from int16 audio.
 
+    ``lead_secs`` of it are kept before the first voiced frame and ``tail_secs`` after the last.
     Near-silence is a 10 ms frame quieter than -55 dBFS or 40 dB below the loudest frame,
     whichever is louder. Audio with no voiced frame comes back unchanged.
     """
@@ -54,9 +68,8 @@ def trim_silence(pcm: np.ndarray, rate: int, keep_secs: float = KEEP_SILENCE_SEC
     voiced = np.flatnonzero(rms > threshold)
     if voiced.size == 0:
         return pcm
-    keep = int(rate * keep_secs)
-    start = max(0, int(voiced[0]) * frame - keep)
-    end = min(len(pcm), (int(voiced[-1]) + 1) * frame + keep)
+    start = max(0, int(voiced[0]) * frame - int(rate * lead_secs))
+    end = min(len(pcm), (int(voiced[-1]) + 1) * frame + int(rate * tail_secs))
     return pcm[start:end]
 
 
@@ -123,7 +136,7 @@ class PromptCache:
             engine, voice_id = speaker.name, speaker.voice_id(language, voice)
         else:
             voice_id = voice or ""
-        material = f"{engine}|{voice_id}|{language}|{text}"
+        material = f"v{RENDER_VERSION}|{engine}|{voice_id}|{language}|{text}"
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
     def path(self, key: str) -> Path:
