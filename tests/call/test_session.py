@@ -325,6 +325,9 @@ async def test_a_prestarted_question_awaits_its_answer_while_whisper_is_behind(s
     stored = await services.store.get_call("CA1")
     assert [t["text"] for t in stored["turns"] if t["speaker"] == "candidate"] == ["yes"]
     await call.speak(0.8)
+    # Answered while the first answer's words are still in Whisper: the script moved on at the
+    # end of that turn, so this answer is q2's and the closing starts without waiting either.
+    await call.wait_for_mark("closing", limit_secs=1.0)
     await call.run_out()
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "completed"
@@ -333,6 +336,23 @@ async def test_a_prestarted_question_awaits_its_answer_while_whisper_is_behind(s
     ]
     assert answers == [(None, "yes"), ("q1", "first answer"), ("q2", "second answer")]
     assert SCRIPT.reprompt not in services.prompts.said
+
+
+async def test_an_answer_is_stored_when_the_candidate_hangs_up_before_its_transcript(services):
+    call = await make_call(services, ["yes", "my only answer"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    services.asr.delay_secs = 1.0
+    await call.speak(0.8)
+    await call.wait_for_mark("q:q2:await", limit_secs=0.9)  # the turn ended; no words yet
+    await call.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "caller_hangup"
+    answers = [
+        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    ]
+    assert answers == [(None, "yes"), ("q1", "my only answer")]
 
 
 async def test_an_empty_transcript_is_not_taken_as_an_answer(services):

@@ -41,7 +41,7 @@ from voicebot.dialogue.engine import (
     Say,
     SilenceTimeout,
 )
-from voicebot.dialogue.script import CLOSING_PROMPT, JobScript
+from voicebot.dialogue.script import JobScript
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
 from voicebot.speech.turn import (
@@ -63,6 +63,10 @@ SPECULATIVE_PAD_SECS = 0.2
 PRESTART_MIN_SPEECH_SECS = 0.5
 """A turn shorter than this waits for its transcript before the next prompt (maybe a cough)."""
 INAUDIBLE = "[inaudible]"
+TRANSCRIPT_PENDING = "[transcript pending]"
+"""What the script engine is told an answer said when it moves on before the words are known."""
+KEPT_AT_FINISH = frozenset({"store_bot_turn", "store_bot_turn_end", "turn_end"})
+"""Tasks a call's end waits for instead of cancelling: what they store would be lost."""
 CONTINUATION_WINDOW_SECS = 2.0
 """A prompt started at the end of a turn and talked over within this long was a false end of
 turn: the candidate had not finished."""
@@ -489,14 +493,17 @@ class CallSession:
             self._on_turn_event(ended)
 
     async def _prestart_next_prompts(self, event: TurnEnded) -> list[Segment]:
-        """Start the next prompt the instant the turn ends when it cannot depend on the answer.
+        """Move the script on the instant the turn ends when the next step cannot depend on it.
 
         During the questions the next question (or the closing) follows whatever was said, so
-        the candidate hears it without waiting for the transcript. Consent answers, which
-        decide the next step, always wait for the final transcript.
+        the candidate hears it without waiting for the transcript, and the script advances now:
+        the call listens for the next answer at once, its silence timer runs from the end of
+        the question, and an answer given while Whisper is still behind on this one is taken
+        for the next question (its words are stored when they come, against the question they
+        answer). Consent answers, which decide the next step, always wait for the transcript.
         """
         listen = self._listening
-        if listen is None or listen.question_id is None or self.engine is None:
+        if listen is None or listen.question_id is None or self.engine is None or self.finished:
             return []
         if event.speech_end - event.speech_start < PRESTART_MIN_SPEECH_SECS:
             return []  # too short to be sure it was an answer: wait for the words
@@ -505,38 +512,49 @@ class CallSession:
             return []
         assert self.services.prompts is not None and self.playout is not None
         async with self._engine_lock:
-            if self._listening is not listen:
+            if self._listening is not listen or self.finished:
                 return []
             self._listening = None
             self._awaiting_response_since = event.speech_end + self._inbound_lag
             segments = []
-            for index, say in enumerate(says):
+            for say in says:
                 audio = await self.services.prompts.get(
                     say.text, language=self.script.language, voice=self.script.voice
                 )
-                # A question awaits its answer whatever the transcript of this one says; its
-                # mark says so now, since under load the transcript may come after it played.
-                awaits = index == len(says) - 1 and say.prompt_id != CLOSING_PROMPT
-                segment = self._enqueue_prompt(say, audio, awaits=awaits)
+                segment = self._enqueue_prompt(say, audio, awaits=False)
                 segment.extra["answered_question"] = listen.question_id
                 segments.append(segment)
+            actions = self.engine.handle(CandidateSaid(TRANSCRIPT_PENDING))
+            await self._run_actions(actions, replace_queued=True, prestarted=segments)
             return segments
 
     async def _on_turn_end(
         self, event: TurnEnded, audio: np.ndarray, speculation: _Speculation | None
     ) -> None:
+        """Transcribe a finished turn, store its words and, unless done already, act on them.
+
+        The words are stored even when the call ended meanwhile (the candidate hung up after
+        answering): :meth:`finish` waits for these tasks instead of cancelling them.
+        """
         assert self.services.store is not None
         continuation = self._continuation  # cleared once the cut prompt is queued again
         prestarted = [] if continuation else await self._prestart_next_prompts(event)
+        answered = prestarted[0].extra["answered_question"] if prestarted else None
         result: ASRResult | None = None
         reused = False
         if speculation is not None:
-            result = await speculation.task
+            try:
+                result = await speculation.task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                result = None  # the call ended and took the speculation with it: transcribe
             reused = result is not None
             self.metrics.speculations.labels("kept" if reused else "discarded").inc()
         if result is None:
             result = await self._transcribe(audio)
-        if result is None or self.finished:
+        if result is None:
             if continuation is not None:
                 self._continuation = None
                 continuation.resumed.set()
@@ -552,14 +570,20 @@ class CallSession:
             end_of_speech_to_final=round(eos_to_final, 3),
             speculative=reused,
         )
+        if not text:
+            self.stats["empty_transcripts"] += 1
         if continuation is not None:
             await self._continue_answer(event, continuation, text, result, eos_to_final)
             return
+        if prestarted:
+            # The script moved on at the end of the turn; the words join the question they
+            # answer (an inaudible answer is stored as such).
+            await self._store_answer(event, text or INAUDIBLE, result, eos_to_final, answered)
+            return
         if not text:
-            self.stats["empty_transcripts"] += 1
-            if not prestarted:
+            if not self.finished:
                 self._restart_silence_timer()
-                return
+            return
         async with self._engine_lock:
             if self.engine is None or self.engine.ended:
                 return
@@ -567,14 +591,12 @@ class CallSession:
             await self._store_answer(
                 event, text, result, eos_to_final, question.id if question is not None else None
             )
-            if self._listening is None and not prestarted:
+            if self._listening is None or self.finished:
                 return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
-            if not prestarted:
-                self._awaiting_response_since = event.speech_end + self._inbound_lag
+            self._awaiting_response_since = event.speech_end + self._inbound_lag
             self._listening = None
-            # The next prompt already plays: an inaudible answer still moves the script on.
-            actions = self.engine.handle(CandidateSaid(text or INAUDIBLE))
-            await self._run_actions(actions, replace_queued=True, prestarted=prestarted)
+            actions = self.engine.handle(CandidateSaid(text))
+            await self._run_actions(actions, replace_queued=True)
 
     async def _store_answer(
         self,
@@ -608,6 +630,13 @@ class CallSession:
     ) -> None:
         """Store the rest of an answer the bot cut into, then say the cut prompt again."""
         assert self.services.store is not None and self.services.prompts is not None
+        if self.finished:
+            if text:
+                await self._store_answer(
+                    event, text, result, eos_to_final, continuation.question_id
+                )
+            continuation.resumed.set()
+            return
         async with self._engine_lock:
             if text:
                 await self._store_answer(
@@ -846,10 +875,7 @@ class CallSession:
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not current and task.get_name() not in (
-                "store_bot_turn",
-                "store_bot_turn_end",
-            ):
+            if task is not current and task.get_name() not in KEPT_AT_FINISH:
                 task.cancel()
         pending = [t for t in self._tasks if t is not current]
         if pending:
