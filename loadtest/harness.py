@@ -282,6 +282,30 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+SERVER_RECORD_WAIT_SECS = 60.0
+"""How long to wait for the server to store every answer of a finished call."""
+
+
+def _server_call(target: Target, result: CallResult) -> dict[str, Any] | None:
+    """The server's record of a call once it holds the call's end and every answer's words."""
+    if not target.api_token or not result.call_sid:
+        return None
+    deadline = time.monotonic() + SERVER_RECORD_WAIT_SECS
+    record = None
+    while True:
+        try:
+            record = target.api("GET", f"/api/calls/{result.call_sid}")
+        except OSError:
+            return record
+        answers = [t for t in record.get("turns", []) if t["speaker"] == "candidate"]
+        complete = record.get("end_reason") is not None and len(answers) >= len(
+            result.voice_to_voice
+        )
+        if complete or time.monotonic() > deadline:
+            return record
+        time.sleep(0.5)
+
+
 def _call_failed(result: CallResult, server_call: dict[str, Any] | None) -> str | None:
     if result.error:
         return result.error
@@ -308,6 +332,7 @@ async def run_level(
     per_call: list[dict[str, Any]] = []
     live = 0
     v2v_all: list[float] = []
+    finished: list[tuple[int, CallResult]] = []
 
     def count_answer(kind: str, data: dict[str, Any]) -> None:
         turn = data.get("turn")
@@ -341,32 +366,7 @@ async def run_level(
                 )
             finally:
                 live -= 1
-            server_call = None
-            if target.api_token:
-                try:
-                    server_call = await asyncio.to_thread(
-                        target.api, "GET", f"/api/calls/{result.call_sid}"
-                    )
-                except OSError:
-                    server_call = None
-            eos = [
-                t["end_of_speech_to_final"]
-                for t in (server_call or {}).get("turns", [])
-                if t["speaker"] == "candidate" and t["end_of_speech_to_final"] is not None
-            ]
-            per_call.append(
-                {
-                    "caller": index,
-                    "call_sid": result.call_sid,
-                    "duration_secs": round(result.duration_secs, 2),
-                    "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
-                    "end_of_speech_to_final": eos,
-                    "late_frame_gaps": result.late_frame_gaps,
-                    "frame_gaps": result.frame_gaps,
-                    "talked_over": result.talked_over,
-                    "failure": _call_failed(result, server_call),
-                }
-            )
+            finished.append((index, result))
             if time.monotonic() - started >= duration_secs:
                 return
 
@@ -379,7 +379,7 @@ async def run_level(
                 pass
             sample = sampler.series[-1] if sampler.series else {}
             line = (
-                f"\r[{target.name}] {calls} calls: {live} live, {len(per_call)} done, "
+                f"\r[{target.name}] {calls} calls: {live} live, {len(finished)} done, "
                 f"{len(v2v_all)} answers, v2v p50 {_ms(percentile(v2v_all, 50))} "
                 f"p95 {_ms(percentile(v2v_all, 95))} ms, "
                 f"cpu {sample.get('cpu_cores', 0):.2f} cores, "
@@ -406,6 +406,30 @@ async def run_level(
         stop.set()
         await asyncio.gather(*background)
 
+    # The server's side of each call, once it is complete: an answer's words can be stored
+    # after the call ended (the goodbye played while Whisper was behind).
+    server_calls = await asyncio.gather(
+        *(asyncio.to_thread(_server_call, target, result) for _index, result in finished)
+    )
+    for (index, result), server_call in zip(finished, server_calls, strict=True):
+        eos = [
+            t["end_of_speech_to_final"]
+            for t in (server_call or {}).get("turns", [])
+            if t["speaker"] == "candidate" and t["end_of_speech_to_final"] is not None
+        ]
+        per_call.append(
+            {
+                "caller": index,
+                "call_sid": result.call_sid,
+                "duration_secs": round(result.duration_secs, 2),
+                "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
+                "end_of_speech_to_final": eos,
+                "late_frame_gaps": result.late_frame_gaps,
+                "frame_gaps": result.frame_gaps,
+                "talked_over": result.talked_over,
+                "failure": _call_failed(result, server_call),
+            }
+        )
     counters_after = await asyncio.to_thread(target.server_counters)
     gaps: Counter[str] = Counter()
     for call in per_call:

@@ -29,6 +29,10 @@ from voicebot.threads import name_native_thread
 log = logging.getLogger(__name__)
 
 
+ANSWER_DRAIN_SECS = 60.0
+"""At shutdown, how long ended calls' answers may wait for Whisper before the pool closes."""
+
+
 @dataclass
 class Services:
     """Shared state of one server process."""
@@ -46,7 +50,14 @@ class Services:
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
     sessions: dict[str, object] = field(default_factory=dict)
+    pending_answers: set[asyncio.Task] = field(default_factory=set)
+    """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
     _vad_batcher: VadBatcher | None = None
+
+    def keep_until_stored(self, task: asyncio.Task) -> None:
+        """Hold a finished call's answer task until it has stored the words."""
+        self.pending_answers.add(task)
+        task.add_done_callback(self.pending_answers.discard)
 
     @property
     def vad_batcher(self) -> VadBatcher:
@@ -147,7 +158,9 @@ class Services:
         return rendered
 
     async def close(self) -> None:
-        """Release models, pools and the store."""
+        """Release models, pools and the store (ended calls' answers are stored first)."""
+        if self.pending_answers:
+            await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
         if self.asr is not None:
             await self.asr.close()
         if self.tts is not None:

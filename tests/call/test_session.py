@@ -22,7 +22,7 @@ from voicebot.call.session import CallSession
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, Question
 from voicebot.services import Services
-from voicebot.speech.asr import ASRResult, Priority
+from voicebot.speech.asr import ASRPoolClosed, ASRResult, Priority
 from voicebot.speech.vad import SileroState
 from voicebot.store.database import Store
 from voicebot.telephony.stream_token import StreamTokenSigner
@@ -61,12 +61,18 @@ class ScriptedASR:
         self.requests = 0
         self.has_free_worker = True
         self.delay_secs = 0.05
+        self.closed = False
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
         self.requests += 1
         await asyncio.sleep(self.delay_secs)
+        if self.closed:
+            raise ASRPoolClosed("closed while the request waited")
         text = self.texts.pop(0) if self.texts else ""
         return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
+
+    async def close(self):
+        self.closed = True
 
 
 class TonePrompts:
@@ -329,6 +335,8 @@ async def test_a_prestarted_question_awaits_its_answer_while_whisper_is_behind(s
     # end of that turn, so this answer is q2's and the closing starts without waiting either.
     await call.wait_for_mark("closing", limit_secs=1.0)
     await call.run_out()
+    if services.pending_answers:  # the goodbye can finish before the last answer's words
+        await asyncio.wait(set(services.pending_answers), timeout=5)
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "completed"
     answers = [
@@ -347,12 +355,43 @@ async def test_an_answer_is_stored_when_the_candidate_hangs_up_before_its_transc
     await call.speak(0.8)
     await call.wait_for_mark("q:q2:await", limit_secs=0.9)  # the turn ended; no words yet
     await call.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+    # The call's end is stored at once, not held up by Whisper ...
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "caller_hangup"
+    assert services.pending_answers
+    # ... and the words join it when they come.
+    await asyncio.wait(set(services.pending_answers), timeout=5)
+    stored = await services.store.get_call("CA1")
     answers = [
         (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
     ]
     assert answers == [(None, "yes"), ("q1", "my only answer")]
+
+
+async def test_shutdown_stores_ended_calls_answers_before_closing(tmp_path):
+    services = Services(Settings(data_dir=tmp_path, stream_token_secret="s", smart_turn=False))
+    services.asr = ScriptedASR(["my words"])
+    services.asr.delay_secs = 0.5
+    services.store = Store(tmp_path / "db.sqlite3")
+    await services.store.open()
+    await services.store.create_call(call_sid="CA9", interview_id=None, stream_sid="MZ9")
+
+    async def answer_waiting_for_whisper():
+        result = await services.asr.transcribe(np.zeros(1600, np.int16), "en")
+        await services.store.add_turn(
+            call_sid="CA9", seq=1, speaker="candidate", text=result.text, start=0.0
+        )
+
+    services.keep_until_stored(asyncio.create_task(answer_waiting_for_whisper()))
+    await services.close()  # what the server runs at shutdown: the words are stored first
+    assert not services.pending_answers
+    reopened = Store(tmp_path / "db.sqlite3")
+    await reopened.open()
+    try:
+        stored = await reopened.get_call("CA9")
+        assert [t["text"] for t in stored["turns"]] == ["my words"]
+    finally:
+        await reopened.close()
 
 
 async def test_an_empty_transcript_is_not_taken_as_an_answer(services):

@@ -65,8 +65,11 @@ PRESTART_MIN_SPEECH_SECS = 0.5
 INAUDIBLE = "[inaudible]"
 TRANSCRIPT_PENDING = "[transcript pending]"
 """What the script engine is told an answer said when it moves on before the words are known."""
-KEPT_AT_FINISH = frozenset({"store_bot_turn", "store_bot_turn_end", "turn_end"})
+KEPT_AT_FINISH = frozenset({"store_bot_turn", "store_bot_turn_end"})
 """Tasks a call's end waits for instead of cancelling: what they store would be lost."""
+ANSWERS_OUTLIVE_CALL = frozenset({"turn_end"})
+"""Tasks that go on after the call ended (an answer waiting for Whisper): the call's end is
+stored at once and the words join it when they come; the server drains them at shutdown."""
 CONTINUATION_WINDOW_SECS = 2.0
 """A prompt started at the end of a turn and talked over within this long was a false end of
 turn: the candidate had not finished."""
@@ -534,7 +537,7 @@ class CallSession:
         """Transcribe a finished turn, store its words and, unless done already, act on them.
 
         The words are stored even when the call ended meanwhile (the candidate hung up after
-        answering): :meth:`finish` waits for these tasks instead of cancelling them.
+        answering): :meth:`finish` leaves these tasks running (``Services.pending_answers``).
         """
         assert self.services.store is not None
         continuation = self._continuation  # cleared once the cut prompt is queued again
@@ -875,9 +878,17 @@ class CallSession:
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
         for task in list(self._tasks):
-            if task is not current and task.get_name() not in KEPT_AT_FINISH:
+            if task is current:
+                continue
+            if task.get_name() in ANSWERS_OUTLIVE_CALL:
+                services.keep_until_stored(task)  # the call's end is not held up for Whisper
+            elif task.get_name() not in KEPT_AT_FINISH:
                 task.cancel()
-        pending = [t for t in self._tasks if t is not current]
+        pending = [
+            t
+            for t in self._tasks
+            if t is not current and t.get_name() not in ANSWERS_OUTLIVE_CALL
+        ]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         duration = self.now()
