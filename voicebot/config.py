@@ -77,8 +77,8 @@ class Settings(BaseModel):
         ge=0,
         le=30,
         description="Whisper encodes an utterance in a window of its own length + 1 s, at least"
-        " this long, instead of its fixed 30 s (3-7x less CPU, same words on the shared clips)."
-        " 30: always the full window.",
+        " this long, instead of its fixed 30 s (2-5x less CPU, same words on the shared English"
+        " clips; Chinese keeps the full window). 30: always the full window.",
     )
     tts_engine: str = Field(
         "piper", description="piper | espeak | edge (each falls back to the offline engines)."

@@ -885,9 +885,7 @@ class CallSession:
             elif task.get_name() not in KEPT_AT_FINISH:
                 task.cancel()
         pending = [
-            t
-            for t in self._tasks
-            if t is not current and t.get_name() not in ANSWERS_OUTLIVE_CALL
+            t for t in self._tasks if t is not current and t.get_name() not in ANSWERS_OUTLIVE_CALL
         ]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)

@@ -9,12 +9,12 @@ dropped. Inference runs in worker threads (CTranslate2 releases the GIL), never 
 Whisper's encoder always looks at a 30 s window: faster-whisper pads a 2 s answer with 28 s of
 silence, and encoding that silence is most of the cost (tiny.en, one thread: 0.7-0.95 s an answer).
 CTranslate2 accepts a shorter window, so utterances that fit are encoded in a window of their own
-length plus :data:`WINDOW_MARGIN_SECS`, at least ``min_window_secs`` (default 10 s; Chinese at
-least 20 s, :data:`LANGUAGE_MIN_WINDOW_SECS`): 0.1-0.4 s for the same answers, with the same words
-on the shared clips through the phone codec (``docs/PERFORMANCE.md``). The short window's
-decoding repeats faster-whisper's greedy, no-timestamps path: the log-mel of the audio alone,
-zero-padded; the same prompt tokens, suppressed tokens and no-speech check. Longer utterances,
-and ``min_window_secs >= 30``, take faster-whisper's own ``transcribe``.
+length plus :data:`WINDOW_MARGIN_SECS`, at least ``min_window_secs`` (default 10 s; Chinese keeps
+the full window, :data:`LANGUAGE_MIN_WINDOW_SECS`): 0.1-0.4 s for the same answers, with the same
+words on the shared English clips through the phone codec (``docs/PERFORMANCE.md``). The short
+window's decoding repeats faster-whisper's greedy, no-timestamps path: the log-mel of the audio
+alone, zero-padded; the same prompt tokens, suppressed tokens and no-speech check. Longer
+utterances, and ``min_window_secs >= 30``, take faster-whisper's own ``transcribe``.
 
 The pool does not belong to any one event loop: each request remembers its caller's loop, so the
 pool can be started once and shared.
@@ -56,10 +56,11 @@ WINDOW_MARGIN_SECS = 1.0
 
 DEFAULT_MIN_WINDOW_SECS = 10.0
 
-LANGUAGE_MIN_WINDOW_SECS = {"zh": 20.0}
-"""Floors above the configured minimum where shorter windows measurably cost words: the
-multilingual base model on the Chinese phone clips lost a character on two of three clips in
-10-15 s windows and none in 20 s (English, tiny.en and base: the same words down to 1 s)."""
+LANGUAGE_MIN_WINDOW_SECS = {"zh": WHISPER_WINDOW_SECS}
+"""Floors above the configured minimum where shorter windows measurably cost words. Chinese keeps
+Whisper's full window: on the three Chinese phone clips the multilingual base model lost a
+character on two of them in 10-15 s windows and on one in 20 s (English, tiny.en and base: the
+same words from 30 s down to a 1 s margin, bar one word for base on one clip below 10 s)."""
 
 _FRAMES_PER_SEC = 100  # Whisper's log-mel hop is 10 ms
 _NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults: a silent window is dropped when Whisper
