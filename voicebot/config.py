@@ -72,6 +72,12 @@ class Settings(BaseModel):
         description="Scheduling niceness of the Whisper threads (Linux): real-time audio work"
         " (VAD, smart-turn, playout) wins the CPU over transcription under load. 0: no change.",
     )
+    asr_process: bool = Field(
+        True,
+        description="Run Whisper in worker processes (one per ASR worker) instead of threads of"
+        " the server: its Python side (features, tokens) then never holds the server's GIL, so a"
+        " niced, preempted Whisper thread cannot stall the calls' audio.",
+    )
     asr_min_window_secs: float = Field(
         10.0,
         ge=0,

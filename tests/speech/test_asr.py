@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from pathlib import Path
 
 import jiwer
@@ -255,3 +257,28 @@ async def test_base_model_transcribes_chinese_in_simplified_characters(base_cach
     assert result.language == "zh"
     assert "广州" in result.text  # Simplified 广, not Traditional 廣
     assert "協會" not in result.text
+
+
+async def test_worker_process_hears_the_same_words_and_survives_being_killed(pool):
+    clip = phone_clip("en_speaker_b.wav")
+    in_thread = await pool.transcribe(clip, "en")
+    separate = ASRPool("tiny.en", process=True)
+    try:
+        result = await separate.transcribe(clip, "en")
+        assert result.text == in_thread.text
+        assert separate.stats().fitted == 1
+        worker = separate._backends[0]
+        os.kill(worker.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+        again = await separate.transcribe(clip, "en")  # tried again on a fresh worker process
+        assert again.text == in_thread.text
+        assert worker.restarts == 1
+        assert separate.stats().failed == 0
+        # A worker that dies on the retry too fails the request, and the pool goes on.
+        worker.options = {**worker.options, "path": "/nonexistent/model"}
+        os.kill(worker.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match="failed to load the model"):
+            await separate.transcribe(clip, "en")
+        assert separate.stats().failed == 1
+    finally:
+        await separate.close()
+    assert worker.pid is None

@@ -265,6 +265,260 @@ def _deliver(request: _Request, result: ASRResult | None, error: BaseException |
         pass  # the caller's event loop is gone; nobody is waiting
 
 
+def _min_window_secs(language: str, min_window_secs: float) -> float:
+    return max(min_window_secs, LANGUAGE_MIN_WINDOW_SECS.get(language, 0.0))
+
+
+def fits_window(audio_secs: float, language: str, min_window_secs: float) -> bool:
+    """Whether an utterance is encoded in a fitted window (else Whisper's full 30 s path)."""
+    if _min_window_secs(language, min_window_secs) >= WHISPER_WINDOW_SECS:
+        return False
+    return audio_secs + WINDOW_MARGIN_SECS <= WHISPER_WINDOW_SECS
+
+
+def window_secs(audio_secs: float, language: str, min_window_secs: float) -> float:
+    """Seconds of audio the encoder looks at for an utterance this long in ``language``."""
+    if not fits_window(audio_secs, language, min_window_secs):
+        return WHISPER_WINDOW_SECS
+    frames = int(np.ceil((audio_secs + WINDOW_MARGIN_SECS) * _FRAMES_PER_SEC / 100.0)) * 100
+    frames = max(frames, int(_min_window_secs(language, min_window_secs) * _FRAMES_PER_SEC))
+    return min(frames, int(WHISPER_WINDOW_SECS * _FRAMES_PER_SEC)) / _FRAMES_PER_SEC
+
+
+class WhisperTranscriber:
+    """One loaded faster-whisper model and how this project runs it (blocking calls).
+
+    Used by :class:`ASRPool` in its worker threads, or inside a worker process of its own.
+    ``num_workers`` lets that many threads decode at once on the one model.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        compute_type: str,
+        cpu_threads: int,
+        num_workers: int,
+        beam_size: int,
+        min_window_secs: float,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        self.beam_size = beam_size
+        self.min_window_secs = min_window_secs
+        self.model = WhisperModel(
+            path,
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+            local_files_only=Path(path).exists(),
+        )
+        self.languages = frozenset(self.model.supported_languages)
+        self._tokenizers: dict[str, Any] = {}
+        self._t2s: Any = None
+        if "zh" in self.languages:
+            from opencc import OpenCC
+
+            self._t2s = OpenCC("t2s")
+
+    def transcribe(self, audio: np.ndarray, language: str, prompt: str | None) -> tuple[str, bool]:
+        """Return the text of 16 kHz float32 ``audio`` and whether a fitted window was used."""
+        fitted = fits_window(len(audio) / SAMPLE_RATE, language, self.min_window_secs)
+        if fitted:
+            text = self._transcribe_fitted(audio, language, prompt)
+        else:
+            text = self._transcribe_full(audio, language, prompt)
+        if language == "zh" and self._t2s is not None:
+            text = self._t2s.convert(text)
+        return text, fitted
+
+    def _tokenizer(self, language: str) -> Any:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer(
+                self.model.hf_tokenizer,
+                self.model.model.is_multilingual,
+                task="transcribe",
+                language=language,
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _transcribe_fitted(self, audio: np.ndarray, language: str, text_prompt: str | None) -> str:
+        """Greedy, no-timestamps Whisper over a window fitted to the utterance."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self.model
+        audio_secs = len(audio) / SAMPLE_RATE
+        frames = int(
+            round(window_secs(audio_secs, language, self.min_window_secs) * _FRAMES_PER_SEC)
+        )
+        # As faster-whisper (and openai-whisper) do: log-mel of the audio alone, the window's
+        # remainder padded with zeros in the log-mel domain.
+        features = pad_or_trim(model.feature_extractor(audio)[..., :-1], frames)
+        tokenizer = self._tokenizer(language)
+        prompt: list[int] = []
+        max_prompt = model.max_length // 2 - 1
+        if text_prompt:
+            prompt = [
+                tokenizer.sot_prev,
+                *tokenizer.encode(" " + text_prompt.strip())[-max_prompt:],
+            ]
+        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        new_tokens = 20 + int(_MAX_TOKENS_PER_SEC * audio_secs)
+        result = model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=min(model.max_length, len(prompt) + new_tokens),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD:
+            return ""
+        return tokenizer.decode(tokens).strip()
+
+    def _transcribe_full(self, audio: np.ndarray, language: str, prompt: str | None) -> str:
+        segments, _info = self.model.transcribe(
+            audio,
+            language=language,
+            beam_size=self.beam_size,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            initial_prompt=prompt,
+        )
+        return "".join(segment.text for segment in segments).strip()
+
+
+class ASRWorkerDied(RuntimeError):
+    """The Whisper worker process exited while transcribing; the next request restarts it."""
+
+
+def _worker_process_main(conn: Any, options: dict[str, Any], nice: int) -> None:
+    """Body of a Whisper worker process: load the model, then answer requests until told to stop.
+
+    Niceness is lowered in the main thread before the model loads, so CTranslate2's threads
+    inherit it. Nothing here shares the server's GIL.
+    """
+    name_native_thread("asr")
+    lower_thread_priority(nice)
+    try:
+        transcriber = WhisperTranscriber(**options)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", sorted(transcriber.languages)))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server went away
+        if message is None:
+            return
+        audio, language, prompt = message
+        try:
+            conn.send(("ok", transcriber.transcribe(audio, language, prompt)))
+        except Exception as exc:  # noqa: BLE001 - reported to the request's caller
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _WorkerProcess:
+    """A Whisper model in a child process, driven over a pipe by one of the pool's threads.
+
+    Only the thread that owns it calls :meth:`transcribe`. A child that dies fails the request
+    it was running with :class:`ASRWorkerDied` and is started again for the next one.
+    """
+
+    START_TIMEOUT_SECS = 300.0
+
+    def __init__(self, options: dict[str, Any], nice: int) -> None:
+        self.options = options
+        self.nice = nice
+        self.languages: frozenset[str] = frozenset()
+        self.restarts = 0
+        self._process: Any = None
+        self._conn: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        process = context.Process(
+            target=_worker_process_main,
+            args=(child, self.options, self.nice),
+            name="voicebot-asr",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        if not parent.poll(self.START_TIMEOUT_SECS):
+            process.kill()
+            raise RuntimeError("Whisper worker process did not load its model in time")
+        try:
+            kind, payload = parent.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            raise RuntimeError(
+                f"Whisper worker process exited during start-up (exit code {process.exitcode})"
+            ) from None
+        if kind != "ready":
+            process.join(5)
+            raise RuntimeError(f"Whisper worker process failed to load the model: {payload}")
+        self.languages = frozenset(payload)
+        self._process, self._conn = process, parent
+
+    def transcribe(self, audio: np.ndarray, language: str, prompt: str | None) -> tuple[str, bool]:
+        if self._conn is None:
+            self.restarts += 1
+            self._start()
+        try:
+            self._conn.send((audio, language, prompt))
+            kind, payload = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            process, self._conn = self._process, None
+            process.join(5)
+            raise ASRWorkerDied(
+                f"the Whisper worker process exited (exit code {process.exitcode}) during a "
+                f"transcription of {len(audio) / SAMPLE_RATE:.1f} s; it restarts for the next one"
+            ) from exc
+        if kind != "ok":
+            raise RuntimeError(f"Whisper worker process: {payload}")
+        text, fitted = payload
+        return text, fitted
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id (None while it is down)."""
+        return self._process.pid if self._process is not None and self._conn else None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+            conn.close()
+        if self._process is not None:
+            self._process.join(10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+
+
 class ASRPool:
     """A shared faster-whisper model served by ``workers`` threads from a priority queue."""
 
@@ -280,6 +534,7 @@ class ASRPool:
         cache_dir: Path | None = None,
         nice: int = 0,
         min_window_secs: float = DEFAULT_MIN_WINDOW_SECS,
+        process: bool = False,
     ) -> None:
         if not 0 <= min_window_secs:
             raise ValueError(f"ASRPool: min_window_secs must be >= 0, got {min_window_secs}")
@@ -296,11 +551,10 @@ class ASRPool:
         self.cache_dir = cache_dir
         self.nice = nice
         self.min_window_secs = min_window_secs
-        self._model: Any = None
-        self._tokenizers: dict[str, Any] = {}
+        self.process = process
+        self._backends: list[Any] = []  # one WhisperTranscriber, or a _WorkerProcess per worker
         self._fitted = 0
         self._languages: frozenset[str] = frozenset()
-        self._t2s: Any = None
         self._cond = threading.Condition()
         self._heap: list[_Request] = []
         self._pending_by_key: dict[str, _Request] = {}
@@ -358,35 +612,42 @@ class ASRPool:
                 return
             if self._closed:
                 raise ASRPoolClosed("ASRPool.start: the pool is closed; create a new one")
-            from faster_whisper import WhisperModel
-
             path = resolve_model(self.model_name, cache_dir=self.cache_dir)
             started = time.monotonic()
-            self._model = WhisperModel(
-                path,
-                device="cpu",
-                compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
-                num_workers=self.workers,
-                local_files_only=Path(path).exists(),
-            )
-            self._languages = frozenset(self._model.supported_languages)
+            options = {
+                "path": path,
+                "compute_type": self.compute_type,
+                "cpu_threads": self.cpu_threads,
+                "num_workers": 1 if self.process else self.workers,
+                "beam_size": self.beam_size,
+                "min_window_secs": self.min_window_secs,
+            }
+            if self.process:
+                backends: list[Any] = []
+                try:
+                    for _ in range(self.workers):
+                        backends.append(_WorkerProcess(options, self.nice))
+                except BaseException:
+                    for backend in backends:
+                        backend.close()
+                    raise
+                self._backends = backends
+            else:
+                self._backends = [WhisperTranscriber(**options)]
+            self._languages = self._backends[0].languages
             logger.info(
-                "ASR model %r loaded from %s in %.1f s (%s, %d worker(s), %s)",
+                "ASR model %r loaded from %s in %.1f s (%s, %d worker(s)%s, %s)",
                 self.model_name,
                 path,
                 time.monotonic() - started,
                 self.compute_type,
                 self.workers,
+                " in worker processes" if self.process else "",
                 "multilingual" if len(self._languages) > 1 else "English only",
             )
-            if "zh" in self._languages:
-                from opencc import OpenCC
-
-                self._t2s = OpenCC("t2s")
             for index in range(self.workers):
                 thread = threading.Thread(
-                    target=self._work, name=f"asr-worker-{index}", daemon=True
+                    target=self._work, args=(index,), name=f"asr-worker-{index}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -492,7 +753,7 @@ class ASRPool:
                     return None
                 self._cond.wait()
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
         name_native_thread("asr-worker")
         lower_thread_priority(self.nice)
         while (request := self._next_request()) is not None:
@@ -500,7 +761,7 @@ class ASRPool:
             result: ASRResult | None = None
             error: BaseException | None = None
             try:
-                text = self._run_model(request)
+                text = self._run_model(index, request)
                 finished = time.monotonic()
                 result = ASRResult(
                     text=text,
@@ -523,99 +784,24 @@ class ASRPool:
                     self._failed += 1
             _deliver(request, result, error)
 
-    def _run_model(self, request: _Request) -> str:
+    def _run_model(self, worker: int, request: _Request) -> str:
         if float(np.max(np.abs(request.audio))) < _SILENT_PEAK:
             return ""  # a fitted window of digital silence makes Whisper hallucinate
-        if self._fits_window(len(request.audio), request.language):
-            text = self._transcribe_fitted(request)
-        else:
-            text = self._transcribe_full(request)
-        if request.language == "zh" and self._t2s is not None:
-            text = self._t2s.convert(text)
+        backend = self._backends[worker] if self.process else self._backends[0]
+        try:
+            text, fitted = backend.transcribe(request.audio, request.language, request.prompt)
+        except ASRWorkerDied as exc:
+            # Once more on a fresh worker: a final transcript is not lost to a killed process.
+            logger.warning("%s; trying again on a new worker process", exc)
+            text, fitted = backend.transcribe(request.audio, request.language, request.prompt)
+        if fitted:
+            with self._cond:
+                self._fitted += 1
         return text
-
-    def _min_window_secs(self, language: str) -> float:
-        return max(self.min_window_secs, LANGUAGE_MIN_WINDOW_SECS.get(language, 0.0))
-
-    def _fits_window(self, samples: int, language: str) -> bool:
-        if self._min_window_secs(language) >= WHISPER_WINDOW_SECS:
-            return False
-        return samples / SAMPLE_RATE + WINDOW_MARGIN_SECS <= WHISPER_WINDOW_SECS
 
     def window_secs(self, audio_secs: float, language: str = "en") -> float:
         """Seconds of audio the encoder looks at for an utterance this long in ``language``."""
-        if not self._fits_window(int(audio_secs * SAMPLE_RATE), language):
-            return WHISPER_WINDOW_SECS
-        frames = int(np.ceil((audio_secs + WINDOW_MARGIN_SECS) * _FRAMES_PER_SEC / 100.0)) * 100
-        frames = max(frames, int(self._min_window_secs(language) * _FRAMES_PER_SEC))
-        return min(frames, int(WHISPER_WINDOW_SECS * _FRAMES_PER_SEC)) / _FRAMES_PER_SEC
-
-    def _tokenizer(self, language: str) -> Any:
-        tokenizer = self._tokenizers.get(language)
-        if tokenizer is None:
-            from faster_whisper.tokenizer import Tokenizer
-
-            tokenizer = Tokenizer(
-                self._model.hf_tokenizer,
-                self._model.model.is_multilingual,
-                task="transcribe",
-                language=language,
-            )
-            self._tokenizers[language] = tokenizer
-        return tokenizer
-
-    def _transcribe_fitted(self, request: _Request) -> str:
-        """Greedy, no-timestamps Whisper over a window fitted to the utterance."""
-        import ctranslate2
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.transcribe import get_suppressed_tokens
-
-        model = self._model
-        audio_secs = len(request.audio) / SAMPLE_RATE
-        frames = int(round(self.window_secs(audio_secs, request.language) * _FRAMES_PER_SEC))
-        # As faster-whisper (and openai-whisper) do: log-mel of the audio alone, the window's
-        # remainder padded with zeros in the log-mel domain.
-        features = pad_or_trim(model.feature_extractor(request.audio)[..., :-1], frames)
-        tokenizer = self._tokenizer(request.language)
-        prompt: list[int] = []
-        max_prompt = model.max_length // 2 - 1
-        if request.prompt:
-            prompt = [
-                tokenizer.sot_prev,
-                *tokenizer.encode(" " + request.prompt.strip())[-max_prompt:],
-            ]
-        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        new_tokens = 20 + int(_MAX_TOKENS_PER_SEC * len(request.audio) / SAMPLE_RATE)
-        result = model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])),
-            [prompt],
-            beam_size=self.beam_size,
-            max_length=min(model.max_length, len(prompt) + new_tokens),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
-        )[0]
-        with self._cond:
-            self._fitted += 1
-        tokens = result.sequences_ids[0]
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        if result.no_speech_prob > _NO_SPEECH_THRESHOLD and avg_logprob < _LOG_PROB_THRESHOLD:
-            return ""
-        return tokenizer.decode(tokens).strip()
-
-    def _transcribe_full(self, request: _Request) -> str:
-        segments, _info = self._model.transcribe(
-            request.audio,
-            language=request.language,
-            beam_size=self.beam_size,
-            temperature=0.0,
-            without_timestamps=True,
-            condition_on_previous_text=False,
-            vad_filter=False,
-            initial_prompt=request.prompt,
-        )
-        return "".join(segment.text for segment in segments).strip()
+        return window_secs(audio_secs, language, self.min_window_secs)
 
     @property
     def has_free_worker(self) -> bool:
@@ -657,4 +843,7 @@ class ASRPool:
             _deliver(request, None, ASRPoolClosed("ASR pool closed before this request ran"))
         threads, self._threads = self._threads, []
         await asyncio.to_thread(lambda: [thread.join() for thread in threads])
-        self._model = None
+        backends, self._backends = self._backends, []
+        for backend in backends:
+            if isinstance(backend, _WorkerProcess):
+                await asyncio.to_thread(backend.close)
