@@ -214,15 +214,25 @@ def server_work(before: dict[str, float], after: dict[str, float], answers: int)
 
 
 def _process_tree(pid: int) -> list[int]:
+    """A process and its descendants.
+
+    Children of any of its threads count: the Whisper workers are started from a worker thread.
+    """
     pids, frontier = [pid], [pid]
     while frontier:
         parent = frontier.pop()
+        children: list[int] = []
         try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
         except OSError:
-            children = []
-        pids.extend(int(c) for c in children)
-        frontier.extend(int(c) for c in children)
+            tasks = []
+        for task in tasks:
+            try:
+                children.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+        pids.extend(children)
+        frontier.extend(children)
     return pids
 
 

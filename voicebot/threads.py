@@ -51,3 +51,15 @@ def lower_thread_priority(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, target)
     except OSError as exc:  # e.g. a platform without per-thread priorities
         log.warning("thread %s keeps its priority: cannot renice (%s)", tid, exc)
+
+
+def set_thread_niceness(niceness: int) -> None:
+    """Make the calling thread at least ``niceness`` nice (absolute; Linux: per thread)."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+            os.setpriority(os.PRIO_PROCESS, tid, min(niceness, 19))
+    except OSError as exc:
+        log.warning("thread keeps its priority: cannot renice to %d (%s)", niceness, exc)

@@ -259,15 +259,27 @@ async def test_base_model_transcribes_chinese_in_simplified_characters(base_cach
     assert "協會" not in result.text
 
 
+def thread_niceness(pid: int) -> list[int]:
+    """Niceness of each thread of a process, from /proc."""
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        values.append(int(stat[stat.rindex(")") + 2 :].split()[16]))
+    return values
+
+
 async def test_worker_process_hears_the_same_words_and_survives_being_killed(pool):
     clip = phone_clip("en_speaker_b.wav")
     in_thread = await pool.transcribe(clip, "en")
-    separate = ASRPool("tiny.en", process=True)
+    separate = ASRPool("tiny.en", process=True, nice=5)
     try:
         result = await separate.transcribe(clip, "en")
         assert result.text == in_thread.text
         assert separate.stats().fitted == 1
         worker = separate._backends[0]
+        # Every thread of the worker runs 5 nicer than the server, not more.
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        assert set(thread_niceness(worker.pid)) == {min(base + 5, 19)}
         os.kill(worker.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
         again = await separate.transcribe(clip, "en")  # tried again on a fresh worker process
         assert again.text == in_thread.text

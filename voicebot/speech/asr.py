@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from voicebot.threads import lower_thread_priority, name_native_thread
+from voicebot.threads import lower_thread_priority, name_native_thread, set_thread_niceness
 
 logger = logging.getLogger(__name__)
 
@@ -405,14 +405,15 @@ class ASRWorkerDied(RuntimeError):
     """The Whisper worker process exited while transcribing; the next request restarts it."""
 
 
-def _worker_process_main(conn: Any, options: dict[str, Any], nice: int) -> None:
+def _worker_process_main(conn: Any, options: dict[str, Any], niceness: int | None) -> None:
     """Body of a Whisper worker process: load the model, then answer requests until told to stop.
 
-    Niceness is lowered in the main thread before the model loads, so CTranslate2's threads
-    inherit it. Nothing here shares the server's GIL.
+    ``niceness`` (absolute) is set in the main thread before the model loads, so CTranslate2's
+    threads inherit it. Nothing here shares the server's GIL.
     """
     name_native_thread("asr")
-    lower_thread_priority(nice)
+    if niceness is not None:
+        set_thread_niceness(niceness)
     try:
         transcriber = WhisperTranscriber(**options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
@@ -456,9 +457,13 @@ class _WorkerProcess:
 
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
+        # Absolute: the child inherits the niceness of whichever (maybe niced) thread spawns it.
+        niceness = None
+        if self.nice > 0 and hasattr(os, "getpriority"):
+            niceness = min(os.getpriority(os.PRIO_PROCESS, os.getpid()) + self.nice, 19)
         process = context.Process(
             target=_worker_process_main,
-            args=(child, self.options, self.nice),
+            args=(child, self.options, niceness),
             name="voicebot-asr",
             daemon=True,
         )
