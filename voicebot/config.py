@@ -73,10 +73,10 @@ class Settings(BaseModel):
         " (VAD, smart-turn, playout) wins the CPU over transcription under load. 0: no change.",
     )
     asr_process: bool = Field(
-        True,
+        False,
         description="Run Whisper in worker processes (one per ASR worker) instead of threads of"
-        " the server: its Python side (features, tokens) then never holds the server's GIL, so a"
-        " niced, preempted Whisper thread cannot stall the calls' audio.",
+        " the server, so its Python side never holds the server's GIL. Off by default: on two"
+        " cores it measured worse at 30 and 40 calls (docs/PERFORMANCE.md).",
     )
     asr_min_window_secs: float = Field(
         10.0,
