@@ -368,6 +368,24 @@ async def test_an_answer_is_stored_when_the_candidate_hangs_up_before_its_transc
     assert answers == [(None, "yes"), ("q1", "my only answer")]
 
 
+async def test_a_short_answer_is_stored_when_the_candidate_hangs_up_before_its_words(services):
+    """Too short to move the script on unheard (it waits for its words); still not lost."""
+    call = await make_call(services, ["yes", "no"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    services.asr.delay_secs = 1.0
+    await call.speak(0.3)
+    await call.silence(0.6)  # the turn ended; its words are still in Whisper
+    await call.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+    await asyncio.wait(set(services.pending_answers), timeout=5)
+    stored = await services.store.get_call("CA1")
+    answers = [
+        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    ]
+    assert answers == [(None, "yes"), ("q1", "no")]
+
+
 async def test_shutdown_stores_ended_calls_answers_before_closing(tmp_path):
     services = Services(Settings(data_dir=tmp_path, stream_token_secret="s", smart_turn=False))
     services.asr = ScriptedASR(["my words"])

@@ -541,6 +541,7 @@ class CallSession:
         """
         assert self.services.store is not None
         continuation = self._continuation  # cleared once the cut prompt is queued again
+        listened = self._listening  # what the turn answers, should the call end meanwhile
         prestarted = [] if continuation else await self._prestart_next_prompts(event)
         answered = prestarted[0].extra["answered_question"] if prestarted else None
         result: ASRResult | None = None
@@ -588,13 +589,17 @@ class CallSession:
                 self._restart_silence_timer()
             return
         async with self._engine_lock:
-            if self.engine is None or self.engine.ended:
+            if self.engine is None:
                 return
+            if self.finished or self.engine.ended:
+                question_id = listened.question_id if listened is not None else None
+                await self._store_answer(event, text, result, eos_to_final, question_id)
+                return  # the call is over: stored only
             question = self.engine.current_question
             await self._store_answer(
                 event, text, result, eos_to_final, question.id if question is not None else None
             )
-            if self._listening is None or self.finished:
+            if self._listening is None:
                 return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
             self._awaiting_response_since = event.speech_end + self._inbound_lag
             self._listening = None
