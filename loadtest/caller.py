@@ -493,7 +493,7 @@ class CallerState:
         if turn is None:
             turn = self._open_bot_turn(now)
             barge_in_after = self._barge_in.pop(self.prompts_seen, None)
-            if barge_in_after is not None and self._answer is None:
+            if barge_in_after is not None and not self._speaking(now):
                 # Talk over this prompt instead of waiting for its end (tests barge-in).
                 self._prompt_queue.append(now + barge_in_after)
         elif self._last_bot_arrival is not None and not self._mark_since_last_frame:

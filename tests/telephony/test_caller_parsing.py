@@ -239,6 +239,26 @@ def test_bot_audio_while_the_candidate_speaks_is_talk_over():
     assert [t.speaker for t in state.turns] == ["bot", "candidate", "bot"]
 
 
+def test_barge_in_is_planned_when_the_next_prompt_starts_in_the_answers_silent_tail():
+    """A quick reply can start while the previous answer's clip still plays its silent tail:
+    the candidate has stopped talking, so the talk-over planned for that prompt still happens."""
+    carrier = CarrierMessages(STREAM_SID, "CA" + "2" * 32, "AC" + "3" * 32)
+    state = CallerState(
+        carrier,
+        [answer("yes.wav", 0.4, silence_secs=0.5), answer("long.wav", 2.0)],
+        None,
+        answer_gap_secs=0.3,
+        barge_in={1: 1.0},
+    )
+    end = play_prompt(state, 0.0, frames=5, mark="1:consent:await")
+    run_ticks(state, 0.0, end + 0.3 + 0.5)  # the answer's voice is over, its tail is not
+    reply = end + 0.3 + 0.6
+    play_prompt(state, reply, frames=150, mark="2:q1:await")  # a 3 s question
+    sent = run_ticks(state, end + 0.82, reply + 2.0)
+    talk_over_starts = min(m["t"] for m in spoken(sent) if m["t"] > reply)
+    assert talk_over_starts == pytest.approx(reply + 1.0, abs=0.021)
+
+
 def test_clear_drops_buffered_bot_audio_and_echoes_pending_marks():
     state = new_state()
     for i in range(50):  # the server sent 1 s of audio at once (faster than real time)
