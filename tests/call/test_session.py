@@ -211,8 +211,18 @@ class Harness:
             await asyncio.sleep(0.02)
         raise AssertionError(f"the server did not hang up; marks {self.marks()}")
 
+    async def hang_up(self):
+        await self.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+
     def marks(self):
         return [m["mark"]["name"] for m in self.sent if m["event"] == "mark"]
+
+
+def candidate_answers(stored_call: dict) -> list[tuple[str | None, str]]:
+    """(question id, words) of each candidate turn of a stored call."""
+    return [
+        (t["question_id"], t["text"]) for t in stored_call["turns"] if t["speaker"] == "candidate"
+    ]
 
 
 class ScriptedSmartTurn:
@@ -307,10 +317,11 @@ async def test_spoken_answers_run_the_interview_to_its_end(services):
     await call.run_out()
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "completed"
-    answers = [
-        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    assert candidate_answers(stored) == [
+        (None, "yes I agree"),
+        ("q1", "first answer"),
+        ("q2", "second answer"),
     ]
-    assert answers == [(None, "yes I agree"), ("q1", "first answer"), ("q2", "second answer")]
     interview = await services.store.get_interview(call.interview_id)
     assert interview["status"] == "completed" and interview["consent_via"] == "voice"
     # Each question was answered by the next prompt with its response latency stored.
@@ -339,10 +350,11 @@ async def test_a_prestarted_question_awaits_its_answer_while_whisper_is_behind(s
         await asyncio.wait(set(services.pending_answers), timeout=5)
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "completed"
-    answers = [
-        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
+    assert candidate_answers(stored) == [
+        (None, "yes"),
+        ("q1", "first answer"),
+        ("q2", "second answer"),
     ]
-    assert answers == [(None, "yes"), ("q1", "first answer"), ("q2", "second answer")]
     assert SCRIPT.reprompt not in services.prompts.said
 
 
@@ -354,7 +366,7 @@ async def test_an_answer_is_stored_when_the_candidate_hangs_up_before_its_transc
     services.asr.delay_secs = 1.0
     await call.speak(0.8)
     await call.wait_for_mark("q:q2:await", limit_secs=0.9)  # the turn ended; no words yet
-    await call.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+    await call.hang_up()
     # The call's end is stored at once, not held up by Whisper ...
     stored = await services.store.get_call("CA1")
     assert stored["end_reason"] == "caller_hangup"
@@ -362,10 +374,7 @@ async def test_an_answer_is_stored_when_the_candidate_hangs_up_before_its_transc
     # ... and the words join it when they come.
     await asyncio.wait(set(services.pending_answers), timeout=5)
     stored = await services.store.get_call("CA1")
-    answers = [
-        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
-    ]
-    assert answers == [(None, "yes"), ("q1", "my only answer")]
+    assert candidate_answers(stored) == [(None, "yes"), ("q1", "my only answer")]
 
 
 async def test_a_short_answer_is_stored_when_the_candidate_hangs_up_before_its_words(services):
@@ -377,13 +386,10 @@ async def test_a_short_answer_is_stored_when_the_candidate_hangs_up_before_its_w
     services.asr.delay_secs = 1.0
     await call.speak(0.3)
     await call.silence(0.6)  # the turn ended; its words are still in Whisper
-    await call.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
+    await call.hang_up()
     await asyncio.wait(set(services.pending_answers), timeout=5)
     stored = await services.store.get_call("CA1")
-    answers = [
-        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
-    ]
-    assert answers == [(None, "yes"), ("q1", "no")]
+    assert candidate_answers(stored) == [(None, "yes"), ("q1", "no")]
 
 
 async def test_shutdown_stores_ended_calls_answers_before_closing(tmp_path):
@@ -470,10 +476,7 @@ async def test_going_on_over_a_too_early_next_question_continues_the_answer(serv
     await call.speak(0.8)
     await call.run_out()
     stored = await services.store.get_call("CA1")
-    answers = [
-        (t["question_id"], t["text"]) for t in stored["turns"] if t["speaker"] == "candidate"
-    ]
-    assert answers == [
+    assert candidate_answers(stored) == [
         (None, "yes"),
         ("q1", "first part"),
         ("q1", "and the rest"),

@@ -541,9 +541,9 @@ class CallSession:
         """
         assert self.services.store is not None
         continuation = self._continuation  # cleared once the cut prompt is queued again
-        listened = self._listening  # what the turn answers, should the call end meanwhile
+        listened = self._listening  # what the turn answers
+        answered = listened.question_id if listened is not None else None
         prestarted = [] if continuation else await self._prestart_next_prompts(event)
-        answered = prestarted[0].extra["answered_question"] if prestarted else None
         result: ASRResult | None = None
         reused = False
         if speculation is not None:
@@ -592,8 +592,7 @@ class CallSession:
             if self.engine is None:
                 return
             if self.finished or self.engine.ended:
-                question_id = listened.question_id if listened is not None else None
-                await self._store_answer(event, text, result, eos_to_final, question_id)
+                await self._store_answer(event, text, result, eos_to_final, answered)
                 return  # the call is over: stored only
             question = self.engine.current_question
             await self._store_answer(
@@ -882,16 +881,16 @@ class CallSession:
             self.stats["max_frame_lateness_secs"] = round(self.playout.max_lateness, 3)
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
+        pending = []
         for task in list(self._tasks):
             if task is current:
                 continue
             if task.get_name() in ANSWERS_OUTLIVE_CALL:
                 services.keep_until_stored(task)  # the call's end is not held up for Whisper
-            elif task.get_name() not in KEPT_AT_FINISH:
+                continue
+            if task.get_name() not in KEPT_AT_FINISH:
                 task.cancel()
-        pending = [
-            t for t in self._tasks if t is not current and t.get_name() not in ANSWERS_OUTLIVE_CALL
-        ]
+            pending.append(task)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         duration = self.now()

@@ -541,7 +541,7 @@ class ASRPool:
         min_window_secs: float = DEFAULT_MIN_WINDOW_SECS,
         process: bool = False,
     ) -> None:
-        if not 0 <= min_window_secs:
+        if min_window_secs < 0:
             raise ValueError(f"ASRPool: min_window_secs must be >= 0, got {min_window_secs}")
         if workers < 1:
             raise ValueError(f"ASRPool: workers must be at least 1, got {workers}")
