@@ -118,6 +118,11 @@ def test_prompt_texts_have_stable_ids_and_fixed_prompts_cover_them(tmp_path: Pat
         "q:first",
         "q:second",
         "reprompt",
+        "repeat",
+        "move_on",
+        "knockout_unclear",
+        "knockout_goodbye",
+        "opt_out_goodbye",
         "closing",
         "no_response_goodbye",
     ]

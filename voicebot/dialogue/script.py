@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -43,6 +44,11 @@ CONSENT_DECLINED_PROMPT = "consent_declined"
 REPROMPT_PROMPT = "reprompt"
 CLOSING_PROMPT = "closing"
 NO_RESPONSE_GOODBYE_PROMPT = "no_response_goodbye"
+REPEAT_PROMPT = "repeat"
+MOVE_ON_PROMPT = "move_on"
+OPT_OUT_GOODBYE_PROMPT = "opt_out_goodbye"
+KNOCKOUT_GOODBYE_PROMPT = "knockout_goodbye"
+KNOCKOUT_UNCLEAR_PROMPT = "knockout_unclear"
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
@@ -55,9 +61,131 @@ _ZH_AI_DISCLOSURE = re.compile(r"AI|人工智能|智能", re.IGNORECASE)
 _ZH_RECORDING_DISCLOSURE = re.compile(r"录音|錄音")
 
 
+# Texts a script may leave out: sensible defaults per language (a script can override each).
+DEFAULT_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "repeat_intro": "Sure, here it is again.",
+        "move_on": "That's okay, let's move on.",
+        "opt_out_goodbye": (
+            "Understood. We won't call you again about this job. Thank you for your time. Goodbye."
+        ),
+        "knockout_goodbye": (
+            "Thanks for being open. This role needs that, so we'll stop here. "
+            "A recruiter will review your call. Goodbye."
+        ),
+        "knockout_unclear": "Sorry, I need a clear answer here: please say yes or no.",
+    },
+    "zh": {
+        "repeat_intro": "好的，我再说一遍。",
+        "move_on": "没关系，我们看下一个问题。",
+        "opt_out_goodbye": "明白了，我们不会再就这个职位给您打电话。感谢您的时间，再见。",
+        "knockout_goodbye": (
+            "谢谢您如实告诉我们。这个岗位需要这一点，今天的面试就到这里。"
+            "招聘专员会查看您的通话，如有其他合适的岗位会再联系您。再见。"
+        ),
+        "knockout_unclear": "抱歉，这个问题需要您明确回答：请说“可以”或“不可以”。",
+    },
+}
+
+
 def question_prompt_id(question_id: str) -> PromptId:
     """Return the prompt id of a question's text: ``"q:<question_id>"``."""
     return f"q:{question_id}"
+
+
+def follow_up_prompt_id(question_id: str) -> PromptId:
+    """Return the prompt id of a question's follow-up: ``"f:<question_id>"``."""
+    return f"f:{question_id}"
+
+
+DtmfKey = Annotated[str, Field(pattern=r"^[0-9*#]$")]
+
+
+class RubricLevel(BaseModel):
+    """One level of a competency's rubric: the score it is worth and the evidence that earns it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    score: int = Field(ge=0, le=100)
+    """Score (0-100) an answer reaching this level earns."""
+    description: Text
+    """What an answer at this level shows, for the recruiter reading the report."""
+    evidence: list[Text] = Field(default_factory=list)
+    """Words or phrases (any of them, synonyms of the competency count too) that earn the level;
+    empty for the lowest level, which every answer reaches."""
+    min_matches: int = Field(default=1, ge=1)
+    """How many different ``evidence`` items the answers must contain to reach the level."""
+
+
+class Competency(BaseModel):
+    """One competency of the job's competency model (岗位胜任力模型), scored 0-100."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    id: Slug
+    """Stable id, unique in the script; questions name it in ``competency``."""
+    name: Text
+    """Name shown in the report."""
+    weight: float = Field(gt=0)
+    """Relative weight in the overall score (weights are normalised, they need not sum to 1)."""
+    description: str = ""
+    """What the competency means for this job, for the recruiter."""
+    keywords: list[Text] = Field(default_factory=list)
+    """Words or phrases an answer showing this competency tends to contain."""
+    synonyms: dict[str, list[Text]] = Field(default_factory=dict)
+    """Other ways to say a keyword or evidence phrase: ``{keyword: [synonym, ...]}``."""
+    rubric: list[RubricLevel] = Field(min_length=2)
+    """The levels, from the lowest score to the highest."""
+    improvement_tip: str = ""
+    """Advice for the candidate when this competency scored low (in the thank-you text)."""
+
+    @field_validator("rubric")
+    @classmethod
+    def _rubric_ascending(cls, rubric: list[RubricLevel]) -> list[RubricLevel]:
+        for index in range(1, len(rubric)):
+            if rubric[index].score <= rubric[index - 1].score:
+                raise PydanticCustomError(
+                    "rubric_order",
+                    "rubric levels must go from the lowest score to the highest: level {index} "
+                    "scores {score}, not more than the level before it ({previous})",
+                    {
+                        "index": index,
+                        "score": rubric[index].score,
+                        "previous": rubric[index - 1].score,
+                        "at": (index, "score"),
+                    },
+                )
+        if rubric[0].evidence:
+            raise PydanticCustomError(
+                "rubric_base_evidence",
+                "the lowest rubric level is the one every answer reaches: it takes no evidence",
+                {"at": (0, "evidence")},
+            )
+        return rubric
+
+
+class FollowUp(BaseModel):
+    """A second question asked once when the answer is too short or misses the evidence."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    prompt: Text
+    """What the bot asks, e.g. "Could you give me a concrete example?"."""
+    min_words: int = Field(default=12, ge=0)
+    """Answers shorter than this (words; Chinese: characters / 2) get the follow-up."""
+    when_missing_evidence: bool = True
+    """Also ask it when the answer hits none of the competency's keywords or evidence."""
+
+
+class Knockout(BaseModel):
+    """A yes/no requirement: the wrong answer ends the interview politely and is reported."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    expected: Literal["yes", "no"]
+    """The answer the job needs."""
+    goodbye: str = ""
+    """Said when the answer is the other one; empty uses the script's ``knockout_goodbye``."""
 
 
 class Question(BaseModel):
@@ -69,8 +197,30 @@ class Question(BaseModel):
     """Stable id, unique in the script; answers and reports are keyed by it."""
     prompt: Text
     """What the bot says to ask the question."""
+    competency: Slug | None = None
+    """Id of the competency the answer is scored against; ``None``: not scored."""
     max_answer_secs: Seconds | None = None
     """Longest answer before the bot moves on; ``None`` uses the script's ``max_answer_secs``."""
+    follow_up: FollowUp | None = None
+    """Asked once when the answer is too short or misses the competency's evidence."""
+    knockout: Knockout | None = None
+    """Makes the question a yes/no requirement."""
+    dtmf: dict[DtmfKey, Text] | None = None
+    """Keypad answers: ``{"1": "yes", "2": "no"}``; a key press answers with its text."""
+
+    @property
+    def depends_on_answer(self) -> bool:
+        """Whether what the bot says next depends on the words of this question's answer."""
+        return self.follow_up is not None or self.knockout is not None
+
+
+class Thresholds(BaseModel):
+    """Overall scores at which the recommendation is advance or hold (below hold: reject)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    advance: int = Field(default=70, ge=0, le=100)
+    hold: int = Field(default=50, ge=0, le=100)
 
 
 class JobScript(BaseModel):
@@ -102,12 +252,39 @@ class JobScript(BaseModel):
     """Said after silence, before the current question is repeated."""
     no_response_goodbye: Text
     """Goodbye when the candidate stays silent after the reprompts."""
+    repeat_intro: Text = ""
+    """Said before the question again when the candidate asks to hear it again."""
+    move_on: Text = ""
+    """Said when a question got no answer after the reprompts, before the next question."""
+    opt_out_goodbye: Text = ""
+    """Goodbye when the candidate asks to stop or not to be called again (an opt-out)."""
+    knockout_goodbye: Text = ""
+    """Default goodbye after a failed knock-out question."""
+    knockout_unclear: Text = ""
+    """Asked once when a knock-out answer is neither yes nor no."""
+    competencies: list[Competency] = Field(default_factory=list)
+    """The job's competency model; questions are scored against these."""
+    thresholds: Thresholds = Thresholds()
+    """Overall score needed for "advance" and for "hold"."""
+    prosody_in_recommendation: bool = False
+    """Let prosody (speech rate, pauses) weigh in the recommendation. Off by default: see
+    dialogues/README.md (the EU AI Act prohibits emotion inference in recruitment)."""
     silence_timeout_secs: Seconds = 6.0
     """Silence after a prompt before the bot reprompts."""
     max_reprompts: int = Field(default=1, ge=0)
-    """Reprompts in a row before the bot gives up with ``no_response_goodbye``."""
+    """Reprompts in a row before the bot moves on to the next question."""
+    max_skipped_questions: int = Field(default=1, ge=0)
+    """Questions in a row left unanswered (silent) before ``no_response_goodbye`` ends the call."""
     max_answer_secs: Seconds = 90.0
     """Default longest answer for every question (and for the consent answer)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_texts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("language") in DEFAULT_TEXTS:
+            defaults = DEFAULT_TEXTS[data["language"]]
+            data = {**data, **{k: v for k, v in defaults.items() if not data.get(k)}}
+        return data
 
     @field_validator("greeting")
     @classmethod
@@ -152,6 +329,62 @@ class JobScript(BaseModel):
             first_index[question.id] = index
         return questions
 
+    @field_validator("competencies")
+    @classmethod
+    def _competency_ids_unique(cls, competencies: list[Competency]) -> list[Competency]:
+        seen: dict[str, int] = {}
+        for index, competency in enumerate(competencies):
+            if competency.id in seen:
+                raise PydanticCustomError(
+                    "duplicate_competency_id",
+                    "competency id '{id}' is already used by competencies[{first}]",
+                    {"id": competency.id, "first": seen[competency.id], "at": (index, "id")},
+                )
+            seen[competency.id] = index
+        return competencies
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> JobScript:
+        known = {competency.id for competency in self.competencies}
+        for index, question in enumerate(self.questions):
+            if question.competency is not None and question.competency not in known:
+                listed = ", ".join(sorted(known)) or "none defined"
+                raise PydanticCustomError(
+                    "unknown_competency",
+                    "question '{question}' names competency '{competency}', which the script "
+                    "does not define (competencies: {listed})",
+                    {
+                        "question": question.id,
+                        "competency": question.competency,
+                        "listed": listed,
+                        "at": ("questions", index, "competency"),
+                    },
+                )
+            if question.follow_up is not None and question.knockout is not None:
+                raise PydanticCustomError(
+                    "follow_up_on_knockout",
+                    "question '{question}' is a knock-out: a yes/no question takes no follow-up",
+                    {"question": question.id, "at": ("questions", index, "follow_up")},
+                )
+        if self.thresholds.hold > self.thresholds.advance:
+            raise PydanticCustomError(
+                "threshold_order",
+                "thresholds.hold ({hold}) is above thresholds.advance ({advance})",
+                {
+                    "hold": self.thresholds.hold,
+                    "advance": self.thresholds.advance,
+                    "at": ("thresholds", "hold"),
+                },
+            )
+        return self
+
+    def competency(self, competency_id: str) -> Competency:
+        """Return the competency with this id (``KeyError`` if there is none)."""
+        for competency in self.competencies:
+            if competency.id == competency_id:
+                return competency
+        raise KeyError(competency_id)
+
     def question(self, question_id: str) -> Question:
         """Return the question with this id (``KeyError`` if there is none)."""
         for question in self.questions:
@@ -174,7 +407,16 @@ def prompt_texts(script: JobScript) -> dict[PromptId, str]:
     }
     for question in script.questions:
         texts[question_prompt_id(question.id)] = question.prompt
+        if question.follow_up is not None:
+            texts[follow_up_prompt_id(question.id)] = question.follow_up.prompt
+        if question.knockout is not None and question.knockout.goodbye:
+            texts[f"knockout_goodbye:{question.id}"] = question.knockout.goodbye
     texts[REPROMPT_PROMPT] = script.reprompt
+    texts[REPEAT_PROMPT] = script.repeat_intro
+    texts[MOVE_ON_PROMPT] = script.move_on
+    texts[KNOCKOUT_UNCLEAR_PROMPT] = script.knockout_unclear
+    texts[KNOCKOUT_GOODBYE_PROMPT] = script.knockout_goodbye
+    texts[OPT_OUT_GOODBYE_PROMPT] = script.opt_out_goodbye
     texts[CLOSING_PROMPT] = script.closing
     texts[NO_RESPONSE_GOODBYE_PROMPT] = script.no_response_goodbye
     return texts
@@ -412,8 +654,31 @@ def _problem_from_error(file: str, root: yaml.Node, detail: Any) -> ScriptProble
     )
 
 
+_NESTED_MODELS: dict[str, type[BaseModel]] = {
+    "follow_up": FollowUp,
+    "knockout": Knockout,
+    "rubric": RubricLevel,
+    "thresholds": Thresholds,
+}
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel]:
+    """The model whose field ``loc`` ends at (for the list of allowed keys)."""
+    model: type[BaseModel] = JobScript
+    for step in loc[:-1]:
+        if not isinstance(step, str):
+            continue
+        if step == "questions":
+            model = Question
+        elif step == "competencies":
+            model = Competency
+        elif step in _NESTED_MODELS:
+            model = _NESTED_MODELS[step]
+    return model
+
+
 def _hint(error_type: str, loc: tuple[str | int, ...], context: dict[str, Any]) -> str:
-    model = Question if len(loc) >= 3 and loc[0] == "questions" else JobScript
+    model = _model_at(loc)
     field = loc[-1] if loc else ""
     if error_type == "missing":
         return f"add `{field}:` here; see dialogues/README.md for what it holds"
@@ -424,16 +689,36 @@ def _hint(error_type: str, loc: tuple[str | int, ...], context: dict[str, Any]) 
         return "say it is an AI assistant and that the call is recorded, in the greeting itself"
     if error_type == "duplicate_question_id":
         return "give every question its own id"
+    if error_type == "duplicate_competency_id":
+        return "give every competency its own id"
+    if error_type == "unknown_competency":
+        return "use the id of one of the script's `competencies`, or add that competency"
+    if error_type == "follow_up_on_knockout":
+        return "remove `follow_up` from the knock-out question, or make it an open question"
+    if error_type == "threshold_order":
+        return "set `hold` to a score at or below `advance` (e.g. advance: 70, hold: 50)"
+    if error_type == "rubric_order":
+        return "list rubric levels from the lowest score to the highest, each higher than the last"
+    if error_type == "rubric_base_evidence":
+        return "make the first level the floor (no `evidence`); put evidence on the higher levels"
     if error_type == "string_pattern_mismatch":
+        if "dtmf" in loc:
+            return "use one phone key per entry: a digit 0-9, '*' or '#', quoted (\"1\": yes)"
         return "use lower-case letters and digits, words joined by '-' or '_' (e.g. why-this-role)"
     if error_type in ("string_type", "string_too_short"):
         return "write the text after the colon; quote it if it has ': ' or starts with '{', '['"
     if error_type == "literal_error":
         return f"use one of: {context.get('expected', 'the documented values')}"
     if error_type in ("list_type", "too_short"):
+        if "rubric" in loc:
+            return "list at least two rubric levels as `- score: ...` / `description: ...` items"
+        if loc and loc[0] == "competencies":
+            return "write a list under the key, one `- ...` item per line"
         return "list at least one question as `- id: ...` / `prompt: ...` items"
     if error_type in ("model_type", "dict_type", "model_attributes_type"):
-        return "write `id:` and `prompt:` on their own indented lines under the `-`"
+        return "write the fields on their own indented lines under the key (or the `-`)"
+    if error_type == "bool_type":
+        return "use true or false"
     if error_type.startswith(("float", "int", "greater_than", "less_than")):
-        return "use a positive number (seconds, or a count)"
+        return "use a positive number (seconds, a count, a weight, or a score 0-100)"
     return "see dialogues/README.md for the format of this field"
