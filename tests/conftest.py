@@ -93,6 +93,18 @@ class RunningServer:
         assert status == 201, data
         return data["id"]
 
+    def wait_for_report(self, interview_id: str, timeout: float = 60.0) -> dict:
+        """Read an interview back once its call has ended and its report is stored."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, interview = self.request("GET", f"/api/interviews/{interview_id}")
+            assert status == 200, interview
+            if interview["status"] not in ("pending", "in_progress", "scoring"):
+                return interview
+            if time.monotonic() > deadline:
+                raise AssertionError(f"interview still {interview['status']} after {timeout} s")
+            time.sleep(0.2)
+
     def log_text(self) -> str:
         """What the server logged so far."""
         return self.log_path.read_text(errors="replace")

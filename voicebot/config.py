@@ -50,10 +50,17 @@ class Settings(BaseModel):
         "", description="Validates X-Twilio-Signature. Empty: no validation (warning logged)."
     )
     stream_token_secret: str = Field(
-        "", description="HMAC key for stream tokens. Empty: random per process."
+        "",
+        description="HMAC key for stream tokens and report/recording links. Empty: random per "
+        "process.",
     )
     stream_token_ttl_secs: float = Field(
         120.0, description="How long a stream token in TwiML stays valid."
+    )
+    link_ttl_secs: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a signed link to a report page or a recording stays valid.",
     )
     redis_url: str = Field("", description="Redis URL for the event bus. Empty: embedded bus.")
     webhook_url: str = Field("", description="HR-system webhook endpoint.")
@@ -142,6 +149,13 @@ class Settings(BaseModel):
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
         0.3, description="Candidate speech needed to interrupt the bot (stops playout)."
+    )
+    prestart_min_speech_secs: float = Field(
+        2.0,
+        ge=0,
+        description="Answers at least this long start the next (pre-rendered) question the "
+        "instant the turn ends; shorter turns wait for their words (a request to repeat or to "
+        "stop is short).",
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")

@@ -30,6 +30,18 @@ class Metrics:
         self.calls_total = Counter(
             "voicebot_calls_total", "Calls ended, by end reason.", ["reason"], registry=r
         )
+        self.reports = Counter(
+            "voicebot_reports_total",
+            "Interview reports built after a call, by outcome (built, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.report_seconds = Histogram(
+            "voicebot_report_seconds",
+            "Hang-up to the interview report stored, seconds.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.calls_refused = Counter(
             "voicebot_calls_refused_total", "Streams refused, by reason.", ["reason"], registry=r
         )

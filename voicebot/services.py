@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,14 +52,68 @@ class Services:
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
     sessions: dict[str, object] = field(default_factory=dict)
+    link_signer: StreamTokenSigner | None = None
+    """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
     """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
+    reports: set[asyncio.Task] = field(default_factory=set)
+    """Reports being built after calls ended; drained at close."""
     _vad_batcher: VadBatcher | None = None
 
     def keep_until_stored(self, task: asyncio.Task) -> None:
         """Hold a finished call's answer task until it has stored the words."""
         self.pending_answers.add(task)
         task.add_done_callback(self.pending_answers.discard)
+
+    def schedule_report(
+        self,
+        interview_id: str,
+        job_id: str,
+        end_reason: str | None,
+        after: Sequence[asyncio.Task] = (),
+    ) -> asyncio.Task:
+        """Build and store an interview's report once the call's answers are stored.
+
+        The interview is ``scoring`` meanwhile and takes its outcome status when the report is
+        stored (also if building it fails: the outcome is not held back, the failure is logged
+        and counted, and ``GET /api/interviews/{id}`` builds the report again on demand).
+        """
+        task = asyncio.create_task(
+            self._build_report(interview_id, job_id, end_reason, list(after), time.monotonic()),
+            name=f"report:{interview_id}",
+        )
+        self.reports.add(task)
+        task.add_done_callback(self.reports.discard)
+        return task
+
+    async def _build_report(
+        self,
+        interview_id: str,
+        job_id: str,
+        end_reason: str | None,
+        after: list[asyncio.Task],
+        started: float,
+    ) -> None:
+        from voicebot.dialogue.report import build_report, interview_status
+
+        assert self.store is not None
+        if after:
+            await asyncio.wait(after, timeout=ANSWER_DRAIN_SECS)
+        status = interview_status(end_reason)
+        script = self.scripts.get(job_id)
+        try:
+            if script is None:
+                raise LookupError(f"job script {job_id!r} is not loaded")
+            report = await build_report(self.store, script, interview_id)
+        except Exception:
+            log.exception("interview %s: building the report failed", interview_id)
+            self.metrics.reports.labels("failed").inc()
+            await self.store.update_interview(interview_id, status=status)
+            return
+        await self.store.save_report(interview_id, report, status)
+        self.metrics.reports.labels("built").inc()
+        self.metrics.report_seconds.observe(time.monotonic() - started)
+        log.info("interview %s: report stored (%s)", interview_id, status)
 
     @property
     def vad_batcher(self) -> VadBatcher:
@@ -100,6 +156,7 @@ class Services:
             s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
         )
         self.token_signer = StreamTokenSigner(secret, ttl_secs=s.stream_token_ttl_secs)
+        self.link_signer = StreamTokenSigner(secret, ttl_secs=s.link_ttl_secs)
         self.vad_executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="vad",
@@ -142,8 +199,17 @@ class Services:
                     script.language,
                     s.asr_model,
                 )
+        if any(script.language == "zh" for script in self.scripts.values()):
+            from voicebot.dialogue.text import prewarm
+
+            await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
         if s.prerender_prompts:
             await self.prerender()
+        for interview in await self.store.interviews_with_status("scoring"):
+            # A previous process ended before storing these reports: build them now.
+            calls = await self.store.calls_for_interview(interview["id"])
+            reason = calls[-1]["end_reason"] if calls else None
+            self.schedule_report(interview["id"], interview["job_id"], reason)
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""
@@ -162,6 +228,8 @@ class Services:
         """Release models, pools and the store (ended calls' answers are stored first)."""
         if self.pending_answers:
             await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
+        if self.reports:
+            await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
         if self.asr is not None:
             await self.asr.close()
         if self.tts is not None:

@@ -206,10 +206,16 @@ class Harness:
         """Keep sending silence until the server hangs up."""
         for _ in range(int(limit_secs / 0.02)):
             if self.closed.is_set():
+                await self.reports_stored()
                 return
             await self.media(SILENCE)
             await asyncio.sleep(0.02)
         raise AssertionError(f"the server did not hang up; marks {self.marks()}")
+
+    async def reports_stored(self):
+        """Wait until the reports of ended calls are stored (the interview's outcome status)."""
+        while self.services.reports:
+            await asyncio.wait(set(self.services.reports))
 
     async def hang_up(self):
         await self.feed({"event": "stop", "streamSid": "MZ1", "stop": {"callSid": "CA1"}})
@@ -251,6 +257,7 @@ async def _services(tmp_path, **overrides):
         "turn_end_secs": 0.2,
         "turn_max_silence_secs": 0.3,
         "barge_in_min_secs": 0.1,
+        "prestart_min_speech_secs": 0.5,
     }
     values.update(overrides)
     settings = Settings(
@@ -271,6 +278,8 @@ async def _services(tmp_path, **overrides):
     try:
         yield services
     finally:
+        if services.reports:
+            await asyncio.wait(set(services.reports), timeout=30)
         services.vad_executor.shutdown()
         services.turn_executor.shutdown()
         await services.store.close()

@@ -13,6 +13,7 @@ from voicebot.dialogue.engine import (
     EndCall,
     InterviewEngine,
     Listen,
+    QuestionSkipped,
     Say,
     SilenceTimeout,
 )
@@ -200,8 +201,43 @@ def test_silence_during_a_question_repeats_that_question(engine: InterviewEngine
     actions = engine.handle(SilenceTimeout())
     assert say_ids(actions) == ["reprompt", "q:availability"]
     assert actions[-1] == Listen(timeout_secs=5.0, question_id="availability", max_answer_secs=30.0)
+    # The last question stays unanswered: the bot moves on to the closing.
+    actions = engine.handle(SilenceTimeout())
+    assert QuestionSkipped("availability") in actions
+    assert say_ids(actions) == ["closing"]
+    assert engine.end_reason == "completed"
+
+
+def test_silence_moves_on_then_gives_up_after_skipped_questions(engine: InterviewEngine) -> None:
+    consented(engine)
+    assert say_ids(engine.handle(SilenceTimeout())) == ["reprompt", "q:experience"]
+    actions = engine.handle(SilenceTimeout())
+    assert actions[0] == QuestionSkipped("experience")
+    assert say_ids(actions) == ["move_on", "q:availability"]
+    assert engine.current_question is not None and engine.current_question.id == "availability"
+    assert say_ids(engine.handle(SilenceTimeout())) == ["reprompt", "q:availability"]
+    # A second question in a row without an answer: the candidate is gone.
     assert say_ids(engine.handle(SilenceTimeout())) == ["no_response_goodbye"]
     assert engine.end_reason == "no_response"
+
+
+def test_an_answer_resets_the_skipped_questions() -> None:
+    script = make_script(
+        questions=[{"id": f"q{n}", "prompt": f"Question {n}?"} for n in range(4)],
+    )
+    engine = consented(InterviewEngine(script))
+    engine.handle(SilenceTimeout())
+    assert QuestionSkipped("q0") in engine.handle(SilenceTimeout())
+    engine.handle(CandidateSaid("An answer to the second question."))
+    engine.handle(SilenceTimeout())
+    assert QuestionSkipped("q2") in engine.handle(SilenceTimeout())
+    assert not engine.ended
+
+
+def test_zero_skipped_questions_ends_at_the_first_unanswered_question() -> None:
+    engine = consented(InterviewEngine(make_script(max_skipped_questions=0)))
+    engine.handle(SilenceTimeout())
+    assert say_ids(engine.handle(SilenceTimeout())) == ["no_response_goodbye"]
 
 
 def test_an_answer_resets_the_silence_count(engine: InterviewEngine) -> None:
@@ -217,7 +253,7 @@ def test_max_reprompts_is_honoured() -> None:
     engine.start()
     assert say_ids(engine.handle(SilenceTimeout()))[0] == "reprompt"
     assert say_ids(engine.handle(SilenceTimeout()))[0] == "reprompt"
-    assert engine.handle(SilenceTimeout())[-1] == EndCall("no_response")
+    assert engine.handle(SilenceTimeout())[-1] == EndCall("no_response")  # consent: no moving on
 
 
 def test_zero_reprompts_ends_at_the_first_silence() -> None:

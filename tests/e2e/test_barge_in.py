@@ -58,7 +58,7 @@ def barged_call(server, audio_dir, spoken_yes):
         )
     )
     _, call = server.request("GET", f"/api/calls/{result.call_sid}")
-    _, interview = server.request("GET", f"/api/interviews/{interview_id}")
+    interview = server.wait_for_report(interview_id)
     return result, call, interview
 
 

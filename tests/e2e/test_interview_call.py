@@ -159,7 +159,7 @@ def interview_call(server, audio_dir):
     result, flooded = asyncio.run(scenario())
     status, call = server.request("GET", f"/api/calls/{result.call_sid}")
     assert status == 200, call
-    status, interview = server.request("GET", f"/api/interviews/{interview_id}")
+    interview = server.wait_for_report(interview_id)
     _, metrics_text = server.request("GET", "/metrics", token=None)
     return {
         "result": result,

@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
+from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -95,6 +97,8 @@ def _interview_out(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "job_id": row["job_id"],
         "status": row["status"],
+        "status_history": row.get("status_history", []),
+        "opted_out": bool(row.get("opted_out")),
         "attempts": row["attempts"],
         "external_key": row["external_key"],
         "candidate": {
@@ -140,15 +144,81 @@ async def create_interview(request: web.Request) -> web.Response:
     return web.json_response(_interview_out(row), status=201 if created else 200)
 
 
+REPORT_PENDING_STATUSES = frozenset({"pending", "in_progress"})
+"""No report yet: the interview has not been held (or is being held)."""
+
+
+def _signed_link(request: web.Request, path: str, claims: dict[str, str]) -> str:
+    """An absolute URL to ``path`` with a signed, expiring ``token`` query parameter."""
+    services = request.app[SERVICES_KEY]
+    assert services.link_signer is not None
+    token = services.link_signer.issue(claims)
+    base = services.settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    return f"{base}{path}?token={token}"
+
+
+def _report_links(request: web.Request, report: dict[str, Any]) -> dict[str, Any]:
+    """Fresh signed links for a report: its page and each call's recording."""
+    interview_id = report["interview_id"]
+    return {
+        "report_html": _signed_link(
+            request,
+            f"/interviews/{interview_id}/report",
+            {"purpose": "report", "interview_id": interview_id},
+        ),
+        "recordings": {
+            call["call_sid"]: _signed_link(
+                request,
+                f"/recordings/{call['call_sid']}/call.wav",
+                {"purpose": "recording", "call_sid": call["call_sid"]},
+            )
+            for call in report.get("calls", [])
+        },
+    }
+
+
+async def _report_of(request: web.Request, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The interview's stored report; built now if the call ended and none is stored yet."""
+    services = request.app[SERVICES_KEY]
+    if row.get("report") is not None or row["status"] in REPORT_PENDING_STATUSES:
+        return row.get("report")
+    from voicebot.dialogue.report import build_report
+
+    script = services.scripts.get(row["job_id"])
+    if script is None or not await services.store.calls_for_interview(row["id"]):
+        return None
+    return await build_report(services.store, script, row["id"])
+
+
+def _authorised_link(request: web.Request, purpose: str, claim: str, value: str) -> bool:
+    """Whether the request carries the API bearer token or a valid signed link for ``value``."""
+    services = request.app[SERVICES_KEY]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip(), services.settings.resolved_api_token()
+    ):
+        return True
+    assert services.link_signer is not None
+    try:
+        claims = services.link_signer.verify(request.query.get("token"))
+    except InvalidStreamToken:
+        return False
+    return claims.get("purpose") == purpose and claims.get(claim) == value
+
+
 @require_token
 async def get_interview(request: web.Request) -> web.Response:
-    """One interview with its calls and transcript."""
+    """One interview: status and its history, calls, transcript, the report when ready."""
     services = request.app[SERVICES_KEY]
     assert services.store is not None
     row = await services.store.get_interview(request.match_info["interview_id"])
     if row is None:
         return json_error(404, "not_found", "no such interview")
     out = _interview_out(row)
+    report = await _report_of(request, row)
+    out["report"] = report
+    out["links"] = None if report is None else _report_links(request, report)
     calls = []
     for summary in await services.store.calls_for_interview(row["id"]):
         call = await services.store.get_call(summary["call_sid"])
@@ -167,6 +237,73 @@ async def get_interview(request: web.Request) -> web.Response:
         for t in call["turns"]
     ]
     return web.json_response(out)
+
+
+@require_token
+async def get_interview_report(request: web.Request) -> web.Response:
+    """The interview's report alone (JSON), with fresh signed links."""
+    services = request.app[SERVICES_KEY]
+    row = await services.store.get_interview(request.match_info["interview_id"])
+    if row is None:
+        return json_error(404, "not_found", "no such interview")
+    report = await _report_of(request, row)
+    if report is None:
+        return json_error(
+            409,
+            "report_not_ready",
+            f"the interview is {row['status']}: its report is built when its call ends",
+        )
+    return web.json_response({**report, "links": _report_links(request, report)})
+
+
+async def report_page(request: web.Request) -> web.Response:
+    """The report as an HTML page: bearer token, or the signed link from the report's links."""
+    from voicebot.dialogue.report_html import render_report
+
+    services = request.app[SERVICES_KEY]
+    interview_id = request.match_info["interview_id"]
+    if not _authorised_link(request, "report", "interview_id", interview_id):
+        services.metrics.http_errors.labels("report_page", "unauthorized").inc()
+        return web.Response(
+            status=401,
+            text="This report link is invalid or has expired. Open the interview in the HR "
+            "system (or GET /api/interviews/{id}) for a fresh link.",
+        )
+    row = await services.store.get_interview(interview_id)
+    report = None if row is None else await _report_of(request, row)
+    if report is None:
+        return web.Response(status=404, text="No report for this interview (yet).")
+    links = _report_links(request, report)
+    html = render_report(report, recording_urls=links["recordings"])
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "media-src 'self'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """A call's recording (stereo WAV): bearer token, or the signed link from a report."""
+    services = request.app[SERVICES_KEY]
+    call_sid = request.match_info["call_sid"]
+    if not _authorised_link(request, "recording", "call_sid", call_sid):
+        services.metrics.http_errors.labels("recording", "unauthorized").inc()
+        return json_error(401, "unauthorized", "recording link invalid or expired")
+    call = await services.store.get_call(call_sid)
+    if call is None or not call.get("recording_dir"):
+        return json_error(404, "not_found", "no recording for this call")
+    path = Path(call["recording_dir"]) / "call.wav"
+    if not path.is_file():
+        return json_error(404, "not_found", "the recording file is missing")
+    return web.FileResponse(
+        path, headers={"Cache-Control": "no-store", "Content-Type": "audio/wav"}
+    )
 
 
 @require_token
@@ -190,7 +327,34 @@ async def list_jobs(request: web.Request) -> web.Response:
                 "id": script.id,
                 "title": script.title,
                 "language": script.language,
-                "questions": [{"id": q.id, "prompt": q.prompt} for q in script.questions],
+                "competencies": [
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "weight": c.weight,
+                        "description": c.description,
+                        "keywords": c.keywords,
+                        "rubric": [
+                            {"score": level.score, "description": level.description}
+                            for level in c.rubric
+                        ],
+                    }
+                    for c in script.competencies
+                ],
+                "questions": [
+                    {
+                        "id": q.id,
+                        "prompt": q.prompt,
+                        "competency": q.competency,
+                        "follow_up": None if q.follow_up is None else q.follow_up.prompt,
+                        "knockout": None
+                        if q.knockout is None
+                        else {"expected": q.knockout.expected},
+                        "dtmf": q.dtmf,
+                    }
+                    for q in script.questions
+                ],
+                "thresholds": script.thresholds.model_dump(),
             }
             for script in services.scripts.values()
         ]
@@ -201,5 +365,8 @@ def add_routes(app: web.Application) -> None:
     """Register the REST endpoints."""
     app.router.add_post("/api/interviews", create_interview)
     app.router.add_get("/api/interviews/{interview_id}", get_interview)
+    app.router.add_get("/api/interviews/{interview_id}/report", get_interview_report)
+    app.router.add_get("/interviews/{interview_id}/report", report_page)
+    app.router.add_get("/recordings/{call_sid}/call.wav", recording_file)
     app.router.add_get("/api/calls/{call_sid}", get_call)
     app.router.add_get("/api/jobs", list_jobs)

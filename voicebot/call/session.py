@@ -37,7 +37,11 @@ from voicebot.dialogue.engine import (
     DtmfPressed,
     EndCall,
     InterviewEngine,
+    KnockoutRecorded,
     Listen,
+    OptOutRecorded,
+    QuestionSkipped,
+    RepeatRequested,
     Say,
     SilenceTimeout,
 )
@@ -60,8 +64,6 @@ log = logging.getLogger(__name__)
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
-PRESTART_MIN_SPEECH_SECS = 0.5
-"""A turn shorter than this waits for its transcript before the next prompt (maybe a cough)."""
 INAUDIBLE = "[inaudible]"
 TRANSCRIPT_PENDING = "[transcript pending]"
 """What the script engine is told an answer said when it moves on before the words are known."""
@@ -78,12 +80,6 @@ HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
-END_STATUS = {
-    "completed": "completed",
-    "consent_declined": "declined",
-    "no_response": "no_response",
-    "caller_hangup": "incomplete",
-}
 
 
 class StreamRefused(Exception):
@@ -508,8 +504,11 @@ class CallSession:
         listen = self._listening
         if listen is None or listen.question_id is None or self.engine is None or self.finished:
             return []
-        if event.speech_end - event.speech_start < PRESTART_MIN_SPEECH_SECS:
-            return []  # too short to be sure it was an answer: wait for the words
+        if event.speech_end - event.speech_start < self.settings.prestart_min_speech_secs:
+            # Maybe a cough, or a request ("can you repeat that?", "stop calling me") rather
+            # than an answer: requests are short, so wait for the words. An opt-out inside a
+            # longer, pre-started answer is still honoured when its words come (_late_words).
+            return []
         says = self.engine.next_prompts_if_independent()
         if not says:
             return []
@@ -579,10 +578,16 @@ class CallSession:
         if continuation is not None:
             await self._continue_answer(event, continuation, text, result, eos_to_final)
             return
+        follow_up = listened is not None and listened.follow_up
         if prestarted:
             # The script moved on at the end of the turn; the words join the question they
-            # answer (an inaudible answer is stored as such).
-            await self._store_answer(event, text or INAUDIBLE, result, eos_to_final, answered)
+            # answer (an inaudible answer is stored as such). Only an opt-out in them still
+            # changes the call.
+            await self._store_answer(
+                event, text or INAUDIBLE, result, eos_to_final, answered, audio, follow_up
+            )
+            if text and answered is not None:
+                await self._late_words(answered, text)
             return
         if not text:
             if not self.finished:
@@ -592,11 +597,19 @@ class CallSession:
             if self.engine is None:
                 return
             if self.finished or self.engine.ended:
-                await self._store_answer(event, text, result, eos_to_final, answered)
+                await self._store_answer(
+                    event, text, result, eos_to_final, answered, audio, follow_up
+                )
                 return  # the call is over: stored only
             question = self.engine.current_question
             await self._store_answer(
-                event, text, result, eos_to_final, question.id if question is not None else None
+                event,
+                text,
+                result,
+                eos_to_final,
+                question.id if question is not None else None,
+                audio,
+                follow_up and question is not None and question.id == answered,
             )
             if self._listening is None:
                 return  # not expecting an answer now (e.g. mid-greeting): stored, not acted on
@@ -612,8 +625,13 @@ class CallSession:
         result: ASRResult,
         eos_to_final: float,
         question_id: str | None,
+        audio: np.ndarray | None = None,
+        follow_up: bool = False,
     ) -> None:
-        assert self.services.store is not None
+        assert self.services.store is not None and self.script is not None
+        prosody = None
+        if audio is not None and question_id is not None and text != INAUDIBLE:
+            prosody = await self._prosody(audio, text)
         await self.services.store.add_turn(
             call_sid=self.call_sid,
             seq=self._next_seq(),
@@ -624,8 +642,42 @@ class CallSession:
             question_id=question_id,
             asr_latency=round(result.latency_secs, 3),
             end_of_speech_to_final=round(eos_to_final, 3),
+            follow_up=follow_up,
+            prosody=prosody,
         )
         self.stats["turns"] += 1
+
+    async def _prosody(self, audio: np.ndarray, text: str) -> dict[str, Any] | None:
+        """Descriptive prosody of one answer (speech rate, pauses, pitch, loudness, fillers)."""
+        assert self.script is not None
+        from voicebot.audio.prosody import analyse
+
+        try:
+            features = await asyncio.to_thread(
+                analyse, audio, MODEL_RATE, text, self.script.language
+            )
+        except Exception:  # descriptive only: never lose an answer over it
+            log.exception("call %s: prosody analysis failed", self.call_sid)
+            return None
+        sample = features.to_dict()
+        self._event("prosody", **{k: v for k, v in sample.items() if isinstance(v, (int, float))})
+        return sample
+
+    async def _late_words(self, question_id: str, text: str) -> None:
+        """The words of a pre-started answer came: an opt-out in them ends the call now."""
+        if self.engine is None or self.finished:
+            return
+        async with self._engine_lock:
+            actions = self.engine.late_words(question_id, text)
+            if not actions:
+                return
+            self._listening = None
+            for task in list(self._tasks):
+                if task.get_name() == "hangup":  # after the pre-started closing: not yet
+                    task.cancel()
+            if self.playout is not None and self.playout.playing:
+                await self.playout.clear()
+            await self._run_actions(actions, replace_queued=True)
 
     async def _continue_answer(
         self,
@@ -759,7 +811,43 @@ class CallSession:
                 )
                 self._event("consent", granted=action.granted, via=action.via)
             elif isinstance(action, AnswerRecorded):
-                self._event("answer", question_id=action.question_id)
+                self._event(
+                    "answer",
+                    question_id=action.question_id,
+                    via=action.via,
+                    follow_up=action.follow_up,
+                )
+                if action.via == "dtmf":
+                    await self._store_key_answer(action)
+            elif isinstance(action, KnockoutRecorded):
+                result = {
+                    "question_id": action.question_id,
+                    "expected": action.expected,
+                    "answer": action.answer,
+                    "passed": action.passed,
+                    "via": action.via,
+                }
+                await self.services.store.record_outcome(
+                    self.call_sid, "knockouts", action.question_id, result
+                )
+                self._event("knockout", **result)
+            elif isinstance(action, OptOutRecorded):
+                await self.services.store.update_interview(self.interview["id"], opted_out=1)
+                await self.services.store.record_outcome(
+                    self.call_sid,
+                    "opt_out",
+                    "request",
+                    {"via": action.via, "question_id": action.question_id, "t": self.now()},
+                )
+                self._event("opt_out", via=action.via, question_id=action.question_id)
+            elif isinstance(action, QuestionSkipped):
+                await self.services.store.record_outcome(
+                    self.call_sid, "skipped", action.question_id, {"t": self.now()}
+                )
+                self._event("question_skipped", question_id=action.question_id)
+            elif isinstance(action, RepeatRequested):
+                self.stats["repeats"] = self.stats.get("repeats", 0) + 1
+                self._event("repeat_requested", question_id=action.question_id)
             elif isinstance(action, EndCall):
                 end = action
         if replace_queued and not already:
@@ -777,6 +865,23 @@ class CallSession:
         if end is not None:
             self.end_reason = end.reason
             self._spawn(self._hang_up_after_playout(end.reason), "hangup")
+
+    async def _store_key_answer(self, action: AnswerRecorded) -> None:
+        """A keypad answer is stored as the candidate's turn: the key and what it means."""
+        assert self.services.store is not None
+        t = round(self.now(), 3)
+        await self.services.store.add_turn(
+            call_sid=self.call_sid,
+            seq=self._next_seq(),
+            speaker="candidate",
+            text=action.text,
+            start=t,
+            end=t,
+            question_id=action.question_id,
+            via="dtmf",
+            follow_up=action.follow_up,
+        )
+        self.stats["turns"] += 1
 
     def _enqueue_prompt(self, say: Say, audio: bytes, *, awaits: bool) -> Segment:
         assert self.playout is not None
@@ -882,11 +987,13 @@ class CallSession:
             self.metrics.late_frames.inc(self.playout.late_frames)
         current = asyncio.current_task()
         pending = []
+        answers = []
         for task in list(self._tasks):
             if task is current:
                 continue
             if task.get_name() in ANSWERS_OUTLIVE_CALL:
                 services.keep_until_stored(task)  # the call's end is not held up for Whisper
+                answers.append(task)
                 continue
             if task.get_name() not in KEPT_AT_FINISH:
                 task.cancel()
@@ -903,8 +1010,11 @@ class CallSession:
                 duration_secs=round(duration, 3),
                 stats=self.stats,
             )
-            status = END_STATUS.get(reason, "incomplete")
-            await services.store.update_interview(self.interview["id"], status=status)
+            # The outcome status comes with the report, built once the last answers are stored.
+            await services.store.update_interview(self.interview["id"], status="scoring")
+            services.schedule_report(
+                self.interview["id"], self.interview["job_id"], reason, after=answers
+            )
         finally:
             if self.recorder is not None:
                 await self.recorder.close()

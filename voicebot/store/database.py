@@ -66,17 +66,36 @@ MIGRATIONS: list[str] = [
         UNIQUE (call_sid, seq)
     );
     """,
+    # 2: interview outcomes (knock-outs, opt-outs, keypad answers, follow-ups), prosody, the report
+    """
+    ALTER TABLE turns ADD COLUMN via TEXT NOT NULL DEFAULT 'voice';
+    ALTER TABLE turns ADD COLUMN follow_up INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE turns ADD COLUMN prosody TEXT;
+    ALTER TABLE calls ADD COLUMN outcome TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE interviews ADD COLUMN opted_out INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE interviews ADD COLUMN status_history TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE interviews ADD COLUMN report TEXT;
+    ALTER TABLE interviews ADD COLUMN report_at REAL;
+    """,
 ]
 
 INTERVIEW_STATUSES = (
     "pending",
     "in_progress",
+    "scoring",
     "completed",
     "declined",
     "no_response",
     "incomplete",
+    "knocked_out",
+    "opted_out",
     "failed",
 )
+"""An interview's life: ``pending`` (created, no call yet) -> ``in_progress`` (a call is on) ->
+``scoring`` (the call ended, the report is being built) -> an outcome: ``completed`` (all
+questions asked), ``declined`` (no consent), ``no_response`` (silent), ``incomplete`` (hung up
+early; may be called again), ``knocked_out`` (failed a knock-out question), ``opted_out`` (asked
+not to be called again), ``failed`` (server error)."""
 
 
 def new_id(prefix: str) -> str:
@@ -152,8 +171,9 @@ class Store:
         interview_id = new_id("iv")
         await self.db.execute(
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
-            " candidate_timezone, external_key, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " candidate_timezone, external_key, created_at, updated_at, status_history)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " json_array(json_object('status', 'pending', 'at', ?8)))",
             (
                 interview_id,
                 job_id,
@@ -172,8 +192,19 @@ class Store:
         return interview, True
 
     async def get_interview(self, interview_id: str) -> dict[str, Any] | None:
-        """Return one interview row, or None."""
-        return await self._one("SELECT * FROM interviews WHERE id = ?", (interview_id,))
+        """Return one interview row (``status_history`` and ``report`` decoded), or None."""
+        row = await self._one("SELECT * FROM interviews WHERE id = ?", (interview_id,))
+        if row is not None:
+            row["status_history"] = json.loads(row.get("status_history") or "[]")
+            row["report"] = None if row.get("report") is None else json.loads(row["report"])
+            row["opted_out"] = bool(row.get("opted_out"))
+        return row
+
+    async def interviews_with_status(self, status: str) -> list[dict[str, Any]]:
+        """Interviews (id, job_id) in one status, oldest first."""
+        return await self._all(
+            "SELECT id, job_id FROM interviews WHERE status = ? ORDER BY updated_at", (status,)
+        )
 
     async def find_pending_interview_by_phone(self, phone: str) -> dict[str, Any] | None:
         """The newest interview still to be held for this phone number (inbound calls)."""
@@ -184,28 +215,49 @@ class Store:
         )
 
     async def update_interview(self, interview_id: str, **fields: Any) -> None:
-        """Set columns of an interview (status, consent, consent_via, attempts)."""
-        allowed = {"status", "consent", "consent_via", "attempts"}
+        """Set columns of an interview (status, consent, consent_via, attempts, opted_out).
+
+        A status change is appended to the interview's ``status_history`` with its time.
+        """
+        allowed = {"status", "consent", "consent_via", "attempts", "opted_out"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update interview fields {sorted(unknown)}")
         if "status" in fields and fields["status"] not in INTERVIEW_STATUSES:
             raise ValueError(f"unknown interview status {fields['status']!r}")
+        now = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
+        history = ""
+        values: list[Any] = list(fields.values())
+        if "status" in fields:
+            history = (
+                ", status_history = CASE WHEN status = ? THEN status_history ELSE"
+                " json_insert(status_history, '$[#]', json_object('status', ?, 'at', ?)) END"
+            )
+            values += [fields["status"], fields["status"], now]
+        # SQLite evaluates every SET expression against the row before the update, so the
+        # history sees the old status.
         await self.db.execute(
-            f"UPDATE interviews SET {assignments}, updated_at = ? WHERE id = ?",
-            (*fields.values(), time.time(), interview_id),
+            f"UPDATE interviews SET {assignments}{history}, updated_at = ? WHERE id = ?",
+            (*values, now, interview_id),
         )
         await self.db.commit()
+
+    async def save_report(self, interview_id: str, report: dict[str, Any], status: str) -> None:
+        """Store an interview's report (JSON) and its outcome status."""
+        await self.db.execute(
+            "UPDATE interviews SET report = ?, report_at = ? WHERE id = ?",
+            (json.dumps(report, ensure_ascii=False), time.time(), interview_id),
+        )
+        await self.update_interview(interview_id, status=status)
 
     async def start_interview_attempt(self, interview_id: str) -> None:
         """Count a call attempt and mark the interview in progress."""
         await self.db.execute(
-            "UPDATE interviews SET attempts = attempts + 1, status = 'in_progress', updated_at = ?"
-            " WHERE id = ?",
+            "UPDATE interviews SET attempts = attempts + 1, updated_at = ? WHERE id = ?",
             (time.time(), interview_id),
         )
-        await self.db.commit()
+        await self.update_interview(interview_id, status="in_progress")
 
     # -- calls and turns --------------------------------------------------------------------
 
@@ -269,12 +321,15 @@ class Store:
         asr_latency: float | None = None,
         response_latency: float | None = None,
         end_of_speech_to_final: float | None = None,
+        via: str = "voice",
+        follow_up: bool = False,
+        prosody: dict[str, Any] | None = None,
     ) -> None:
         """Store one turn (offsets in seconds from the start of the call)."""
         await self.db.execute(
             'INSERT INTO turns (call_sid, seq, speaker, prompt_id, question_id, text, start, "end",'
-            " asr_latency, response_latency, end_of_speech_to_final)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " asr_latency, response_latency, end_of_speech_to_final, via, follow_up, prosody)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 call_sid,
                 seq,
@@ -287,6 +342,25 @@ class Store:
                 asr_latency,
                 response_latency,
                 end_of_speech_to_final,
+                via,
+                int(follow_up),
+                None if prosody is None else json.dumps(prosody),
+            ),
+        )
+        await self.db.commit()
+
+    async def record_outcome(self, call_sid: str, section: str, key: str, value: Any) -> None:
+        """Set ``outcome[section][key] = value`` on a call (JSON; ``knockouts``, ``opt_out``...)."""
+        await self.db.execute(
+            "UPDATE calls SET outcome = json_set(outcome, '$.' || ?,"
+            " json_set(COALESCE(json_extract(outcome, '$.' || ?), '{}'), '$.' || ?, json(?)))"
+            " WHERE call_sid = ?",
+            (
+                json.dumps(section),
+                json.dumps(section),
+                json.dumps(key),
+                json.dumps(value, ensure_ascii=False),
+                call_sid,
             ),
         )
         await self.db.commit()
@@ -322,12 +396,15 @@ class Store:
         if call is None:
             return None
         call["stats"] = json.loads(call.get("stats") or "{}")
+        call["outcome"] = json.loads(call.get("outcome") or "{}")
         turns = await self._all(
             "SELECT * FROM turns WHERE call_sid = ? ORDER BY start, seq", (call_sid,)
         )
         for turn in turns:
             turn["interrupted"] = bool(turn["interrupted"])
             turn["mark_echoed"] = bool(turn["mark_echoed"])
+            turn["follow_up"] = bool(turn["follow_up"])
+            turn["prosody"] = None if turn["prosody"] is None else json.loads(turn["prosody"])
             turn.pop("call_sid", None)
             turn.pop("id", None)
         call["turns"] = turns

@@ -1,0 +1,216 @@
+"""A call's outcomes reach the store and the report: follow-ups, knock-outs, keypad answers,
+repeats, opt-outs (also late, inside a pre-started answer), and the report with scores.
+
+Same fakes as tests/call/test_session.py (energy VAD, scripted ASR, tone prompts); the store,
+engine, scoring and report are the real ones.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.call.test_session import Harness, ScriptedASR, _services, candidate_answers
+from voicebot.dialogue.script import JobScript
+
+SCRIPT = JobScript.model_validate(
+    {
+        "id": "outcomes_job",
+        "title": "Outcomes job",
+        "language": "en",
+        "greeting": "Hi, I am an AI assistant and this call is recorded.",
+        "consent_question": "Do you agree?",
+        "consent_declined": "Understood, goodbye.",
+        "consent_unclear": "Please say yes or no.",
+        "competencies": [
+            {
+                "id": "service",
+                "name": "Customer service",
+                "weight": 1,
+                "keywords": ["customer", "refund"],
+                "rubric": [
+                    {"score": 20, "description": "No example"},
+                    {"score": 60, "description": "Mentions customers", "evidence": ["customer"]},
+                    {
+                        "score": 90,
+                        "description": "Resolved a problem",
+                        "evidence": ["refund", "resolved"],
+                        "min_matches": 2,
+                    },
+                ],
+                "improvement_tip": "Prepare an example of a customer problem you solved.",
+            }
+        ],
+        "questions": [
+            {
+                "id": "story",
+                "prompt": "Tell me about a customer you helped.",
+                "competency": "service",
+                "follow_up": {"prompt": "Could you give an example?", "min_words": 6},
+            },
+            {
+                "id": "nights",
+                "prompt": "Can you work nights? Press 1 for yes, 2 for no.",
+                "knockout": {"expected": "yes"},
+                "dtmf": {"1": "yes", "2": "no"},
+            },
+            {
+                "id": "slot",
+                "prompt": "Monday at ten? Press 1 to confirm.",
+                "dtmf": {"1": "confirmed Monday 10:00", "2": "another time"},
+            },
+        ],
+        "closing": "Thank you, goodbye.",
+        "reprompt": "Are you still there?",
+        "no_response_goodbye": "We will try again later. Goodbye.",
+        "silence_timeout_secs": 0.6,
+    }
+)
+
+STRONG = "A customer was angry about a refund, I resolved it the same day and she thanked me."
+
+
+@pytest.fixture
+async def services(tmp_path):
+    async with _services(tmp_path) as built:
+        built.scripts = {SCRIPT.id: SCRIPT}
+        yield built
+
+
+async def make_call(services, texts) -> Harness:
+    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
+    services.asr = ScriptedASR(texts)
+    harness = Harness(services, interview["id"], services.asr)
+    await harness.start()
+    return harness
+
+
+async def test_follow_up_knockout_and_keypad_answers_end_in_a_report(services):
+    call = await make_call(services, ["yes", "It went fine.", STRONG])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await call.speak(0.8)  # too short: the follow-up comes
+    await call.wait_for_mark("f:story:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("q:nights:await")
+    await call.dtmf("1")  # passes the knock-out by keypad
+    await call.wait_for_mark("q:slot:await")
+    await call.dtmf("1")
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "completed"
+    assert candidate_answers(stored) == [
+        (None, "yes"),
+        ("story", "It went fine."),
+        ("story", STRONG),
+        ("nights", "yes"),
+        ("slot", "confirmed Monday 10:00"),
+    ]
+    turns = [t for t in stored["turns"] if t["speaker"] == "candidate"]
+    assert [t["follow_up"] for t in turns] == [False, False, True, False, False]
+    assert [t["via"] for t in turns] == ["voice", "voice", "voice", "dtmf", "dtmf"]
+    assert stored["outcome"]["knockouts"]["nights"]["passed"] is True
+
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["status"] == "completed"
+    assert [h["status"] for h in interview["status_history"]] == [
+        "pending",
+        "in_progress",
+        "scoring",
+        "completed",
+    ]
+    report = interview["report"]
+    assert report["human_review_required"] is True
+    story = next(q for q in report["questions"] if q["id"] == "story")
+    assert story["answer"] == "It went fine." and story["follow_up_answer"] == STRONG
+    service = report["scores"]["competencies"][0]
+    assert service["score"] >= 90  # the follow-up's answer earned the top level
+    assert any("refund" in e["quote"] for e in service["evidence"])
+    assert report["questions"][1]["knockout"]["passed"] is True
+    assert report["questions"][2]["via"] == "dtmf"
+
+
+async def test_failed_knockout_by_voice_ends_the_call_and_the_report_says_reject(services):
+    call = await make_call(services, ["yes", STRONG, "No, I can't work nights."])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("q:nights:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("knockout_goodbye")
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "knocked_out"
+    assert stored["outcome"]["knockouts"]["nights"] == {
+        "question_id": "nights",
+        "expected": "yes",
+        "answer": "no",
+        "passed": False,
+        "via": "voice",
+    }
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["status"] == "knocked_out"
+    assert interview["report"]["recommendation"] == "reject"
+    assert interview["report"]["questions"][1]["knockout"]["passed"] is False
+
+
+async def test_repeat_request_replays_the_question_and_is_not_an_answer(services):
+    call = await make_call(services, ["yes", "Sorry, can you repeat that?", STRONG])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await call.speak(0.6)
+    await call.wait_for_mark("q:story:await")  # asked again, after "Sure, here it is again."
+    assert SCRIPT.repeat_intro in services.prompts.said
+    await call.speak(0.8)
+    await call.wait_for_mark("q:nights:await")
+    await call.hang_up()
+    await call.reports_stored()
+    interview = await services.store.get_interview(call.interview_id)
+    story = next(q for q in interview["report"]["questions"] if q["id"] == "story")
+    assert story["answer"].endswith(STRONG)
+
+
+async def test_opt_out_is_honoured_and_recorded(services):
+    call = await make_call(services, ["yes", "Please don't call me again."])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("opt_out_goodbye")
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert stored["end_reason"] == "opted_out"
+    assert stored["outcome"]["opt_out"]["request"]["question_id"] == "story"
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["status"] == "opted_out" and interview["opted_out"] is True
+    assert interview["report"]["opted_out"] is True
+
+
+async def test_opt_out_inside_a_prestarted_answer_still_ends_the_call(tmp_path):
+    """The last question has no follow-up, so a long answer starts the closing at once; when its
+    words turn out to be an opt-out, the call ends with the opt-out goodbye instead."""
+    script = JobScript.model_validate(
+        {
+            **SCRIPT.model_dump(),
+            "questions": [{"id": "open", "prompt": "Anything else?"}],
+            "competencies": [],
+        }
+    )
+    async with _services(tmp_path, prestart_min_speech_secs=0.5) as services:
+        services.scripts = {script.id: script}
+        interview, _ = await services.store.create_interview(job_id=script.id, candidate_id="c")
+        services.asr = ScriptedASR(["yes", "I don't want to continue, stop calling me please."])
+        call = Harness(services, interview["id"], services.asr)
+        await call.start()
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:open:await")
+        services.asr.delay_secs = 0.5  # the closing starts before the words are known
+        await call.speak(0.8)
+        await call.wait_for_mark("opt_out_goodbye", limit_secs=3)
+        await call.run_out()
+        stored = await services.store.get_call("CA1")
+        assert stored["end_reason"] == "opted_out"
+        assert (await services.store.get_interview(interview["id"]))["opted_out"] is True
