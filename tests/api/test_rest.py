@@ -12,6 +12,7 @@ def test_every_api_route_needs_the_bearer_token(server):
         ("GET", "/api/jobs"),
         ("POST", "/api/interviews"),
         ("GET", "/api/interviews/iv_x"),
+        ("GET", "/api/interviews/iv_x/report"),
         ("GET", "/api/calls/CA1"),
     ]:
         status, body = server.request(method, path, token=None)
@@ -44,6 +45,14 @@ def test_jobs_list_the_loaded_scripts(server):
     assert by_id["customer_service_en"]["language"] == "en"
     assert by_id["customer_service_en"]["title"]
     assert len(by_id["customer_service_en"]["questions"]) >= 3
+    # Each job shows its competency model and how each question is used.
+    workshop = by_id["workshop_operator_zh"]
+    assert workshop["language"] == "zh"
+    assert workshop["competencies"] and all(c["rubric"] for c in workshop["competencies"])
+    competency_ids = {c["id"] for c in workshop["competencies"]}
+    assert any(q["knockout"] == {"expected": "yes"} for q in workshop["questions"])
+    assert all(q["competency"] in competency_ids for q in workshop["questions"] if q["competency"])
+    assert workshop["thresholds"]["advance"] >= workshop["thresholds"]["hold"]
 
 
 def test_create_and_read_back_an_interview_idempotently(server):
@@ -66,6 +75,19 @@ def test_create_and_read_back_an_interview_idempotently(server):
     assert interview["status"] == "pending" and interview["attempts"] == 0
     assert interview["candidate"]["timezone"] == "Asia/Shanghai"
     assert interview["calls"] == [] and interview["transcript"] == []
+    assert [h["status"] for h in interview["status_history"]] == ["pending"]
+    assert interview["report"] is None and interview["opted_out"] is False
+    status, error = server.request("GET", f"/api/interviews/{created['id']}/report")
+    assert status == 409 and "pending" in error["error"]["message"]
+
+
+def test_report_pages_and_recordings_need_a_valid_signed_link_or_the_token(server):
+    interview_id = server.create_interview()
+    for path in (f"/interviews/{interview_id}/report", "/recordings/CA_x/call.wav"):
+        assert server.request("GET", path, token=None)[0] == 401
+        assert server.request("GET", path + "?token=forged.token", token=None)[0] == 401
+    # The bearer token opens the page (no report yet: 404, not 401).
+    assert server.request("GET", f"/interviews/{interview_id}/report")[0] == 404
 
 
 @pytest.mark.parametrize(

@@ -276,3 +276,75 @@ def test_a_flood_of_malformed_messages_is_counted_and_harms_no_other_call(interv
     assert server.process.poll() is None
     assert server.request("GET", "/healthz", token=None)[0] == 200
     assert "Traceback" not in server.log_text()
+
+
+def fetch(url: str) -> tuple[int, bytes, str]:
+    """GET a URL without the API token (as a recruiter's browser opening a report link)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), ""
+
+
+def test_a_report_is_ready_after_the_call_with_scores_evidence_and_prosody(interview_call):
+    interview = interview_call["interview"]
+    history = [h["status"] for h in interview["status_history"]]
+    assert history == ["pending", "in_progress", "scoring", "completed"]
+    report = interview["report"]
+    assert report["interview_id"] == interview["id"]
+    assert report["job"]["id"] == "customer_service_en"
+    assert report["human_review_required"] is True
+    assert report["recommendation"] in ("advance", "hold", "reject")
+    # Every answer is in the report under its question, with prosody of the real speech.
+    answered = [q for q in report["questions"] if q["answered"]]
+    assert len(answered) == len(ANSWERS)
+    for question, truth in zip(answered, ANSWERS.values(), strict=True):
+        assert jiwer.wer(normalise(truth), normalise(question["answer"])) <= 0.15
+        prosody = question["prosody"]
+        assert 80 <= prosody["speech_rate"] <= 260 and prosody["rate_unit"] == "wpm"
+        assert 60 <= prosody["pitch_median_hz"] <= 400
+    assert report["prosody"]["descriptive_only"] is True
+    # Scores per competency of the job, each with its level and evidence (or a reason why not).
+    scores = report["scores"]
+    assert {c["id"] for c in scores["competencies"]} == {
+        q["competency"] for q in report["questions"] if q["competency"]
+    }
+    for competency in scores["competencies"]:
+        assert 0 <= competency["score"] <= 100
+        for evidence in competency["evidence"]:
+            assert evidence["quote"] in question_answers(report)[evidence["question_id"]]
+    assert 0 <= scores["overall"] <= 100
+    assert report["candidate_feedback"] and "%" not in report["candidate_feedback"]
+
+
+def question_answers(report: dict) -> dict[str, str]:
+    return {
+        q["id"]: " ".join(filter(None, [q["answer"], q["follow_up_answer"]]))
+        for q in report["questions"]
+    }
+
+
+def test_the_report_page_and_recording_open_from_their_signed_links(interview_call):
+    interview = interview_call["interview"]
+    links = interview["links"]
+    status, page, content_type = fetch(links["report_html"])
+    assert status == 200 and content_type.startswith("text/html")
+    html = page.decode()
+    assert "Suggestion for human review" in html
+    assert interview["candidate"]["name"] in html
+    for question in interview["report"]["questions"]:
+        assert question["prompt"].replace("'", "&#x27;") in html
+    ((call_sid, recording_url),) = links["recordings"].items()
+    assert call_sid == interview_call["call"]["call_sid"]
+    status, body, content_type = fetch(recording_url)
+    assert status == 200 and body[:4] == b"RIFF"
+    # A link for one interview does not open another's report, and a forged one opens nothing.
+    other = interview_call["server"].create_interview()
+    token = links["report_html"].split("token=")[1]
+    base = interview_call["server"].url
+    assert fetch(f"{base}/interviews/{other}/report?token={token}")[0] == 401
+    assert fetch(links["report_html"][:-3] + "AAA")[0] == 401

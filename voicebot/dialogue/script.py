@@ -80,8 +80,7 @@ DEFAULT_TEXTS: dict[str, dict[str, str]] = {
         "move_on": "没关系，我们看下一个问题。",
         "opt_out_goodbye": "明白了，我们不会再就这个职位给您打电话。感谢您的时间，再见。",
         "knockout_goodbye": (
-            "谢谢您如实告诉我们。这个岗位需要这一点，今天的面试就到这里。"
-            "招聘专员会查看您的通话，如有其他合适的岗位会再联系您。再见。"
+            "谢谢您如实告诉我们。这个岗位需要这一点，今天就先到这里。招聘专员会查看通话，再见。"
         ),
         "knockout_unclear": "抱歉，这个问题需要您明确回答：请说“可以”或“不可以”。",
     },
@@ -172,7 +171,7 @@ class FollowUp(BaseModel):
     prompt: Text
     """What the bot asks, e.g. "Could you give me a concrete example?"."""
     min_words: int = Field(default=12, ge=0)
-    """Answers shorter than this (words; Chinese: characters / 2) get the follow-up."""
+    """Answers shorter than this (words; Chinese: segmented words) get the follow-up."""
     when_missing_evidence: bool = True
     """Also ask it when the answer hits none of the competency's keywords or evidence."""
 
