@@ -316,3 +316,142 @@ def test_load_scripts_reports_the_broken_file(tmp_path: Path) -> None:
 def test_load_scripts_on_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ScriptError, match="not a directory"):
         load_scripts(tmp_path / "nowhere")
+
+
+# --- competencies, follow-ups, knock-outs, keypad answers ---------------------------------------
+
+SCORED = VALID.replace(
+    "questions:\n",
+    """competencies:
+  - id: service
+    name: Customer service
+    weight: 2
+    keywords: [customer]
+    rubric:
+      - score: 20
+        description: No example.
+      - score: 80
+        description: A real example.
+        evidence: [customer, refund]
+questions:
+""",
+).replace(
+    "  - id: first\n    prompt: First question?\n",
+    """  - id: first
+    prompt: First question?
+    competency: service
+    follow_up:
+      prompt: Could you give an example?
+  - id: shifts
+    prompt: Can you work nights? Press 1 for yes, 2 for no.
+    knockout:
+      expected: "yes"
+    dtmf:
+      "1": "yes"
+      "2": "no"
+""",
+)
+
+
+def test_scored_script_loads_with_competencies_follow_ups_and_knockouts(tmp_path: Path) -> None:
+    script = load_script(write(tmp_path, SCORED))
+    assert script.competency("service").rubric[1].evidence == ["customer", "refund"]
+    first, shifts = script.question("first"), script.question("shifts")
+    assert first.competency == "service" and first.follow_up is not None
+    assert first.depends_on_answer and shifts.depends_on_answer
+    assert shifts.knockout is not None and shifts.knockout.expected == "yes"
+    assert shifts.dtmf == {"1": "yes", "2": "no"}
+    assert script.thresholds.advance == 70 and script.thresholds.hold == 50
+    assert script.prosody_in_recommendation is False
+    # Texts a script leaves out come from the language's defaults.
+    assert script.repeat_intro and script.opt_out_goodbye and script.knockout_goodbye
+    texts = prompt_texts(script)
+    assert texts["f:first"] == "Could you give an example?"
+
+
+def test_unknown_competency_names_the_question_and_line(tmp_path: Path) -> None:
+    text = SCORED.replace("competency: service", "competency: sevice")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[0].competency"
+    assert error.line == line_of(text, "competency: sevice")
+    assert "'sevice'" in str(error) and "service" in error.problems[0].hint + str(error)
+
+
+def test_rubric_levels_must_rise(tmp_path: Path) -> None:
+    text = SCORED.replace("      - score: 80", "      - score: 10")
+    error = load_error(tmp_path, text)
+    assert error.field == "competencies[0].rubric[1].score"
+    assert error.line == line_of(text, "- score: 10")
+    assert "lowest score to the highest" in str(error)
+
+
+def test_lowest_rubric_level_takes_no_evidence(tmp_path: Path) -> None:
+    text = SCORED.replace(
+        "        description: No example.\n",
+        "        description: No example.\n        evidence: [hello]\n",
+    )
+    error = load_error(tmp_path, text)
+    assert error.field == "competencies[0].rubric[0].evidence"
+    assert "floor" in str(error)
+
+
+def test_bad_keypad_key(tmp_path: Path) -> None:
+    text = SCORED.replace('      "2": "no"', '      "22": "no"')
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].dtmf.22"
+    assert "phone key" in str(error)
+
+
+def test_knockout_answer_must_be_yes_or_no(tmp_path: Path) -> None:
+    text = SCORED.replace('expected: "yes"', "expected: maybe")
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].knockout.expected"
+    assert "'yes' or 'no'" in str(error)
+
+
+def test_follow_up_on_a_knockout_is_refused(tmp_path: Path) -> None:
+    text = SCORED.replace(
+        '      expected: "yes"\n',
+        '      expected: "yes"\n    follow_up:\n      prompt: Why?\n',
+    )
+    error = load_error(tmp_path, text)
+    assert error.field == "questions[1].follow_up"
+    assert "knock-out" in str(error)
+
+
+def test_thresholds_in_order(tmp_path: Path) -> None:
+    error = load_error(tmp_path, SCORED + "thresholds:\n  advance: 40\n  hold: 60\n")
+    assert error.field == "thresholds.hold"
+    assert "at or below" in str(error)
+
+
+def test_misspelt_key_in_a_competency_lists_its_keys(tmp_path: Path) -> None:
+    text = SCORED.replace("    weight: 2\n", "    wieght: 2\n")
+    error = load_error(tmp_path, text)
+    fields = [problem.field for problem in error.problems]
+    assert "competencies[0].wieght" in fields and "competencies[0].weight" in fields
+    typo = error.problems[fields.index("competencies[0].wieght")]
+    assert "improvement_tip" in typo.hint  # the Competency's keys, not the script's
+
+
+def test_cli_check_reports_every_problem_with_file_line_and_hint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    good = write(tmp_path, SCORED, "good.yaml")
+    bad_text = SCORED.replace("competency: service", "competency: sevice").replace(
+        "      - score: 80", "      - score: 10"
+    )
+    bad = write(tmp_path, bad_text.replace("id: test-job", "id: other-job"), "bad.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", "dialogues", "check", str(good), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{bad}:{line_of(bad_text, 'competency: sevice')}: questions[0].competency" in output
+    assert f"{bad}:{line_of(bad_text, '- score: 10')}: competencies[0].rubric[1].score" in output
+    assert "Fix:" in output
+    assert f"ok   {good}: test-job (en, 3 questions)" in output

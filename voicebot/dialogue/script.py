@@ -499,9 +499,12 @@ def load_script(path: str | Path) -> JobScript:
     try:
         return JobScript.model_validate(data)
     except ValidationError as error:
-        raise ScriptError(
-            [_problem_from_error(file, root, detail) for detail in error.errors()]
-        ) from error
+        problems = [_problem_from_error(file, root, detail) for detail in error.errors()]
+        reported = {problem.field for problem in problems}
+        for problem in _reference_problems(file, root, data):
+            if problem.field not in reported:  # the script's own checks did not get to run
+                problems.append(problem)
+        raise ScriptError(problems) from error
 
 
 def load_scripts(directory: str | Path) -> dict[str, JobScript]:
@@ -543,6 +546,36 @@ def load_scripts(directory: str | Path) -> dict[str, JobScript]:
         scripts[script.id] = script
         origin[script.id] = path
     return scripts
+
+
+def _reference_problems(file: str, root: yaml.Node, data: Any) -> list[ScriptProblem]:
+    """Questions naming a competency the file does not define, checked on the raw data.
+
+    The model's cross-checks run only once every field is valid; this one also runs when other
+    fields are broken, so one ``check`` run lists every problem of the file.
+    """
+    if not isinstance(data, dict):
+        return []
+    competencies = data.get("competencies") or []
+    known = {c.get("id") for c in competencies if isinstance(c, dict)}
+    problems = []
+    for index, question in enumerate(data.get("questions") or []):
+        if not isinstance(question, dict) or question.get("competency") in (None, *known):
+            continue
+        loc = ("questions", index, "competency")
+        listed = ", ".join(sorted(str(k) for k in known if k)) or "none defined"
+        problems.append(
+            ScriptProblem(
+                file=file,
+                field=_field_path(loc),
+                line=_line_of(root, loc),
+                message=f"question '{question.get('id')}' names competency "
+                f"'{question['competency']}', which the script does not define "
+                f"(competencies: {listed})",
+                hint=_hint("unknown_competency", loc, {}),
+            )
+        )
+    return problems
 
 
 # --- YAML nodes: parse once, keep the line marks ------------------------------------------------
@@ -640,7 +673,7 @@ def _field_path(loc: Sequence[str | int]) -> str:
 
 
 def _problem_from_error(file: str, root: yaml.Node, detail: Any) -> ScriptProblem:
-    loc = tuple(detail["loc"])
+    loc = tuple(step for step in detail["loc"] if step != "[key]")  # a mapping's key: the key
     context = detail.get("ctx") or {}
     if "at" in context:
         loc = (*loc, *context["at"])
