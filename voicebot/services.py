@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from voicebot.audio.frames import TELEPHONY_RATE
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
+from voicebot.events.live import LiveHub
 from voicebot.metrics import Metrics
 from voicebot.speech.asr import ASRPool
 from voicebot.speech.prompt_cache import PromptCache
@@ -52,6 +53,8 @@ class Services:
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
     sessions: dict[str, object] = field(default_factory=dict)
+    live: LiveHub = field(default_factory=LiveHub)
+    """Live call events (transcripts, prosody samples, script position) for watchers."""
     link_signer: StreamTokenSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)

@@ -7,9 +7,17 @@ engine, scoring and report are the real ones.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.call.test_session import Harness, ScriptedASR, _services, candidate_answers
+from tests.call.test_session import (
+    SILENCE,
+    Harness,
+    ScriptedASR,
+    _services,
+    candidate_answers,
+)
 from voicebot.dialogue.script import JobScript
 
 SCRIPT = JobScript.model_validate(
@@ -214,3 +222,50 @@ async def test_opt_out_inside_a_prestarted_answer_still_ends_the_call(tmp_path):
         stored = await services.store.get_call("CA1")
         assert stored["end_reason"] == "opted_out"
         assert (await services.store.get_interview(interview["id"]))["opted_out"] is True
+
+
+async def test_a_watched_call_streams_position_transcripts_and_prosody_live(services):
+    with services.live.subscribe() as watcher:  # every call, as the monitor would
+        call = await make_call(services, ["yes", STRONG])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:story:await")
+        await call.speak(1.6)
+        await call.wait_for_mark("q:nights:await")
+        for _ in range(100):  # two seconds of thinking in silence
+            await call.media(SILENCE)
+            await asyncio.sleep(0.02)
+        await call.hang_up()
+        await call.reports_stored()
+        events = []
+        while not watcher.queue.empty():
+            events.append(watcher.queue.get_nowait())
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "call.started" and kinds[-1] == "call.ended"
+    positions = [e["data"] for e in events if e["type"] == "script.position"]
+    assert [p["question_id"] for p in positions][:3] == [None, "story", "nights"]
+    assert positions[1]["question_index"] == 0 and positions[1]["question_count"] == 3
+    finals = [e["data"] for e in events if e["type"] == "transcript.final"]
+    assert finals[-1] == {
+        "text": STRONG,
+        "question_id": "story",
+        "start": finals[-1]["start"],
+        "end": finals[-1]["end"],
+    }
+    samples = [e["data"] for e in events if e["type"] == "prosody.sample"]
+    assert len(samples) >= 4  # every half second of the call
+    assert any(s["speaking"] for s in samples) and any(not s["speaking"] for s in samples)
+    loud = max(s["loudness_dbfs"] for s in samples)
+    quiet = min(s["loudness_dbfs"] for s in samples)
+    assert loud > quiet + 20  # the meter follows the candidate's voice
+    assert all(e["call_sid"] == "CA1" for e in events)
+
+
+async def test_an_unwatched_call_computes_no_live_prosody(services):
+    call = await make_call(services, ["yes"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    session = services.sessions["CA1"]
+    assert session._meter is None
+    await call.hang_up()

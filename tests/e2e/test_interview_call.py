@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import re
+import secrets
 import wave
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from loadtest.caller import parse_twiml, run_call
-from tests.conftest import TWILIO_AUTH_TOKEN
+from tests.conftest import API_TOKEN, TWILIO_AUTH_TOKEN
 from voicebot.telephony.signature import compute_twilio_signature
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +135,22 @@ async def flood_stream(url: str, interview_id: str, rounds: int) -> int:
     return sent
 
 
+async def watch_live(base_url: str, call_sid: str) -> list[dict]:
+    """Watch a call's live feed as a recruiter's client would, from as soon as it is live."""
+    from websockets.exceptions import InvalidStatus
+
+    url = base_url.replace("http", "ws", 1) + f"/api/calls/{call_sid}/live"
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    for _ in range(200):
+        try:
+            async with connect(url, additional_headers=headers) as ws:
+                return [json.loads(message) async for message in ws]
+        except InvalidStatus as error:
+            assert error.response.status_code == 404  # not live yet
+            await asyncio.sleep(0.05)
+    raise AssertionError("the call never became live")
+
+
 @pytest.fixture(scope="module")
 def interview_call(server, audio_dir):
     """One whole interview by voice (consent by pressing 1), with a flooding stream beside it."""
@@ -141,22 +158,26 @@ def interview_call(server, audio_dir):
     flood_interview = server.create_interview()
     status, before = server.request("GET", "/metrics", token=None)
 
+    call_sid = "CA" + secrets.token_hex(16)
+
     async def scenario():
         call = asyncio.create_task(
             run_call(
                 server.url,
                 interview_id=interview_id,
+                call_sid=call_sid,
                 answers=[audio_dir / name for name in ANSWERS],
                 dtmf={0: "1"},
                 twilio_auth_token=TWILIO_AUTH_TOKEN,
                 max_call_secs=180,
             )
         )
+        watcher = asyncio.create_task(watch_live(server.url, call_sid))
         await asyncio.sleep(2)
         flooded = await flood_stream(server.url, flood_interview, rounds=20)
-        return await call, flooded
+        return await call, flooded, await watcher
 
-    result, flooded = asyncio.run(scenario())
+    result, flooded, live = asyncio.run(scenario())
     status, call = server.request("GET", f"/api/calls/{result.call_sid}")
     assert status == 200, call
     interview = server.wait_for_report(interview_id)
@@ -166,6 +187,7 @@ def interview_call(server, audio_dir):
         "call": call,
         "interview": interview,
         "flooded": flooded,
+        "live": live,
         "metrics": metrics_text,
         "server": server,
     }
@@ -348,3 +370,24 @@ def test_the_report_page_and_recording_open_from_their_signed_links(interview_ca
     base = interview_call["server"].url
     assert fetch(f"{base}/interviews/{other}/report?token={token}")[0] == 401
     assert fetch(links["report_html"][:-3] + "AAA")[0] == 401
+
+
+def test_a_recruiter_watches_the_call_live(interview_call):
+    live = interview_call["live"]
+    kinds = [event["type"] for event in live]
+    assert kinds[0] == "snapshot" and kinds[-1] == "call.ended"
+    assert live[0]["data"]["job_id"] == "customer_service_en"
+    positions = [e["data"]["question_id"] for e in live if e["type"] == "script.position"]
+    assert [q for q in positions if q] == [
+        q["id"] for q in interview_call["interview"]["report"]["questions"]
+    ]
+    # The candidate's words arrive live, the same as stored.
+    finals = [e["data"]["text"] for e in live if e["type"] == "transcript.final"]
+    stored = [t["text"] for t in interview_call["call"]["turns"] if t["speaker"] == "candidate"]
+    assert finals == stored[: len(finals)] and len(finals) >= len(ANSWERS)
+    # Prosody meters follow the real voice while it speaks.
+    samples = [e["data"] for e in live if e["type"] == "prosody.sample"]
+    speaking = [s for s in samples if s["speaking"] and s["pitch_hz"]]
+    assert len(speaking) >= 10
+    assert all(60 <= s["pitch_hz"] <= 400 for s in speaking)
+    assert {"question.answered", "bot.speaking", "speech.started"} <= set(kinds)

@@ -6,6 +6,7 @@ wrong and how to fix it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import re
@@ -306,6 +307,48 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     )
 
 
+LIVE_HEARTBEAT_SECS = 15.0
+
+
+@require_token
+async def live_call(request: web.Request) -> web.StreamResponse:
+    """WebSocket of one live call's events: position, transcripts, prosody samples, the end.
+
+    The first message is a ``snapshot`` of where the call is; then every live event as JSON
+    (``{"type", "call_sid", "t", "timestamp", "data"}``) until the call ends (``call.ended``)
+    or the client leaves. A slow client loses the oldest events, never slows the call.
+    """
+    services = request.app[SERVICES_KEY]
+    call_sid = request.match_info["call_sid"]
+    session = services.sessions.get(call_sid)
+    if session is None:
+        return json_error(
+            404, "not_live", "no call in progress with this sid here; GET /api/calls/{sid}"
+        )
+    ws = web.WebSocketResponse(heartbeat=LIVE_HEARTBEAT_SECS)
+    await ws.prepare(request)
+    with services.live.subscribe(call_sid) as subscription:
+        await ws.send_json({"type": "snapshot", "call_sid": call_sid, "data": session.snapshot()})
+        receiver = asyncio.create_task(ws.receive())  # notices the client leaving
+        try:
+            while not ws.closed:
+                getter = asyncio.create_task(subscription.get())
+                done, _ = await asyncio.wait(
+                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    break
+                event = getter.result()
+                await ws.send_json(event)
+                if event["type"] == "call.ended":
+                    break
+        finally:
+            receiver.cancel()
+            await ws.close()
+    return ws
+
+
 @require_token
 async def get_call(request: web.Request) -> web.Response:
     """One call with its turns."""
@@ -369,4 +412,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/interviews/{interview_id}/report", report_page)
     app.router.add_get("/recordings/{call_sid}/call.wav", recording_file)
     app.router.add_get("/api/calls/{call_sid}", get_call)
+    app.router.add_get("/api/calls/{call_sid}/live", live_call)
     app.router.add_get("/api/jobs", list_jobs)

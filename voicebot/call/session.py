@@ -78,6 +78,26 @@ turn: the candidate had not finished."""
 SAFE_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
+PROSODY_SAMPLE_SECS = 0.5
+"""Live prosody sample period of a watched call."""
+LIVE_EVENTS = {
+    "call_started": "call.started",
+    "position": "script.position",
+    "consent": "consent.recorded",
+    "prompt_started": "bot.speaking",
+    "speech_started": "speech.started",
+    "speech_ended": "speech.ended",
+    "answer": "question.answered",
+    "prosody": "prosody.answer",
+    "knockout": "knockout.recorded",
+    "opt_out": "opt_out.recorded",
+    "question_skipped": "question.skipped",
+    "repeat_requested": "repeat.requested",
+    "barge_in": "barge_in",
+    "call_ended": "call.ended",
+}
+"""Timeline events that are also live events (the live name). None carries candidate words;
+``transcript.final`` (with the words) is published where the transcript comes."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
 
@@ -144,6 +164,8 @@ class CallSession:
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
         self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
         self._speculation: _Speculation | None = None
+        self._meter: Any = None  # ProsodyMeter while the call is watched
+        self._meter_samples = 0
         self._continuation: _Continuation | None = None
         self._listening: Listen | None = None
         self._silence_task: asyncio.Task | None = None
@@ -180,8 +202,50 @@ class CallSession:
         return self._seq
 
     def _event(self, kind: str, t: float | None = None, **data: Any) -> None:
+        at = self.now() if t is None else t
         if self.recorder is not None:
-            self.recorder.event(self.now() if t is None else t, kind, **data)
+            self.recorder.event(at, kind, **data)
+        live = LIVE_EVENTS.get(kind)
+        if live is not None and self.call_sid is not None:
+            self.services.live.publish(self.call_sid, live, round(at, 3), **data)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Where the call is now, for a watcher joining mid-call (no candidate words)."""
+        engine = self.engine
+        question = engine.current_question if engine is not None else None
+        return {
+            "interview_id": None if self.interview is None else self.interview["id"],
+            "job_id": None if self.script is None else self.script.id,
+            "state": "connecting" if engine is None else engine.state,
+            "question_id": None if question is None else question.id,
+            "question_index": None if engine is None else engine.question_index,
+            "question_count": None if engine is None else engine.question_count,
+            "in_follow_up": engine is not None and engine.in_follow_up,
+            "call_secs": round(self.now(), 3) if self.t0 else 0.0,
+        }
+
+    def _meter_prosody(self, chunk: np.ndarray) -> None:
+        """Live prosody samples, only while someone watches the call (CPU budget per call)."""
+        if not self.services.live.watched(self.call_sid):
+            self._meter = None
+            return
+        if self._meter is None:
+            from voicebot.audio.prosody import ProsodyMeter
+
+            self._meter = ProsodyMeter(sample_rate=TELEPHONY_RATE)
+            self._meter_samples = 0
+        self._meter.push(chunk, self._turn_start is not None)
+        self._meter_samples += len(chunk)
+        if self._meter_samples >= PROSODY_SAMPLE_SECS * TELEPHONY_RATE:
+            self._meter_samples = 0
+            sample = self._meter.sample()
+            if sample is not None:
+                self.services.live.publish(
+                    self.call_sid,
+                    "prosody.sample",
+                    round(self._inbound_samples / 8000, 3),
+                    **sample,
+                )
 
     # -- carrier events --------------------------------------------------------------------
 
@@ -278,6 +342,8 @@ class CallSession:
         self._audio.append(chunk)
         if self._vad is not None:
             self._vad.feed(chunk)
+        if self.call_sid is not None:
+            self._meter_prosody(chunk)
 
     def _on_vad(self, probabilities: np.ndarray) -> None:
         """Take the VAD's verdicts on this call's newest windows (on the event loop).
@@ -575,6 +641,16 @@ class CallSession:
         )
         if not text:
             self.stats["empty_transcripts"] += 1
+        elif self.call_sid is not None:
+            self.services.live.publish(
+                self.call_sid,
+                "transcript.final",
+                round(event.speech_end, 3),
+                text=text,
+                question_id=answered,
+                start=round(event.speech_start, 3),
+                end=round(event.speech_end, 3),
+            )
         if continuation is not None:
             await self._continue_answer(event, continuation, text, result, eos_to_final)
             return
@@ -862,6 +938,7 @@ class CallSession:
         if listen is not None:
             self._listening = listen
             self._restart_silence_timer()
+            self._event("position", **self.snapshot())
         if end is not None:
             self.end_reason = end.reason
             self._spawn(self._hang_up_after_playout(end.reason), "hangup")
