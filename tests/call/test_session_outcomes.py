@@ -181,6 +181,11 @@ async def test_repeat_request_replays_the_question_and_is_not_an_answer(services
 
 
 async def test_opt_out_is_honoured_and_recorded(services):
+    store = services.store
+    other_job, _ = await store.create_interview(job_id="other", candidate_id="c1")
+    held, _ = await store.create_interview(job_id="held", candidate_id="c1")
+    await store.update_interview(held["id"], status="completed")
+    someone_else, _ = await store.create_interview(job_id="other", candidate_id="c2")
     call = await make_call(services, ["yes", "Please don't call me again."])
     await call.wait_for_mark("consent:await")
     await call.speak(0.4)
@@ -194,6 +199,10 @@ async def test_opt_out_is_honoured_and_recorded(services):
     interview = await services.store.get_interview(call.interview_id)
     assert interview["status"] == "opted_out" and interview["opted_out"] is True
     assert interview["report"]["opted_out"] is True
+    # Not to be called again: the candidate's other interviews still to be held are closed too.
+    assert (await store.get_interview(other_job["id"]))["status"] == "opted_out"
+    assert (await store.get_interview(held["id"]))["status"] == "completed"
+    assert (await store.get_interview(someone_else["id"]))["status"] == "pending"
 
 
 async def test_opt_out_inside_a_prestarted_answer_still_ends_the_call(tmp_path):

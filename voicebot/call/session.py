@@ -908,7 +908,13 @@ class CallSession:
                 )
                 self._event("knockout", **result)
             elif isinstance(action, OptOutRecorded):
-                await self.services.store.update_interview(self.interview["id"], opted_out=1)
+                others = await self.services.store.opt_out_candidate(self.interview["id"])
+                if others:
+                    log.info(
+                        "call %s: opt-out also closes %d other interviews of the candidate",
+                        self.call_sid,
+                        len(others),
+                    )
                 await self.services.store.record_outcome(
                     self.call_sid,
                     "opt_out",

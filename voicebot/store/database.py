@@ -200,6 +200,29 @@ class Store:
             row["opted_out"] = bool(row.get("opted_out"))
         return row
 
+    async def opt_out_candidate(self, interview_id: str) -> list[str]:
+        """The candidate asked not to be called again: no interview of theirs is held any more.
+
+        Marks this interview opted out, and every other interview of the same candidate (same
+        candidate id, or same phone number) that is still to be held (``pending``,
+        ``no_response``, ``incomplete``) becomes ``opted_out``. Returns those other ids.
+        """
+        row = await self._one(
+            "SELECT candidate_id, candidate_phone FROM interviews WHERE id = ?", (interview_id,)
+        )
+        if row is None:
+            return []
+        await self.update_interview(interview_id, opted_out=1)
+        others = await self._all(
+            "SELECT id FROM interviews WHERE id != ? AND status IN"
+            " ('pending', 'no_response', 'incomplete')"
+            " AND (candidate_id = ? OR (candidate_phone != '' AND candidate_phone = ?))",
+            (interview_id, row["candidate_id"], row["candidate_phone"]),
+        )
+        for other in others:
+            await self.update_interview(other["id"], status="opted_out", opted_out=1)
+        return [other["id"] for other in others]
+
     async def interviews_with_status(self, status: str) -> list[dict[str, Any]]:
         """Interviews (id, job_id) in one status, oldest first."""
         return await self._all(
