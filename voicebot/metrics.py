@@ -106,6 +106,14 @@ class Metrics:
             "Transcriptions completed since start (finals, speculative finals and partials).",
             registry=r,
         )
+        self.prefixes = Counter(
+            "voicebot_asr_prefix_total",
+            "Transcripts of an answer's beginning (questions with a follow-up), by outcome:"
+            " settled (the follow-up was ruled out, so the next question can start at the end of"
+            " the turn), unsettled, or cancelled (the turn ended first).",
+            ["outcome"],
+            registry=r,
+        )
         self.speculations = Counter(
             "voicebot_asr_speculations_total",
             "Speculative final transcriptions started at a pause, by outcome: kept (the turn"

@@ -278,3 +278,73 @@ async def test_an_unwatched_call_computes_no_live_prosody(services):
     session = services.sessions["CA1"]
     assert session._meter is None
     await call.hang_up()
+
+
+class LengthASR(ScriptedASR):
+    """Transcribes by length: the answer's beginning, or all of it (Whisper delayed)."""
+
+    def __init__(self, beginning: str, whole: str, whole_after_secs: float):
+        super().__init__([])
+        self.beginning, self.whole, self.whole_after_secs = beginning, whole, whole_after_secs
+        self.calls: list[float] = []
+
+    async def transcribe(self, audio, language, priority=None, **_):
+        from voicebot.speech.asr import ASRResult, Priority
+
+        secs = len(audio) / 16000
+        self.calls.append(round(secs, 2))
+        if secs < 1.0:
+            text, delay = "yes", 0.05
+        elif secs < self.whole_after_secs:
+            text, delay = self.beginning, 0.05
+        else:
+            text, delay = self.whole, 1.0  # the final is slow: Whisper is behind
+        await asyncio.sleep(delay)
+        return ASRResult(text, language, secs, delay, 0.0, priority or Priority.FINAL)
+
+
+async def speak_with_a_pause(call, first_secs, then_secs):
+    await call.speak(first_secs)
+    for _ in range(8):  # 160 ms: a pause, not the end of the turn
+        await call.media(SILENCE)
+        await asyncio.sleep(0.02)
+    await call.speak(then_secs)
+
+
+async def test_a_beginning_that_rules_out_the_follow_up_lets_the_next_question_start_at_once(
+    services,
+):
+    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
+    services.asr = LengthASR(STRONG, STRONG + " And I would do it again.", whole_after_secs=5.2)
+    call = Harness(services, interview["id"], services.asr)
+    await call.start()
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await speak_with_a_pause(call, 4.3, 1.0)
+    # The next question starts with the end of the turn, before the (slow) final transcript.
+    await call.wait_for_mark("q:nights:await", limit_secs=0.8)
+    stored = await services.store.get_call("CA1")
+    assert [t["question_id"] for t in stored["turns"] if t["speaker"] == "candidate"] == [None]
+    await call.dtmf("2")
+    await call.run_out()
+    stored = await services.store.get_call("CA1")
+    assert ("story", STRONG + " And I would do it again.") in candidate_answers(stored)
+    assert not any(t["prompt_id"] == "f:story" for t in stored["turns"])
+    assert services.metrics.prefixes.labels("settled")._value.get() == 1
+
+
+async def test_a_beginning_without_the_evidence_waits_for_the_words(services):
+    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
+    vague = "Well I have worked in many places over the years and I always try hard every day."
+    services.asr = LengthASR(vague, vague + " That is all.", whole_after_secs=5.2)
+    call = Harness(services, interview["id"], services.asr)
+    await call.start()
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await speak_with_a_pause(call, 4.3, 1.0)
+    # No evidence so far: the follow-up may be needed, so the bot waits for all the words.
+    await call.wait_for_mark("f:story:await", limit_secs=3)
+    assert services.metrics.prefixes.labels("unsettled")._value.get() == 1
+    await call.hang_up()

@@ -369,3 +369,13 @@ def test_is_repeat_request(text: str, language: str, expected: bool) -> None:
 )
 def test_is_opt_out(text: str, language: str, expected: bool) -> None:
     assert is_opt_out(text, language) is expected
+
+
+def test_a_beginning_with_the_evidence_rules_out_the_follow_up(engine: InterviewEngine) -> None:
+    assert engine.next_prompts_if_independent("It was fine.") is None  # not yet settled
+    says = engine.next_prompts_if_independent(STRONG_EXPERIENCE)
+    assert [say.prompt_id for say in says or []] == ["q:nights"]
+    # The call layer moves on before the final words, passing the same beginning along.
+    actions = engine.handle(CandidateSaid("[transcript pending]", STRONG_EXPERIENCE))
+    assert say_ids(actions) == ["q:nights"]
+    assert not engine.in_follow_up

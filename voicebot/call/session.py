@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
+PREFIX_MIN_SPEECH_SECS = 4.0
+"""An answer to a question with a follow-up is transcribed at a pause once it is this long (and
+again after as much more speech) until its beginning rules the follow-up out."""
 INAUDIBLE = "[inaudible]"
 TRANSCRIPT_PENDING = "[transcript pending]"
 """What the script engine is told an answer said when it moves on before the words are known."""
@@ -123,6 +126,22 @@ class _Continuation:
 
 
 @dataclass
+class _Prefix:
+    """A transcript of the beginning of an answer to a question with a follow-up.
+
+    Once the words so far are long enough and hold the competency's evidence the follow-up is
+    ruled out, the next question no longer depends on the rest, and it can start the instant
+    the turn ends (as for questions without a follow-up).
+    """
+
+    turn_start: float
+    speech_end: float
+    task: asyncio.Task
+    text: str | None = None
+    settled: bool = False
+
+
+@dataclass
 class _Speculation:
     """A final transcription started at a short pause, kept if the candidate stays silent."""
 
@@ -164,6 +183,7 @@ class CallSession:
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
         self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
         self._speculation: _Speculation | None = None
+        self._prefix: _Prefix | None = None
         self._meter: Any = None  # ProsodyMeter while the call is watched
         self._meter_samples = 0
         self._continuation: _Continuation | None = None
@@ -383,6 +403,7 @@ class CallSession:
             self._event("speech_started", t=event.speech_start)
             self._turn_start = event.speech_start
             self._barged = False
+            self._prefix = None
             if self._silence_task is not None:
                 self._silence_task.cancel()
                 self._silence_task = None
@@ -404,6 +425,9 @@ class CallSession:
             )
             if self._speculation is not None and self._speculation.speech_end != event.speech_end:
                 self._discard_speculation()
+            if self._prefix is not None and not self._prefix.task.done():
+                self._prefix.task.cancel()  # the final transcription supersedes it
+                self.metrics.prefixes.labels("cancelled").inc()
             speculation, self._speculation = self._speculation, None
             # Cut the turn's audio now: the buffer drops it once no turn is in progress.
             audio = self._audio_between(
@@ -422,6 +446,7 @@ class CallSession:
         """
         listen = self._listening
         settings = self.settings
+        self._maybe_transcribe_prefix(event)
         short = (
             listen is not None
             and listen.question_id is not None
@@ -431,6 +456,63 @@ class CallSession:
             self._speculate(event)
             return
         self._ask_smart_turn(event, short)
+
+    def _maybe_transcribe_prefix(self, event: SpeechPaused) -> None:
+        """Transcribe the answer so far when that may rule out the question's follow-up.
+
+        Only for a question with a follow-up still to decide, an answer at least
+        ``PREFIX_MIN_SPEECH_SECS`` long (and as much longer than the last try), one at a time,
+        and only while the ASR pool has a free worker: it is an optimisation, never a backlog.
+        """
+        listen, engine = self._listening, self.engine
+        if listen is None or listen.question_id is None or listen.follow_up or engine is None:
+            return
+        question = engine.current_question
+        if question is None or question.follow_up is None or question.id != listen.question_id:
+            return
+        if event.speech_end - event.speech_start < PREFIX_MIN_SPEECH_SECS:
+            return
+        prefix = self._prefix
+        if prefix is not None and prefix.turn_start == event.speech_start:
+            if prefix.settled or not prefix.task.done():
+                return
+            if event.speech_end - prefix.speech_end < PREFIX_MIN_SPEECH_SECS:
+                return
+        asr = self.services.asr
+        if asr is None or not asr.has_free_worker:
+            return
+        from voicebot.dialogue.scoring import needs_follow_up
+
+        audio = self._audio_between(
+            event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
+        )
+        script = engine.script
+        current = _Prefix(event.speech_start, event.speech_end, asyncio.Future())
+
+        async def transcribe() -> None:
+            result = await self._transcribe(audio)
+            if result is None:
+                return
+            current.text = result.text.strip()
+            current.settled = bool(current.text) and not needs_follow_up(
+                script, question, current.text
+            )
+            self.metrics.prefixes.labels("settled" if current.settled else "unsettled").inc()
+            self._event(
+                "answer_prefix",
+                speech_secs=round(current.speech_end - current.turn_start, 3),
+                settled=current.settled,
+            )
+
+        current.task = self._spawn(transcribe(), "prefix_asr")
+        self._prefix = current
+
+    def _words_so_far(self, event: TurnEnded) -> str:
+        """The settled beginning of the answer that just ended, or ``""``."""
+        prefix = self._prefix
+        if prefix is None or prefix.turn_start != event.speech_start or not prefix.settled:
+            return ""
+        return prefix.text or ""
 
     def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
         """Run smart-turn on the turn's audio so far and act on its verdict.
@@ -575,7 +657,8 @@ class CallSession:
             # than an answer: requests are short, so wait for the words. An opt-out inside a
             # longer, pre-started answer is still honoured when its words come (_late_words).
             return []
-        says = self.engine.next_prompts_if_independent()
+        words_so_far = self._words_so_far(event)
+        says = self.engine.next_prompts_if_independent(words_so_far)
         if not says:
             return []
         assert self.services.prompts is not None and self.playout is not None
@@ -592,7 +675,7 @@ class CallSession:
                 segment = self._enqueue_prompt(say, audio, awaits=False)
                 segment.extra["answered_question"] = listen.question_id
                 segments.append(segment)
-            actions = self.engine.handle(CandidateSaid(TRANSCRIPT_PENDING))
+            actions = self.engine.handle(CandidateSaid(TRANSCRIPT_PENDING, words_so_far))
             await self._run_actions(actions, replace_queued=True, prestarted=segments)
             return segments
 

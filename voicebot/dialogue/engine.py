@@ -51,9 +51,16 @@ from voicebot.dialogue.script import (
 
 @dataclass(frozen=True, slots=True)
 class CandidateSaid:
-    """The candidate finished a turn; ``text`` is its final transcript."""
+    """The candidate finished a turn; ``text`` is its final transcript.
+
+    ``words_so_far`` is a transcript of the answer's beginning, when the call layer moves on
+    before the final transcript is known (``text`` is then a placeholder): it settles a
+    follow-up that the beginning alone makes unnecessary (see
+    :meth:`InterviewEngine.next_prompts_if_independent`).
+    """
 
     text: str
+    words_so_far: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,20 +281,38 @@ class InterviewEngine:
         """Number of questions answered so far."""
         return self._answers_recorded
 
-    def next_prompts_if_independent(self) -> list[Say] | None:
+    def follow_up_settled(self, words_so_far: str) -> bool:
+        """Whether the beginning of the answer already rules out the current question's follow-up.
+
+        The follow-up comes for an answer too short or without the competency's evidence; once
+        the words so far are long enough and hold the evidence, the rest of the answer cannot
+        bring it back.
+        """
+        from voicebot.dialogue.scoring import needs_follow_up
+
+        question = self.current_question
+        if question is None or question.follow_up is None or self._in_follow_up:
+            return True
+        return bool(words_so_far.strip()) and not needs_follow_up(
+            self.script, question, words_so_far
+        )
+
+    def next_prompts_if_independent(self, words_so_far: str = "") -> list[Say] | None:
         """Return the prompts said after the candidate's answer if the answer cannot change them.
 
-        ``None`` when it can: the consent answer, a knock-out, a question with a follow-up still
-        to decide, or no answer awaited (before the start, after the end). Otherwise the next
-        question, or the closing after the last. The call layer uses this to start the next
-        prompt the moment the candidate's turn ends, without waiting for the final transcript.
-        (A request to repeat or to stop is short; the call layer waits for the words of short
-        turns, and honours an opt-out found in a longer one with :meth:`late_words`.)
+        ``None`` when it can: the consent answer, a knock-out, a question whose follow-up is not
+        yet ruled out by ``words_so_far`` (a transcript of the answer's beginning), or no answer
+        awaited (before the start, after the end). Otherwise the next question, or the closing
+        after the last. The call layer uses this to start the next prompt the moment the
+        candidate's turn ends, without waiting for the final transcript (and then passes the same
+        ``words_so_far`` with the answer). A request to repeat or to stop is short; the call
+        layer waits for the words of short turns, and honours an opt-out found in a longer one
+        with :meth:`late_words`.
         """
         question = self.current_question
         if question is None or self._question_index is None:
             return None
-        if question.knockout is not None or (question.follow_up and not self._in_follow_up):
+        if question.knockout is not None or not self.follow_up_settled(words_so_far):
             return None
         next_index = self._question_index + 1
         if next_index < self.question_count:
@@ -314,7 +339,7 @@ class InterviewEngine:
         if isinstance(event, SilenceTimeout):
             return self._on_silence()
         if isinstance(event, CandidateSaid):
-            return self._on_words(event.text)
+            return self._on_words(event.text, event.words_so_far)
         if isinstance(event, DtmfPressed):
             return self._on_key(event.digit)
         raise TypeError(f"unknown dialogue event {event!r}")
@@ -334,7 +359,7 @@ class InterviewEngine:
 
     # --- transitions ---------------------------------------------------------------------------
 
-    def _on_words(self, text: str) -> list[Action]:
+    def _on_words(self, text: str, words_so_far: str = "") -> list[Action]:
         if not text.strip():
             return self._on_silence()
         language = self.script.language
@@ -348,7 +373,7 @@ class InterviewEngine:
         assert question is not None
         if question.knockout is not None:
             return self._on_knockout(question, classify_yes_no(text, language), "voice", text)
-        return self._on_answer(question, text, "voice")
+        return self._on_answer(question, text, "voice", words_so_far=words_so_far)
 
     def _on_key(self, digit: str) -> list[Action]:
         if self._state == "consent":
@@ -376,7 +401,12 @@ class InterviewEngine:
         ]
 
     def _on_answer(
-        self, question: Question, text: str, via: Channel, key: str | None = None
+        self,
+        question: Question,
+        text: str,
+        via: Channel,
+        key: str | None = None,
+        words_so_far: str = "",
     ) -> list[Action]:
         from voicebot.dialogue.scoring import needs_follow_up
 
@@ -387,7 +417,8 @@ class InterviewEngine:
         )
         if not self._in_follow_up:
             self._answers_recorded += 1
-            if via == "voice" and needs_follow_up(self.script, question, text):
+            settled = bool(words_so_far) and self.follow_up_settled(words_so_far)
+            if via == "voice" and not settled and needs_follow_up(self.script, question, text):
                 self._in_follow_up = True
                 return [recorded, self._say(follow_up_prompt_id(question.id)), self._listen()]
         return [recorded, *self._next_after(question)]
