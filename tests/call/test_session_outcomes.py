@@ -348,3 +348,43 @@ async def test_a_beginning_without_the_evidence_waits_for_the_words(services):
     await call.wait_for_mark("f:story:await", limit_secs=3)
     assert services.metrics.prefixes.labels("unsettled")._value.get() == 1
     await call.hang_up()
+
+
+class SlowPrompts:
+    """Prompts of one second, so the candidate can talk over one."""
+
+    def __init__(self):
+        from tests.call.test_session import TONE
+
+        self.said = []
+        self.audio = TONE * 50
+
+    async def get(self, text, *, language, voice=None):
+        self.said.append(text)
+        return self.audio
+
+
+async def test_talking_on_over_the_next_question_continues_the_answer(services):
+    """The end of a turn was false (a pause mid-answer) and the next question came after the
+    words: the candidate talking on over it at once is still answering, not answering it."""
+    services.prompts = SlowPrompts()
+    call = await make_call(services, ["yes", STRONG, "and I would do it again", "yes"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:story:await")
+    await call.speak(0.8)
+    await call.silence(0.45)  # the turn ends, the words come, the next question starts...
+    await call.speak(0.8)  # ...and the candidate goes on talking over it
+    await call.wait_for_mark("q:nights:await", limit_secs=4)  # said again, whole
+    await call.speak(0.4)
+    await call.wait_for_mark("q:slot:await", limit_secs=4)
+    await call.hang_up()
+    await call.reports_stored()
+    stored = await services.store.get_call("CA1")
+    assert candidate_answers(stored)[1:] == [
+        ("story", STRONG),
+        ("story", "and I would do it again"),
+        ("nights", "yes"),
+    ]
+    cut = [t for t in stored["turns"] if t["speaker"] == "bot" and t["interrupted"]]
+    assert [t["prompt_id"] for t in cut] == ["q:nights"]

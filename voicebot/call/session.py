@@ -620,11 +620,13 @@ class CallSession:
         ]
         self._event("barge_in", cut=heard)
         log.info("call %s: barge-in, cut %s", self.call_sid, [h["prompt_id"] for h in heard])
-        prestarted = [s for s in cut if "answered_question" in s.extra]
-        if prestarted and prestarted[0].sent_secs <= CONTINUATION_WINDOW_SECS:
+        # Prompts that followed an answer (pre-started, or after its words): talked over at
+        # once, the answer had not ended.
+        following = [s for s in cut if "answered_question" in s.extra]
+        if following and following[0].sent_secs <= CONTINUATION_WINDOW_SECS:
             self._continuation = _Continuation(
-                question_id=prestarted[0].extra["answered_question"],
-                says=[Say(s.prompt_id, s.extra["text"]) for s in prestarted],
+                question_id=following[0].extra["answered_question"],
+                says=[Say(s.prompt_id, s.extra["text"]) for s in following],
                 resumed=asyncio.Event(),
             )
             self._event("answer_continued", question_id=self._continuation.question_id)
@@ -1017,11 +1019,21 @@ class CallSession:
                 end = action
         if replace_queued and not already:
             self.playout.drop_queued()
+        answered = next(
+            (a.question_id for a in actions if isinstance(a, AnswerRecorded) and a.via == "voice"),
+            None,
+        )
         for index, say in enumerate(says):
             audio = await self.services.prompts.get(
                 say.text, language=self.script.language, voice=self.script.voice
             )
-            self._enqueue_prompt(say, audio, awaits=listen is not None and index == len(says) - 1)
+            segment = self._enqueue_prompt(
+                say, audio, awaits=listen is not None and index == len(says) - 1
+            )
+            if answered is not None:
+                # Talked over at once, this prompt came at a false end of the answer: the words
+                # join that answer and the prompt is said again (see _barge_in).
+                segment.extra["answered_question"] = answered
         if listen is not None and already and not says and not already[-1].mark.endswith(":await"):
             self.playout.rename_mark(already[-1], already[-1].mark + ":await")
         if listen is not None:
