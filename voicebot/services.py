@@ -89,6 +89,16 @@ class Services:
         task.add_done_callback(self.reports.discard)
         return task
 
+    async def resume_reports(self) -> int:
+        """Build the reports a previous process left unbuilt (interviews still ``scoring``)."""
+        assert self.store is not None
+        interviews = await self.store.interviews_with_status("scoring")
+        for interview in interviews:
+            calls = await self.store.calls_for_interview(interview["id"])
+            reason = calls[-1]["end_reason"] if calls else None
+            self.schedule_report(interview["id"], interview["job_id"], reason)
+        return len(interviews)
+
     async def _build_report(
         self,
         interview_id: str,
@@ -208,11 +218,9 @@ class Services:
             await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
         if s.prerender_prompts:
             await self.prerender()
-        for interview in await self.store.interviews_with_status("scoring"):
-            # A previous process ended before storing these reports: build them now.
-            calls = await self.store.calls_for_interview(interview["id"])
-            reason = calls[-1]["end_reason"] if calls else None
-            self.schedule_report(interview["id"], interview["job_id"], reason)
+        resumed = await self.resume_reports()
+        if resumed:
+            log.warning("building %d interview reports a previous process left", resumed)
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""

@@ -388,3 +388,30 @@ async def test_talking_on_over_the_next_question_continues_the_answer(services):
     ]
     cut = [t for t in stored["turns"] if t["speaker"] == "bot" and t["interrupted"]]
     assert [t["prompt_id"] for t in cut] == ["q:nights"]
+
+
+async def test_reports_a_previous_process_left_unbuilt_are_built_at_start(services):
+    """The server stopped between a call's end and its report: nothing is lost."""
+    store = services.store
+    interview, _ = await store.create_interview(job_id=SCRIPT.id, candidate_id="c9")
+    await store.create_call(call_sid="CA9", interview_id=interview["id"])
+    await store.add_turn(
+        call_sid="CA9",
+        seq=1,
+        speaker="candidate",
+        text=STRONG,
+        start=1.0,
+        end=4.0,
+        question_id="story",
+    )
+    await store.finish_call(
+        "CA9", status="completed", end_reason="caller_hangup", duration_secs=5.0
+    )
+    await store.update_interview(interview["id"], status="scoring")
+    assert await services.resume_reports() == 1
+    while services.reports:
+        await asyncio.wait(set(services.reports))
+    stored = await store.get_interview(interview["id"])
+    assert stored["status"] == "incomplete"  # hung up early: may be called again
+    assert stored["report"]["questions"][0]["answer"] == STRONG
+    assert await services.resume_reports() == 0
