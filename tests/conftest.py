@@ -29,6 +29,8 @@ AUDIO_DIR = Path(
 ).resolve()
 """The human speech clips (../shared/audio beside the checkout)."""
 API_TOKEN = "test-api-token"
+CLIENTS = {"acme_ats": "acme-token-0123456789", "beta_hris": "beta-token-0123456789"}
+"""HR systems with their own API tokens (VOICEBOT_API_CLIENTS)."""
 TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
 STREAM_SECRET = "test-stream-token-secret"
 
@@ -139,6 +141,7 @@ def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
         "VOICEBOT_DATA_DIR": str(data_dir),
         "VOICEBOT_RECORDINGS_DIR": str(recordings_dir),
         "VOICEBOT_API_TOKEN": API_TOKEN,
+        "VOICEBOT_API_CLIENTS": ",".join(f"{name}={token}" for name, token in CLIENTS.items()),
         "VOICEBOT_TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "VOICEBOT_STREAM_TOKEN_SECRET": STREAM_SECRET,
         "VOICEBOT_LOG_LEVEL": "INFO",

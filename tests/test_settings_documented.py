@@ -22,3 +22,15 @@ def test_every_setting_is_in_the_readme_table():
 def test_every_setting_has_a_description():
     undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
     assert not undocumented
+
+
+def test_api_clients_are_parsed_and_bad_entries_explained():
+    import pytest
+
+    from voicebot.config import Settings
+
+    settings = Settings(api_clients="acme=0123456789abcdef, beta = fedcba9876543210")
+    assert settings.api_client_tokens() == {"acme": "0123456789abcdef", "beta": "fedcba9876543210"}
+    for bad in ("acme", "acme=short", "a b=0123456789abcdef", "admin=0123456789abcdef"):
+        with pytest.raises(ValueError, match="VOICEBOT_API_CLIENTS"):
+            Settings(api_clients=bad).api_client_tokens()

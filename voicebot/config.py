@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,9 @@ from pydantic import BaseModel, Field, ValidationError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "VOICEBOT_"
 log = logging.getLogger(__name__)
+
+ADMIN_CLIENT = "admin"
+"""The API client of ``VOICEBOT_API_TOKEN``: sees every interview."""
 
 
 class ConfigError(ValueError):
@@ -45,6 +49,11 @@ class Settings(BaseModel):
     api_token: str = Field(
         "",
         description="Bearer token for the REST API. Empty: a random one is generated and logged.",
+    )
+    api_clients: str = Field(
+        "",
+        description="Per-client API tokens for HR systems, `name=token,name2=token2`: each client "
+        "sees only the interviews it created; VOICEBOT_API_TOKEN sees all (admin).",
     )
     twilio_auth_token: str = Field(
         "", description="Validates X-Twilio-Signature. Empty: no validation (warning logged)."
@@ -202,9 +211,31 @@ class Settings(BaseModel):
             )
         return self.api_token
 
+    def api_client_tokens(self) -> dict[str, str]:
+        """Client name -> token from ``api_clients``; raises ValueError on a malformed entry."""
+        clients: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in self.api_clients.split(","))):
+            name, sep, token = entry.partition("=")
+            name, token = name.strip(), token.strip()
+            if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or len(token) < 16:
+                raise ValueError(
+                    f"VOICEBOT_API_CLIENTS entry {name or entry[:8]!r}: write name=token (name: "
+                    "letters, digits, _ . -; token: at least 16 characters)"
+                )
+            if name == ADMIN_CLIENT or name in clients:
+                raise ValueError(f"VOICEBOT_API_CLIENTS: client name {name!r} is used twice")
+            clients[name] = token
+        return clients
+
     def describe(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked (for ``voicebot config`` and logs)."""
-        secret_fields = {"api_token", "twilio_auth_token", "stream_token_secret", "webhook_secret"}
+        secret_fields = {
+            "api_token",
+            "api_clients",
+            "twilio_auth_token",
+            "stream_token_secret",
+            "webhook_secret",
+        }
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)

@@ -156,6 +156,7 @@ class Services:
     async def start(self) -> None:
         """Open the store, load scripts and models, pre-render every scripted prompt."""
         s = self.settings
+        s.api_client_tokens()  # a malformed VOICEBOT_API_CLIENTS stops the start, saying why
         s.data_dir.mkdir(parents=True, exist_ok=True)
         s.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.data_dir / "voicebot.sqlite3")

@@ -112,3 +112,27 @@ def test_bad_interview_requests_say_what_is_wrong(server, body, fragment):
 def test_unknown_ids_are_404(server):
     assert server.request("GET", "/api/interviews/iv_missing")[0] == 404
     assert server.request("GET", "/api/calls/CA_missing")[0] == 404
+
+
+def test_each_hr_client_sees_only_its_own_interviews(server):
+    from tests.conftest import CLIENTS
+
+    acme, beta = CLIENTS["acme_ats"], CLIENTS["beta_hris"]
+    body = {
+        "job_id": "customer_service_en",
+        "candidate": {"id": "cand-1", "name": "Lin", "phone": "+14155550111"},
+        "external_key": "application-1",
+    }
+    status, mine = server.request("POST", "/api/interviews", body, token=acme)
+    assert status == 201 and mine["client"] == "acme_ats"
+    # Another HR system may use the same key of its own: a different interview.
+    status, theirs = server.request("POST", "/api/interviews", body, token=beta)
+    assert status == 201 and theirs["id"] != mine["id"]
+    status, again = server.request("POST", "/api/interviews", body, token=acme)
+    assert status == 200 and again["id"] == mine["id"]
+    # Each reads back its own; the other's is not found; the admin token sees both.
+    assert server.request("GET", f"/api/interviews/{mine['id']}", token=acme)[0] == 200
+    assert server.request("GET", f"/api/interviews/{mine['id']}", token=beta)[0] == 404
+    assert server.request("GET", f"/api/interviews/{mine['id']}/report", token=beta)[0] == 404
+    assert server.request("GET", f"/api/interviews/{theirs['id']}")[0] == 200
+    assert server.request("GET", "/api/jobs", token=beta)[0] == 200

@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
+from voicebot.config import ADMIN_CLIENT
 from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -30,15 +31,46 @@ def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+CLIENT_KEY = "api_client"
+"""Request key of the authenticated API client's name (``admin`` for VOICEBOT_API_TOKEN)."""
+
+
+def api_client(request: web.Request) -> str | None:
+    """The API client a bearer token belongs to, or ``None`` (every token is compared)."""
+    services = request.app[SERVICES_KEY]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    found = None
+    candidates = [(ADMIN_CLIENT, services.settings.resolved_api_token())]
+    candidates += list(services.settings.api_client_tokens().items())
+    for name, expected in candidates:
+        if hmac.compare_digest(token.encode(), expected.encode()) and found is None:
+            found = name
+    return found
+
+
+def can_see(request: web.Request, row: dict[str, Any] | None) -> bool:
+    """Whether the request's client may see this interview (its own, or admin: all)."""
+    if row is None:
+        return False
+    client = request.get(CLIENT_KEY)
+    return client == ADMIN_CLIENT or row.get("client", ADMIN_CLIENT) == client
+
+
 def require_token(handler: Handler) -> Handler:
-    """Decorator: reject requests without ``Authorization: Bearer <VOICEBOT_API_TOKEN>``."""
+    """Decorator: reject requests without a valid ``Authorization: Bearer <token>``.
+
+    The admin token (``VOICEBOT_API_TOKEN``) or one of the HR systems' tokens
+    (``VOICEBOT_API_CLIENTS``); the client's name is put in ``request[CLIENT_KEY]``.
+    """
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES_KEY]
-        expected = services.settings.resolved_api_token()
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+        client = api_client(request)
+        if client is None:
             services.metrics.http_errors.labels("api", "unauthorized").inc()
             response = json_error(
                 401,
@@ -47,6 +79,7 @@ def require_token(handler: Handler) -> Handler:
             )
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
+        request[CLIENT_KEY] = client
         return await handler(request)
 
     wrapper.__doc__ = handler.__doc__
@@ -102,6 +135,7 @@ def _interview_out(row: dict[str, Any]) -> dict[str, Any]:
         "opted_out": bool(row.get("opted_out")),
         "attempts": row["attempts"],
         "external_key": row["external_key"],
+        "client": row.get("client", ADMIN_CLIENT),
         "candidate": {
             "id": row["candidate_id"],
             "name": row["candidate_name"],
@@ -141,6 +175,7 @@ async def create_interview(request: web.Request) -> web.Response:
         candidate_phone=data.candidate.phone,
         candidate_timezone=data.candidate.timezone,
         external_key=data.external_key,
+        client=request[CLIENT_KEY],
     )
     return web.json_response(_interview_out(row), status=201 if created else 200)
 
@@ -214,7 +249,7 @@ async def get_interview(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     assert services.store is not None
     row = await services.store.get_interview(request.match_info["interview_id"])
-    if row is None:
+    if not can_see(request, row):
         return json_error(404, "not_found", "no such interview")
     out = _interview_out(row)
     report = await _report_of(request, row)
@@ -245,7 +280,7 @@ async def get_interview_report(request: web.Request) -> web.Response:
     """The interview's report alone (JSON), with fresh signed links."""
     services = request.app[SERVICES_KEY]
     row = await services.store.get_interview(request.match_info["interview_id"])
-    if row is None:
+    if not can_see(request, row):
         return json_error(404, "not_found", "no such interview")
     report = await _report_of(request, row)
     if report is None:
@@ -321,7 +356,8 @@ async def live_call(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES_KEY]
     call_sid = request.match_info["call_sid"]
     session = services.sessions.get(call_sid)
-    if session is None:
+    interview = getattr(session, "interview", None) or {}
+    if session is None or not await _call_visible(request, interview.get("id")):
         return json_error(
             404, "not_live", "no call in progress with this sid here; GET /api/calls/{sid}"
         )
@@ -355,9 +391,19 @@ async def get_call(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     assert services.store is not None
     call = await services.store.get_call(request.match_info["call_sid"])
-    if call is None:
+    if call is None or not await _call_visible(request, call.get("interview_id")):
         return json_error(404, "not_found", "no such call")
     return web.json_response(call)
+
+
+async def _call_visible(request: web.Request, interview_id: str | None) -> bool:
+    """Whether the request's client may see a call (that of one of its interviews)."""
+    if request.get(CLIENT_KEY) == ADMIN_CLIENT:
+        return True
+    if interview_id is None:
+        return False
+    services = request.app[SERVICES_KEY]
+    return can_see(request, await services.store.get_interview(interview_id))
 
 
 @require_token

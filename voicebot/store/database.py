@@ -77,6 +77,39 @@ MIGRATIONS: list[str] = [
     ALTER TABLE interviews ADD COLUMN report TEXT;
     ALTER TABLE interviews ADD COLUMN report_at REAL;
     """,
+    # 3: API clients: each HR system's interviews are its own, and so are its external keys
+    """
+    CREATE TABLE interviews_v3 (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL DEFAULT 'admin',
+        job_id TEXT NOT NULL,
+        candidate_id TEXT NOT NULL,
+        candidate_name TEXT NOT NULL DEFAULT '',
+        candidate_phone TEXT NOT NULL DEFAULT '',
+        candidate_timezone TEXT NOT NULL DEFAULT '',
+        external_key TEXT,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        consent INTEGER,
+        consent_via TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        opted_out INTEGER NOT NULL DEFAULT 0,
+        status_history TEXT NOT NULL DEFAULT '[]',
+        report TEXT,
+        report_at REAL,
+        UNIQUE (client, external_key)
+    );
+    INSERT INTO interviews_v3 (id, job_id, candidate_id, candidate_name, candidate_phone,
+        candidate_timezone, external_key, status, attempts, consent, consent_via, created_at,
+        updated_at, opted_out, status_history, report, report_at)
+    SELECT id, job_id, candidate_id, candidate_name, candidate_phone, candidate_timezone,
+        external_key, status, attempts, consent, consent_via, created_at, updated_at, opted_out,
+        status_history, report, report_at FROM interviews;
+    DROP TABLE interviews;
+    ALTER TABLE interviews_v3 RENAME TO interviews;
+    CREATE INDEX interviews_phone ON interviews (candidate_phone, status);
+    """,
 ]
 
 INTERVIEW_STATUSES = (
@@ -159,21 +192,28 @@ class Store:
         candidate_phone: str = "",
         candidate_timezone: str = "",
         external_key: str | None = None,
+        client: str = "admin",
     ) -> tuple[dict[str, Any], bool]:
-        """Create an interview; idempotent by ``external_key``. Returns (interview, created)."""
+        """Create an interview; idempotent by the client's ``external_key``.
+
+        Returns (interview, created).
+        """
         if external_key:
             existing = await self._one(
-                "SELECT * FROM interviews WHERE external_key = ?", (external_key,)
+                "SELECT id FROM interviews WHERE client = ? AND external_key = ?",
+                (client, external_key),
             )
             if existing is not None:
-                return existing, False
+                interview = await self.get_interview(existing["id"])
+                assert interview is not None
+                return interview, False
         now = time.time()
         interview_id = new_id("iv")
         await self.db.execute(
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
-            " candidate_timezone, external_key, created_at, updated_at, status_history)"
+            " candidate_timezone, external_key, created_at, updated_at, status_history, client)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " json_array(json_object('status', 'pending', 'at', ?8)))",
+            " json_array(json_object('status', 'pending', 'at', ?8)), ?10)",
             (
                 interview_id,
                 job_id,
@@ -184,6 +224,7 @@ class Store:
                 external_key,
                 now,
                 now,
+                client,
             ),
         )
         await self.db.commit()
