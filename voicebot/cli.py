@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_dialogues_check)
 
+    commands.add_parser(
+        "bridge",
+        help="the HR-system bridge: run | replay --event-id ID | replay --since T | dead | status"
+        " (same as python -m hris_bridge)",
+        add_help=False,
+    )
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)
     return parser
@@ -226,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest import harness
 
         return harness.main(argv[1:])
+    if argv[:1] == ["bridge"]:  # the HR-system bridge: `voicebot bridge run|replay|dead|status`
+        from hris_bridge.__main__ import main as bridge_main
+
+        return bridge_main(argv[1:] or ["run"])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

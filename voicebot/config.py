@@ -74,6 +74,15 @@ class Settings(BaseModel):
     redis_url: str = Field("", description="Redis URL for the event bus. Empty: embedded bus.")
     webhook_url: str = Field("", description="HR-system webhook endpoint.")
     webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_...).")
+    webhook_endpoints_file: str = Field(
+        "",
+        description="YAML/JSON file of several webhook endpoints (url, secret, event types).",
+    )
+    bridge: Literal["auto", "off"] = Field(
+        "auto",
+        description="Run the HR-system bridge inside the server when webhook endpoints are "
+        "configured (auto), or not (off: run `voicebot bridge` separately).",
+    )
     asr_model: str = Field(
         "tiny.en", description="faster-whisper model name or local path ('tiny.en' is bundled)."
     )

@@ -13,10 +13,12 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from voicebot.audio.frames import TELEPHONY_RATE
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
+from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
 from voicebot.events.live import LiveHub
 from voicebot.metrics import Metrics
 from voicebot.speech.asr import ASRPool
@@ -55,6 +57,12 @@ class Services:
     sessions: dict[str, object] = field(default_factory=dict)
     live: LiveHub = field(default_factory=LiveHub)
     """Live call events (transcripts, prosody samples, script position) for watchers."""
+    bus: Any = None
+    """The event bus (embedded SQLite, or Redis when ``VOICEBOT_REDIS_URL`` is set)."""
+    events: EventEmitter | None = None
+    """Durable events to the bus, in order (``None`` before start)."""
+    bridge: Any = None
+    """The HR-system bridge when it runs in this process (webhook endpoints configured)."""
     link_signer: StreamTokenSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
@@ -62,6 +70,7 @@ class Services:
     reports: set[asyncio.Task] = field(default_factory=set)
     """Reports being built after calls ended; drained at close."""
     _vad_batcher: VadBatcher | None = None
+    _bridge_store: Any = None
 
     def keep_until_stored(self, task: asyncio.Task) -> None:
         """Hold a finished call's answer task until it has stored the words."""
@@ -88,6 +97,61 @@ class Services:
         self.reports.add(task)
         task.add_done_callback(self.reports.discard)
         return task
+
+    async def _report_events(self, interview_id: str, report: dict, status: str) -> None:
+        """``interview.completed`` with the report, and the candidate's new status if any."""
+        if self.events is None:
+            return
+        interview = await self.store.get_interview(interview_id)
+        if interview is None:
+            return
+        refs = interview_refs(interview)
+        self.events.emit("interview.completed", **refs, status=status, report=report)
+        new_status = candidate_status(status, report.get("recommendation"))
+        if new_status is not None:
+            self.events.emit("candidate.status_changed", **refs, status=new_status)
+
+    async def _start_bus(self) -> None:
+        """The event bus (Redis or embedded) and the writer of durable events to it."""
+        from voicebot.events.bus import build_bus
+
+        s = self.settings
+        self.bus = build_bus(s.redis_url, s.data_dir)
+        await self.bus.start()
+        live = getattr(self.bus, "live", None)
+        if live is not None:
+            self.live = live  # in Redis mode, every process's live events reach every watcher
+        self.events = EventEmitter(self.bus)
+        self.events.start()
+        log.info("event bus: %s", "redis" if s.redis_url else "embedded (SQLite)")
+        await self._start_bridge()
+
+    async def _start_bridge(self) -> None:
+        """The HR-system bridge in this process, when webhook endpoints are configured.
+
+        With several server processes on one Redis each may run one: they share the consumer
+        group, so every event is delivered once between them (``VOICEBOT_BRIDGE=off`` to run
+        ``voicebot bridge`` on its own instead).
+        """
+        s = self.settings
+        if s.bridge == "off":
+            return
+        from hris_bridge.bridge import Bridge
+        from hris_bridge.endpoints import load_endpoints
+        from hris_bridge.store import DeliveryStore
+
+        endpoints = load_endpoints(
+            {},
+            url=s.webhook_url,
+            secret=s.webhook_secret,
+            endpoints_file=s.webhook_endpoints_file,
+        )
+        if not endpoints:
+            return
+        self._bridge_store = await DeliveryStore.open(s.data_dir / "hris_bridge.db")
+        self.bridge = Bridge(self.bus, self._bridge_store, endpoints)
+        self.bridge.start()
+        log.info("HR bridge running in this process: %d webhook endpoints", len(endpoints))
 
     async def resume_reports(self) -> int:
         """Build the reports a previous process left unbuilt (interviews still ``scoring``)."""
@@ -125,6 +189,7 @@ class Services:
             return
         await self.store.save_report(interview_id, report, status)
         self.metrics.reports.labels("built").inc()
+        await self._report_events(interview_id, report, status)
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
 
@@ -164,6 +229,7 @@ class Services:
         stale = await self.store.mark_unfinished_calls()
         if stale:
             log.warning("marked %d calls left in progress by a previous process as failed", stale)
+        await self._start_bus()
         self.scripts = load_scripts(s.dialogues_dir)
         log.info("loaded %d job scripts from %s", len(self.scripts), s.dialogues_dir)
         secret = (
@@ -242,6 +308,13 @@ class Services:
             await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
         if self.reports:
             await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
+        if self.events is not None:
+            await self.events.close()  # queued events reach the bus (durable there)
+        if self.bridge is not None:
+            await self.bridge.close()
+            await self._bridge_store.close()
+        if self.bus is not None:
+            await self.bus.close()
         if self.asr is not None:
             await self.asr.close()
         if self.tts is not None:

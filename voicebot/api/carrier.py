@@ -14,6 +14,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
+from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -107,6 +108,13 @@ async def voice_webhook(request: web.Request) -> web.Response:
         )
     token = services.token_signer.issue({"interview_id": interview["id"], "call_sid": call_sid})
     stream_url = stream_url_from_public_url(_public_base(request, services))
+    if services.events is not None:
+        services.events.emit(
+            "call.started",
+            **interview_refs(interview),
+            call_sid=call_sid,
+            direction=form.get("Direction", ""),
+        )
     return _twiml(
         connect_stream_twiml(
             stream_url,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import ADMIN_CLIENT
+from voicebot.events.emitter import interview_refs
 from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -177,6 +178,8 @@ async def create_interview(request: web.Request) -> web.Response:
         external_key=data.external_key,
         client=request[CLIENT_KEY],
     )
+    if created and services.events is not None:
+        services.events.emit("candidate.status_changed", **interview_refs(row), status="invited")
     return web.json_response(_interview_out(row), status=201 if created else 200)
 
 

@@ -46,6 +46,7 @@ from voicebot.dialogue.engine import (
     SilenceTimeout,
 )
 from voicebot.dialogue.script import JobScript
+from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
 from voicebot.speech.turn import (
@@ -229,6 +230,17 @@ class CallSession:
         if live is not None and self.call_sid is not None:
             self.services.live.publish(self.call_sid, live, round(at, 3), **data)
 
+    def _emit(self, kind: str, **data: Any) -> None:
+        """Send a durable event about this call to the bus (for the HR system)."""
+        if self.services.events is None or self.interview is None:
+            return
+        self.services.events.emit(
+            kind,
+            **interview_refs(self.interview),
+            call_sid=self.call_sid,
+            **data,
+        )
+
     def snapshot(self) -> dict[str, Any]:
         """Where the call is now, for a watcher joining mid-call (no candidate words)."""
         engine = self.engine
@@ -330,6 +342,7 @@ class CallSession:
         )
         await services.store.start_interview_attempt(interview_id)
         self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)
+        self._emit("call.answered", stream_sid=start.stream_sid)
         log.info("call %s started: interview %s, job %s", call_sid, interview_id, script.id)
         self.playout = Playout(
             send_media=lambda frame: self._send_text(self.protocol.media(frame)),
@@ -619,6 +632,7 @@ class CallSession:
             for s in cut
         ]
         self._event("barge_in", cut=heard)
+        self._emit("barge_in", t=round(self.now(), 3), cut=heard)
         log.info("call %s: barge-in, cut %s", self.call_sid, [h["prompt_id"] for h in heard])
         # Prompts that followed an answer (pre-started, or after its words): talked over at
         # once, the answer had not ended.
@@ -727,15 +741,16 @@ class CallSession:
         if not text:
             self.stats["empty_transcripts"] += 1
         elif self.call_sid is not None:
+            words = {
+                "text": text,
+                "question_id": answered,
+                "start": round(event.speech_start, 3),
+                "end": round(event.speech_end, 3),
+            }
             self.services.live.publish(
-                self.call_sid,
-                "transcript.final",
-                round(event.speech_end, 3),
-                text=text,
-                question_id=answered,
-                start=round(event.speech_start, 3),
-                end=round(event.speech_end, 3),
+                self.call_sid, "transcript.final", round(event.speech_end, 3), **words
             )
+            self._emit("transcript.final", **words)
         if continuation is not None:
             await self._continue_answer(event, continuation, text, result, eos_to_final)
             return
@@ -807,6 +822,17 @@ class CallSession:
             prosody=prosody,
         )
         self.stats["turns"] += 1
+        if question_id is not None:
+            self._emit(
+                "question.answered",
+                question_id=question_id,
+                text=text,
+                via="voice",
+                follow_up=follow_up,
+                start=round(event.speech_start, 3),
+                end=round(event.speech_end, 3),
+                prosody=prosody,
+            )
 
     async def _prosody(self, audio: np.ndarray, text: str) -> dict[str, Any] | None:
         """Descriptive prosody of one answer (speech rate, pauses, pitch, loudness, fillers)."""
@@ -971,6 +997,9 @@ class CallSession:
                     self.interview["id"], consent=int(action.granted), consent_via=action.via
                 )
                 self._event("consent", granted=action.granted, via=action.via)
+                self._emit("consent.recorded", granted=action.granted, via=action.via)
+                if action.granted:
+                    self._emit("candidate.status_changed", status="agreed")
             elif isinstance(action, AnswerRecorded):
                 self._event(
                     "answer",
@@ -1060,6 +1089,16 @@ class CallSession:
             follow_up=action.follow_up,
         )
         self.stats["turns"] += 1
+        self._emit(
+            "question.answered",
+            question_id=action.question_id,
+            text=action.text,
+            via="dtmf",
+            key=action.key,
+            follow_up=action.follow_up,
+            start=t,
+            end=t,
+        )
 
     def _enqueue_prompt(self, say: Say, audio: bytes, *, awaits: bool) -> Segment:
         assert self.playout is not None
@@ -1180,6 +1219,7 @@ class CallSession:
             await asyncio.gather(*pending, return_exceptions=True)
         duration = self.now()
         self._event("call_ended", reason=reason)
+        self._emit("call.ended", reason=reason, duration_secs=round(duration, 3))
         try:
             await services.store.finish_call(
                 self.call_sid,

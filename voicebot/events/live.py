@@ -4,6 +4,10 @@ Sessions publish small JSON-able events per call; subscribers (the live WebSocke
 ``GET /api/calls/{call_sid}/live``, later the monitor) each get a bounded queue. Live traffic is
 best effort by design: a slow subscriber loses its oldest events (counted) and never slows a call.
 Durable events (results for the HR system) do not go through here.
+
+:class:`LiveFeed` (the event bus's ``live``) adds a transport: with Redis, each process's live
+events of a call go over Pub/Sub to the processes where someone watches that call, so a watcher
+connected to any process sees every process's calls.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from voicebot.events.types import Event
 
 QUEUE_SIZE = 256
 """Events a subscriber may fall behind by before it loses the oldest."""
@@ -85,10 +92,94 @@ class LiveHub:
 
     def publish(self, call_sid: str, kind: str, t: float | None = None, **data: Any) -> None:
         """Send one event of a call to its subscribers (never blocks)."""
-        targets = [*self._subscribers.get(call_sid, ()), *self._subscribers.get(None, ())]
-        if not targets:
+        if not self.watched(call_sid):
             return
         event = {"type": kind, "call_sid": call_sid, "t": t, "timestamp": time.time(), "data": data}
+        self.deliver(event)
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        """Hand a ready event (``type``, ``call_sid``, ...) to this process's subscribers."""
+        call_sid = event.get("call_sid")
+        targets = [*self._subscribers.get(call_sid, ()), *self._subscribers.get(None, ())]
+        if not targets:
+            return False
         self.published += 1
         for subscription in targets:
             subscription.offer(event)
+        return True
+
+
+WATCH_ALL = "*"
+"""What :attr:`LiveFeed.remote_watching` holds for a watcher of every call."""
+
+
+class LiveFeed(LiveHub):
+    """A :class:`LiveHub` that can also reach watchers in other processes.
+
+    ``forward`` (set by the Redis bus) takes an event for the other processes; it is called only
+    for calls watched elsewhere (``remote_watching``, kept up to date by the bus), so an unwatched
+    call costs no traffic. ``on_watch_change`` is called when this process's set of watched calls
+    changes (the bus then tells the other processes). Without a transport it is a plain hub.
+    """
+
+    def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        super().__init__(queue_size)
+        self.forward: Callable[[dict[str, Any]], None] | None = None
+        self.on_watch_change: Callable[[], None] | None = None
+        self.remote_watching: frozenset[str] = frozenset()
+        """Call sids watched in other processes (:data:`WATCH_ALL`: every call is)."""
+        self.forwarded = 0
+
+    def watched_here(self) -> set[str]:
+        """Call sids watched in this process (:data:`WATCH_ALL` for a watcher of every call)."""
+        return {WATCH_ALL if sid is None else sid for sid in self._subscribers}
+
+    def watched_elsewhere(self, call_sid: str | None) -> bool:
+        """Whether another process watches this call (or every call)."""
+        remote = self.remote_watching
+        return bool(remote) and (WATCH_ALL in remote or call_sid in remote)
+
+    def watched(self, call_sid: str) -> bool:
+        """Whether anyone, in this process or another, watches this call."""
+        return super().watched(call_sid) or self.watched_elsewhere(call_sid)
+
+    def subscribe(self, call_sid: str | None = None) -> LiveSubscription:
+        """Receive one call's events (``None``: every call's), from every process."""
+        new = call_sid not in self._subscribers
+        subscription = super().subscribe(call_sid)
+        if new and self.on_watch_change is not None:
+            self.on_watch_change()
+        return subscription
+
+    def _unsubscribe(self, subscription: LiveSubscription) -> None:
+        super()._unsubscribe(subscription)
+        if subscription.call_sid not in self._subscribers and self.on_watch_change is not None:
+            self.on_watch_change()
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        """Hand an event to this process's subscribers, and to other processes' if watched."""
+        delivered = super().deliver(event)
+        if self.forward is not None and self.watched_elsewhere(event.get("call_sid")):
+            self.forward(event)
+            self.forwarded += 1
+        return delivered
+
+    def receive(self, event: dict[str, Any]) -> bool:
+        """An event from another process: to this process's subscribers only."""
+        return LiveHub.deliver(self, event)
+
+    def publish_event(self, event: Event) -> None:
+        """Send a live :class:`~voicebot.events.types.Event` (its data names the ``call_sid``)."""
+        call_sid = event.data.get("call_sid")
+        if not self.watched(call_sid):
+            return
+        self.deliver(
+            {
+                "type": event.type,
+                "call_sid": call_sid,
+                "t": event.data.get("t"),
+                "timestamp": time.time(),
+                "data": event.data,
+                "id": event.id,
+            }
+        )

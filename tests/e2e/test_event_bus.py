@@ -1,0 +1,163 @@
+"""Two server processes on one real Redis, the HR bridge as its own process, a real receiver.
+
+What an HR team relies on: every durable event of every server process reaches its webhook
+endpoint, signed (verified with the official ``standardwebhooks`` library), and a Redis outage
+during a call neither disturbs the call nor loses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from loadtest.caller import run_call
+from tests.conftest import ROOT, TWILIO_AUTH_TOKEN, start_server, stop_server
+from tests.redis_helper import RedisServer
+from tests.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ANSWERS = ["en_jfk.wav", "en_speaker_a.wav", "en_speaker_b.wav", "en_speaker_a.wav"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Redis (with AOF, as in production), two voicebot servers, a bridge, a receiver."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    for name in ("redis", "a", "b", "bridge"):
+        (tmp / name).mkdir()
+    redis = RedisServer(appendonly=True, workdir=tmp / "redis").start()
+    receiver = WebhookReceiver(SECRET).start()
+    env = {"VOICEBOT_REDIS_URL": redis.url, "VOICEBOT_BRIDGE": "off"}
+    servers = []
+    bridge = None
+    try:
+        servers = [start_server(tmp / name, **env) for name in ("a", "b")]
+        bridge_log = (tmp / "bridge.log").open("w")
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "hris_bridge", "run"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "VOICEBOT_DATA_DIR": str(tmp / "bridge"),
+                "VOICEBOT_REDIS_URL": redis.url,
+                "VOICEBOT_WEBHOOK_URL": receiver.url,
+                "VOICEBOT_WEBHOOK_SECRET": SECRET,
+            },
+            stdout=bridge_log,
+            stderr=subprocess.STDOUT,
+        )
+        yield {"redis": redis, "receiver": receiver, "servers": servers, "bridge": bridge}
+    finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(20)
+        for server in servers:
+            stop_server(server)
+        receiver.stop()
+        redis.stop()
+        redis.cleanup()
+
+
+def call(server, audio_dir: Path, *, dtmf, answers=(), on_event=None):
+    interview_id = server.create_interview()
+    result = asyncio.run(
+        run_call(
+            server.url,
+            interview_id=interview_id,
+            answers=[audio_dir / name for name in answers],
+            dtmf=dtmf,
+            twilio_auth_token=TWILIO_AUTH_TOKEN,
+            max_call_secs=180,
+            on_event=on_event,
+        )
+    )
+    assert result.error is None, result.problems
+    return interview_id, result
+
+
+def test_a_bridge_sees_the_events_of_both_server_processes(cluster, audio_dir):
+    receiver = cluster["receiver"]
+    calls = [call(server, audio_dir, dtmf={0: "2"}) for server in cluster["servers"]]
+    for interview_id, result in calls:
+        receiver.wait_for(
+            lambda r, i=interview_id: any(
+                p["type"] == "interview.completed" for p in r.of(interview_id=i)
+            )
+        )
+        kinds = [p["type"] for p in receiver.of(interview_id=interview_id)]
+        assert kinds[0] == "candidate.status_changed"  # invited, when the HR system created it
+        assert {"call.started", "call.answered", "consent.recorded", "call.ended"} <= set(kinds)
+        ended = receiver.of(interview_id=interview_id, call_sid=result.call_sid)
+        assert any(p["data"].get("reason") == "consent_declined" for p in ended)
+        for payload in receiver.of(interview_id=interview_id):
+            assert set(payload) == {"type", "timestamp", "data"}
+    assert receiver.rejected == 0
+
+
+def test_redis_stopped_and_started_during_a_call_loses_no_event(cluster, audio_dir):
+    receiver, redis = cluster["receiver"], cluster["redis"]
+    server = cluster["servers"][0]
+    outage: dict[str, float] = {}
+    interview_id = server.create_interview()
+
+    async def scenario():
+        stopped = asyncio.Event()
+
+        def on_event(kind, data):
+            # Redis goes away early in the call (after its first turn), back 8 s later.
+            if kind == "turn" and not stopped.is_set():
+                outage["stopped"] = time.monotonic()
+                redis.stop()
+                stopped.set()
+
+        async def restart_later():
+            await stopped.wait()
+            await asyncio.sleep(8)
+            redis.start(port=redis.port)
+            outage["started"] = time.monotonic()
+
+        restarter = asyncio.create_task(restart_later())
+        result = await run_call(
+            server.url,
+            interview_id=interview_id,
+            answers=[audio_dir / name for name in ANSWERS],
+            dtmf={0: "1"},
+            twilio_auth_token=TWILIO_AUTH_TOKEN,
+            max_call_secs=180,
+            on_event=on_event,
+        )
+        await restarter
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.error is None, result.problems
+    assert result.closed_by == "server"
+    assert "started" in outage
+    status, stored = server.request("GET", f"/api/calls/{result.call_sid}")
+    assert stored["end_reason"] == "completed"
+    receiver.wait_for(
+        lambda r: any(p["type"] == "interview.completed" for p in r.of(interview_id=interview_id))
+    )
+    kinds = Counter(p["type"] for p in receiver.of(interview_id=interview_id))
+    assert kinds["question.answered"] == 4
+    assert kinds["call.started"] == kinds["call.answered"] == kinds["call.ended"] == 1
+    assert kinds["consent.recorded"] == 1 and kinds["interview.completed"] == 1
+    answered = [
+        p["data"]["question_id"]
+        for p in receiver.of(interview_id=interview_id)
+        if p["type"] == "question.answered"
+    ]
+    assert answered == ["experience", "difficult-customer", "availability", "why-this-role"]
+    # Exactly once after dedupe, and nothing forged.
+    assert receiver.rejected == 0
+    report = receiver.of(interview_id=interview_id)[-1]
+    assert report["type"] in ("interview.completed", "candidate.status_changed")
