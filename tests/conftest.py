@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ AUDIO_DIR = Path(
 ).resolve()
 """The human speech clips (../shared/audio beside the checkout)."""
 API_TOKEN = "test-api-token"
+WEBHOOK_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 CLIENTS = {"acme_ats": "acme-token-0123456789", "beta_hris": "beta-token-0123456789"}
 """HR systems with their own API tokens (VOICEBOT_API_CLIENTS)."""
 TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
@@ -59,6 +61,8 @@ class RunningServer:
     data_dir: Path
     recordings_dir: Path
     log_path: Path
+    webhooks: Any = None
+    """The webhook receiver the server delivers to (``tests.webhook_receiver``), if any."""
 
     def request(
         self, method: str, path: str, body: object | None = None, token: str | None = API_TOKEN
@@ -178,10 +182,23 @@ def stop_server(server: RunningServer) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> RunningServer:
-    """One real voicebot server for the whole test session."""
-    running = start_server(tmp_path_factory.mktemp("server"))
+    """One real voicebot server for the whole test session (embedded bus, in-process bridge).
+
+    Its webhooks go to a real receiver (``server.webhooks``) that verifies every signature.
+    """
+    from tests.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver(WEBHOOK_SECRET).start()
+    running = start_server(
+        tmp_path_factory.mktemp("server"),
+        VOICEBOT_WEBHOOK_URL=receiver.url,
+        VOICEBOT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        VOICEBOT_PUBLIC_URL="",
+    )
+    running.webhooks = receiver
     yield running
     stop_server(running)
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")

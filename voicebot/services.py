@@ -105,8 +105,13 @@ class Services:
         interview = await self.store.get_interview(interview_id)
         if interview is None:
             return
+        from voicebot.api.links import report_links
+
         refs = interview_refs(interview)
-        self.events.emit("interview.completed", **refs, status=status, report=report)
+        s = self.settings
+        base = s.public_url or f"http://{s.host}:{s.port}"
+        links = None if self.link_signer is None else report_links(self.link_signer, base, report)
+        self.events.emit("interview.completed", **refs, status=status, report=report, links=links)
         new_status = candidate_status(status, report.get("recommendation"))
         if new_status is not None:
             self.events.emit("candidate.status_changed", **refs, status=new_status)

@@ -391,3 +391,37 @@ def test_a_recruiter_watches_the_call_live(interview_call):
     assert len(speaking) >= 10
     assert all(60 <= s["pitch_hz"] <= 400 for s in speaking)
     assert {"question.answered", "bot.speaking", "speech.started"} <= set(kinds)
+
+
+def test_the_hr_system_gets_the_report_as_a_signed_webhook(interview_call):
+    """Embedded mode: the server's own bridge delivers to the HR endpoint (verified signatures)."""
+    from hris_bridge.mapping import to_ats_application_result
+
+    server, interview = interview_call["server"], interview_call["interview"]
+    receiver = server.webhooks
+    receiver.wait_for(
+        lambda r: any(
+            p["type"] == "interview.completed" for p in r.of(interview_id=interview["id"])
+        )
+    )
+    payloads = receiver.of(interview_id=interview["id"])
+    kinds = [p["type"] for p in payloads]
+    assert kinds[0] == "candidate.status_changed" and payloads[0]["data"]["status"] == "invited"
+    assert kinds.count("question.answered") == len(ANSWERS)
+    completed = next(p for p in payloads if p["type"] == "interview.completed")
+    assert completed["data"]["report"]["interview_id"] == interview["id"]
+    assert completed["data"]["report"]["recommendation"] == interview["report"]["recommendation"]
+    # What an ATS takes, with a recording link that opens without the API token.
+    result = to_ats_application_result(completed["data"])
+    assert result["scorecard"]["overall_recommendation"] in (
+        "YES",
+        "STRONG_YES",
+        "NO",
+        "NO_DECISION",
+    )
+    assert result["scorecard"]["human_review_required"] is True
+    recording = result["recordings"][0]["url"]
+    status, body, _ = fetch(recording)
+    assert status == 200 and body[:4] == b"RIFF"
+    assert receiver.rejected == 0
+    assert max(receiver.arrivals.values()) >= 1

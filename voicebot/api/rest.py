@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
+from voicebot.api.links import report_links
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -187,33 +188,12 @@ REPORT_PENDING_STATUSES = frozenset({"pending", "in_progress"})
 """No report yet: the interview has not been held (or is being held)."""
 
 
-def _signed_link(request: web.Request, path: str, claims: dict[str, str]) -> str:
-    """An absolute URL to ``path`` with a signed, expiring ``token`` query parameter."""
-    services = request.app[SERVICES_KEY]
-    assert services.link_signer is not None
-    token = services.link_signer.issue(claims)
-    base = services.settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
-    return f"{base}{path}?token={token}"
-
-
 def _report_links(request: web.Request, report: dict[str, Any]) -> dict[str, Any]:
     """Fresh signed links for a report: its page and each call's recording."""
-    interview_id = report["interview_id"]
-    return {
-        "report_html": _signed_link(
-            request,
-            f"/interviews/{interview_id}/report",
-            {"purpose": "report", "interview_id": interview_id},
-        ),
-        "recordings": {
-            call["call_sid"]: _signed_link(
-                request,
-                f"/recordings/{call['call_sid']}/call.wav",
-                {"purpose": "recording", "call_sid": call["call_sid"]},
-            )
-            for call in report.get("calls", [])
-        },
-    }
+    services = request.app[SERVICES_KEY]
+    assert services.link_signer is not None
+    base = services.settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    return report_links(services.link_signer, base, report)
 
 
 async def _report_of(request: web.Request, row: dict[str, Any]) -> dict[str, Any] | None:
