@@ -27,7 +27,10 @@ async def healthz(request: web.Request) -> web.Response:
             "jobs": len(services.scripts),
             "asr_model": services.settings.asr_model,
             "tts_engine": services.settings.tts_engine,
-            "bus": "embedded",
+            "bus": "redis" if services.settings.redis_url else "embedded",
+            "redis_up": getattr(services.bus, "redis_up", None),
+            "events_waiting": services.bus.outbox_pending() if services.bus is not None else 0,
+            "bridge": services.bridge is not None,
         }
     )
 
@@ -43,6 +46,15 @@ async def metrics(request: web.Request) -> web.Response:
         m.asr_transcriptions.set(stats.completed)
     if services.vad_model is not None and services.vad_executor is not None:
         m.vad_batch_mean.set(services.vad_batcher.mean_batch)
+    if services.bus is not None:
+        m.events_waiting.set(services.bus.outbox_pending())
+        m.redis_errors.set(getattr(services.bus, "redis_errors", 0))
+    if services.events is not None:
+        m.events_emitted.set(services.events.emitted)
+    if services.bridge is not None:
+        stats = services.bridge.stats
+        for outcome in ("delivered", "retried", "dead", "aborted"):
+            m.webhooks.labels(outcome).set(getattr(stats, outcome))
     body = m.render()
     return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
 

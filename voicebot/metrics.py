@@ -30,6 +30,24 @@ class Metrics:
         self.calls_total = Counter(
             "voicebot_calls_total", "Calls ended, by end reason.", ["reason"], registry=r
         )
+        self.events_emitted = Gauge(
+            "voicebot_events_emitted", "Durable events emitted by this process.", registry=r
+        )
+        self.events_waiting = Gauge(
+            "voicebot_events_waiting",
+            "Durable events not yet in the shared bus (the outbox while Redis is away).",
+            registry=r,
+        )
+        self.redis_errors = Gauge(
+            "voicebot_bus_redis_errors", "Redis errors the bus has met (it retried).", registry=r
+        )
+        self.webhooks = Gauge(
+            "voicebot_webhooks",
+            "Webhook deliveries by the in-process HR bridge, by outcome (delivered, retried,"
+            " dead, aborted).",
+            ["outcome"],
+            registry=r,
+        )
         self.reports = Counter(
             "voicebot_reports_total",
             "Interview reports built after a call, by outcome (built, failed).",

@@ -34,8 +34,11 @@ def test_health_and_metrics_are_served(server):
         "voicebot_asr_transcriptions",
         "voicebot_vad_batch_mean_windows",
         "voicebot_gc_pause_seconds_count",
+        "voicebot_events_waiting",
+        'voicebot_webhooks{outcome="delivered"}',
     ):
         assert name in text, name
+    assert body["bus"] == "embedded" and body["bridge"] is True
 
 
 def test_jobs_list_the_loaded_scripts(server):
