@@ -31,6 +31,7 @@ class WebhookReceiver:
     def __init__(self, secret: str, *, fail_first: int = 0) -> None:
         self.secret = secret
         self.fail_first = fail_first
+        self.delay_secs = 0.0  # a slow HR system: each request takes this long
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/hooks"
         self.events: dict[str, dict[str, Any]] = {}  # webhook-id -> payload (deduped)
@@ -45,6 +46,8 @@ class WebhookReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.text()
+        if self.delay_secs:
+            await asyncio.sleep(self.delay_secs)
         with self._lock:
             self.requests += 1
             if self.requests <= self.fail_first:

@@ -41,21 +41,32 @@ def cluster(tmp_path_factory):
     bridge = None
     try:
         servers = [start_server(tmp / name, **env) for name in ("a", "b")]
-        bridge_log = (tmp / "bridge.log").open("w")
-        bridge = subprocess.Popen(
-            [sys.executable, "-m", "hris_bridge", "run"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "VOICEBOT_DATA_DIR": str(tmp / "bridge"),
-                "VOICEBOT_REDIS_URL": redis.url,
-                "VOICEBOT_WEBHOOK_URL": receiver.url,
-                "VOICEBOT_WEBHOOK_SECRET": SECRET,
-            },
-            stdout=bridge_log,
-            stderr=subprocess.STDOUT,
-        )
-        yield {"redis": redis, "receiver": receiver, "servers": servers, "bridge": bridge}
+        bridge_log = (tmp / "bridge.log").open("a")
+
+        def start_bridge() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "hris_bridge", "run"],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "VOICEBOT_DATA_DIR": str(tmp / "bridge"),
+                    "VOICEBOT_REDIS_URL": redis.url,
+                    "VOICEBOT_WEBHOOK_URL": receiver.url,
+                    "VOICEBOT_WEBHOOK_SECRET": SECRET,
+                },
+                stdout=bridge_log,
+                stderr=subprocess.STDOUT,
+            )
+
+        state = {
+            "redis": redis,
+            "receiver": receiver,
+            "servers": servers,
+            "bridge": start_bridge(),
+            "start_bridge": start_bridge,
+        }
+        yield state
+        bridge = state["bridge"]
     finally:
         if bridge is not None:
             bridge.terminate()
@@ -161,3 +172,33 @@ def test_redis_stopped_and_started_during_a_call_loses_no_event(cluster, audio_d
     assert receiver.rejected == 0
     report = receiver.of(interview_id=interview_id)[-1]
     assert report["type"] in ("interview.completed", "candidate.status_changed")
+
+
+def test_the_bridge_killed_mid_delivery_and_restarted_loses_nothing(cluster, audio_dir):
+    receiver = cluster["receiver"]
+    server = cluster["servers"][1]
+    receiver.delay_secs = 0.5  # a slow HR system: the kill lands while a delivery is in flight
+    try:
+        interview_id, result = call(server, audio_dir, dtmf={0: "2"})
+        receiver.wait_for(lambda r: len(r.of(interview_id=interview_id)) >= 2)
+        cluster["bridge"].kill()  # SIGKILL: no clean shutdown, messages left unacked
+        cluster["bridge"].wait(10)
+        cluster["bridge"] = cluster["start_bridge"]()
+        receiver.wait_for(
+            lambda r: any(
+                p["type"] == "interview.completed" for p in r.of(interview_id=interview_id)
+            ),
+            timeout=90,
+        )
+    finally:
+        receiver.delay_secs = 0.0
+    kinds = Counter(p["type"] for p in receiver.of(interview_id=interview_id))
+    assert kinds == {
+        "candidate.status_changed": 1,  # invited (declining consent changes nothing else)
+        "call.started": 1,
+        "call.answered": 1,
+        "consent.recorded": 1,
+        "call.ended": 1,
+        "interview.completed": 1,
+    }, kinds
+    assert receiver.rejected == 0
