@@ -285,9 +285,10 @@ async def _services(tmp_path, **overrides):
         await services.store.close()
 
 
-async def make_call(services, texts) -> Harness:
-    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
-    services.asr = ScriptedASR(texts)
+async def make_call(services, texts, *, job_id: str = SCRIPT.id, asr=None) -> Harness:
+    """A call into a new interview of ``job_id``, the ASR answering ``texts`` in turn."""
+    interview, _ = await services.store.create_interview(job_id=job_id, candidate_id="c1")
+    services.asr = asr if asr is not None else ScriptedASR(texts)
     harness = Harness(services, interview["id"], services.asr)
     await harness.start()
     return harness

@@ -18,6 +18,7 @@ from tests.call.test_session import (
     _services,
     candidate_answers,
 )
+from tests.call.test_session import make_call as make_session_call
 from voicebot.dialogue.script import JobScript
 
 SCRIPT = JobScript.model_validate(
@@ -84,12 +85,8 @@ async def services(tmp_path):
         yield built
 
 
-async def make_call(services, texts) -> Harness:
-    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
-    services.asr = ScriptedASR(texts)
-    harness = Harness(services, interview["id"], services.asr)
-    await harness.start()
-    return harness
+async def make_call(services, texts, asr=None) -> Harness:
+    return await make_session_call(services, texts, job_id=SCRIPT.id, asr=asr)
 
 
 async def test_follow_up_knockout_and_keypad_answers_end_in_a_report(services):
@@ -311,17 +308,21 @@ async def speak_with_a_pause(call, first_secs, then_secs):
     await call.speak(then_secs)
 
 
-async def test_a_beginning_that_rules_out_the_follow_up_lets_the_next_question_start_at_once(
-    services,
-):
-    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
-    services.asr = LengthASR(STRONG, STRONG + " And I would do it again.", whole_after_secs=5.2)
-    call = Harness(services, interview["id"], services.asr)
-    await call.start()
+async def answer_the_story_at_length(services, asr) -> Harness:
+    """Consent, then a 5.3 s answer to the question with a follow-up, pausing after 4.3 s."""
+    call = await make_call(services, [], asr=asr)
     await call.wait_for_mark("consent:await")
     await call.speak(0.4)
     await call.wait_for_mark("q:story:await")
     await speak_with_a_pause(call, 4.3, 1.0)
+    return call
+
+
+async def test_a_beginning_that_rules_out_the_follow_up_lets_the_next_question_start_at_once(
+    services,
+):
+    asr = LengthASR(STRONG, STRONG + " And I would do it again.", whole_after_secs=5.2)
+    call = await answer_the_story_at_length(services, asr)
     # The next question starts with the end of the turn, before the (slow) final transcript.
     await call.wait_for_mark("q:nights:await", limit_secs=0.8)
     stored = await services.store.get_call("CA1")
@@ -335,15 +336,10 @@ async def test_a_beginning_that_rules_out_the_follow_up_lets_the_next_question_s
 
 
 async def test_a_beginning_without_the_evidence_waits_for_the_words(services):
-    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
     vague = "Well I have worked in many places over the years and I always try hard every day."
-    services.asr = LengthASR(vague, vague + " That is all.", whole_after_secs=5.2)
-    call = Harness(services, interview["id"], services.asr)
-    await call.start()
-    await call.wait_for_mark("consent:await")
-    await call.speak(0.4)
-    await call.wait_for_mark("q:story:await")
-    await speak_with_a_pause(call, 4.3, 1.0)
+    call = await answer_the_story_at_length(
+        services, LengthASR(vague, vague + " That is all.", whole_after_secs=5.2)
+    )
     # No evidence so far: the follow-up may be needed, so the bot waits for all the words.
     await call.wait_for_mark("f:story:await", limit_secs=3)
     assert services.metrics.prefixes.labels("unsettled")._value.get() == 1
