@@ -137,9 +137,14 @@ class _Prefix:
 
     turn_start: float
     speech_end: float
-    task: asyncio.Task
+    task: asyncio.Task | None = None
     text: str | None = None
     settled: bool = False
+
+    @property
+    def running(self) -> bool:
+        """Whether its transcription is still under way."""
+        return self.task is not None and not self.task.done()
 
 
 @dataclass
@@ -438,7 +443,8 @@ class CallSession:
             )
             if self._speculation is not None and self._speculation.speech_end != event.speech_end:
                 self._discard_speculation()
-            if self._prefix is not None and not self._prefix.task.done():
+            if self._prefix is not None and self._prefix.running:
+                assert self._prefix.task is not None
                 self._prefix.task.cancel()  # the final transcription supersedes it
                 self.metrics.prefixes.labels("cancelled").inc()
             speculation, self._speculation = self._speculation, None
@@ -487,7 +493,7 @@ class CallSession:
             return
         prefix = self._prefix
         if prefix is not None and prefix.turn_start == event.speech_start:
-            if prefix.settled or not prefix.task.done():
+            if prefix.settled or prefix.running:
                 return
             if event.speech_end - prefix.speech_end < PREFIX_MIN_SPEECH_SECS:
                 return
@@ -500,7 +506,7 @@ class CallSession:
             event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
         )
         script = engine.script
-        current = _Prefix(event.speech_start, event.speech_end, asyncio.Future())
+        current = _Prefix(event.speech_start, event.speech_end)
 
         async def transcribe() -> None:
             result = await self._transcribe(audio)
