@@ -467,26 +467,17 @@ class DeliveryStore:
         limit: int | None = None,
     ) -> list[DeliveryRow]:
         """Deliveries filtered by status, endpoint, event type, event time range or event ids."""
-        where, args = ["1 = 1"], []
-        if status is not None:
-            where.append("d.status = ?")
-            args.append(status)
-        if endpoint_id is not None:
-            where.append("d.endpoint_id = ?")
-            args.append(endpoint_id)
-        if event_type is not None:
-            where.append("e.type = ?")
-            args.append(event_type)
-        if since is not None:
-            where.append("e.ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("e.ts < ?")
-            args.append(until)
-        if event_ids is not None:
-            where.append(f"d.event_id IN ({','.join('?' * len(event_ids))})")
-            args.extend(event_ids)
-        sql = " AND ".join(where)
+        sql, args = _conditions(
+            [
+                ("d.status = ?", status),
+                ("d.endpoint_id = ?", endpoint_id),
+                ("e.type = ?", event_type),
+                ("e.ts >= ?", since),
+                ("e.ts < ?", until),
+            ],
+            "d.event_id",
+            event_ids,
+        )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return await self._deliveries(sql, args)
@@ -500,21 +491,11 @@ class DeliveryStore:
         event_type: str | None = None,
     ) -> list[Event]:
         """Stored events by id or by event time range (``since`` inclusive, ``until`` exclusive)."""
-        where, args = ["1 = 1"], []
-        if event_ids is not None:
-            where.append(f"id IN ({','.join('?' * len(event_ids))})")
-            args.extend(event_ids)
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until)
-        if event_type is not None:
-            where.append("type = ?")
-            args.append(event_type)
+        where, args = _conditions(
+            [("ts >= ?", since), ("ts < ?", until), ("type = ?", event_type)], "id", event_ids
+        )
         cursor = await self.db.execute(
-            f"SELECT json FROM events WHERE {' AND '.join(where)} ORDER BY ts, rowid", args
+            f"SELECT json FROM events WHERE {where} ORDER BY ts, rowid", args
         )
         return [Event.from_json(row[0]) for row in await cursor.fetchall()]
 
@@ -571,3 +552,18 @@ def row_to_dict(row: DeliveryRow | AttemptRow) -> dict[str, Any]:
 def dumps(value: Any) -> str:
     """Compact JSON for CLI output."""
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _conditions(
+    clauses: Sequence[tuple[str, Any]], id_column: str, ids: Sequence[str] | None
+) -> tuple[str, list[Any]]:
+    """A SQL ``WHERE`` body: each clause whose value is given, and ``id_column IN ids``."""
+    where, args = ["1 = 1"], []
+    for clause, value in clauses:
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    if ids is not None:
+        where.append(f"{id_column} IN ({','.join('?' * len(ids))})")
+        args.extend(ids)
+    return " AND ".join(where), args

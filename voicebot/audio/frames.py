@@ -98,6 +98,18 @@ def _as_int16(pcm: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected int16 or float PCM samples, got {samples.dtype}")
 
 
+def as_float32(audio: np.ndarray, what: str) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] from int16 or float input (``what`` names the caller)."""
+    samples = np.asarray(audio)
+    if samples.ndim != 1:
+        raise ValueError(f"{what}: expected mono audio (1-D), got shape {samples.shape}")
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    if np.issubdtype(samples.dtype, np.floating):
+        return samples.astype(np.float32, copy=False)
+    raise ValueError(f"{what}: expected int16 or float samples, got {samples.dtype}")
+
+
 def to_phone_ulaw(pcm: np.ndarray, rate: int) -> bytes:
     """Resample mono PCM (int16, or float in [-1, 1]) to 8 kHz and encode it as mu-law."""
     samples = _as_int16(pcm)

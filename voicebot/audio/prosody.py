@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from voicebot.audio.frames import SILENCE_DBFS, TELEPHONY_RATE
+from voicebot.audio.frames import SILENCE_DBFS, TELEPHONY_RATE, as_float32
 from voicebot.audio.resample import StreamResampler, resample
 
 FRAME_SECS = 0.025
@@ -258,18 +258,6 @@ def count_fillers(text: str, language: str) -> int:
 # --- signal --------------------------------------------------------------------------------
 
 
-def _as_float(audio: np.ndarray) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] from int16 or float input."""
-    samples = np.asarray(audio)
-    if samples.ndim != 1:
-        raise ValueError(f"prosody: expected mono audio (1-D), got shape {samples.shape}")
-    if samples.dtype == np.int16:
-        return samples.astype(np.float32) / 32768.0
-    if np.issubdtype(samples.dtype, np.floating):
-        return samples.astype(np.float32, copy=False)
-    raise ValueError(f"prosody: expected int16 or float samples, got {samples.dtype}")
-
-
 def _frame_power(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
     """Mean square of each frame, from one cumulative sum (O(n), no frame copies)."""
     if len(samples) < frame:
@@ -426,7 +414,7 @@ def analyse(audio: np.ndarray, sample_rate: int, text: str, language: str) -> Pr
     """
     if sample_rate < TELEPHONY_RATE:
         raise ValueError(f"prosody: sample rate {sample_rate} Hz is below 8 kHz")
-    samples = _as_float(audio)
+    samples = as_float32(audio, "prosody")
     hop = int(round(HOP_SECS * sample_rate))
     frame = int(round(FRAME_SECS * sample_rate))
     words = count_words(text, language)
@@ -577,7 +565,7 @@ class ProsodyMeter:
 
     def push(self, audio_chunk: np.ndarray, is_speech: bool) -> None:
         """Add one chunk of candidate audio (int16 or float) and whether the VAD heard speech."""
-        chunk = _as_float(audio_chunk)
+        chunk = as_float32(audio_chunk, "prosody")
         n = len(chunk)
         if n == 0:
             return

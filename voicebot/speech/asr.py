@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from voicebot.audio.frames import as_float32
 from voicebot.threads import lower_thread_priority, name_native_thread, set_thread_niceness
 
 logger = logging.getLogger(__name__)
@@ -215,17 +216,6 @@ def resolve_model(name: str = DEFAULT_MODEL, *, cache_dir: Path | None = None) -
 
 def _base_language(language: str) -> str:
     return language.strip().replace("_", "-").split("-")[0].lower()
-
-
-def _as_float32(audio: np.ndarray) -> np.ndarray:
-    samples = np.asarray(audio)
-    if samples.ndim != 1:
-        raise ValueError(f"ASR audio must be mono (1-D), got shape {samples.shape}")
-    if samples.dtype == np.int16:
-        return samples.astype(np.float32) / 32768.0
-    if np.issubdtype(samples.dtype, np.floating):
-        return samples.astype(np.float32, copy=False)
-    raise ValueError(f"ASR audio must be int16 or float32 at 16 kHz, got {samples.dtype}")
 
 
 @dataclass(eq=False)
@@ -686,7 +676,7 @@ class ASRPool:
                 f"ASR model {self.model_name!r} does not know language {language!r}; "
                 "use a Whisper language code such as 'en' or 'zh'"
             )
-        samples = _as_float32(audio)
+        samples = as_float32(audio, "ASR audio (16 kHz)")
         if samples.size == 0:
             return ASRResult("", lang, 0.0, 0.0, 0.0, Priority(priority))
         loop = asyncio.get_running_loop()
