@@ -11,6 +11,7 @@ from voicebot.api import carrier, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
 from voicebot.gc_tuning import freeze_startup_objects, observe_pauses
+from voicebot.monitor import web as monitor_web
 from voicebot.services import Services
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     carrier.add_routes(app)
     rest.add_routes(app)
+    monitor_web.add_routes(app)
 
     async def start(app: web.Application) -> None:
         settings.resolved_api_token()

@@ -1,4 +1,4 @@
-"""The ``voicebot`` command line: serve, call, interview, prompts, dialogues, config.
+"""The ``voicebot`` command line: serve, call, interview, prompts, dialogues, users, config.
 
 ``voicebot --help`` lists every command; ``voicebot COMMAND --help`` its options.
 """
@@ -158,6 +158,203 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password(username: str) -> str:
+    """A new password: ``VOICEBOT_NEW_PASSWORD``, else typed twice (AccountError if they differ)."""
+    import getpass
+    import warnings
+
+    from voicebot.monitor.accounts import AccountError, check_password_policy
+
+    password = os.environ.get("VOICEBOT_NEW_PASSWORD", "")
+    if password:
+        check_password_policy(password, username)
+        return password
+    try:
+        with warnings.catch_warnings():  # no terminal: getpass prints its own warning
+            warnings.simplefilter("ignore", getpass.GetPassWarning)
+            password = getpass.getpass(f"new password for {username}: ")
+            check_password_policy(password, username)
+            again = getpass.getpass("the same password again: ")
+    except EOFError:
+        raise AccountError(
+            "no password: type it at the prompt, or set VOICEBOT_NEW_PASSWORD"
+        ) from None
+    if password != again:
+        raise AccountError("the two passwords differ: run the command again")
+    return password
+
+
+def _password_or_none(username: str) -> str | None:
+    """:func:`_new_password`, or None after printing why there is none."""
+    from voicebot.monitor.accounts import AccountError
+
+    try:
+        return _new_password(username)
+    except AccountError as exc:
+        print(f"voicebot users: {exc}", file=sys.stderr)
+        return None
+
+
+def _users(action) -> int:
+    """Run ``action(accounts, settings)`` on the configured account store, reporting errors."""
+    import sqlite3
+
+    from redis.exceptions import RedisError
+
+    from voicebot.monitor.accounts import AccountError, build_accounts
+
+    settings = Settings.from_env()
+
+    async def run() -> int:
+        accounts = build_accounts(settings)
+        await accounts.open()
+        try:
+            return await action(accounts, settings)
+        finally:
+            await accounts.close()
+
+    try:
+        return asyncio.run(run())
+    except AccountError as exc:
+        print(f"voicebot users: {exc}", file=sys.stderr)
+        return 2
+    except (RedisError, sqlite3.Error, OSError) as exc:
+        where = "Redis (VOICEBOT_REDIS_URL)" if settings.redis_url else str(settings.data_dir)
+        print(f"voicebot users: cannot use the accounts in {where}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _job_departments(settings: Settings) -> set[str]:
+    """The departments named by the job scripts (unreadable scripts skipped)."""
+    from voicebot.dialogue.script import ScriptError, load_script
+
+    departments = set()
+    for path in sorted(settings.dialogues_dir.glob("*.yaml")):
+        try:
+            department = load_script(path).department
+        except (ScriptError, OSError):
+            continue
+        if department:
+            departments.add(department)
+    return departments
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Add a recruiter account for the live monitor."""
+    from voicebot.monitor.accounts import AccountError, validate_department, validate_username
+
+    async def check(accounts, settings) -> int:
+        name = validate_username(args.username)
+        validate_department(args.role, args.department)
+        if await accounts.get_user(name) is not None:
+            raise AccountError(
+                f"user {name!r} already exists in {accounts.location}: choose another username,"
+                f" or `voicebot users passwd {name}` to change their password"
+            )
+        return 0
+
+    code = _users(check)  # the name, role and department before asking for a password
+    password = _password_or_none(args.username.lower()) if not code else None
+    if password is None:
+        return code or 2
+
+    async def add(accounts, settings) -> int:
+        account = await accounts.add_user(args.username, args.role, args.department, password)
+        if account.department:
+            print(f"added {account.role} {account.username} (department: {account.department})")
+            if account.department not in _job_departments(settings):
+                print(
+                    f"note: no job script in {settings.dialogues_dir} has department"
+                    f" {account.department!r} yet; {account.username} sees no calls until one"
+                    " does",
+                    file=sys.stderr,
+                )
+        else:
+            print(f"added {account.role} {account.username}")
+        return 0
+
+    return _users(add)
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    """List the monitor accounts."""
+    from datetime import UTC, datetime
+
+    def created(account) -> str:
+        return datetime.fromtimestamp(account.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    async def show(accounts, settings) -> int:
+        users = await accounts.list_users()
+        if args.json:
+            rows = [
+                {
+                    "username": user.username,
+                    "role": user.role,
+                    "department": user.department,
+                    "created_at": datetime.fromtimestamp(user.created_at, UTC).isoformat(),
+                }
+                for user in users
+            ]
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not users:
+            print(
+                f"no monitor users in {accounts.location}: voicebot users add NAME --role"
+                " admin|manager [--department D]",
+                file=sys.stderr,
+            )
+            return 0
+        table = [("username", "role", "department", "created")] + [
+            (user.username, user.role, user.department or "-", created(user)) for user in users
+        ]
+        name_w, role_w, dept_w = (max(len(row[i]) for row in table) for i in range(3))
+        for name, role, department, when in table:
+            print(f"{name:<{name_w}}  {role:<{role_w}}  {department:<{dept_w}}  {when}")
+        return 0
+
+    return _users(show)
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    """Remove a monitor account and end its sessions."""
+
+    async def remove(accounts, settings) -> int:
+        if not await accounts.remove_user(args.username):
+            print(
+                f"voicebot users: no user {args.username!r} in {accounts.location}", file=sys.stderr
+            )
+            return 1
+        print(f"removed {args.username.lower()} (their monitor sessions ended)")
+        return 0
+
+    return _users(remove)
+
+
+def cmd_users_passwd(args: argparse.Namespace) -> int:
+    """Set a monitor account's password and end its sessions."""
+
+    async def known(accounts, settings) -> int:
+        if await accounts.get_user(args.username) is None:
+            print(
+                f"voicebot users: no user {args.username!r} in {accounts.location}", file=sys.stderr
+            )
+            return 1
+        return 0
+
+    code = _users(known)  # the name before asking for a password
+    username = args.username.lower()
+    password = _password_or_none(username) if not code else None
+    if password is None:
+        return code or 2
+
+    async def change(accounts, settings) -> int:
+        await accounts.set_password(username, password)
+        print(f"password changed for {username} (their monitor sessions ended)")
+        return 0
+
+    return _users(change)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     parser = argparse.ArgumentParser(
@@ -216,6 +413,43 @@ def build_parser() -> argparse.ArgumentParser:
         " (same as python -m hris_bridge)",
         add_help=False,
     )
+    from voicebot.monitor.accounts import ROLES
+
+    users = commands.add_parser(
+        "users",
+        help="live monitor accounts: add | list | remove | passwd (Redis when VOICEBOT_REDIS_URL"
+        " is set, else <VOICEBOT_DATA_DIR>/accounts.sqlite3)",
+    )
+    user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = user_commands.add_parser(
+        "add",
+        help="add a recruiter (password: VOICEBOT_NEW_PASSWORD, else prompted twice)",
+    )
+    add.add_argument("username", help="1-64 letters, digits, . _ @ - (stored lower-case)")
+    add.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="admin: every call; manager: the calls of one department",
+    )
+    add.add_argument(
+        "--department",
+        help="a manager's department: the job scripts' `department`, e.g. customer_service",
+    )
+    add.set_defaults(func=cmd_users_add)
+    listing = user_commands.add_parser("list", help="list the accounts")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_users_list)
+    remove = user_commands.add_parser("remove", help="remove an account (ends its sessions)")
+    remove.add_argument("username")
+    remove.set_defaults(func=cmd_users_remove)
+    passwd = user_commands.add_parser(
+        "passwd",
+        help="set a new password (VOICEBOT_NEW_PASSWORD, else prompted twice; ends its sessions)",
+    )
+    passwd.add_argument("username")
+    passwd.set_defaults(func=cmd_users_passwd)
+
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)
     return parser

@@ -175,6 +175,27 @@ class Settings(BaseModel):
         "instant the turn ends; shorter turns wait for their words (a request to repeat or to "
         "stop is short).",
     )
+    monitor_session_ttl_secs: float = Field(
+        8 * 3600.0,
+        gt=0,
+        description="A recruiter's monitor login lasts this long after their last request.",
+    )
+    cookie_secure: bool = Field(
+        True,
+        description="Mark the monitor's session cookie Secure (sent over HTTPS only; browsers"
+        " also send it to http://localhost). false only for plain-HTTP test set-ups on other"
+        " hosts.",
+    )
+    live_partials: bool = Field(
+        True,
+        description="Stream interim transcripts (LocalAgreement) of calls a recruiter watches,"
+        " from the shared ASR pool at low priority (skipped when it is busy).",
+    )
+    live_partial_interval_secs: float = Field(
+        0.8,
+        gt=0.1,
+        description="New speech between two interim transcriptions of a watched call.",
+    )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
     prompt_cache_dir: Path | None = Field(

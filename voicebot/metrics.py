@@ -140,6 +140,24 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.partials = Counter(
+            "voicebot_asr_partials_total",
+            "Interim transcripts of watched calls, by outcome: published, skipped (the ASR pool"
+            " was busy, finals first) or dropped (replaced or pushed out of the queue).",
+            ["outcome"],
+            registry=r,
+        )
+        self.monitor_logins = Counter(
+            "voicebot_monitor_logins_total",
+            "Monitor sign-ins, by outcome: ok, failed (wrong user or password), throttled.",
+            ["outcome"],
+            registry=r,
+        )
+        self.monitor_watchers = Gauge(
+            "voicebot_monitor_sockets",
+            "Open monitor WebSockets (call lists, calls watched, listen-ins).",
+            registry=r,
+        )
         self.smart_turn = Counter(
             "voicebot_smart_turn_total",
             "Smart-turn requests at pauses, by outcome: run, or skipped because the pause was"

@@ -63,6 +63,10 @@ class Services:
     """Durable events to the bus, in order (``None`` before start)."""
     bridge: Any = None
     """The HR-system bridge when it runs in this process (webhook endpoints configured)."""
+    registry: Any = None
+    """Live and recent calls of every process, for the monitor's lists."""
+    accounts: Any = None
+    """Recruiter accounts and monitor sessions (SQLite, or Redis when configured)."""
     link_signer: StreamTokenSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
@@ -128,6 +132,16 @@ class Services:
             self.live = live  # in Redis mode, every process's live events reach every watcher
         self.events = EventEmitter(self.bus)
         self.events.start()
+        from voicebot.monitor.accounts import build_accounts
+        from voicebot.monitor.registry import CallRegistry, RedisRegistry
+
+        if s.redis_url:
+            self.registry = RedisRegistry(self.live, self.store, s.redis_url)
+        else:
+            self.registry = CallRegistry(self.live, self.store)
+        await self.registry.start()
+        self.accounts = build_accounts(s)
+        await self.accounts.open()
         log.info("event bus: %s", "redis" if s.redis_url else "embedded (SQLite)")
         await self._start_bridge()
 
@@ -318,6 +332,10 @@ class Services:
         if self.bridge is not None:
             await self.bridge.close()
             await self._bridge_store.close()
+        if self.registry is not None:
+            await self.registry.close()
+        if self.accounts is not None:
+            await self.accounts.close()
         if self.bus is not None:
             await self.bus.close()
         if self.asr is not None:

@@ -60,6 +60,7 @@ class ScriptedASR:
         self.languages = frozenset({"en"})
         self.requests = 0
         self.has_free_worker = True
+        self.partials = 0
         self.delay_secs = 0.05
         self.closed = False
 
@@ -68,6 +69,11 @@ class ScriptedASR:
         await asyncio.sleep(self.delay_secs)
         if self.closed:
             raise ASRPoolClosed("closed while the request waited")
+        if priority is Priority.PARTIAL:  # the words being said: the turn's final text so far
+            self.partials += 1
+            words = (self.texts[0] if self.texts else "").split()
+            text = " ".join(words[: max(1, int(len(audio) / 16000 * 2.5))])
+            return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
         text = self.texts.pop(0) if self.texts else ""
         return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
 

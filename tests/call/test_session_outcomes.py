@@ -258,6 +258,17 @@ async def test_a_watched_call_streams_position_transcripts_and_prosody_live(serv
         "start": finals[-1]["start"],
         "end": finals[-1]["end"],
     }
+    partials = [e["data"] for e in events if e["type"] == "transcript.partial"]
+    assert partials, "a watched answer streams interim words"
+    assert all(STRONG.startswith(p["text"]) for p in partials)
+    assert partials[-1]["question_id"] == "story"
+    scores = [e["data"] for e in events if e["type"] == "scores.updated"]
+    assert scores and scores[-1]["questions_answered"] == 1
+    assert any(c["score"] is not None for c in scores[-1]["competencies"])
+    assert all(c["score"] is None for c in scores[-1]["competencies"] if not c["answered"])
+    speaking = [e["data"] for e in events if e["type"] == "bot.speaking"]
+    assert speaking[0]["text"] and speaking[0]["response_latency"] is None
+    assert any(s["response_latency"] is not None for s in speaking[1:])
     samples = [e["data"] for e in events if e["type"] == "prosody.sample"]
     assert len(samples) >= 4  # every half second of the call
     assert any(s["speaking"] for s in samples) and any(not s["speaking"] for s in samples)

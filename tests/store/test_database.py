@@ -86,3 +86,18 @@ async def test_data_survives_reopen_and_unfinished_calls_are_marked(tmp_path):
     call = await reopened.get_call("CA9")
     assert call["status"] == "failed" and call["end_reason"] == "server_restart"
     await reopened.close()
+
+
+async def test_recent_calls_are_finished_ones_newest_first_with_their_candidate(store):
+    interview, _ = await store.create_interview(
+        job_id="job", candidate_id="c1", candidate_name="Ann Lee"
+    )
+    for sid, started in (("CA_old", 100.0), ("CA_new", 200.0), ("CA_live", 300.0)):
+        await store.create_call(call_sid=sid, interview_id=interview["id"], started_at=started)
+    for sid in ("CA_old", "CA_new"):
+        await store.finish_call(sid, status="completed", end_reason="completed", duration_secs=9)
+    recent = await store.recent_calls()
+    assert [call["call_sid"] for call in recent] == ["CA_new", "CA_old"]
+    assert recent[0]["candidate_name"] == "Ann Lee" and recent[0]["job_id"] == "job"
+    assert recent[0]["end_reason"] == "completed" and recent[0]["status"] == "pending"
+    assert [call["call_sid"] for call in await store.recent_calls(limit=1)] == ["CA_new"]

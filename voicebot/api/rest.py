@@ -398,6 +398,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             {
                 "id": script.id,
                 "title": script.title,
+                "department": script.department,
                 "language": script.language,
                 "competencies": [
                     {

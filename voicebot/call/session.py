@@ -27,6 +27,8 @@ from voicebot.audio.buffer import RollingAudio
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
+from voicebot.call.listen import ListenMixer, audio_channel, chunk_event
+from voicebot.call.live_partials import LivePartials
 from voicebot.call.playout import Playout, Segment
 from voicebot.call.recorder import CallRecorder
 from voicebot.dialogue.engine import (
@@ -193,6 +195,12 @@ class CallSession:
         self._meter: Any = None  # ProsodyMeter while the call is watched
         self._meter_samples = 0
         self._continuation: _Continuation | None = None
+        self._partials = LivePartials(self)
+        self._mixer: ListenMixer | None = None  # while someone listens in
+        self._answers: list[Any] = []  # AnswerText so far, for the running scores
+        self._scores: dict[str, Any] | None = None
+        self._scoring: asyncio.Task | None = None
+        self.started_at = 0.0  # wall clock at the stream's start
         self._listening: Listen | None = None
         self._silence_task: asyncio.Task | None = None
         self._engine_lock = asyncio.Lock()
@@ -261,6 +269,81 @@ class CallSession:
             "call_secs": round(self.now(), 3) if self.t0 else 0.0,
         }
 
+    def summary(self) -> dict[str, Any]:
+        """The call as the monitor lists it: who, which job, where in the script."""
+        script, interview = self.script, self.interview or {}
+        return {
+            **self.snapshot(),
+            "call_sid": self.call_sid,
+            "job_title": None if script is None else script.title,
+            "department": None if script is None else script.department,
+            "candidate_name": interview.get("candidate_name") or "",
+            "started_at": self.started_at,
+            "scores": self._scores,
+        }
+
+    def _registry_update(self) -> None:
+        registry = self.services.registry
+        if registry is not None and self.call_sid is not None:
+            registry.upsert(self.summary())
+
+    def _transcript_line(self, line: dict[str, Any]) -> None:
+        registry = self.services.registry
+        if registry is not None and self.call_sid is not None:
+            registry.line(self.call_sid, line)
+
+    def _listen_in(self, chunk: np.ndarray) -> None:
+        """Mix both sides for listeners, only while someone listens in."""
+        if not self.services.live.watched(audio_channel(self.call_sid)):
+            self._mixer = None
+            return
+        if self._mixer is None:
+            live, call_sid = self.services.live, self.call_sid
+            self._mixer = ListenMixer(
+                lambda seq, ms, ulaw: live.deliver(chunk_event(call_sid, seq, ms, ulaw)),
+                start_samples=self._inbound_samples - len(chunk),
+            )
+        self._mixer.candidate(chunk)
+
+    def _on_bot_frame(self, frame: bytes, t: float) -> None:
+        if self.recorder is not None:
+            self.recorder.bot_audio(t - self.t0, frame)
+        if self._mixer is not None:
+            self._mixer.bot(frame)
+
+    def _update_scores(self, answer: Any) -> None:
+        """Score the answers so far (a worker thread), for watchers' running scores."""
+        self._answers.append(answer)
+        previous = self._scoring
+
+        async def score() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            from voicebot.dialogue.scoring import score_interview
+
+            assert self.script is not None
+            result = await asyncio.to_thread(score_interview, self.script, list(self._answers))
+            answered = {a.question_id for a in self._answers}
+            self._scores = {
+                "overall": result.overall,
+                "recommendation": str(result.recommendation),
+                "competencies": [
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "score": c.score if c.answered else None,
+                        "answered": c.answered,
+                    }
+                    for c in result.competencies
+                ],
+                "questions_answered": len(answered),
+            }
+            if self.call_sid is not None and not self.finished:
+                self.services.live.publish(self.call_sid, "scores.updated", None, **self._scores)
+                self._registry_update()
+
+        self._scoring = self._spawn(score(), "running_scores")
+
     def _meter_prosody(self, chunk: np.ndarray) -> None:
         """Live prosody samples, only while someone watches the call (CPU budget per call)."""
         if not self.services.live.watched(self.call_sid):
@@ -277,11 +360,15 @@ class CallSession:
             self._meter_samples = 0
             sample = self._meter.sample()
             if sample is not None:
+                rate = self._partials.speech_rate if self._turn_start is not None else None
                 self.services.live.publish(
                     self.call_sid,
                     "prosody.sample",
                     round(self._inbound_samples / 8000, 3),
                     **sample,
+                    speech_rate=rate,
+                    rate_unit=self._partials.rate_unit,
+                    speech_rate_wpm=rate if self._partials.rate_unit == "wpm" else None,
                 )
 
     # -- carrier events --------------------------------------------------------------------
@@ -347,13 +434,15 @@ class CallSession:
         )
         await services.store.start_interview_attempt(interview_id)
         self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)
+        self.started_at = time.time()
+        self._registry_update()
         self._emit("call.answered", stream_sid=start.stream_sid)
         log.info("call %s started: interview %s, job %s", call_sid, interview_id, script.id)
         self.playout = Playout(
             send_media=lambda frame: self._send_text(self.protocol.media(frame)),
             send_mark=lambda name: self._send_text(self.protocol.mark(name)),
             send_clear=lambda: self._send_text(self.protocol.clear()),
-            on_frame=lambda frame, t: self.recorder.bot_audio(t - self.t0, frame),
+            on_frame=self._on_bot_frame,
             on_segment_start=self._on_segment_start,
             on_segment_end=self._on_segment_end,
         )
@@ -382,6 +471,7 @@ class CallSession:
             self._vad.feed(chunk)
         if self.call_sid is not None:
             self._meter_prosody(chunk)
+            self._listen_in(chunk)
 
     def _on_vad(self, probabilities: np.ndarray) -> None:
         """Take the VAD's verdicts on this call's newest windows (on the event loop).
@@ -400,6 +490,8 @@ class CallSession:
                 self._on_turn_event(event)
             self._check_barge_in(t)
             self._check_answer_length(t)
+            if self._turn_start is not None:
+                self._partials.tick(t)
         self._trim_audio()
 
     def _trim_audio(self) -> None:
@@ -420,6 +512,7 @@ class CallSession:
         if isinstance(event, SpeechStarted):
             self._event("speech_started", t=event.speech_start)
             self._turn_start = event.speech_start
+            self._partials.start(event.speech_start)
             self._barged = False
             self._prefix = None
             if self._silence_task is not None:
@@ -432,6 +525,7 @@ class CallSession:
             self._discard_speculation()
         elif isinstance(event, TurnEnded):
             self._turn_start = None
+            self._partials.stop()
             self._event(
                 "speech_ended",
                 t=event.t,
@@ -466,6 +560,7 @@ class CallSession:
         listen = self._listening
         settings = self.settings
         self._maybe_transcribe_prefix(event)
+        self._partials.pause(event)
         short = (
             listen is not None
             and listen.question_id is not None
@@ -756,6 +851,7 @@ class CallSession:
             self.services.live.publish(
                 self.call_sid, "transcript.final", round(event.speech_end, 3), **words
             )
+            self._transcript_line({"speaker": "candidate", **words})
             self._emit("transcript.final", **words)
         if continuation is not None:
             await self._continue_answer(event, continuation, text, result, eos_to_final)
@@ -829,6 +925,12 @@ class CallSession:
         )
         self.stats["turns"] += 1
         if question_id is not None:
+            from voicebot.dialogue.scoring import AnswerText
+
+            if text != INAUDIBLE:
+                self._update_scores(
+                    AnswerText(question_id, "" if follow_up else text, text if follow_up else "")
+                )
             self._emit(
                 "question.answered",
                 question_id=question_id,
@@ -1075,6 +1177,7 @@ class CallSession:
             self._listening = listen
             self._restart_silence_timer()
             self._event("position", **self.snapshot())
+            self._registry_update()
         if end is not None:
             self.end_reason = end.reason
             self._spawn(self._hang_up_after_playout(end.reason), "hangup")
@@ -1095,6 +1198,9 @@ class CallSession:
             follow_up=action.follow_up,
         )
         self.stats["turns"] += 1
+        from voicebot.dialogue.scoring import AnswerText
+
+        self._update_scores(AnswerText(action.question_id, action.text, via="dtmf"))
         self._emit(
             "question.answered",
             question_id=action.question_id,
@@ -1117,12 +1223,29 @@ class CallSession:
 
     def _on_segment_start(self, segment: Segment) -> None:
         t = segment.first_frame_at - self.t0
-        self._event("prompt_started", t=t, mark=segment.mark, prompt_id=segment.prompt_id)
         response_latency = None
         if self._awaiting_response_since is not None:
             response_latency = max(t - self._awaiting_response_since, 0.0)
             self._awaiting_response_since = None
             self.metrics.response_latency.observe(response_latency)
+        latency = None if response_latency is None else round(response_latency, 3)
+        self._event(
+            "prompt_started",
+            t=t,
+            mark=segment.mark,
+            prompt_id=segment.prompt_id,
+            text=segment.extra["text"],
+            response_latency=latency,
+        )
+        self._transcript_line(
+            {
+                "speaker": "bot",
+                "text": segment.extra["text"],
+                "start": round(t, 3),
+                "prompt_id": segment.prompt_id,
+                "response_latency": latency,
+            }
+        )
         self._spawn(
             self.services.store.add_turn(
                 call_sid=self.call_sid,
@@ -1189,6 +1312,8 @@ class CallSession:
         if self.finished:
             return
         self.finished = True
+        self._partials.stop()
+        self._mixer = None
         if self._vad is not None:
             self._vad.close()
         if self.call_sid is None:
@@ -1225,6 +1350,16 @@ class CallSession:
             await asyncio.gather(*pending, return_exceptions=True)
         duration = self.now()
         self._event("call_ended", reason=reason)
+        if services.registry is not None:
+            services.registry.ended(
+                {
+                    **self.summary(),
+                    "ended_at": time.time(),
+                    "duration_secs": round(duration, 3),
+                    "end_reason": reason,
+                    "status": "scoring",
+                }
+            )
         self._emit("call.ended", reason=reason, duration_secs=round(duration, 3))
         try:
             await services.store.finish_call(

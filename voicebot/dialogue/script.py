@@ -231,6 +231,9 @@ class JobScript(BaseModel):
     """The job id the HR system and ``POST /api/interviews`` use."""
     title: Text
     """Job title, shown to recruiters."""
+    department: Slug | None = None
+    """The hiring department that owns the job: a department manager sees only its calls on the
+    live monitor (admins see every job). ``None``: only admins see the job's calls."""
     language: Literal["en", "zh"]
     """Language of every prompt; also passed to speech recognition."""
     voice: str | None = None

@@ -25,6 +25,15 @@ QUEUE_SIZE = 256
 """Events a subscriber may fall behind by before it loses the oldest."""
 
 
+def is_channel(key: str | None) -> bool:
+    """Whether a subscription key is a channel (``@calls``, ``<sid>@audio``), not a call sid.
+
+    Call sids never contain ``@``. A watcher of every call gets every call's events, but not the
+    channels': those are for their own subscribers (the call lists, listen-in audio).
+    """
+    return key is not None and "@" in key
+
+
 class LiveSubscription:
     """One subscriber's view of one call (or of every call, ``call_sid=None``)."""
 
@@ -87,8 +96,10 @@ class LiveHub:
                 del self._subscribers[subscription.call_sid]
 
     def watched(self, call_sid: str) -> bool:
-        """Whether anyone is subscribed to this call (or to every call)."""
-        return bool(self._subscribers.get(call_sid) or self._subscribers.get(None))
+        """Whether anyone is subscribed to this call (or to every call) or channel."""
+        if self._subscribers.get(call_sid):
+            return True
+        return not is_channel(call_sid) and bool(self._subscribers.get(None))
 
     def publish(self, call_sid: str, kind: str, t: float | None = None, **data: Any) -> None:
         """Send one event of a call to its subscribers (never blocks)."""
@@ -100,7 +111,9 @@ class LiveHub:
     def deliver(self, event: dict[str, Any]) -> bool:
         """Hand a ready event (``type``, ``call_sid``, ...) to this process's subscribers."""
         call_sid = event.get("call_sid")
-        targets = [*self._subscribers.get(call_sid, ()), *self._subscribers.get(None, ())]
+        targets = [*self._subscribers.get(call_sid, ())]
+        if not is_channel(call_sid):
+            targets.extend(self._subscribers.get(None, ()))
         if not targets:
             return False
         self.published += 1
@@ -137,7 +150,9 @@ class LiveFeed(LiveHub):
     def watched_elsewhere(self, call_sid: str | None) -> bool:
         """Whether another process watches this call (or every call)."""
         remote = self.remote_watching
-        return bool(remote) and (WATCH_ALL in remote or call_sid in remote)
+        if not remote:
+            return False
+        return call_sid in remote or (WATCH_ALL in remote and not is_channel(call_sid))
 
     def watched(self, call_sid: str) -> bool:
         """Whether anyone, in this process or another, watches this call."""

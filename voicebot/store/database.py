@@ -482,6 +482,16 @@ class Store:
             (interview_id,),
         )
 
+    async def recent_calls(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Finished calls, newest first, with their interview's job, candidate and status."""
+        return await self._all(
+            "SELECT c.call_sid, c.interview_id, c.started_at, c.ended_at, c.duration_secs,"
+            " c.end_reason, i.job_id, i.candidate_name, i.status FROM calls c"
+            " JOIN interviews i ON i.id = c.interview_id"
+            " WHERE c.ended_at IS NOT NULL ORDER BY c.started_at DESC LIMIT ?",
+            (limit,),
+        )
+
     async def mark_unfinished_calls(self) -> int:
         """At start-up: calls left in progress by a crashed process are marked as failed."""
         cursor = await self.db.execute(
