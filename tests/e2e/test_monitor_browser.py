@@ -1,0 +1,267 @@
+"""The recruiters' live monitor in real headless Chromium, against the real server and a real call.
+
+A recruiter signs in at /monitor, sees a call appear while the test caller speaks (real speech
+through the 8 kHz mu-law phone path), opens it and sees the candidate's words appear, listens in
+and hears audio frames arrive, stops, signs out. A manager of another department never sees the
+call; after it ends its recording plays with the transcript following.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from loadtest.caller import run_call
+from tests.browser import chrome, console_errors, wait_until
+from tests.conftest import ROOT, TWILIO_AUTH_TOKEN
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery staple"
+JOB = "customer_service_en"  # department: customer_service
+ANSWERS = ["en_speaker_a.wav", "en_jfk.wav", "en_speaker_b.wav", "en_speaker_a.wav"]
+
+
+def add_user(server, username: str, role: str, department: str | None = None) -> None:
+    """``voicebot users add`` against the server's data directory, as an operator would."""
+    command = [sys.executable, "-m", "voicebot.cli", "users", "add", username, "--role", role]
+    if department:
+        command += ["--department", department]
+    env = {**os.environ, "VOICEBOT_DATA_DIR": str(server.data_dir)}
+    env["VOICEBOT_NEW_PASSWORD"] = PASSWORD
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def sign_in(driver, server, username: str) -> None:
+    driver.get(server.url + "/monitor")
+    driver.find_element("id", "username").send_keys(username)
+    driver.find_element("id", "password").send_keys(PASSWORD)
+    driver.find_element("id", "login-submit").click()
+    wait_until(lambda: driver.find_element("id", "whoami").text, what="the signed-in page")
+
+
+def fetch_status(driver, path: str) -> int:
+    """The status the page's own fetch() gets (its cookie, its origin)."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0]).then(r => done(r.status), e => done(String(e)));",
+        path,
+    )
+
+
+def socket_close_code(driver, path: str) -> int:
+    """The close code a WebSocket from the page gets on ``path``."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const ws = new WebSocket('ws://' + location.host + arguments[0]);"
+        "ws.onclose = e => done(e.code);",
+        path,
+    )
+
+
+def row(driver, call_sid: str, kind: str = "call-row"):
+    rows = driver.find_elements("css selector", f'tr.{kind}[data-call-sid="{call_sid}"]')
+    return rows[0] if rows else None
+
+
+class BackgroundCall:
+    """A real simulated Twilio call in its own thread (the browser test drives the page)."""
+
+    def __init__(self, server, audio_dir, interview_id: str, call_sid: str) -> None:
+        self.result = None
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self.result = asyncio.run(
+                    run_call(
+                        server.url,
+                        interview_id=interview_id,
+                        call_sid=call_sid,
+                        answers=[audio_dir / name for name in ANSWERS],
+                        dtmf={0: "1"},
+                        twilio_auth_token=TWILIO_AUTH_TOKEN,
+                        max_call_secs=180,
+                    )
+                )
+            except BaseException as error:  # reported by the test
+                self.error = error
+
+        self.thread = threading.Thread(target=run, name="test-call", daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 200.0):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the call did not end"
+        assert self.error is None, self.error
+        assert self.result.error is None, self.result.error
+        return self.result
+
+
+@pytest.fixture(scope="module")
+def accounts(server):
+    add_user(server, "recruiter-admin", "admin")
+    add_user(server, "service-lead", "manager", "customer_service")
+    add_user(server, "sales-lead", "manager", "sales")
+    return server
+
+
+def test_sign_in_is_needed_for_any_call_data(accounts):
+    server = accounts
+    status, page = server.request("GET", "/monitor", token=None)
+    assert status == 200 and 'id="login-form"' in page
+    for path in ("/monitor/api/calls", "/monitor/api/me", "/monitor/api/calls/CA1"):
+        assert server.request("GET", path, token=None)[0] == 401
+    # The REST API's bearer token is not a monitor sign-in.
+    assert server.request("GET", "/monitor/api/calls")[0] == 401
+
+
+def test_recruiter_watches_listens_to_and_replays_a_call(accounts, audio_dir):
+    server = accounts
+    interview_id = server.create_interview(JOB, name="Dana Whitfield")
+    call_sid = "CAmonitor" + os.urandom(8).hex()
+    admin, outsider = chrome(), chrome(width=390, height=844)  # the outsider on a phone screen
+    try:
+        sign_in(admin, server, "recruiter-admin")
+        sign_in(outsider, server, "sales-lead")
+        assert "admin" in admin.find_element("id", "whoami").text
+        call = BackgroundCall(server, audio_dir, interview_id, call_sid)
+
+        # The call appears in the list without a reload, with its candidate and job.
+        live_row = wait_until(lambda: row(admin, call_sid), timeout=30, what="the live call row")
+        assert "Dana Whitfield" in live_row.find_element("css selector", ".candidate").text
+        assert "Customer Service" in live_row.find_element("css selector", ".job").text
+        live_row.click()
+        detail = admin.find_element("id", "call-detail")
+        wait_until(detail.is_displayed, what="the call's detail")
+
+        # The candidate's words appear (interim, then final) while the call goes on.
+        def candidate_words():
+            lines = admin.find_elements("css selector", "#transcript .utt.candidate")
+            return [line.text for line in lines if any(c.isalpha() for c in line.text)]
+
+        wait_until(candidate_words, timeout=90, what="the candidate's transcript")
+        wait_until(
+            lambda: re.search(r"\d+/\d+", admin.find_element("id", "call-position").text),
+            what="the script position (question n/m)",
+        )
+
+        # Listen in: audio frames arrive over the WebSocket, then it stops cleanly.
+        listen = admin.find_element("id", "listen")
+        listen.click()
+        stats = admin.find_element("id", "listen-stats")
+        wait_until(
+            lambda: int(stats.get_attribute("data-frames") or 0) >= 10,
+            timeout=20,
+            what="10 listen-in frames (1 s of audio)",
+        )
+        listen.click()
+        wait_until(lambda: "Listen" in listen.text and "Stop" not in listen.text, what="stop")
+        stopped_at = int(stats.get_attribute("data-frames"))
+        time.sleep(0.6)  # six more chunks would have come had it not stopped
+        assert int(stats.get_attribute("data-frames")) - stopped_at <= 1
+
+        # A manager of another department sees nothing of it, by page, API or socket.
+        assert row(outsider, call_sid) is None
+        assert fetch_status(outsider, f"/monitor/api/calls/{call_sid}") == 404
+        assert socket_close_code(outsider, f"/monitor/ws/calls/{call_sid}") == 4404
+        assert socket_close_code(outsider, f"/monitor/ws/calls/{call_sid}/audio") == 4404
+        listed = outsider.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/monitor/api/calls').then(r => r.json()).then(done);"
+        )
+        assert call_sid not in json.dumps(listed)
+
+        # The call ends: it moves to the recent calls, with its recording and report.
+        call.join()
+        server.wait_for_report(interview_id)
+        assert row(outsider, call_sid, "recent-row") is None
+        admin.find_element("id", "close-detail").click()
+        recent = wait_until(
+            lambda: row(admin, call_sid, "recent-row"), timeout=30, what="the recent call row"
+        )
+        assert row(admin, call_sid) is None
+        recent.click()
+        audio = wait_until(
+            lambda: admin.find_element("id", "recording").get_attribute("src"),
+            what="the recording player",
+        )
+        assert f"/monitor/recordings/{call_sid}/call.wav" in audio
+        assert fetch_status(admin, f"/monitor/recordings/{call_sid}/call.wav") == 200
+        assert fetch_status(outsider, f"/monitor/recordings/{call_sid}/call.wav") == 404
+        wait_until(
+            lambda: admin.find_element("id", "report-link").get_attribute("href"),
+            what="the report link",
+        )
+        # Seek into the candidate's first answer: its line is highlighted.
+        answer = wait_until(
+            lambda: admin.find_elements("css selector", "#transcript .utt.candidate[data-start]"),
+            what="the recorded transcript",
+        )[0]
+        start = float(answer.get_attribute("data-start"))
+        admin.execute_script(
+            "const a = document.getElementById('recording'); a.currentTime = arguments[0];"
+            "a.dispatchEvent(new Event('timeupdate'));",
+            start + 0.2,
+        )
+        wait_until(
+            lambda: "current" in answer.get_attribute("class").split(), what="the line to follow"
+        )
+        assert console_errors(admin) == []
+
+        # Sign out: back to the form, and the API refuses the old cookie's page.
+        admin.find_element("id", "logout").click()
+        wait_until(lambda: admin.find_elements("id", "login-form"), what="the sign-in form")
+        assert fetch_status(admin, "/monitor/api/calls") == 401
+    finally:
+        admin.quit()
+        outsider.quit()
+
+
+def test_department_manager_sees_own_departments_calls(accounts):
+    """The customer-service lead sees the finished customer-service call; sales does not."""
+    server = accounts
+    lead, sales = chrome(), chrome()
+    try:
+        sign_in(lead, server, "service-lead")
+        sign_in(sales, server, "sales-lead")
+        script = (
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/monitor/api/calls').then(r => r.json()).then(done);"
+        )
+        mine = lead.execute_async_script(script)["recent"]
+        theirs = sales.execute_async_script(script)["recent"]
+        assert mine and all(call["department"] == "customer_service" for call in mine)
+        assert all(call["department"] == "sales" for call in theirs)
+    finally:
+        lead.quit()
+        sales.quit()
+
+
+def test_wrong_password_is_refused_and_repeated_failures_are_throttled(accounts):
+    server = accounts
+    driver = chrome()
+    try:
+        for attempt in range(6):
+            driver.get(server.url + "/monitor")
+            driver.find_element("id", "username").send_keys("service-lead")
+            driver.find_element("id", "password").send_keys("not the password")
+            driver.find_element("id", "login-submit").click()
+            error = wait_until(
+                lambda: driver.find_element("id", "login-error").text, what="the error"
+            )
+            if attempt < 5:
+                assert "Wrong username or password" in error
+        assert "Too many failed sign-ins" in error
+        assert not driver.find_elements("id", "whoami")
+    finally:
+        driver.quit()
