@@ -16,6 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -123,6 +126,14 @@ def test_sign_in_is_needed_for_any_call_data(accounts):
         assert server.request("GET", path, token=None)[0] == 401
     # The REST API's bearer token is not a monitor sign-in.
     assert server.request("GET", "/monitor/api/calls")[0] == 401
+    # A sign-in posted from another site's page is refused, even with the right password.
+    form = urllib.parse.urlencode({"username": "recruiter-admin", "password": PASSWORD}).encode()
+    request = urllib.request.Request(
+        server.url + "/monitor/login", data=form, headers={"Origin": "https://evil.example"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
 
 
 def test_recruiter_watches_listens_to_and_replays_a_call(accounts, audio_dir):

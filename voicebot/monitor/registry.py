@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 from typing import Any
@@ -128,7 +129,7 @@ class RedisRegistry(CallRegistry):
         self.calls_key = f"{prefix}:calls"
         self.recent_key = f"{prefix}:recent"
         self.lines_prefix = f"{prefix}:lines:"
-        self.process = f"{socket.gethostname()}:{os.getpid()}"
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._redis: Any = None
         self._queue: collections.deque[tuple] = collections.deque()
         self._wake = asyncio.Event()
