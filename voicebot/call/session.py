@@ -419,6 +419,7 @@ class CallSession:
         if call_sid in services.sessions or await services.store.call_exists(call_sid):
             raise StreamRefused("duplicate_call", f"call {call_sid} already has a stream")
         self.t0 = time.monotonic()
+        self.started_at = time.time()  # the call clock's zero on the wall clock
         self.call_sid = call_sid
         self.interview = interview
         self.script = script
@@ -434,7 +435,6 @@ class CallSession:
         )
         await services.store.start_interview_attempt(interview_id)
         self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)
-        self.started_at = time.time()
         self._registry_update()
         self._emit("call.answered", stream_sid=start.stream_sid)
         log.info("call %s started: interview %s, job %s", call_sid, interview_id, script.id)

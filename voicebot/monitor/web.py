@@ -265,13 +265,23 @@ async def call_detail(request: web.Request) -> web.Response:
     session = request[SESSION_KEY]
     call_sid = request.match_info["call_sid"]
     call = await services.store.get_call(call_sid)
-    if call is None:
-        live = await services.registry.get(call_sid)
-        if live is None or not can_view(session, _with_job(request, live).get("department")):
-            return _json_error(404, "not_found", "no such call")
+    if call is None:  # held by another process: what the shared registry knows
+        known = await services.registry.get(call_sid)
         turns = await services.registry.transcript(call_sid)
+        if known is None:
+            recent = await services.registry.recent_calls(RECENT_LIMIT)
+            known = next((c for c in recent if c["call_sid"] == call_sid), None)
+            turns = []
+        if known is None or not can_view(session, _with_job(request, known).get("department")):
+            return _json_error(404, "not_found", "no such call")
         return web.json_response(
-            {**_with_job(request, live), "turns": turns, "recording_url": None, "report_url": None}
+            {
+                **_with_job(request, known),
+                "turns": turns,
+                "recording_url": None,  # in the other process's recordings directory
+                "report_url": None,
+                "held_elsewhere": True,
+            }
         )
     interview = await services.store.get_interview(call.get("interview_id") or "")
     summary = _with_job(
