@@ -67,6 +67,8 @@ class Services:
     """Live and recent calls of every process, for the monitor's lists."""
     accounts: Any = None
     """Recruiter accounts and monitor sessions (SQLite, or Redis when configured)."""
+    login_throttle: Any = None
+    """Failed monitor sign-ins per user and address (shared through Redis when configured)."""
     link_signer: StreamTokenSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
@@ -132,7 +134,7 @@ class Services:
             self.live = live  # in Redis mode, every process's live events reach every watcher
         self.events = EventEmitter(self.bus)
         self.events.start()
-        from voicebot.monitor.accounts import build_accounts
+        from voicebot.monitor.accounts import build_accounts, build_throttle
         from voicebot.monitor.registry import CallRegistry, RedisRegistry
 
         if s.redis_url:
@@ -142,6 +144,7 @@ class Services:
         await self.registry.start()
         self.accounts = build_accounts(s)
         await self.accounts.open()
+        self.login_throttle = build_throttle(s)
         log.info("event bus: %s", "redis" if s.redis_url else "embedded (SQLite)")
         await self._start_bridge()
 
@@ -208,6 +211,8 @@ class Services:
             return
         await self.store.save_report(interview_id, report, status)
         self.metrics.reports.labels("built").inc()
+        if self.registry is not None:  # the monitor's recent calls show the outcome
+            self.registry.outcome(interview_id, status)
         await self._report_events(interview_id, report, status)
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
@@ -336,6 +341,8 @@ class Services:
             await self.registry.close()
         if self.accounts is not None:
             await self.accounts.close()
+        if hasattr(self.login_throttle, "close"):
+            await self.login_throttle.close()
         if self.bus is not None:
             await self.bus.close()
         if self.asr is not None:

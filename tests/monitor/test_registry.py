@@ -41,9 +41,12 @@ async def test_list_watchers_get_updates_and_call_watchers_do_not(store):
     with live.subscribe(CALLS_CHANNEL) as lists, live.subscribe() as every_call:
         registry.upsert(summary("CA1"))
         registry.upsert(summary("CA1", question_index=1))
-        registry.ended({**summary("CA1"), "end_reason": "completed"})
-        kinds = [lists.queue.get_nowait()["type"] for _ in range(lists.queue.qsize())]
-        assert kinds == ["call.updated", "call.updated", "call.ended"]
+        registry.ended({**summary("CA1", interview_id="iv1"), "status": "scoring"})
+        registry.outcome("iv1", "completed")  # the report is stored: the outcome follows
+        events = [lists.queue.get_nowait() for _ in range(lists.queue.qsize())]
+        kinds = [event["type"] for event in events]
+        assert kinds == ["call.updated", "call.updated", "call.ended", "call.ended"]
+        assert events[-1]["call"]["status"] == "completed"
         assert every_call.queue.empty()  # a call-event watcher is not a list watcher
     assert not live.watched(CALLS_CHANNEL)
 
@@ -110,14 +113,17 @@ async def test_two_processes_share_live_calls_lines_and_recent(redis_server, sto
         assert await b.transcript("CA1") == [
             {"speaker": "candidate", "text": "I led the night shift"}
         ]
-        a.ended({**summary("CA1"), "end_reason": "completed"})
+        a.ended({**summary("CA1", interview_id="iv1"), "status": "scoring"})
+        a.outcome("iv1", "knocked_out")
 
         async def gone():
             return not await b.live_calls()
 
         assert await eventually(gone)
         assert await b.get("CA1") is None
-        assert [c["call_sid"] for c in await b.recent_calls()] == ["CA1"]
+        recent = await b.recent_calls()
+        assert [c["call_sid"] for c in recent] == ["CA1"]
+        assert recent[0]["status"] == "knocked_out"
     finally:
         await a.close()
         await b.close()

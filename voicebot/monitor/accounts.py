@@ -885,3 +885,104 @@ class LoginThrottle:
     def succeeded(self, username: str, ip: str) -> None:
         """A successful login: forget that username's failures."""
         self._users.pop(self._user_key(username), None)
+
+    # The web layer awaits these, so the shared (Redis) throttle can stand in for this one.
+
+    async def wait_secs(self, username: str, ip: str) -> float:
+        """As :meth:`retry_after`."""
+        return self.retry_after(username, ip)
+
+    async def record_failure(self, username: str, ip: str) -> None:
+        """As :meth:`failed`."""
+        self.failed(username, ip)
+
+    async def record_success(self, username: str, ip: str) -> None:
+        """As :meth:`succeeded`."""
+        self.succeeded(username, ip)
+
+
+class RedisLoginThrottle:
+    """:class:`LoginThrottle`'s limits shared by every server process through Redis.
+
+    Behind a load balancer each process would otherwise allow its own five guesses. Failures are
+    counted per username and per address in fixed windows (``INCR`` + ``EXPIRE NX``); a key at
+    its limit makes attempts wait for the key's expiry. While Redis is unreachable the process
+    falls back to its own in-memory throttle (guessing never gets easier than with one process).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        max_per_user: int = 5,
+        max_per_ip: int = 20,
+        window_secs: float = 900.0,
+        prefix: str = "voicebot:monitor:failures",
+    ) -> None:
+        self.url = url
+        self.max_per_user = max_per_user
+        self.max_per_ip = max_per_ip
+        self.window_secs = window_secs
+        self.prefix = prefix
+        self.local = LoginThrottle(max_per_user, max_per_ip, window_secs)
+        self._redis: Any = None
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio as redis
+
+            self._redis = redis.from_url(
+                self.url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=0.5
+            )
+        return self._redis
+
+    def _keys(self, username: str, ip: str) -> tuple[str, str]:
+        user = hashlib.sha256(LoginThrottle._user_key(username).encode()).hexdigest()[:32]
+        return f"{self.prefix}:user:{user}", f"{self.prefix}:ip:{ip[:64]}"
+
+    async def wait_secs(self, username: str, ip: str) -> float:
+        """0 when a login attempt is allowed now, else the seconds to wait."""
+        user_key, ip_key = self._keys(username, ip)
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.get(user_key).pttl(user_key).get(ip_key).pttl(ip_key)
+            user_count, user_ttl, ip_count, ip_ttl = await pipe.execute()
+        except Exception as error:
+            log.warning("login throttle: redis unreachable (%s); this process's counts", error)
+            return self.local.retry_after(username, ip)
+        wait = 0.0
+        if int(user_count or 0) >= self.max_per_user and user_ttl > 0:
+            wait = user_ttl / 1000
+        if int(ip_count or 0) >= self.max_per_ip and ip_ttl > 0:
+            wait = max(wait, ip_ttl / 1000)
+        return max(wait, self.local.retry_after(username, ip))
+
+    async def record_failure(self, username: str, ip: str) -> None:
+        """Count a failed login (in Redis and locally)."""
+        self.local.failed(username, ip)
+        window = max(1, int(self.window_secs))
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            for key in self._keys(username, ip):
+                pipe.incr(key).expire(key, window, nx=True)
+            await pipe.execute()
+        except Exception as error:
+            log.warning("login throttle: redis unreachable (%s)", error)
+
+    async def record_success(self, username: str, ip: str) -> None:
+        """A successful login: forget that username's failures."""
+        self.local.succeeded(username, ip)
+        try:
+            await self._client().delete(self._keys(username, ip)[0])
+        except Exception as error:
+            log.warning("login throttle: redis unreachable (%s)", error)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+
+def build_throttle(settings: Settings) -> LoginThrottle | RedisLoginThrottle:
+    """The sign-in throttle: shared through Redis when configured, else this process's."""
+    return RedisLoginThrottle(settings.redis_url) if settings.redis_url else LoginThrottle()

@@ -37,6 +37,8 @@ RECENT_KEEP = 200
 """Finished calls kept in the shared recent list."""
 LINES_TTL_SECS = 6 * 3600
 """A live call's transcript lines in Redis expire this long after the last one."""
+STATUS_TTL_SECS = 7 * 86400
+"""How long the outcome of a call in the shared recent list is kept."""
 QUEUE_LIMIT = 10_000
 
 
@@ -76,6 +78,13 @@ class CallRegistry:
         self._lines.pop(finished["call_sid"], None)
         self._recent.appendleft(finished)
         self._publish("call.ended", finished)
+
+    def outcome(self, interview_id: str, status: str) -> None:
+        """An ended call's interview has its outcome (the report is stored): tell the lists."""
+        for call in self._recent:
+            if call.get("interview_id") == interview_id and call.get("status") != status:
+                call["status"] = status
+                self._publish("call.ended", call)
 
     def _publish(self, kind: str, call: dict[str, Any]) -> None:
         if self.live.watched(CALLS_CHANNEL):
@@ -129,6 +138,7 @@ class RedisRegistry(CallRegistry):
         self.calls_key = f"{prefix}:calls"
         self.recent_key = f"{prefix}:recent"
         self.lines_prefix = f"{prefix}:lines:"
+        self.status_prefix = f"{prefix}:status:"
         self.process = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._redis: Any = None
         self._queue: collections.deque[tuple] = collections.deque()
@@ -184,6 +194,13 @@ class RedisRegistry(CallRegistry):
         super().ended(finished)
         self._queue_op("ended", finished["call_sid"], json.dumps({**finished, "live": False}))
 
+    def outcome(self, interview_id: str, status: str) -> None:
+        """As :meth:`CallRegistry.outcome`, and for the other processes' recent lists."""
+        super().outcome(interview_id, status)
+        for call in self._recent:
+            if call.get("interview_id") == interview_id:
+                self._queue_op("status", call["call_sid"], status)
+
     def _entry(self, call_sid: str) -> str | None:
         call = self._calls.get(call_sid)
         if call is None:
@@ -207,6 +224,8 @@ class RedisRegistry(CallRegistry):
                     key = self.lines_prefix + op[1]
                     pipe.rpush(key, op[2])
                     pipe.expire(key, LINES_TTL_SECS)
+                elif op[0] == "status":
+                    pipe.set(self.status_prefix + op[1], op[2], ex=STATUS_TTL_SECS)
                 else:
                     pipe.hdel(self.calls_key, op[1])
                     pipe.delete(self.lines_prefix + op[1])
@@ -274,8 +293,15 @@ class RedisRegistry(CallRegistry):
 
     async def _shared_recent(self, limit: int) -> list[dict[str, Any]]:
         try:
-            shared = await self._redis.lrange(self.recent_key, 0, limit - 1)
+            shared = [
+                json.loads(text) for text in await self._redis.lrange(self.recent_key, 0, limit - 1)
+            ]
+            keys = [self.status_prefix + call["call_sid"] for call in shared]
+            statuses = await self._redis.mget(keys) if keys else []
         except Exception:
             self.errors += 1
             return []
-        return [json.loads(text) for text in shared]
+        for call, status in zip(shared, statuses, strict=True):
+            if status is not None:
+                call["status"] = status
+        return shared

@@ -37,7 +37,7 @@ from aiohttp import web
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import signed_link
 from voicebot.call.listen import audio_channel, chunk_frame
-from voicebot.monitor.accounts import LoginThrottle, MonitorSession
+from voicebot.monitor.accounts import MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
 from voicebot.monitor.registry import CALLS_CHANNEL
 
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 COOKIE = "voicebot_monitor"
 STATIC_DIR = Path(__file__).parent / "static"
 SESSION_KEY = web.RequestKey("monitor_session", MonitorSession)
-THROTTLE_KEY = web.AppKey("monitor_throttle", LoginThrottle)
 RECHECK_SECS = 30.0
 """An open WebSocket re-checks its sign-in this often (sign-out or expiry closes it)."""
 WS_HEARTBEAT_SECS = 15.0
@@ -157,9 +156,9 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))
-    throttle = request.app[THROTTLE_KEY]
+    throttle = services.login_throttle
     ip = _client_ip(request)
-    wait = throttle.retry_after(username, ip)
+    wait = await throttle.wait_secs(username, ip)
     if wait > 0:
         metrics.monitor_logins.labels("throttled").inc()
         minutes = max(1, round(wait / 60))
@@ -170,11 +169,11 @@ async def login(request: web.Request) -> web.Response:
         return response
     account = await services.accounts.authenticate(username, password) if username else None
     if account is None:
-        throttle.failed(username, ip)
+        await throttle.record_failure(username, ip)
         metrics.monitor_logins.labels("failed").inc()
         log.info("monitor sign-in failed from %s", ip)
         return _page(login_page("Wrong username or password."), 401)
-    throttle.succeeded(username, ip)
+    await throttle.record_success(username, ip)
     token, session = await services.accounts.create_session(account)
     metrics.monitor_logins.labels("ok").inc()
     log.info("monitor sign-in: %s (%s)", account.username, account.role)
@@ -517,7 +516,6 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
 
 def add_routes(app: web.Application) -> None:
     """Mount the monitor on the app."""
-    app[THROTTLE_KEY] = LoginThrottle()
     app.router.add_get("/monitor", monitor_page)
     app.router.add_post("/monitor/login", login)
     app.router.add_post("/monitor/logout", logout)

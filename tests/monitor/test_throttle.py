@@ -1,0 +1,71 @@
+"""Sign-in throttling shared by several server processes through a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.redis_helper import RedisServer
+from voicebot.monitor.accounts import LoginThrottle, RedisLoginThrottle
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.stop()
+    server.cleanup()
+
+
+def pair(url: str) -> tuple[RedisLoginThrottle, RedisLoginThrottle]:
+    prefix = f"test:{time.monotonic_ns()}"
+    return RedisLoginThrottle(url, prefix=prefix), RedisLoginThrottle(url, prefix=prefix)
+
+
+async def test_failures_on_two_processes_add_up(redis_server):
+    a, b = pair(redis_server.url)
+    try:
+        for throttle in (a, b, a, b):
+            assert await throttle.wait_secs("dana", "10.0.0.1") == 0
+            await throttle.record_failure("dana", "10.0.0.1")
+        await b.record_failure("Dana", "10.0.0.2")  # the fifth, another case, another address
+        for throttle in (a, b):
+            wait = await throttle.wait_secs("dana", "10.0.0.3")
+            assert 800 < wait <= 900
+        assert await a.wait_secs("lee", "10.0.0.1") == 0  # other users are not locked out
+        await a.record_success("dana", "10.0.0.1")
+        # b never saw a success locally, but its own count (2) is under the limit
+        assert await b.wait_secs("dana", "10.0.0.1") == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_address_spraying_usernames_is_stopped(redis_server):
+    a, b = pair(redis_server.url)
+    try:
+        for n in range(20):
+            await (a if n % 2 else b).record_failure(f"user{n}", "10.9.9.9")
+        assert await a.wait_secs("someone-else", "10.9.9.9") > 0
+        assert await a.wait_secs("someone-else", "10.9.9.8") == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_without_redis_the_process_still_throttles_on_its_own():
+    throttle = RedisLoginThrottle("redis://127.0.0.1:1/0")
+    for _ in range(5):
+        await throttle.record_failure("dana", "10.0.0.1")
+    assert await throttle.wait_secs("dana", "10.0.0.1") > 0
+    await throttle.close()
+
+
+async def test_in_memory_throttle_has_the_same_async_face():
+    throttle = LoginThrottle()
+    for _ in range(5):
+        await throttle.record_failure("dana", "10.0.0.1")
+    assert await throttle.wait_secs("dana", "10.0.0.1") > 0
+    await throttle.record_success("dana", "10.0.0.1")
+    assert await throttle.wait_secs("dana", "10.0.0.1") == 0
