@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -22,26 +20,12 @@ import urllib.request
 
 import pytest
 
-from loadtest.caller import run_call
 from tests.browser import chrome, console_errors, wait_until
-from tests.conftest import ROOT, TWILIO_AUTH_TOKEN
+from tests.e2e.monitor_helpers import PASSWORD, add_user, interview_call
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery staple"
 JOB = "customer_service_en"  # department: customer_service
-ANSWERS = ["en_speaker_a.wav", "en_jfk.wav", "en_speaker_b.wav", "en_speaker_a.wav"]
-
-
-def add_user(server, username: str, role: str, department: str | None = None) -> None:
-    """``voicebot users add`` against the server's data directory, as an operator would."""
-    command = [sys.executable, "-m", "voicebot.cli", "users", "add", username, "--role", role]
-    if department:
-        command += ["--department", department]
-    env = {**os.environ, "VOICEBOT_DATA_DIR": str(server.data_dir)}
-    env["VOICEBOT_NEW_PASSWORD"] = PASSWORD
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 def sign_in(driver, server, username: str) -> None:
@@ -86,15 +70,7 @@ class BackgroundCall:
         def run() -> None:
             try:
                 self.result = asyncio.run(
-                    run_call(
-                        server.url,
-                        interview_id=interview_id,
-                        call_sid=call_sid,
-                        answers=[audio_dir / name for name in ANSWERS],
-                        dtmf={0: "1"},
-                        twilio_auth_token=TWILIO_AUTH_TOKEN,
-                        max_call_secs=180,
-                    )
+                    interview_call(server.url, interview_id, call_sid, audio_dir)
                 )
             except BaseException as error:  # reported by the test
                 self.error = error
@@ -112,9 +88,10 @@ class BackgroundCall:
 
 @pytest.fixture(scope="module")
 def accounts(server):
-    add_user(server, "recruiter-admin", "admin")
-    add_user(server, "service-lead", "manager", "customer_service")
-    add_user(server, "sales-lead", "manager", "sales")
+    env = {"VOICEBOT_DATA_DIR": str(server.data_dir)}
+    add_user("recruiter-admin", "admin", **env)
+    add_user("service-lead", "manager", "customer_service", **env)
+    add_user("sales-lead", "manager", "sales", **env)
     return server
 
 

@@ -11,33 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 
 import aiohttp
 import pytest
 
-from loadtest.caller import run_call
-from tests.conftest import ROOT, TWILIO_AUTH_TOKEN
+from tests.e2e.monitor_helpers import PASSWORD, add_user, interview_call
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "correct horse battery staple"
-ANSWERS = ["en_speaker_a.wav", "en_jfk.wav", "en_speaker_b.wav", "en_speaker_a.wav"]
-
-
-def add_user(redis_url: str, tmp_path, username: str, role: str, department=None) -> None:
-    command = [sys.executable, "-m", "voicebot.cli", "users", "add", username, "--role", role]
-    if department:
-        command += ["--department", department]
-    env = {
-        **os.environ,
-        "VOICEBOT_REDIS_URL": redis_url,
-        "VOICEBOT_DATA_DIR": str(tmp_path),
-        "VOICEBOT_NEW_PASSWORD": PASSWORD,
-    }
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 async def sign_in(http: aiohttp.ClientSession, url: str, username: str) -> dict[str, str]:
@@ -56,7 +36,12 @@ async def sign_in(http: aiohttp.ClientSession, url: str, username: str) -> dict[
 
 def test_a_recruiter_on_one_process_follows_a_call_on_another(cluster, audio_dir, tmp_path):
     server_a, server_b = cluster["servers"]
-    add_user(cluster["redis"].url, tmp_path, "cluster-admin", "admin")
+    add_user(
+        "cluster-admin",
+        "admin",
+        VOICEBOT_REDIS_URL=cluster["redis"].url,
+        VOICEBOT_DATA_DIR=str(tmp_path),
+    )
     interview_id = server_b.create_interview("customer_service_en", name="Lee Okafor")
     call_sid = "CAcluster" + os.urandom(8).hex()
 
@@ -69,15 +54,7 @@ def test_a_recruiter_on_one_process_follows_a_call_on_another(cluster, audio_dir
             first = await lists.receive_json(timeout=10)
             assert first["type"] == "calls"
             call = asyncio.create_task(
-                run_call(
-                    server_b.url,
-                    interview_id=interview_id,
-                    call_sid=call_sid,
-                    answers=[audio_dir / name for name in ANSWERS],
-                    dtmf={0: "1"},
-                    twilio_auth_token=TWILIO_AUTH_TOKEN,
-                    max_call_secs=180,
-                )
+                interview_call(server_b.url, interview_id, call_sid, audio_dir)
             )
             updates: list[dict] = []
             arrived = asyncio.Event()

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tests.redis_helper import RedisServer
 from voicebot.events.live import LiveFeed
 from voicebot.monitor.registry import CALLS_CHANNEL, CallRegistry, RedisRegistry
 from voicebot.store.database import Store
@@ -79,14 +78,6 @@ async def test_recent_calls_survive_a_restart_through_the_store(store):
     recent = await registry.recent_calls()
     assert [c["call_sid"] for c in recent] == ["CA_before"]
     assert recent[0]["candidate_name"] == "Bo Chen" and recent[0]["live"] is False
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
-    server.cleanup()
 
 
 async def eventually(check, limit_secs: float = 5.0):

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from tests.redis_helper import RedisServer
 from voicebot.monitor.accounts import LoginThrottle, RedisLoginThrottle
-
-
-@pytest.fixture(scope="module")
-def redis_server():
-    server = RedisServer().start()
-    yield server
-    server.stop()
-    server.cleanup()
 
 
 def pair(url: str) -> tuple[RedisLoginThrottle, RedisLoginThrottle]:

@@ -701,16 +701,16 @@ class RedisAccounts(Accounts):
         """Connect and check that Redis answers."""
         if self._redis is not None:
             return
-        import redis.asyncio as redis
+        from voicebot.redis_client import connect
 
-        client = redis.from_url(
-            self.url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0
-        )
+        client = connect(self.url, socket_timeout=5.0, connect_timeout=2.0)
         try:
             await client.ping()
-        except BaseException:
+        except asyncio.CancelledError:
             await client.aclose()
             raise
+        except Exception as error:  # calls go on without Redis; sign-ins wait for it
+            log.warning("accounts: redis %s unreachable (%s)", _public_url(self.url), error)
         self._redis = client
         self._update_user = client.register_script(_UPDATE_USER)
 
@@ -928,11 +928,9 @@ class RedisLoginThrottle:
 
     def _client(self) -> Any:
         if self._redis is None:
-            import redis.asyncio as redis
+            from voicebot.redis_client import connect
 
-            self._redis = redis.from_url(
-                self.url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=0.5
-            )
+            self._redis = connect(self.url, socket_timeout=1.0)
         return self._redis
 
     def _keys(self, username: str, ip: str) -> tuple[str, str]:

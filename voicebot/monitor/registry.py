@@ -149,11 +149,9 @@ class RedisRegistry(CallRegistry):
 
     async def start(self) -> None:
         """Connect and start the writer and the heartbeat."""
-        import redis.asyncio as redis
+        from voicebot.redis_client import connect
 
-        self._redis = redis.from_url(
-            self.url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=0.5
-        )
+        self._redis = connect(self.url, socket_timeout=2.0)
         self._tasks = [
             asyncio.create_task(self._writer(), name="monitor-registry-writer"),
             asyncio.create_task(self._heartbeat(), name="monitor-registry-heartbeat"),

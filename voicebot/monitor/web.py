@@ -25,6 +25,8 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +39,7 @@ from aiohttp import web
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import signed_link
 from voicebot.call.listen import audio_channel, chunk_frame
-from voicebot.monitor.accounts import MonitorSession
+from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
 from voicebot.monitor.registry import CALLS_CHANNEL
 
@@ -51,6 +53,7 @@ RECHECK_SECS = 30.0
 WS_HEARTBEAT_SECS = 15.0
 CLOSE_UNAUTHORISED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN = 1013
 RECENT_LIMIT = 50
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,12 +73,44 @@ def _same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+class AccountsUnavailable(web.HTTPServiceUnavailable):
+    """The account store (Redis) cannot be reached: sign-ins wait, calls go on."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            text=json.dumps(
+                {
+                    "error": {
+                        "code": "accounts_unavailable",
+                        "message": "sign-in is unavailable: the account store cannot be "
+                        "reached; try again in a moment",
+                    }
+                }
+            ),
+            content_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+
+
+async def _accounts(request: web.Request, call: Awaitable[Any]) -> Any:
+    """Await an account-store call; its outage is a 503, counted, never a crash."""
+    try:
+        return await call
+    except AccountError:
+        raise
+    except Exception as error:
+        services = request.app[SERVICES_KEY]
+        services.metrics.internal_errors.labels(where="monitor_accounts").inc()
+        log.warning("monitor: account store unreachable (%s)", error)
+        raise AccountsUnavailable() from None
+
+
 async def current_session(request: web.Request) -> MonitorSession | None:
-    """The signed-in recruiter's session, or None."""
+    """The signed-in recruiter's session, or None (:class:`AccountsUnavailable` if unknown)."""
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    return await request.app[SERVICES_KEY].accounts.get_session(token)
+    return await _accounts(request, request.app[SERVICES_KEY].accounts.get_session(token))
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:
@@ -136,7 +171,10 @@ def _page(html: str, status: int = 200) -> web.Response:
 
 async def monitor_page(request: web.Request) -> web.Response:
     """The monitor app, or the sign-in form."""
-    session = await current_session(request)
+    try:
+        session = await current_session(request)
+    except AccountsUnavailable:
+        return _page(login_page("Sign-in is unavailable for a moment; reload to try again."), 503)
     if session is None:
         return _page(login_page())
     return _page(app_page(session.username, session.role, session.department, session.csrf))
@@ -167,14 +205,24 @@ async def login(request: web.Request) -> web.Response:
         )
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    account = await services.accounts.authenticate(username, password) if username else None
+    try:
+        account = (
+            await _accounts(request, services.accounts.authenticate(username, password))
+            if username
+            else None
+        )
+    except AccountsUnavailable:
+        return _page(login_page("Sign-in is unavailable for a moment; try again shortly."), 503)
     if account is None:
         await throttle.record_failure(username, ip)
         metrics.monitor_logins.labels("failed").inc()
         log.info("monitor sign-in failed from %s", ip)
         return _page(login_page("Wrong username or password."), 401)
     await throttle.record_success(username, ip)
-    token, session = await services.accounts.create_session(account)
+    try:
+        token, session = await _accounts(request, services.accounts.create_session(account))
+    except (AccountsUnavailable, AccountError):
+        return _page(login_page("Sign-in is unavailable for a moment; try again shortly."), 503)
     metrics.monitor_logins.labels("ok").inc()
     log.info("monitor sign-in: %s (%s)", account.username, account.role)
     response = web.HTTPSeeOther("/monitor")
@@ -199,7 +247,7 @@ async def logout(request: web.Request) -> web.Response:
     if session is not None:
         if form.get("csrf") != session.csrf or not _same_origin(request):
             return _json_error(403, "csrf", "sign out from the monitor page")
-        await services.accounts.end_session(token)
+        await _accounts(request, services.accounts.end_session(token))
         log.info("monitor sign-out: %s", session.username)
     response = web.HTTPSeeOther("/monitor")
     response.del_cookie(COOKIE, path="/")
@@ -358,7 +406,11 @@ async def _open_socket(request: web.Request) -> tuple[web.WebSocketResponse, Mon
     """Accept the handshake; close at once (4401) without a sign-in or from another origin."""
     ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_SECS)
     await ws.prepare(request)
-    session = await current_session(request) if _same_origin(request) else None
+    try:
+        session = await current_session(request) if _same_origin(request) else None
+    except AccountsUnavailable:
+        await ws.close(code=CLOSE_TRY_AGAIN, message=b"sign-in unavailable; try again")
+        return ws, None
     if session is None:
         await ws.close(code=CLOSE_UNAUTHORISED, message=b"sign in at /monitor")
     return ws, session
@@ -388,7 +440,10 @@ async def _pump(
                 break
             if time.monotonic() - checked >= RECHECK_SECS:
                 checked = time.monotonic()
-                if await current_session(request) is None:
+                signed_in = True
+                with contextlib.suppress(AccountsUnavailable):  # an outage is not a sign-out
+                    signed_in = await current_session(request) is not None
+                if not signed_in:
                     await ws.close(code=CLOSE_UNAUTHORISED, message=b"signed out")
                     break
             stop = False
