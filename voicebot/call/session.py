@@ -313,6 +313,8 @@ class CallSession:
 
     def _update_scores(self, answer: Any) -> None:
         """Score the answers so far (a worker thread), for watchers' running scores."""
+        if self.finished:
+            return  # words that come after the call's end: the report scores them
         self._answers.append(answer)
         previous = self._scoring
 
