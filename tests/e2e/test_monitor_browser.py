@@ -190,6 +190,11 @@ def test_recruiter_watches_listens_to_and_replays_a_call(accounts, audio_dir):
             lambda: admin.find_element("id", "report-link").get_attribute("href"),
             what="the report link",
         )
+        consent = wait_until(
+            lambda: admin.find_elements("css selector", "#timeline .tl-consent-recorded"),
+            what="the consent on the finished call's timeline",
+        )
+        assert "keypad" in consent[0].text
         # Seek into the candidate's first answer: its line is highlighted.
         answer = wait_until(
             lambda: admin.find_elements("css selector", "#transcript .utt.candidate[data-start]"),

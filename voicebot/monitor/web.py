@@ -367,6 +367,7 @@ async def call_detail(request: web.Request) -> web.Response:
         for turn in call["turns"]
     ]
     report = None if interview is None else interview.get("report")
+    events = await asyncio.to_thread(_timeline_events, call.get("recording_dir"))
     return web.json_response(
         {
             **summary,
@@ -376,8 +377,40 @@ async def call_detail(request: web.Request) -> web.Response:
             else None,
             "report_url": _report_url(request, interview),
             "scores": _scores_of(report),
+            "events": events,
         }
     )
+
+
+TIMELINE_KINDS = {
+    "consent": "consent.recorded",
+    "knockout": "knockout.recorded",
+    "opt_out": "opt_out.recorded",
+    "question_skipped": "question.skipped",
+    "repeat_requested": "repeat.requested",
+}
+"""Events of a finished call's recorded timeline shown on the monitor's timeline (live names)."""
+
+
+def _timeline_events(recording_dir: str | None) -> list[dict[str, Any]]:
+    """Consent, knock-outs, opt-outs, skips and repeats from the call's ``timeline.jsonl``."""
+    if not recording_dir:
+        return []
+    path = Path(recording_dir) / "timeline.jsonl"
+    events = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash
+                kind = TIMELINE_KINDS.get(record.pop("event", None))
+                if kind is not None:
+                    events.append({"t": record.pop("t", None), "type": kind, "data": record})
+    except OSError:
+        return []
+    return events
 
 
 @require_login

@@ -1294,6 +1294,14 @@
         timelineAdd(at, "barge_in", isNum(at) ? `barge-in at ${at.toFixed(1)} s` : "barge-in");
       }
     }
+    // Consent, knock-outs, opt-outs, skips and repeats, from the call's recorded timeline.
+    for (const event of Array.isArray(data.events) ? data.events : []) {
+      const describe = TIMELINE_EVENTS[event.type];
+      if (describe) timelineAdd(event.t, event.type, describe(event.data || {}));
+    }
+    const entries = [...$("timeline").children];
+    entries.sort((a, b) => (Number(a.dataset.t) || 0) - (Number(b.dataset.t) || 0));
+    $("timeline").append(...entries); // in call order
     if (!$("timeline").children.length) $("timeline-box").hidden = true;
   }
 
