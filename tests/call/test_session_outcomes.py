@@ -264,6 +264,11 @@ async def test_a_watched_call_streams_position_transcripts_and_prosody_live(serv
     assert partials[-1]["question_id"] == "story"
     scores = [e["data"] for e in events if e["type"] == "scores.updated"]
     assert scores and scores[-1]["questions_answered"] == 1
+    assert scores[-1]["recommendation"] is None  # no suggestion before the last answer
+    answered = [c for c in scores[-1]["competencies"] if c["answered"]]
+    # the running overall is a mean of the answered competencies only, not dragged to 0
+    assert min(c["score"] for c in answered) <= scores[-1]["overall"]
+    assert scores[-1]["overall"] <= max(c["score"] for c in answered)
     assert any(c["score"] is not None for c in scores[-1]["competencies"])
     assert all(c["score"] is None for c in scores[-1]["competencies"] if not c["answered"])
     speaking = [e["data"] for e in events if e["type"] == "bot.speaking"]

@@ -326,9 +326,16 @@ class CallSession:
             assert self.script is not None
             result = await asyncio.to_thread(score_interview, self.script, list(self._answers))
             answered = {a.question_id for a in self._answers}
+            scored = [c for c in result.competencies if c.answered]
+            weight = sum(c.weight for c in scored)
+            complete = len(answered) >= len(self.script.questions)
+            # Mid-call, the competencies not asked about yet would pull the overall down: the
+            # running overall is over those answered so far, with no suggestion until the end.
             self._scores = {
-                "overall": result.overall,
-                "recommendation": str(result.recommendation),
+                "overall": round(sum(c.score * c.weight for c in scored) / weight, 1)
+                if weight
+                else None,
+                "recommendation": str(result.recommendation) if complete else None,
                 "competencies": [
                     {
                         "id": c.id,

@@ -596,7 +596,9 @@
       setScore(scoreRow(comp.id, comp.name), comp.score);
     }
     const parts = [];
-    if (isNum(scores.overall)) parts.push(`Overall ${Math.round(scores.overall)} / 100`);
+    // Mid-call the server leaves the suggestion out and averages only what was answered.
+    const overall = scores.recommendation ? "Overall" : "So far (answered competencies)";
+    if (isNum(scores.overall)) parts.push(`${overall} ${Math.round(scores.overall)} / 100`);
     if (scores.recommendation) {
       const label = RECOMMENDATION_LABEL[scores.recommendation] || humanize(scores.recommendation);
       parts.push(`suggestion: ${label}`);
