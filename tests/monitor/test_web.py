@@ -163,9 +163,7 @@ async def test_a_manager_sees_only_their_departments_calls_live(monitor):
         )
         await listen.receive()
         assert listen.close_code == 4404
-        watch = await http.ws_connect(
-            server.make_url("/monitor/ws/calls/CA_service"), headers=lead
-        )
+        watch = await http.ws_connect(server.make_url("/monitor/ws/calls/CA_service"), headers=lead)
         snapshot = await watch.receive_json(timeout=5)
         assert snapshot["type"] == "snapshot" and snapshot["data"]["questions"]
         services.live.publish("CA_service", "transcript.final", 3.0, text="I answered")
