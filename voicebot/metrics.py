@@ -149,7 +149,8 @@ class Metrics:
         )
         self.monitor_logins = Counter(
             "voicebot_monitor_logins_total",
-            "Monitor sign-ins, by outcome: ok, failed (wrong user or password), throttled.",
+            "Monitor sign-ins, by outcome: ok, failed (wrong user or password), throttled, refused"
+            " (posted from another origin).",
             ["outcome"],
             registry=r,
         )
