@@ -992,11 +992,8 @@
     return table;
   })();
 
-  const listen = {
-    ws: null,
-    ctx: null,
-    gain: null,
-    sources: new Set(),
+  /** Playback state and counters of one listen-in session (reset at each start). */
+  const freshPlayback = () => ({
     sampleRate: 8000,
     playhead: 0, // context time where the next chunk starts
     dropping: false,
@@ -1005,7 +1002,9 @@
     underruns: 0,
     gaps: 0,
     dropped: 0,
-  };
+  });
+
+  const listen = { ws: null, ctx: null, gain: null, sources: new Set(), ...freshPlayback() };
 
   function volumeValue() {
     return clamp(Number($("volume").value) / 100, 0, 1);
@@ -1053,18 +1052,7 @@
     const gain = ctx.createGain();
     gain.gain.value = volumeValue();
     gain.connect(ctx.destination);
-    Object.assign(listen, {
-      ctx,
-      gain,
-      sampleRate: 8000,
-      playhead: 0,
-      dropping: false,
-      lastSeq: null,
-      frames: 0,
-      underruns: 0,
-      gaps: 0,
-      dropped: 0,
-    });
+    Object.assign(listen, { ctx, gain, ...freshPlayback() });
     listen.sources.clear();
 
     const ws = new WebSocket(wsUrl(`${callPath(detail.sid)}/audio`));
