@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from loadtest.caller import run_call
+from loadtest.caller import percentile, run_call
 
 DEFAULT_ANSWERS = ["en_speaker_a.wav", "en_jfk.wav", "en_speaker_b.wav", "en_speaker_a.wav"]
 AUDIO_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
@@ -45,16 +45,11 @@ AUDIO_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "audio"
 def _percentiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000)
-
     return {
         "n": len(values),
-        "p50_ms": pick(0.5),
-        "p95_ms": pick(0.95),
-        "max_ms": round(ordered[-1] * 1000),
+        "p50_ms": round(percentile(values, 50) * 1000),
+        "p95_ms": round(percentile(values, 95) * 1000),
+        "max_ms": round(max(values) * 1000),
         "mean_ms": round(statistics.fmean(values) * 1000),
     }
 

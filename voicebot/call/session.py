@@ -197,6 +197,7 @@ class CallSession:
         self._continuation: _Continuation | None = None
         self._partials = LivePartials(self)
         self._mixer: ListenMixer | None = None  # while someone listens in
+        self._listen_key = ""  # the live-feed key of this call's listen-in audio
         self._answers: list[Any] = []  # AnswerText so far, for the running scores
         self._scores: dict[str, Any] | None = None
         self._scoring: asyncio.Task | None = None
@@ -294,7 +295,7 @@ class CallSession:
 
     def _listen_in(self, chunk: np.ndarray) -> None:
         """Mix both sides for listeners, only while someone listens in."""
-        if not self.services.live.watched(audio_channel(self.call_sid)):
+        if not self.services.live.watched(self._listen_key):
             self._mixer = None
             return
         if self._mixer is None:
@@ -430,6 +431,7 @@ class CallSession:
         self.t0 = time.monotonic()
         self.started_at = time.time()  # the call clock's zero on the wall clock
         self.call_sid = call_sid
+        self._listen_key = audio_channel(call_sid)
         self.interview = interview
         self.script = script
         services.sessions[call_sid] = self
