@@ -34,3 +34,20 @@ def test_api_clients_are_parsed_and_bad_entries_explained():
     for bad in ("acme", "acme=short", "a b=0123456789abcdef", "admin=0123456789abcdef"):
         with pytest.raises(ValueError, match="VOICEBOT_API_CLIENTS"):
             Settings(api_clients=bad).api_client_tokens()
+
+
+def test_inconsistent_turn_settings_stop_the_start_naming_the_variables():
+    import pytest
+
+    from voicebot.config import ConfigError
+    from voicebot.services import Services
+
+    with pytest.raises(ConfigError, match="VOICEBOT_TURN_END_SECS <= VOICEBOT_TURN_MAX_SILENCE"):
+        Settings.from_env({"VOICEBOT_TURN_END_SECS": "1.5"})
+    with pytest.raises(ConfigError, match="VOICEBOT_TURN_HESITANT_THRESHOLD must not exceed"):
+        Settings.from_env({"VOICEBOT_TURN_HESITANT_THRESHOLD": "0.7"})
+    with pytest.raises(ConfigError, match="VOICEBOT_TURN_HESITANT_END_SECS: Input should be"):
+        Settings.from_env({"VOICEBOT_TURN_HESITANT_END_SECS": "-1"})
+    # The unsure-verdict wait stays between the two others rather than refusing to start.
+    settings = Settings.from_env({"VOICEBOT_TURN_MAX_SILENCE_SECS": "0.4"})
+    assert Services(settings).turn_config.hesitant_end_secs == 0.4

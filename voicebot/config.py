@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "VOICEBOT_"
@@ -151,6 +151,23 @@ class Settings(BaseModel):
         description="Smart-turn probability at or above which a pause ends the turn (after"
         " VOICEBOT_TURN_END_SECS of silence).",
     )
+    turn_hesitant_threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Smart-turn probability from which, up to VOICEBOT_SMART_TURN_THRESHOLD, the"
+        " model is unsure rather than sure the candidate goes on: such a pause (in an answer of"
+        " at least VOICEBOT_TURN_MIN_ANSWER_SECS) ends the turn after"
+        " VOICEBOT_TURN_HESITANT_END_SECS. Equal to VOICEBOT_SMART_TURN_THRESHOLD: off.",
+    )
+    turn_hesitant_end_secs: float = Field(
+        0.5,
+        gt=0,
+        description="Silence that ends a turn smart-turn was unsure about (kept between"
+        " VOICEBOT_TURN_END_SECS and VOICEBOT_TURN_MAX_SILENCE_SECS). A candidate who goes on"
+        " within 2 s of the next prompt starting is not cut off: the prompt stops, the answer"
+        " continues and the prompt is said again.",
+    )
     turn_short_answer_threshold: float = Field(
         0.98,
         ge=0.0,
@@ -211,6 +228,22 @@ class Settings(BaseModel):
         True, description="Render every scripted prompt to audio at start-up."
     )
 
+    @model_validator(mode="after")
+    def _check_turn_timing(self) -> Settings:
+        waits = (self.turn_pause_secs, self.turn_end_secs, self.turn_max_silence_secs)
+        if min(waits) <= 0 or list(waits) != sorted(waits):
+            raise ValueError(
+                "end-of-turn waits must be positive and in order: VOICEBOT_TURN_PAUSE_SECS <= "
+                "VOICEBOT_TURN_END_SECS <= VOICEBOT_TURN_MAX_SILENCE_SECS, got "
+                f"{' / '.join(str(w) for w in waits)}"
+            )
+        if self.turn_hesitant_threshold > self.smart_turn_threshold:
+            raise ValueError(
+                "VOICEBOT_TURN_HESITANT_THRESHOLD must not exceed VOICEBOT_SMART_TURN_THRESHOLD,"
+                f" got {self.turn_hesitant_threshold} > {self.smart_turn_threshold}"
+            )
+        return self
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``VOICEBOT_*`` variables; ``overrides`` win over the environment."""
@@ -226,6 +259,8 @@ class Settings(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(
                 f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                if err["loc"]
+                else err["msg"].removeprefix("Value error, ")
                 for err in exc.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None

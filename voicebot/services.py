@@ -240,6 +240,10 @@ class Services:
             end_secs=s.turn_end_secs,
             max_silence_secs=s.turn_max_silence_secs,
             smart_turn_threshold=s.smart_turn_threshold,
+            hesitant_threshold=s.turn_hesitant_threshold,
+            hesitant_end_secs=min(
+                max(s.turn_hesitant_end_secs, s.turn_end_secs), s.turn_max_silence_secs
+            ),
         )
 
     async def start(self) -> None:

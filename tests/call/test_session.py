@@ -523,6 +523,34 @@ async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probabi
         assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
 
 
+@pytest.mark.parametrize(
+    ("probability", "min_answer_secs", "ends_early"),
+    [(0.35, 0.5, True), (0.1, 0.5, False), (0.35, 3.0, False)],
+)
+async def test_an_unsure_verdict_ends_an_answer_after_the_hesitant_wait(
+    tmp_path, probability, min_answer_secs, ends_early
+):
+    # Smart-turn unsure (0.2-0.5) on an answer long enough to pre-start the next question:
+    # 0.5 s of silence ends it. Sure the candidate goes on (under 0.2), or a short answer:
+    # the long silence (1.5 s here).
+    async with _services(
+        tmp_path,
+        turn_max_silence_secs=1.5,
+        turn_hesitant_end_secs=0.5,
+        turn_min_answer_secs=min_answer_secs,
+    ) as services:
+        call = await make_call(services, ["yes", "an answer", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:q1:await")
+        services.smart_turn = ScriptedSmartTurn([probability])
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert services.smart_turn.asked == 1
+        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+
+
 class StalledVAD(EnergyVAD):
     """EnergyVAD whose thread can be held, as on a machine too busy to score audio in time."""
 

@@ -159,7 +159,7 @@ def test_incomplete_smart_turn_waits_for_max_silence() -> None:
     assert ended.t - speech_end >= 1.2
 
 
-@pytest.mark.parametrize(("complete", "probability"), [(False, 0.97), (True, 0.3)])
+@pytest.mark.parametrize(("complete", "probability"), [(False, 0.97), (True, 0.15)])
 def test_veto_or_low_probability_is_not_complete(complete: bool, probability: float) -> None:
     caller = Caller()
     caller.windows(SPEECH, 1.0)
@@ -170,6 +170,61 @@ def test_veto_or_low_probability_is_not_complete(complete: bool, probability: fl
     assert isinstance(ended, TurnEnded)
     assert ended.reason == "silence"
     assert ended.t - speech_end >= 1.2
+
+
+def test_unsure_verdict_ends_turn_after_the_hesitant_wait() -> None:
+    # Smart-turn between 0.2 and 0.5: neither "complete" nor "goes on": 0.5 s of silence,
+    # not the 1.2 s kept for a verdict that the candidate is mid-sentence.
+    caller = Caller()
+    caller.windows(SPEECH, 3.5)
+    speech_end = caller.t
+    paused = caller.until(SpeechPaused)
+    assert caller.detector.smart_turn_result(False, 0.44, paused) == []
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "hesitant"
+    assert ended.smart_turn_probability == pytest.approx(0.44)
+    assert 0.5 <= ended.t - speech_end < 0.5 + WINDOW_SECS
+
+
+def test_unsure_verdict_the_caller_does_not_allow_waits_for_max_silence() -> None:
+    # A short answer: the session does not let an unsure verdict end it early.
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    paused = caller.until(SpeechPaused)
+    caller.detector.smart_turn_result(False, 0.44, paused, may_hesitate=False)
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.t - speech_end >= 1.2
+
+
+def test_unsure_verdict_is_void_once_speech_resumes() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 3.5)
+    paused = caller.until(SpeechPaused)
+    caller.detector.smart_turn_result(False, 0.4, paused)
+    caller.windows(SILENCE, 0.1)  # 0.3 s of silence in all: under the hesitant wait
+    assert isinstance(caller.until(SpeechResumed, SPEECH), SpeechResumed)
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    caller.until(SpeechPaused)  # a new pause, with no verdict yet
+    ended = caller.until(TurnEnded)
+    assert isinstance(ended, TurnEnded)
+    assert ended.reason == "silence"
+    assert ended.t - speech_end >= 1.2
+
+
+def test_late_unsure_verdict_past_the_hesitant_wait_ends_turn_at_once() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 3.5)
+    paused = caller.until(SpeechPaused)
+    caller.windows(SILENCE, 0.35)  # 0.55 s of silence when the verdict comes
+    events = caller.detector.smart_turn_result(False, 0.3, paused)
+    assert [type(e).__name__ for e in events] == ["TurnEnded"]
+    assert events[0].reason == "hesitant"
+    assert events[0].t == pytest.approx(caller.t)
 
 
 def test_late_complete_verdict_ends_turn_at_once() -> None:
@@ -262,8 +317,16 @@ def test_config_defaults_and_validation() -> None:
         config.max_silence_secs,
         config.smart_turn_threshold,
     ) == (0.5, 0.15, 0.2, 0.3, 1.2, 0.5)
+    assert (config.hesitant_threshold, config.hesitant_end_secs) == (0.2, 0.5)
+    assert [config.is_hesitant(p) for p in (0.19, 0.2, 0.49, 0.5)] == [False, True, True, False]
     with pytest.raises(ValidationError, match="pause_secs <= end_secs"):
         TurnConfig(pause_secs=0.5, end_secs=0.3)
+    with pytest.raises(ValidationError, match="hesitant_end_secs <= max_silence_secs"):
+        TurnConfig(hesitant_end_secs=1.5)
+    with pytest.raises(ValidationError, match="end_secs <= hesitant_end_secs"):
+        TurnConfig(end_secs=0.4, hesitant_end_secs=0.35)
+    with pytest.raises(ValidationError, match="hesitant_threshold <= smart_turn_threshold"):
+        TurnConfig(hesitant_threshold=0.6)
     with pytest.raises(ValidationError):
         TurnConfig(speech_threshold=1.5)
 

@@ -647,6 +647,8 @@ class CallSession:
         """
         settings = self.settings
         audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
+        listen = self._listening
+        answering = listen is not None and listen.question_id is not None
         asked = time.monotonic()
         model = self.services.smart_turn
         turns = self._turns
@@ -667,21 +669,30 @@ class CallSession:
                 return
             self.metrics.smart_turn.labels("run").inc()
             probability = float(done.result())
-            complete = self.services.turn_config.is_complete(probability) and (
+            config = self._turns.config
+            complete = config.is_complete(probability) and (
                 not short or probability >= settings.turn_short_answer_threshold
             )
+            # Unsure: end sooner than the long silence, only where a false end is mended (an
+            # answer long enough to pre-start the next question, which the candidate going on
+            # stops, see _barge_in).
+            may_hesitate = answering and not short
+            hesitant = not complete and may_hesitate and config.is_hesitant(probability)
             self._event(
                 "smart_turn",
                 probability=round(probability, 3),
                 complete=complete,
+                hesitant=hesitant,
                 short=short,
                 secs=round(time.monotonic() - asked, 3),
             )
             if not self._turns.paused:
                 return
-            if complete or short:
+            if complete or hesitant or short:
                 self._speculate(event)
-            for ended in self._turns.smart_turn_result(complete, probability, pause=event):
+            for ended in self._turns.smart_turn_result(
+                complete, probability, pause=event, may_hesitate=may_hesitate
+            ):
                 self._on_turn_event(ended)
 
         future.add_done_callback(deliver)

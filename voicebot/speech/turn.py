@@ -11,7 +11,9 @@ does I/O, so it is tested on synthetic probability sequences. The call layer wir
    for an open question).
 3. ``SpeechResumed``: speech again after a pause; the pause's verdict no longer counts.
 4. ``TurnEnded``: ``end_secs`` of silence when the current pause was judged complete
-   (reason ``"smart_turn"``), else ``max_silence_secs`` of silence (reason ``"silence"``).
+   (reason ``"smart_turn"``); ``hesitant_end_secs`` when smart-turn was unsure, neither
+   complete nor clearly incomplete (reason ``"hesitant"``); else ``max_silence_secs`` of
+   silence (reason ``"silence"``).
 
 :class:`SmartTurnModel` wraps pipecat's bundled smart-turn v3.2 ONNX model, loaded once per
 process, with the same feature pipeline as ``pipecat``'s ``LocalSmartTurnAnalyzerV3``.
@@ -72,6 +74,19 @@ class TurnConfig(BaseModel):
         le=1.0,
         description="Smart-turn probability at or above which the turn counts as complete.",
     )
+    hesitant_threshold: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Smart-turn probability from which (up to smart_turn_threshold) the model "
+        "is unsure rather than sure the candidate goes on: such a pause ends the turn after "
+        "hesitant_end_secs. Set it to smart_turn_threshold to wait max_silence_secs instead.",
+    )
+    hesitant_end_secs: float = Field(
+        0.5,
+        gt=0.0,
+        description="Silence after which the turn ends when smart-turn was unsure.",
+    )
     window_secs: float = Field(
         0.032,
         gt=0.0,
@@ -81,16 +96,28 @@ class TurnConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_order(self) -> TurnConfig:
-        if not self.pause_secs <= self.end_secs <= self.max_silence_secs:
+        if not (
+            self.pause_secs <= self.end_secs <= self.hesitant_end_secs <= self.max_silence_secs
+        ):
             raise ValueError(
-                "TurnConfig: need pause_secs <= end_secs <= max_silence_secs, got "
-                f"{self.pause_secs} / {self.end_secs} / {self.max_silence_secs}"
+                "TurnConfig: need pause_secs <= end_secs <= hesitant_end_secs <= "
+                f"max_silence_secs, got {self.pause_secs} / {self.end_secs} / "
+                f"{self.hesitant_end_secs} / {self.max_silence_secs}"
+            )
+        if self.hesitant_threshold > self.smart_turn_threshold:
+            raise ValueError(
+                "TurnConfig: need hesitant_threshold <= smart_turn_threshold, got "
+                f"{self.hesitant_threshold} / {self.smart_turn_threshold}"
             )
         return self
 
     def is_complete(self, probability: float) -> bool:
         """Whether a smart-turn probability counts as a complete turn."""
         return probability >= self.smart_turn_threshold
+
+    def is_hesitant(self, probability: float) -> bool:
+        """Whether smart-turn was unsure: not complete, but not clearly going on either."""
+        return self.hesitant_threshold <= probability < self.smart_turn_threshold
 
 
 @dataclass(frozen=True)
@@ -119,12 +146,12 @@ class SpeechResumed:
 
 @dataclass(frozen=True)
 class TurnEnded:
-    """The turn is over: ``reason`` is ``"smart_turn"`` or ``"silence"``."""
+    """The turn is over: ``reason`` is ``"smart_turn"``, ``"hesitant"`` or ``"silence"``."""
 
     t: float
     speech_start: float
     speech_end: float
-    reason: Literal["smart_turn", "silence"]
+    reason: Literal["smart_turn", "hesitant", "silence", "max_answer"]
     smart_turn_probability: float | None = None
 
 
@@ -154,6 +181,7 @@ class TurnDetector:
         self._speech_end = 0.0
         self._paused = False  # SpeechPaused emitted for the current silence
         self._complete = False  # the current pause was judged complete
+        self._hesitant = False  # ... or smart-turn was unsure about it
         self._probability: float | None = None
         self._last_t = 0.0
 
@@ -189,7 +217,7 @@ class TurnDetector:
                 return []
             self._in_turn = True
             self._paused = False
-            self._complete = False
+            self._complete = self._hesitant = False
             self._probability = None
             self._speech_start = self._run_start
             self._speech_end = t
@@ -198,7 +226,7 @@ class TurnDetector:
             if not long_enough:
                 return []  # maybe a blip: hold the turn open until we know
             self._paused = False
-            self._complete = False
+            self._complete = self._hesitant = False
             self._probability = None
             self._speech_end = t
             return [SpeechResumed(t=t)]
@@ -212,7 +240,7 @@ class TurnDetector:
         events: list[TurnEvent] = []
         if not self._paused and silence >= self.config.pause_secs:
             self._paused = True
-            self._complete = False
+            self._complete = self._hesitant = False
             self._probability = None
             events.append(
                 SpeechPaused(t=t, speech_start=self._speech_start, speech_end=self._speech_end)
@@ -223,7 +251,9 @@ class TurnDetector:
     def _maybe_end(self, t: float) -> list[TurnEvent]:
         silence = t - self._speech_end + _EPSILON
         if self._paused and self._complete and silence >= self.config.end_secs:
-            reason: Literal["smart_turn", "silence"] = "smart_turn"
+            reason: Literal["smart_turn", "hesitant", "silence"] = "smart_turn"
+        elif self._paused and self._hesitant and silence >= self.config.hesitant_end_secs:
+            reason = "hesitant"
         elif silence >= self.config.max_silence_secs:
             reason = "silence"
         else:
@@ -237,7 +267,7 @@ class TurnDetector:
         )
         self._in_turn = False
         self._paused = False
-        self._complete = False
+        self._complete = self._hesitant = False
         self._probability = None
         return [ended]
 
@@ -250,16 +280,24 @@ class TurnDetector:
         )
 
     def smart_turn_result(
-        self, complete: bool, probability: float, pause: SpeechPaused | None = None
+        self,
+        complete: bool,
+        probability: float,
+        pause: SpeechPaused | None = None,
+        *,
+        may_hesitate: bool = True,
     ) -> list[TurnEvent]:
         """Report smart-turn's verdict on the current pause.
 
         The pause counts as complete when ``complete`` is true (the caller may veto, e.g. for an
         answer too short for an open question) and ``probability`` reaches
-        ``smart_turn_threshold``. A verdict arriving after speech resumed is ignored; pass the
-        ``SpeechPaused`` it answers as ``pause`` so a verdict for an earlier pause is ignored
-        too. Returns ``[TurnEnded]`` at once (dated at the last window fed) when the silence
-        already reached ``end_secs``; otherwise an empty list.
+        ``smart_turn_threshold``. Otherwise, when ``probability`` is at least
+        ``hesitant_threshold`` and the caller allows it (``may_hesitate``; a short answer does
+        not), the model was unsure and the turn ends after ``hesitant_end_secs`` of silence.
+        A verdict arriving after speech resumed is ignored; pass the ``SpeechPaused`` it
+        answers as ``pause`` so a verdict for an earlier pause is ignored too. Returns
+        ``[TurnEnded]`` at once (dated at the last window fed) when the silence already
+        reached the wait the verdict calls for; otherwise an empty list.
         """
         if not self.paused:
             return []
@@ -267,8 +305,10 @@ class TurnDetector:
             pause.speech_end != self._speech_end or pause.speech_start != self._speech_start
         ):
             return []
+        config = self.config
         self._probability = probability
-        self._complete = bool(complete) and self.config.is_complete(probability)
+        self._complete = bool(complete) and config.is_complete(probability)
+        self._hesitant = not self._complete and may_hesitate and config.is_hesitant(probability)
         if self._voiced:
             return []  # speech that may resume the turn is under way: wait for it to settle
         return self._maybe_end(self._last_t)
