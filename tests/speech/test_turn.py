@@ -227,6 +227,33 @@ def test_late_unsure_verdict_past_the_hesitant_wait_ends_turn_at_once() -> None:
     assert events[0].t == pytest.approx(caller.t)
 
 
+def test_noise_blips_after_the_last_word_do_not_move_the_end_of_speech() -> None:
+    # JFK's crowd noise after "...for your country": single windows scored 0.5-0.8 within the
+    # first 0.2 s of silence moved the end of speech 0.4 s past his last word.
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    speech_end = caller.t
+    caller.windows(SILENCE, 0.096)
+    caller.windows(0.7, 0.032)  # a blip of one window, then another of two
+    caller.windows(SILENCE, 0.064)
+    caller.windows(0.6, 0.064)
+    paused = caller.until(SpeechPaused)
+    assert isinstance(paused, SpeechPaused)
+    assert paused.speech_end == pytest.approx(speech_end)
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused"]
+
+
+def test_a_word_after_a_short_gap_moves_the_end_of_speech() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    caller.windows(SILENCE, 0.096)  # a gap between words, shorter than a pause
+    caller.windows(SPEECH, 0.16)  # a word: as long as min_speech_secs
+    speech_end = caller.t
+    paused = caller.until(SpeechPaused)
+    assert isinstance(paused, SpeechPaused)
+    assert paused.speech_end == pytest.approx(speech_end)
+
+
 def test_late_complete_verdict_ends_turn_at_once() -> None:
     caller = Caller()
     caller.windows(SPEECH, 1.0)

@@ -52,7 +52,9 @@ class TurnConfig(BaseModel):
     min_speech_secs: float = Field(
         0.15,
         ge=0.0,
-        description="Speech shorter than this is a noise blip: no turn starts, a pause goes on.",
+        description="Speech shorter than this is a noise blip: no turn starts, and after a gap "
+        "in a turn (a pause or a shorter one) the silence goes on: the blip does not move the "
+        "end of speech.",
     )
     pause_secs: float = Field(
         0.2,
@@ -230,6 +232,11 @@ class TurnDetector:
             self._probability = None
             self._speech_end = t
             return [SpeechResumed(t=t)]
+        if not long_enough and self._run_start > self._speech_end + _EPSILON:
+            # Voice again after a gap shorter than a pause: speech only once it lasts. A blip
+            # of noise (a crowd, a line click) after the last word must not move the end of
+            # speech, from which the pause and the end of the turn are timed.
+            return []
         self._speech_end = t
         return []
 
