@@ -133,7 +133,9 @@ class Settings(BaseModel):
         0.2, description="Short pause that triggers smart-turn and a speculative transcription."
     )
     turn_end_secs: float = Field(
-        0.3, description="Silence that ends a turn that smart-turn judged complete."
+        0.2,
+        description="Silence that ends a turn that smart-turn judged complete (equal to"
+        " VOICEBOT_TURN_PAUSE_SECS: the turn ends as soon as the verdict is in).",
     )
     turn_max_silence_secs: float = Field(
         1.2, description="Silence that ends a turn whatever smart-turn says."

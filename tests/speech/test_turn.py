@@ -132,7 +132,7 @@ def test_without_verdict_turn_ends_after_max_silence() -> None:
 
 
 def test_complete_smart_turn_ends_turn_at_end_secs() -> None:
-    caller = Caller()
+    caller = Caller(TurnDetector(TurnConfig(end_secs=0.3)))
     caller.windows(SPEECH, 1.0)
     speech_end = caller.t
     paused = caller.until(SpeechPaused)
@@ -144,6 +144,15 @@ def test_complete_smart_turn_ends_turn_at_end_secs() -> None:
     assert ended.smart_turn_probability == pytest.approx(0.93)
     assert 0.3 <= ended.t - speech_end < 0.3 + WINDOW_SECS
     assert ended.speech_end == pytest.approx(speech_end)
+
+
+def test_by_default_a_complete_verdict_ends_the_turn_as_soon_as_it_is_in() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 1.0)
+    paused = caller.until(SpeechPaused)
+    events = caller.detector.smart_turn_result(True, 0.93, paused)
+    assert [type(e).__name__ for e in events] == ["TurnEnded"]
+    assert events[0].reason == "smart_turn" and events[0].t == pytest.approx(paused.t)
 
 
 def test_incomplete_smart_turn_waits_for_max_silence() -> None:
@@ -304,7 +313,7 @@ def test_stale_verdict_after_resume_is_ignored() -> None:
 
 
 def test_blip_during_pause_neither_resumes_nor_voids_the_verdict() -> None:
-    caller = Caller()
+    caller = Caller(TurnDetector(TurnConfig(end_secs=0.3)))
     caller.windows(SPEECH, 1.0)
     speech_end = caller.t
     paused = caller.until(SpeechPaused)
@@ -343,7 +352,7 @@ def test_config_defaults_and_validation() -> None:
         config.end_secs,
         config.max_silence_secs,
         config.smart_turn_threshold,
-    ) == (0.5, 0.15, 0.2, 0.3, 1.2, 0.5)
+    ) == (0.5, 0.15, 0.2, 0.2, 1.2, 0.5)
     assert (config.hesitant_threshold, config.hesitant_end_secs) == (0.2, 0.5)
     assert [config.is_hesitant(p) for p in (0.19, 0.2, 0.49, 0.5)] == [False, True, True, False]
     with pytest.raises(ValidationError, match="pause_secs <= end_secs"):
@@ -352,6 +361,8 @@ def test_config_defaults_and_validation() -> None:
         TurnConfig(hesitant_end_secs=1.5)
     with pytest.raises(ValidationError, match="end_secs <= hesitant_end_secs"):
         TurnConfig(end_secs=0.4, hesitant_end_secs=0.35)
+    with pytest.raises(ValidationError, match="pause_secs <= end_secs"):
+        TurnConfig(end_secs=0.15)
     with pytest.raises(ValidationError, match="hesitant_threshold <= smart_turn_threshold"):
         TurnConfig(hesitant_threshold=0.6)
     with pytest.raises(ValidationError):

@@ -63,7 +63,7 @@ class TurnConfig(BaseModel):
         "speculative transcription).",
     )
     end_secs: float = Field(
-        0.3,
+        0.2,
         gt=0.0,
         description="Silence after which the turn ends when smart-turn judged the pause complete.",
     )
