@@ -143,6 +143,11 @@ class Target:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                print(
+                    f"{self.name} server did not exit within 30 s of SIGTERM: killed"
+                    f" (its log: {self.log_path})",
+                    file=sys.stderr,
+                )
                 self.process.kill()
 
     def api(self, method: str, path: str, body: Any = None) -> Any:

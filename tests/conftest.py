@@ -171,13 +171,22 @@ def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
 
 
 def stop_server(server: RunningServer) -> None:
-    """Stop the server (SIGTERM, then kill)."""
+    """Stop the server with SIGTERM, as an orchestrator does; fail if it does not exit cleanly.
+
+    A server that ignored SIGTERM (a shutdown step raising and leaving the store's thread
+    alive) is killed, and the test that owns it fails, saying so.
+    """
     server.process.terminate()
     try:
-        server.process.wait(timeout=20)
+        code = server.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+        tail = server.log_path.read_text()[-3000:]
+        raise AssertionError(f"server did not exit within 60 s of SIGTERM:\n{tail}") from None
+    if code != 0:
+        tail = server.log_path.read_text()[-3000:]
+        raise AssertionError(f"server exited with {code} on SIGTERM:\n{tail}")
 
 
 @pytest.fixture(scope="session")

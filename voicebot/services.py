@@ -331,32 +331,39 @@ class Services:
         return rendered
 
     async def close(self) -> None:
-        """Release models, pools and the store (ended calls' answers are stored first)."""
-        if self.pending_answers:
-            await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
-        if self.reports:
-            await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
-        if self.events is not None:
-            await self.events.close()  # queued events reach the bus (durable there)
-        if self.bridge is not None:
-            await self.bridge.close()
-            await self._bridge_store.close()
-        if self.registry is not None:
-            await self.registry.close()
-        if self.accounts is not None:
-            await self.accounts.close()
-        if hasattr(self.login_throttle, "close"):
-            await self.login_throttle.close()
-        if self.bus is not None:
-            await self.bus.close()
-        if self.asr is not None:
-            await self.asr.close()
-        if self.tts is not None:
-            await self.tts.close()
-        if self._vad_batcher is not None:
-            await self._vad_batcher.close()
-        for executor in (self.vad_executor, self.turn_executor):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-        if self.store is not None:
-            await self.store.close()
+        """Release models, pools and the store (ended calls' answers are stored first).
+
+        Every step runs even when one before it fails (logged), and the store closes last
+        whatever happened: its connection thread would otherwise keep the process alive.
+        """
+        try:
+            if self.pending_answers:
+                await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
+            if self.reports:
+                await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
+            closers: list[tuple[str, Any]] = [
+                ("events", self.events),  # queued events reach the bus (durable there)
+                ("bridge", self.bridge),
+                ("bridge store", self._bridge_store if self.bridge is not None else None),
+                ("call registry", self.registry),
+                ("accounts", self.accounts),
+                ("login throttle", self.login_throttle),
+                ("bus", self.bus),
+                ("ASR pool", self.asr),
+                ("TTS", self.tts),
+                ("VAD batcher", self._vad_batcher),
+            ]
+            for name, part in closers:
+                if part is None or not hasattr(part, "close"):
+                    continue
+                try:
+                    await part.close()
+                except Exception:
+                    self.metrics.internal_errors.labels("shutdown").inc()
+                    log.exception("shutdown: closing the %s failed; going on", name)
+            for executor in (self.vad_executor, self.turn_executor):
+                if executor is not None:
+                    executor.shutdown(wait=False, cancel_futures=True)
+        finally:
+            if self.store is not None:
+                await self.store.close()

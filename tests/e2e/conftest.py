@@ -58,8 +58,14 @@ def cluster(tmp_path_factory):
         if bridge is not None:
             bridge.terminate()
             bridge.wait(20)
+        unclean = []
         for server in servers:
-            stop_server(server)
+            try:
+                stop_server(server)
+            except AssertionError as exc:  # stop the others first, then say so
+                unclean.append(exc)
         receiver.stop()
         redis.stop()
         redis.cleanup()
+        if unclean:
+            raise unclean[0]

@@ -308,3 +308,32 @@ async def test_close_cancels_a_running_batch_cleanly(
     await batcher.close()  # the scheduler is awaiting the executor: cancelled, no error
     gated.gate.set()
     assert batcher.errors == 0 and collector.deliveries == [] and not batcher.busy
+
+
+async def test_close_completes_inside_a_task_that_is_being_cancelled(
+    model: SileroModel, clips: list[np.ndarray], executor: ThreadPoolExecutor
+) -> None:
+    # aiohttp stops a server on SIGTERM by cancelling its main task and running the shutdown
+    # hooks inside it. close() used to re-raise there, so the server's close stopped half-way
+    # and the process never exited.
+    batcher = VadBatcher(model, executor)
+    stream = batcher.open(Collector())
+    stream.feed(clips[0][: CHUNK * 10])
+    await batcher.flush()  # the scheduler task is running
+    closed = asyncio.Event()
+
+    async def main_task() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await batcher.close()
+            closed.set()
+
+    task = asyncio.create_task(main_task())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed.is_set()
+    with pytest.raises(RuntimeError, match="closed"):
+        stream.feed(clips[0][:CHUNK])

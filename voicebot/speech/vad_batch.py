@@ -290,11 +290,11 @@ class VadBatcher:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if _cancelling():
-                    raise  # our caller is being cancelled too
+            # Wait without taking the scheduler's CancelledError for ours: shutdown runs in a
+            # task already being cancelled (aiohttp cancels its main task on SIGTERM, then
+            # cleans up inside it), and re-raising there stopped the server's close half-way,
+            # leaving the store's thread alive and the process hanging.
+            await asyncio.wait({task})
         self._busy = False
         self._idle.set()
 
