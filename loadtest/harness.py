@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -331,6 +332,31 @@ def _call_failed(result: CallResult, server_call: dict[str, Any] | None) -> str 
     return None
 
 
+def cpu_probe_ms(rounds: int = 15) -> float | None:
+    """How fast this machine is right now: one smart-turn inference (one thread), median ms.
+
+    Taken before each level, with the server idle. On a shared machine the same code ran at
+    64 ms and at 90-114 ms an hour apart, which moves every latency under load; levels are
+    only comparable at a similar probe. ``None`` when the model cannot be loaded here.
+    """
+    try:
+        import numpy as np
+
+        from voicebot.speech.turn import SmartTurnModel
+
+        model = SmartTurnModel.shared()
+    except Exception:  # the harness also drives a remote server from a bare checkout
+        return None
+    audio = np.random.default_rng(0).normal(0.0, 0.05, 8 * 16000).astype(np.float32)
+    model.predict(audio)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model.predict(audio)
+        times.append(time.perf_counter() - start)
+    return round(statistics.median(times) * 1000, 1)
+
+
 async def run_level(
     target: Target,
     calls: int,
@@ -342,6 +368,7 @@ async def run_level(
 ) -> dict[str, Any]:
     """Hold ``calls`` concurrent interviews against ``target``; return the level's report."""
     loaded = load_answers(answers)
+    probe = cpu_probe_ms()
     ramp = ramp_secs if ramp_secs is not None else min(0.5 * calls, 20.0)
     started = time.monotonic()
     per_call: list[dict[str, Any]] = []
@@ -457,6 +484,7 @@ async def run_level(
         "calls": calls,
         "interviews": len(per_call),
         "wall_secs": round(time.monotonic() - started, 1),
+        "cpu_probe_ms": probe,
         "voice_to_voice": _stats(v2v_all),
         "voice_to_voice_by_answer": _by_answer(per_call, answers),
         "end_of_speech_to_final": _stats(
@@ -535,12 +563,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {report['machine']['cores']} cores. Answers: "
         f"{', '.join(report['answers'])}. Budget: p95 voice-to-voice <= "
-        f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls.",
+        f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls. CPU probe: one "
+        "smart-turn inference on one thread before the level, median ms (this machine's "
+        "speed at the time: lower is faster).",
         "",
         "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
         "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
-        "| within budget |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| within budget | CPU probe (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in report["levels"]:
         v, e = lv["voice_to_voice"], lv["end_of_speech_to_final"]
@@ -551,7 +581,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{lv['late_frame_gaps']} | {lv['failed_calls']} | {lv['talked_over']} | "
             f"{cpu['mean'] if cpu['mean'] is not None else '-'}/"
             f"{cpu['max'] if cpu['max'] is not None else '-'} | "
-            f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} |"
+            f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} | "
+            f"{lv.get('cpu_probe_ms') or '-'} |"
         )
     lines += [
         "",
