@@ -52,6 +52,7 @@ from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
 from voicebot.speech.turn import (
+    SMART_TURN_SECS,
     SpeechPaused,
     SpeechResumed,
     SpeechStarted,
@@ -514,8 +515,11 @@ class CallSession:
 
     def _audio_between(self, start: float, end: float) -> np.ndarray:
         """The candidate's audio between two call-clock times, at 16 kHz for the models."""
-        phone = self._audio.slice(int(start * TELEPHONY_RATE), int(end * TELEPHONY_RATE))
-        return resample(phone, TELEPHONY_RATE, MODEL_RATE)
+        return resample(self._phone_between(start, end), TELEPHONY_RATE, MODEL_RATE)
+
+    def _phone_between(self, start: float, end: float) -> np.ndarray:
+        """The same at the carrier's 8 kHz (a copy: cheap, resample it off the event loop)."""
+        return self._audio.slice(int(start * TELEPHONY_RATE), int(end * TELEPHONY_RATE))
 
     # -- turn-taking -----------------------------------------------------------------------
 
@@ -646,7 +650,11 @@ class CallSession:
         time its turn comes (the candidate went on talking) is skipped, not run for nothing.
         """
         settings = self.settings
-        audio = self._audio_between(event.speech_start - PRE_ROLL_SECS, event.t)
+        # Only the last 8 s count (plus a margin for the resampler's edge), and resampling
+        # runs in the smart-turn thread: a long answer's whole audio, resampled on the event
+        # loop at each pause, held every call's audio up for 10 ms a minute of answer.
+        start = max(event.speech_start - PRE_ROLL_SECS, event.t - SMART_TURN_SECS - 0.1)
+        phone = self._phone_between(start, event.t)
         listen = self._listening
         answering = listen is not None and listen.question_id is not None
         asked = time.monotonic()
@@ -656,7 +664,7 @@ class CallSession:
         def judge() -> float | None:  # in the smart-turn thread
             if self.finished or not turns.is_current_pause(event):
                 return None
-            return model.predict(audio)
+            return model.predict(resample(phone, TELEPHONY_RATE, MODEL_RATE))
 
         future = asyncio.get_running_loop().run_in_executor(self.services.turn_executor, judge)
 
