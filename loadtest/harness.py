@@ -186,6 +186,7 @@ SERVER_COUNTERS = {
     "smart_turn_runs": ("voicebot_smart_turn_total", 'outcome="run"'),
     "smart_turn_skipped": ("voicebot_smart_turn_total", 'outcome="skipped"'),
     "late_frames": ("voicebot_playout_late_frames_total", None),
+    "inbound_gaps": ("voicebot_inbound_gaps_total", None),
 }
 """What the server spent per level: report name -> (metric, label filter)."""
 
@@ -605,11 +606,13 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "Server work per answer (from its /metrics): Whisper runs and worker-seconds, "
-            "speculative transcriptions kept / discarded, smart-turn runs / skipped, late frames:",
+            "speculative transcriptions kept / discarded, smart-turn runs / skipped, late frames, "
+            "gaps in the caller's audio (its timestamps skipped 40 ms or more: a caller starved "
+            "of CPU lengthens the candidate's pauses):",
             "",
             "| target | calls | Whisper runs | Whisper s | speculations kept / discarded "
-            "| smart-turn runs / skipped | late frames (server) |",
-            "|---|---|---|---|---|---|---|",
+            "| smart-turn runs / skipped | late frames (server) | caller audio gaps |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for lv in worked:
             w = lv["server_work"]
@@ -617,7 +620,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {lv['target']} | {lv['calls']} | {w.get('asr_runs_per_answer', '-')} | "
                 f"{w.get('asr_secs_per_answer', '-')} | {w['speculations_kept']:.0f} / "
                 f"{w['speculations_discarded']:.0f} | {w['smart_turn_runs']:.0f} / "
-                f"{w['smart_turn_skipped']:.0f} | {w['late_frames']:.0f} |"
+                f"{w['smart_turn_skipped']:.0f} | {w['late_frames']:.0f} | "
+                f"{w.get('inbound_gaps', 0):.0f} |"
             )
     lines.append("")
     for name, value in report.get("capacity", {}).items():

@@ -103,6 +103,17 @@ class Metrics:
         self.barge_ins = Counter(
             "voicebot_barge_ins_total", "Bot prompts cut by the candidate.", registry=r
         )
+        self.inbound_gaps = Counter(
+            "voicebot_inbound_gaps_total",
+            "Times the carrier's media timestamps skipped 40 ms or more of the candidate's audio"
+            " (filled with silence, so a pause in the answer grows by as much).",
+            registry=r,
+        )
+        self.inbound_gap_seconds = Counter(
+            "voicebot_inbound_gap_seconds_total",
+            "Candidate audio the carrier skipped, filled with silence.",
+            registry=r,
+        )
         self.late_frames = Counter(
             "voicebot_playout_late_frames_total",
             "Bot frames sent more than one frame late.",

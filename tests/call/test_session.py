@@ -574,3 +574,22 @@ async def test_a_vad_backlog_is_not_taken_for_silence(services):
     await call.wait_for_mark("q:q1:await")
     assert SCRIPT.reprompt not in services.prompts.said
     assert (await services.store.get_interview(call.interview_id))["consent"] == 1
+
+
+async def test_audio_the_carrier_skipped_is_filled_with_silence_and_counted(services):
+    # A carrier (or a caller starved of CPU) whose media timestamps jump: the gap becomes
+    # silence on the call clock, so a pause in the answer grows by as much. It is counted and
+    # put on the timeline, so a turn that ended on such a pause can be explained.
+    call = await make_call(services, ["yes"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    call._chunk += 10  # 200 ms of the candidate's audio never arrive
+    await call.silence(0.1)
+    assert services.metrics.inbound_gaps._value.get() == 1
+    assert services.metrics.inbound_gap_seconds._value.get() == pytest.approx(0.2, abs=0.021)
+    await call.run_out()
+    timeline = services.settings.recordings_dir / "CA1" / "timeline.jsonl"
+    gaps = [
+        e for e in map(json.loads, timeline.read_text().splitlines()) if e["event"] == "inbound_gap"
+    ]
+    assert len(gaps) == 1 and gaps[0]["ms"] == pytest.approx(200, abs=20)  # one frame's slack

@@ -70,13 +70,14 @@ voicebot_asr_speculations_total{outcome="kept"} 4.0
 voicebot_asr_speculations_total{outcome="discarded"} 2.0
 voicebot_smart_turn_total{outcome="run"} 9.0
 voicebot_playout_late_frames_total 1.0
+voicebot_inbound_gaps_total 3.0
 voicebot_asr_seconds_count 12.0
 """
     counters = parse_counters(text)
     assert counters["asr_runs"] == 12 and counters["asr_busy_secs"] == 3.5
     assert counters["speculations_kept"] == 4 and counters["speculations_discarded"] == 2
     assert counters["smart_turn_runs"] == 9 and counters["smart_turn_skipped"] == 0
-    assert counters["late_frames"] == 1
+    assert counters["late_frames"] == 1 and counters["inbound_gaps"] == 3
 
 
 def test_report_files_hold_the_fields(level, tmp_path):

@@ -474,6 +474,9 @@ class CallSession:
         gap = media.timestamp_ms - expected_ms if media.timestamp_ms is not None else 0
         if gap >= 40:  # the carrier skipped audio: keep both clocks aligned with silence
             payload = bytes([ULAW_SILENCE_BYTE]) * int(gap * 8) + payload
+            self.metrics.inbound_gaps.inc()
+            self.metrics.inbound_gap_seconds.inc(gap / 1000)
+            self._event("inbound_gap", t=expected_ms / 1000, ms=round(gap))
         self.recorder.candidate_audio(self._inbound_samples / TELEPHONY_RATE, payload)
         self._inbound_samples += len(payload)
         self._inbound_lag = self.now() - self._inbound_samples / TELEPHONY_RATE
