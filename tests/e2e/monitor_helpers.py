@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from loadtest.caller import CallResult, run_call
@@ -27,13 +28,19 @@ def add_user(username: str, role: str, department: str | None = None, **env: str
     assert done.returncode == 0, done.stderr
 
 
-async def interview_call(url: str, interview_id: str, call_sid: str, audio_dir: Path) -> CallResult:
+async def interview_call(
+    url: str,
+    interview_id: str,
+    call_sid: str,
+    audio_dir: Path,
+    answers: Iterable[str] = ANSWERS,
+) -> CallResult:
     """One whole interview by a simulated Twilio caller: consent by keypad, four answers."""
     return await run_call(
         url,
         interview_id=interview_id,
         call_sid=call_sid,
-        answers=[audio_dir / name for name in ANSWERS],
+        answers=[audio_dir / name for name in answers],
         dtmf={0: "1"},
         twilio_auth_token=TWILIO_AUTH_TOKEN,
         max_call_secs=180,

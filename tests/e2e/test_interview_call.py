@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from loadtest.caller import parse_twiml, run_call
+from loadtest.caller import parse_twiml
 from tests.conftest import API_TOKEN, TWILIO_AUTH_TOKEN
+from tests.e2e.monitor_helpers import interview_call as run_interview
 from voicebot.telephony.signature import compute_twilio_signature
 
 pytestmark = pytest.mark.e2e
@@ -162,15 +163,7 @@ def interview_call(server, audio_dir):
 
     async def scenario():
         call = asyncio.create_task(
-            run_call(
-                server.url,
-                interview_id=interview_id,
-                call_sid=call_sid,
-                answers=[audio_dir / name for name in ANSWERS],
-                dtmf={0: "1"},
-                twilio_auth_token=TWILIO_AUTH_TOKEN,
-                max_call_secs=180,
-            )
+            run_interview(server.url, interview_id, call_sid, audio_dir, answers=ANSWERS)
         )
         watcher = asyncio.create_task(watch_live(server.url, call_sid))
         await asyncio.sleep(2)
