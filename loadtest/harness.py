@@ -185,6 +185,8 @@ SERVER_COUNTERS = {
     "speculations_discarded": ("voicebot_asr_speculations_total", 'outcome="discarded"'),
     "smart_turn_runs": ("voicebot_smart_turn_total", 'outcome="run"'),
     "smart_turn_skipped": ("voicebot_smart_turn_total", 'outcome="skipped"'),
+    "smart_turn_early": ("voicebot_smart_turn_total", 'outcome="early"'),
+    "smart_turn_early_unused": ("voicebot_smart_turn_total", 'outcome="early_unused"'),
     "late_frames": ("voicebot_playout_late_frames_total", None),
     "inbound_gaps": ("voicebot_inbound_gaps_total", None),
 }
@@ -213,7 +215,10 @@ def server_work(before: dict[str, float], after: dict[str, float], answers: int)
     if answers:
         work["asr_runs_per_answer"] = round(work["asr_runs"] / answers, 2)
         work["asr_secs_per_answer"] = round(work["asr_busy_secs"] / answers, 3)
-        work["smart_turn_runs_per_answer"] = round(work["smart_turn_runs"] / answers, 2)
+        inferences = (
+            work["smart_turn_runs"] + work["smart_turn_early"] + work["smart_turn_early_unused"]
+        )
+        work["smart_turn_runs_per_answer"] = round(inferences / answers, 2)
     return work
 
 
@@ -606,12 +611,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "Server work per answer (from its /metrics): Whisper runs and worker-seconds, "
-            "speculative transcriptions kept / discarded, smart-turn runs / skipped, late frames, "
+            "speculative transcriptions kept / discarded, smart-turn verdicts at the pause / "
+            "started early and used / skipped / started early and unused, late frames, "
             "gaps in the caller's audio (its timestamps skipped 40 ms or more: a caller starved "
             "of CPU lengthens the candidate's pauses):",
             "",
             "| target | calls | Whisper runs | Whisper s | speculations kept / discarded "
-            "| smart-turn runs / skipped | late frames (server) | caller audio gaps |",
+            "| smart-turn at pause / early / skipped / early unused | late frames (server) "
+            "| caller audio gaps |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for lv in worked:
@@ -620,7 +627,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {lv['target']} | {lv['calls']} | {w.get('asr_runs_per_answer', '-')} | "
                 f"{w.get('asr_secs_per_answer', '-')} | {w['speculations_kept']:.0f} / "
                 f"{w['speculations_discarded']:.0f} | {w['smart_turn_runs']:.0f} / "
-                f"{w['smart_turn_skipped']:.0f} | {w['late_frames']:.0f} | "
+                f"{w.get('smart_turn_early', 0):.0f} / {w['smart_turn_skipped']:.0f} / "
+                f"{w.get('smart_turn_early_unused', 0):.0f} | {w['late_frames']:.0f} | "
                 f"{w.get('inbound_gaps', 0):.0f} |"
             )
     lines.append("")

@@ -172,8 +172,10 @@ class Metrics:
         )
         self.smart_turn = Counter(
             "voicebot_smart_turn_total",
-            "Smart-turn requests at pauses, by outcome: run, or skipped because the pause was"
-            " over before the model got to it.",
+            "Smart-turn verdicts at pauses, by outcome: run (at the pause), early (started"
+            " before the pause, on the audio padded with silence, and used), skipped (the pause"
+            " was over before the model got to it), early_unused (started early, but the"
+            " candidate went on before the pause).",
             ["outcome"],
             registry=r,
         )

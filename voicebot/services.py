@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -54,6 +55,8 @@ class Services:
     token_signer: StreamTokenSigner | None = None
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
+    smart_turn_pending: int = 0
+    """Smart-turn inferences submitted to ``turn_executor`` and not finished (all calls)."""
     sessions: dict[str, object] = field(default_factory=dict)
     live: LiveHub = field(default_factory=LiveHub)
     """Live call events (transcripts, prosody samples, script position) for watchers."""
@@ -237,6 +240,7 @@ class Services:
         return TurnConfig(
             speech_threshold=s.vad_threshold,
             pause_secs=s.turn_pause_secs,
+            early_secs=min(s.smart_turn_early_secs, s.turn_pause_secs / 2),
             end_secs=s.turn_end_secs,
             max_silence_secs=s.turn_max_silence_secs,
             smart_turn_threshold=s.smart_turn_threshold,
@@ -293,7 +297,11 @@ class Services:
         loop = asyncio.get_running_loop()
         self.vad_model, self.smart_turn, _ = await asyncio.gather(
             loop.run_in_executor(self.vad_executor, SileroModel.shared, TELEPHONY_RATE),
-            loop.run_in_executor(self.turn_executor, SmartTurnModel.shared)
+            loop.run_in_executor(
+                self.turn_executor,
+                SmartTurnModel.shared,
+                max(1, min(s.smart_turn_cpu_threads, os.cpu_count() or 1)),
+            )
             if s.smart_turn
             else asyncio.sleep(0, None),
             self.asr.start(),

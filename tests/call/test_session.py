@@ -551,6 +551,83 @@ async def test_an_unsure_verdict_ends_an_answer_after_the_hesitant_wait(
         assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
 
 
+def _smart_turn_outcomes(services) -> dict[str, float]:
+    counter = services.metrics.smart_turn
+    return {
+        outcome: counter.labels(outcome)._value.get()
+        for outcome in ("run", "early", "skipped", "early_unused")
+    }
+
+
+async def _early_services(tmp_path):
+    # Windows of 32 ms: the early hint at 0.128 s of silence, the pause at 0.224 s.
+    return _services(
+        tmp_path,
+        turn_pause_secs=0.2,
+        smart_turn_early_secs=0.1,
+        turn_end_secs=0.2,
+        turn_max_silence_secs=1.5,
+        turn_min_answer_secs=0.5,
+    )
+
+
+async def test_a_verdict_started_before_the_pause_ends_the_turn_at_the_pause(tmp_path):
+    async with await _early_services(tmp_path) as services:
+        call = await make_call(services, ["yes", "an answer", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:q1:await")
+        before = _smart_turn_outcomes(services)
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.speak(0.8)
+        await call.silence(0.9)  # well under the 1.5 s silence: only the verdict ends it
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+        after = _smart_turn_outcomes(services)
+        assert services.smart_turn.asked == 1  # one inference, started early, used
+        assert after["early"] - before["early"] == 1 and after["run"] == before["run"]
+        assert services.smart_turn_pending == 0
+
+
+async def test_an_early_verdict_is_dropped_when_the_candidate_goes_on(tmp_path):
+    async with await _early_services(tmp_path) as services:
+        call = await make_call(services, ["yes", "an answer", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:q1:await")
+        before = _smart_turn_outcomes(services)
+        # Complete at the gap between words would end the answer there: it must not count.
+        services.smart_turn = ScriptedSmartTurn([0.9, 0.9])
+        await call.speak(0.8)
+        await call.silence(0.16)  # past the early hint (0.128 s), short of the pause (0.224 s)
+        await call.speak(0.6)
+        assert not any(mark.endswith("q:q2:await") for mark in call.marks())
+        await call.silence(0.9)
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+        after = _smart_turn_outcomes(services)
+        assert after["early_unused"] - before["early_unused"] == 1
+        assert after["early"] - before["early"] == 1  # the real pause's, also started early
+
+
+async def test_no_early_verdict_while_smart_turn_is_busy(tmp_path):
+    async with await _early_services(tmp_path) as services:
+        call = await make_call(services, ["yes", "an answer", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.wait_for_mark("consent:await")
+        await call.speak(0.4)
+        await call.wait_for_mark("q:q1:await")
+        before = _smart_turn_outcomes(services)
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        services.smart_turn_pending += 1  # another call's inference in the smart-turn thread
+        await call.speak(0.8)
+        await call.silence(0.9)
+        services.smart_turn_pending -= 1
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+        after = _smart_turn_outcomes(services)
+        assert after["early"] == before["early"] and after["run"] - before["run"] == 1
+
+
 class StalledVAD(EnergyVAD):
     """EnergyVAD whose thread can be held, as on a machine too busy to score audio in time."""
 

@@ -58,7 +58,7 @@ def test_two_calls_complete_and_are_measured(level):
     work = level["server_work"]
     assert work["asr_runs"] >= 8 and work["asr_busy_secs"] > 0
     assert work["asr_runs_per_answer"] >= 1.0
-    assert work["smart_turn_runs"] >= 8
+    assert work["smart_turn_runs"] + work["smart_turn_early"] >= 8
     assert work["speculations_kept"] + work["speculations_discarded"] >= 1
 
 
@@ -69,6 +69,8 @@ voicebot_asr_busy_seconds 3.5
 voicebot_asr_speculations_total{outcome="kept"} 4.0
 voicebot_asr_speculations_total{outcome="discarded"} 2.0
 voicebot_smart_turn_total{outcome="run"} 9.0
+voicebot_smart_turn_total{outcome="early"} 5.0
+voicebot_smart_turn_total{outcome="early_unused"} 2.0
 voicebot_playout_late_frames_total 1.0
 voicebot_inbound_gaps_total 3.0
 voicebot_asr_seconds_count 12.0
@@ -77,6 +79,7 @@ voicebot_asr_seconds_count 12.0
     assert counters["asr_runs"] == 12 and counters["asr_busy_secs"] == 3.5
     assert counters["speculations_kept"] == 4 and counters["speculations_discarded"] == 2
     assert counters["smart_turn_runs"] == 9 and counters["smart_turn_skipped"] == 0
+    assert counters["smart_turn_early"] == 5 and counters["smart_turn_early_unused"] == 2
     assert counters["late_frames"] == 1 and counters["inbound_gaps"] == 3
 
 

@@ -10,6 +10,7 @@ from tests.conftest import phone_speech
 from voicebot.speech.turn import (
     SmartTurnModel,
     SpeechPaused,
+    SpeechPausing,
     SpeechResumed,
     SpeechStarted,
     TurnConfig,
@@ -23,19 +24,27 @@ SPEECH, SILENCE = 0.95, 0.02
 
 
 class Caller:
-    """Feeds a TurnDetector one 32 ms window at a time and keeps the call clock."""
+    """Feeds a TurnDetector one 32 ms window at a time and keeps the call clock.
+
+    ``events`` leaves out the early hints (``SpeechPausing``), kept apart in ``pausing``.
+    """
 
     def __init__(self, detector: TurnDetector | None = None):
         self.detector = detector or TurnDetector()
         self.t = 0.0
         self.events: list[TurnEvent] = []
+        self.pausing: list[SpeechPausing] = []
 
     def windows(self, probability: float, seconds: float) -> list[TurnEvent]:
         """Feed ``probability`` for ``seconds`` worth of windows; return the new events."""
         new: list[TurnEvent] = []
         for _ in range(round(seconds / WINDOW_SECS)):
             self.t += WINDOW_SECS
-            new += self.detector.feed(probability, self.t)
+            for event in self.detector.feed(probability, self.t):
+                if isinstance(event, SpeechPausing):
+                    self.pausing.append(event)
+                else:
+                    new.append(event)
         self.events += new
         return new
 
@@ -117,6 +126,47 @@ def test_short_gap_between_words_is_not_a_pause() -> None:
         caller.windows(SPEECH, 0.32)
         caller.windows(SILENCE, 0.128)
     assert caller.kinds() == ["SpeechStarted"]
+
+
+def test_a_pause_is_announced_early_once_with_the_time_it_will_come() -> None:
+    caller = Caller()  # pause_secs 0.2, early_secs 0.1: the hint at 4 windows, the pause at 7
+    caller.windows(SPEECH, 0.64)
+    speech_end = caller.t
+    caller.windows(SILENCE, 0.096)
+    assert caller.pausing == []
+    caller.windows(SILENCE, 0.032)
+    [pausing] = caller.pausing
+    assert pausing.t - speech_end == pytest.approx(0.128)
+    assert pausing.speech_end == pytest.approx(speech_end) and pausing.speech_start == 0.0
+    paused = caller.until(SpeechPaused)
+    assert isinstance(paused, SpeechPaused)
+    assert pausing.pause_t == pytest.approx(paused.t)  # what the early verdict is padded to
+    assert len(caller.pausing) == 1  # once per silence
+    assert caller.detector.is_current_silence(pausing.speech_start, pausing.speech_end)
+
+
+def test_the_early_hint_comes_again_after_speech_and_not_after_a_blip() -> None:
+    caller = Caller()
+    caller.windows(SPEECH, 0.64)
+    caller.windows(SILENCE, 0.128)  # a gap between words: hinted, no pause
+    assert len(caller.pausing) == 1 and caller.kinds() == ["SpeechStarted"]
+    caller.windows(SPEECH, 0.32)  # the word after it: the hint is stale, the silence new
+    assert not caller.detector.is_current_silence(0.0, caller.pausing[0].speech_end)
+    caller.windows(SILENCE, 0.128)
+    assert len(caller.pausing) == 2
+    caller.windows(0.7, 0.064)  # a blip: not speech, the silence goes on
+    caller.until(SpeechPaused)
+    assert len(caller.pausing) == 2
+    assert caller.pausing[1].pause_t == pytest.approx(caller.events[-1].t)
+
+
+def test_no_early_hint_when_early_secs_is_zero() -> None:
+    caller = Caller(TurnDetector(TurnConfig(early_secs=0.0)))
+    caller.windows(SPEECH, 0.64)
+    caller.until(SpeechPaused)
+    assert caller.pausing == []
+    with pytest.raises(ValueError, match="early_secs < pause_secs"):
+        TurnConfig(early_secs=0.2, pause_secs=0.2)
 
 
 def test_without_verdict_turn_ends_after_max_silence() -> None:
@@ -410,6 +460,19 @@ def test_complete_sentence_scores_higher_than_cut_mid_word(
         assert cut_short < complete
 
 
+def test_smart_turn_split_over_two_threads_gives_the_same_verdicts(
+    smart_turn: SmartTurnModel,
+) -> None:
+    """VOICEBOT_SMART_TURN_CPU_THREADS only changes how fast a verdict comes, never the verdict."""
+    split = SmartTurnModel.shared(threads=2)
+    assert split is not smart_turn and split.threads == 2
+    for name in ("en_speaker_a.wav", "en_speaker_b.wav", "en_jfk.wav"):
+        audio = phone_speech(name)
+        for end in (0.5, 0.8, 1.0):
+            cut = audio[: int(len(audio) * end)]
+            assert split.predict(cut) == pytest.approx(smart_turn.predict(cut), abs=1e-3)
+
+
 def test_smart_turn_takes_int16_or_float_and_only_the_last_8_seconds(
     smart_turn: SmartTurnModel,
 ) -> None:
@@ -431,6 +494,8 @@ def test_vad_and_turn_detector_find_one_turn_in_real_speech(smart_turn: SmartTur
     for index, probability in enumerate(probabilities):
         t = (index + 1) * WINDOW_SECS
         for event in detector.feed(float(probability), t):
+            if isinstance(event, SpeechPausing):
+                continue  # the session may start smart-turn early; this test does not
             events.append(event)
             if isinstance(event, SpeechPaused):
                 verdict = smart_turn.predict(audio[: int(t * 16000)])

@@ -54,6 +54,7 @@ from voicebot.speech.asr import ASRDropped, ASRResult, Priority
 from voicebot.speech.turn import (
     SMART_TURN_SECS,
     SpeechPaused,
+    SpeechPausing,
     SpeechResumed,
     SpeechStarted,
     TurnDetector,
@@ -158,6 +159,16 @@ class _Speculation:
     task: asyncio.Task
 
 
+@dataclass
+class _EarlyVerdict:
+    """Smart-turn started ahead of a pause (``SpeechPausing``), for that pause's verdict."""
+
+    speech_start: float
+    speech_end: float
+    future: asyncio.Future
+    asked: float
+
+
 class CallSession:
     """Holds one interview call on one carrier stream."""
 
@@ -192,6 +203,7 @@ class CallSession:
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
         self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
         self._speculation: _Speculation | None = None
+        self._early: _EarlyVerdict | None = None
         self._prefix: _Prefix | None = None
         self._meter: Any = None  # ProsodyMeter while the call is watched
         self._meter_samples = 0
@@ -536,11 +548,14 @@ class CallSession:
             if self._silence_task is not None:
                 self._silence_task.cancel()
                 self._silence_task = None
+        elif isinstance(event, SpeechPausing):
+            self._early_smart_turn(event)
         elif isinstance(event, SpeechPaused):
             self._on_pause(event)
         elif isinstance(event, SpeechResumed):
             # Stale now: free the ASR worker for other calls if it has not started.
             self._discard_speculation()
+            self._drop_early_verdict()
         elif isinstance(event, TurnEnded):
             self._turn_start = None
             self._partials.stop()
@@ -646,30 +661,89 @@ class CallSession:
             return ""
         return prefix.text or ""
 
-    def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
-        """Run smart-turn on the turn's audio so far and act on its verdict.
+    def _submit_smart_turn(
+        self, speech_start: float, speech_end: float, until: float, pad_to: float
+    ) -> asyncio.Future:
+        """Run smart-turn on the turn's audio up to ``until``, zero-padded to ``pad_to``.
 
-        Under load the requests queue for the smart-turn thread; one whose pause is over by the
-        time its turn comes (the candidate went on talking) is skipped, not run for nothing.
+        The inference runs in the smart-turn thread and is skipped there (the future gives
+        ``None``) when the turn has moved on by then: speech resumed, or the turn ended.
         """
-        settings = self.settings
         # Only the last 8 s count (plus a margin for the resampler's edge), and resampling
         # runs in the smart-turn thread: a long answer's whole audio, resampled on the event
         # loop at each pause, held every call's audio up for 10 ms a minute of answer.
-        start = max(event.speech_start - PRE_ROLL_SECS, event.t - SMART_TURN_SECS - 0.1)
-        phone = self._phone_between(start, event.t)
-        listen = self._listening
-        answering = listen is not None and listen.question_id is not None
-        asked = time.monotonic()
+        start = max(speech_start - PRE_ROLL_SECS, pad_to - SMART_TURN_SECS - 0.1)
+        phone = self._phone_between(start, until)
+        padding = max(0, round((pad_to - until) * TELEPHONY_RATE))
         model = self.services.smart_turn
+        assert model is not None
         turns = self._turns
 
         def judge() -> float | None:  # in the smart-turn thread
-            if self.finished or not turns.is_current_pause(event):
+            if self.finished or not turns.is_current_silence(speech_start, speech_end):
                 return None
-            return model.predict(resample(phone, TELEPHONY_RATE, MODEL_RATE))
+            audio = phone if not padding else np.concatenate([phone, np.zeros(padding, np.int16)])
+            return model.predict(resample(audio, TELEPHONY_RATE, MODEL_RATE))
 
-        future = asyncio.get_running_loop().run_in_executor(self.services.turn_executor, judge)
+        services = self.services
+        services.smart_turn_pending += 1
+        future = asyncio.get_running_loop().run_in_executor(services.turn_executor, judge)
+
+        def finished(_: asyncio.Future) -> None:
+            services.smart_turn_pending -= 1
+
+        future.add_done_callback(finished)
+        return future
+
+    def _early_smart_turn(self, event: SpeechPausing) -> None:
+        """Start smart-turn before the pause, on the audio so far padded with silence to it.
+
+        Only while the smart-turn thread is idle: it takes a verdict's inference time off the
+        end of the turn when the CPU has room, and adds no queue when it has not. A run whose
+        pause never comes (the candidate went on) is counted as ``early_unused``.
+        """
+        if self.services.smart_turn is None or self.services.smart_turn_pending:
+            return
+        self._drop_early_verdict()
+        self._early = _EarlyVerdict(
+            speech_start=event.speech_start,
+            speech_end=event.speech_end,
+            future=self._submit_smart_turn(
+                event.speech_start, event.speech_end, event.t, event.pause_t
+            ),
+            asked=time.monotonic(),
+        )
+
+    def _drop_early_verdict(self) -> None:
+        """Forget an early verdict whose pause did not come."""
+        early, self._early = self._early, None
+        if early is not None:
+            self.metrics.smart_turn.labels("early_unused").inc()
+
+    def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
+        """Get smart-turn's verdict on the pause and act on it.
+
+        The verdict started early for this pause (``SpeechPausing``) is used when there is one;
+        otherwise smart-turn runs now on the audio up to the pause. Under load the requests
+        queue for the smart-turn thread; one whose pause is over by the time its turn comes
+        (the candidate went on talking) is skipped, not run for nothing.
+        """
+        settings = self.settings
+        listen = self._listening
+        answering = listen is not None and listen.question_id is not None
+        early, self._early = self._early, None
+        if (
+            early is not None
+            and early.speech_start == event.speech_start
+            and early.speech_end == event.speech_end
+        ):
+            future, asked = early.future, early.asked
+        else:
+            if early is not None:
+                self.metrics.smart_turn.labels("early_unused").inc()
+            early = None
+            asked = time.monotonic()
+            future = self._submit_smart_turn(event.speech_start, event.speech_end, event.t, event.t)
 
         def deliver(done: asyncio.Future) -> None:
             if done.cancelled() or done.exception() is not None or self.finished:
@@ -678,7 +752,7 @@ class CallSession:
                 self.stats["smart_turn_skipped"] = self.stats.get("smart_turn_skipped", 0) + 1
                 self.metrics.smart_turn.labels("skipped").inc()
                 return
-            self.metrics.smart_turn.labels("run").inc()
+            self.metrics.smart_turn.labels("run" if early is None else "early").inc()
             probability = float(done.result())
             config = self._turns.config
             complete = config.is_complete(probability) and (
@@ -695,6 +769,7 @@ class CallSession:
                 complete=complete,
                 hesitant=hesitant,
                 short=short,
+                early=early is not None,
                 secs=round(time.monotonic() - asked, 3),
             )
             if not self._turns.paused:
@@ -706,7 +781,10 @@ class CallSession:
             ):
                 self._on_turn_event(ended)
 
-        future.add_done_callback(deliver)
+        if future.done():
+            deliver(future)
+        else:
+            future.add_done_callback(deliver)
 
     def _speculate(self, event: SpeechPaused) -> None:
         """Start the turn's final transcription before the turn is known to have ended.
