@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -10,9 +11,11 @@ from voicebot import __version__
 from voicebot.api import carrier, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
-from voicebot.gc_tuning import freeze_startup_objects, observe_pauses
+from voicebot.gc_tuning import freeze_startup_objects, observe_pauses, watch_loop_lag
 from voicebot.monitor import web as monitor_web
 from voicebot.services import Services
+
+LOOP_LAG_TASK: web.AppKey[asyncio.Task] = web.AppKey("loop_lag_task", asyncio.Task)
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,14 @@ def create_app(
         observe_pauses(services.metrics.gc_pause)
         frozen = freeze_startup_objects()
         log.info("garbage collector: %d start-up objects frozen", frozen)
+        app[LOOP_LAG_TASK] = asyncio.create_task(
+            watch_loop_lag(services.metrics.loop_lag), name="loop-lag"
+        )
 
     async def stop(app: web.Application) -> None:
+        watcher = app.get(LOOP_LAG_TASK)
+        if watcher is not None:
+            watcher.cancel()
         for session in list(services.sessions.values()):
             await session.finish("server_shutdown")
         await services.close()

@@ -100,6 +100,13 @@ class Metrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2),
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "voicebot_event_loop_lag_seconds",
+            "How late the event loop woke a 50 ms timer: what a stall (CPU starvation, a"
+            " collection, blocking work) adds to every call's outgoing audio at that moment.",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=r,
+        )
         self.barge_ins = Counter(
             "voicebot_barge_ins_total", "Bot prompts cut by the candidate.", registry=r
         )

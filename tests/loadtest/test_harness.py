@@ -59,6 +59,7 @@ def test_two_calls_complete_and_are_measured(level):
     assert work["asr_runs"] >= 8 and work["asr_busy_secs"] > 0
     assert work["asr_runs_per_answer"] >= 1.0
     assert work["smart_turn_runs"] + work["smart_turn_early"] >= 8
+    assert work["loop_stalls"] >= 0  # the server's event-loop lag, read from its histogram
     assert work["speculations_kept"] + work["speculations_discarded"] >= 1
 
 
