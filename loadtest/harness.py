@@ -342,6 +342,30 @@ def _call_failed(result: CallResult, server_call: dict[str, Any] | None) -> str 
     return None
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """The machine's (steal, total) CPU time in clock ticks, from ``/proc/stat``; None if absent.
+
+    Steal is time the hypervisor gave this virtual machine's CPUs to someone else: on a shared
+    host it stalls the server and the callers alike, whatever the code does.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return values[7], sum(values)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time stolen between two :func:`cpu_times` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
 def cpu_probe_ms(rounds: int = 15) -> float | None:
     """How fast this machine is right now: one smart-turn inference (one thread), median ms.
 
@@ -447,6 +471,7 @@ async def run_level(
             print(file=sys.stderr)
 
     counters_before = await asyncio.to_thread(target.server_counters)
+    times_before = cpu_times()
     sampler = ResourceSampler(target.pid)
     stop = asyncio.Event()
     background = [asyncio.create_task(sampler.run(stop))]
@@ -457,6 +482,7 @@ async def run_level(
     finally:
         stop.set()
         await asyncio.gather(*background)
+    stolen = steal_percent(times_before, cpu_times())
 
     # The server's side of each call, once it is complete: an answer's words can be stored
     # after the call ended (the goodbye played while Whisper was behind).
@@ -495,6 +521,7 @@ async def run_level(
         "interviews": len(per_call),
         "wall_secs": round(time.monotonic() - started, 1),
         "cpu_probe_ms": probe,
+        "cpu_steal_percent": stolen,
         "voice_to_voice": _stats(v2v_all),
         "voice_to_voice_by_answer": _by_answer(per_call, answers),
         "end_of_speech_to_final": _stats(
@@ -530,6 +557,10 @@ def _by_answer(per_call: list[dict[str, Any]], answers: list[Path]) -> dict[str,
 
 def _gap_bucket_names() -> list[str]:
     return [f"<={edge}ms" for edge in GAP_BUCKETS_MS] + [f">{GAP_BUCKETS_MS[-1]}ms"]
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _ms(value: float | None) -> str:
@@ -575,12 +606,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"{', '.join(report['answers'])}. Budget: p95 voice-to-voice <= "
         f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls. CPU probe: one "
         "smart-turn inference on one thread before the level, median ms (this machine's "
-        "speed at the time: lower is faster).",
+        "speed at the time: lower is faster). CPU stolen: the machine's CPU time its "
+        "hypervisor gave to other guests during the level (stalls everything on a shared host).",
         "",
         "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
         "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
-        "| within budget | CPU probe (ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| within budget | CPU probe (ms) | CPU stolen (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in report["levels"]:
         v, e = lv["voice_to_voice"], lv["end_of_speech_to_final"]
@@ -592,7 +624,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{cpu['mean'] if cpu['mean'] is not None else '-'}/"
             f"{cpu['max'] if cpu['max'] is not None else '-'} | "
             f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} | "
-            f"{lv.get('cpu_probe_ms') or '-'} |"
+            f"{lv.get('cpu_probe_ms') or '-'} | "
+            f"{_or_dash(lv.get('cpu_steal_percent'))} |"
         )
     lines += [
         "",

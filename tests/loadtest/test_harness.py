@@ -10,9 +10,11 @@ import pytest
 from loadtest.harness import (
     DEFAULT_CLIPS,
     Target,
+    cpu_times,
     markdown,
     parse_counters,
     run_level,
+    steal_percent,
     write_report,
 )
 from tests.conftest import API_TOKEN, AUDIO_DIR, TWILIO_AUTH_TOKEN
@@ -46,6 +48,7 @@ def test_two_calls_complete_and_are_measured(level):
     assert sum(level["frame_gaps"].values()) > 1000  # every bot frame's gap was binned
     assert level["cpu_cores"]["mean"] > 0 and level["rss_mb"]["max"] > 100
     assert level["cpu_probe_ms"] > 0  # how fast the machine was, to compare levels by
+    assert 0 <= level["cpu_steal_percent"] < 100  # what the hypervisor took meanwhile
     assert len(level["timeseries"]) >= 10
     assert {c["call_sid"] for c in level["per_call"]} and all(
         len(c["voice_to_voice"]) == 4 for c in level["per_call"]
@@ -61,6 +64,14 @@ def test_two_calls_complete_and_are_measured(level):
     assert work["smart_turn_runs"] + work["smart_turn_early"] >= 8
     assert work["loop_stalls"] >= 0  # the server's event-loop lag, read from its histogram
     assert work["speculations_kept"] + work["speculations_discarded"] >= 1
+
+
+def test_steal_is_the_share_of_cpu_time_the_hypervisor_took():
+    assert steal_percent((100, 10_000), (150, 11_000)) == 5.0
+    assert steal_percent(None, (150, 11_000)) is None
+    assert steal_percent((100, 10_000), (100, 10_000)) is None  # no time passed
+    steal, total = cpu_times()  # this machine's /proc/stat
+    assert 0 <= steal <= total
 
 
 def test_server_counters_are_read_from_the_prometheus_text():
@@ -103,4 +114,4 @@ def test_report_files_hold_the_fields(level, tmp_path):
     assert "capacity of voicebot" in markdown(report)
     assert "Voice-to-voice by answer clip" in markdown(report)
     assert "Server work per answer" in markdown(report)
-    assert f"| {level['cpu_probe_ms']} |" in markdown(report)
+    assert f"| {level['cpu_probe_ms']} | {level['cpu_steal_percent']} |" in markdown(report)
