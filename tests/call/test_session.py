@@ -503,6 +503,20 @@ async def test_going_on_over_a_too_early_next_question_continues_the_answer(serv
     assert stored["end_reason"] == "completed"
 
 
+async def _call_at_first_question(services, texts) -> Harness:
+    """A call whose consent was given by voice (smart-turn sure), now at the first question.
+
+    Consent answers are not held to the answer floor; ``services.smart_turn`` is scripted
+    (0.9) until the caller sets its own for the answer.
+    """
+    call = await make_call(services, texts)
+    services.smart_turn = ScriptedSmartTurn([0.9])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    return call
+
+
 @pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
 async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probability, ends_early):
     # "And so my fellow Americans." scores 0.96: a short answer so far is often a preamble.
@@ -512,11 +526,7 @@ async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probabi
         turn_min_answer_secs=3.0,
         turn_short_answer_threshold=0.98,
     ) as services:
-        call = await make_call(services, ["yes", "short", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)  # consent answers are not held to the answer floor
-        await call.wait_for_mark("q:q1:await")
+        call = await _call_at_first_question(services, ["yes", "short", "next"])
         services.smart_turn = ScriptedSmartTurn([probability])
         await call.speak(0.8)
         await call.silence(0.9)
@@ -539,11 +549,7 @@ async def test_an_unsure_verdict_ends_an_answer_after_the_hesitant_wait(
         turn_hesitant_end_secs=0.5,
         turn_min_answer_secs=min_answer_secs,
     ) as services:
-        call = await make_call(services, ["yes", "an answer", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)
-        await call.wait_for_mark("q:q1:await")
+        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
         services.smart_turn = ScriptedSmartTurn([probability])
         await call.speak(0.8)
         await call.silence(0.9)
@@ -573,11 +579,7 @@ async def _early_services(tmp_path):
 
 async def test_a_verdict_started_before_the_pause_ends_the_turn_at_the_pause(tmp_path):
     async with await _early_services(tmp_path) as services:
-        call = await make_call(services, ["yes", "an answer", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)
-        await call.wait_for_mark("q:q1:await")
+        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
         before = _smart_turn_outcomes(services)
         services.smart_turn = ScriptedSmartTurn([0.9])
         await call.speak(0.8)
@@ -591,11 +593,7 @@ async def test_a_verdict_started_before_the_pause_ends_the_turn_at_the_pause(tmp
 
 async def test_an_early_verdict_is_dropped_when_the_candidate_goes_on(tmp_path):
     async with await _early_services(tmp_path) as services:
-        call = await make_call(services, ["yes", "an answer", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)
-        await call.wait_for_mark("q:q1:await")
+        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
         before = _smart_turn_outcomes(services)
         # Complete at the gap between words would end the answer there: it must not count.
         services.smart_turn = ScriptedSmartTurn([0.9, 0.9])
@@ -612,11 +610,7 @@ async def test_an_early_verdict_is_dropped_when_the_candidate_goes_on(tmp_path):
 
 async def test_no_early_verdict_while_smart_turn_is_busy(tmp_path):
     async with await _early_services(tmp_path) as services:
-        call = await make_call(services, ["yes", "an answer", "next"])
-        services.smart_turn = ScriptedSmartTurn([0.9])
-        await call.wait_for_mark("consent:await")
-        await call.speak(0.4)
-        await call.wait_for_mark("q:q1:await")
+        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
         before = _smart_turn_outcomes(services)
         services.smart_turn = ScriptedSmartTurn([0.9])
         services.smart_turn_pending += 1  # another call's inference in the smart-turn thread
