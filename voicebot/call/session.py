@@ -731,16 +731,16 @@ class CallSession:
         settings = self.settings
         listen = self._listening
         answering = listen is not None and listen.question_id is not None
-        early, self._early = self._early, None
+        early = self._early
         if (
             early is not None
             and early.speech_start == event.speech_start
             and early.speech_end == event.speech_end
         ):
+            self._early = None
             future, asked = early.future, early.asked
         else:
-            if early is not None:
-                self.metrics.smart_turn.labels("early_unused").inc()
+            self._drop_early_verdict()
             early = None
             asked = time.monotonic()
             future = self._submit_smart_turn(event.speech_start, event.speech_end, event.t, event.t)

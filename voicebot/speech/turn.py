@@ -217,7 +217,7 @@ class TurnDetector:
         self._speech_start = 0.0
         self._speech_end = 0.0
         self._paused = False  # SpeechPaused emitted for the current silence
-        self._pausing = False  # SpeechPausing emitted for the current silence
+        self._pausing_end: float | None = None  # speech_end SpeechPausing was sent for
         self._complete = False  # the current pause was judged complete
         self._hesitant = False  # ... or smart-turn was unsure about it
         self._probability: float | None = None
@@ -259,7 +259,6 @@ class TurnDetector:
             self._probability = None
             self._speech_start = self._run_start
             self._speech_end = t
-            self._pausing = False
             return [SpeechStarted(t=t, speech_start=self._speech_start)]
         if self._paused:
             if not long_enough:
@@ -268,7 +267,6 @@ class TurnDetector:
             self._complete = self._hesitant = False
             self._probability = None
             self._speech_end = t
-            self._pausing = False
             return [SpeechResumed(t=t)]
         if not long_enough and self._run_start > self._speech_end + _EPSILON:
             # Voice again after a gap shorter than a pause: speech only once it lasts. A blip
@@ -276,7 +274,6 @@ class TurnDetector:
             # speech, from which the pause and the end of the turn are timed.
             return []
         self._speech_end = t
-        self._pausing = False
         return []
 
     def _on_silence(self, t: float) -> list[TurnEvent]:
@@ -288,10 +285,10 @@ class TurnDetector:
         if (
             config.early_secs > 0
             and not self._paused
-            and not self._pausing
+            and self._pausing_end != self._speech_end
             and config.pause_secs - config.early_secs <= silence < config.pause_secs
         ):
-            self._pausing = True
+            self._pausing_end = self._speech_end
             events.append(
                 SpeechPausing(
                     t=t,
@@ -328,7 +325,7 @@ class TurnDetector:
             smart_turn_probability=self._probability,
         )
         self._in_turn = False
-        self._paused = self._pausing = False
+        self._paused = False
         self._complete = self._hesitant = False
         self._probability = None
         return [ended]
@@ -341,11 +338,7 @@ class TurnDetector:
 
     def is_current_pause(self, pause: SpeechPaused) -> bool:
         """Whether ``pause`` is still going on (no speech since, no end of turn)."""
-        return (
-            self.paused
-            and pause.speech_end == self._speech_end
-            and pause.speech_start == self._speech_start
-        )
+        return self.paused and self.is_current_silence(pause.speech_start, pause.speech_end)
 
     def smart_turn_result(
         self,
