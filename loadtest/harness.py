@@ -182,6 +182,7 @@ class Target:
 SERVER_COUNTERS = {
     "asr_runs": ("voicebot_asr_transcriptions", None),
     "asr_busy_secs": ("voicebot_asr_busy_seconds", None),
+    "asr_decodes": ("voicebot_asr_decodes", None),
     "speculations_kept": ("voicebot_asr_speculations_total", 'outcome="kept"'),
     "speculations_discarded": ("voicebot_asr_speculations_total", 'outcome="discarded"'),
     "smart_turn_runs": ("voicebot_smart_turn_total", 'outcome="run"'),
@@ -219,6 +220,8 @@ def server_work(before: dict[str, float], after: dict[str, float], answers: int)
     if answers:
         work["asr_runs_per_answer"] = round(work["asr_runs"] / answers, 2)
         work["asr_secs_per_answer"] = round(work["asr_busy_secs"] / answers, 3)
+    if work["asr_decodes"]:
+        work["asr_batch_mean"] = round(work["asr_runs"] / work["asr_decodes"], 2)
         inferences = (
             work["smart_turn_runs"] + work["smart_turn_early"] + work["smart_turn_early_unused"]
         )
@@ -648,22 +651,25 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             "",
             "Server work per answer (from its /metrics): Whisper runs and worker-seconds, "
+            "the mean Whisper batch (transcriptions per decode), "
             "speculative transcriptions kept / discarded, smart-turn verdicts at the pause / "
             "started early and used / skipped / started early and unused, late frames, "
             "event-loop stalls (a 50 ms timer woken over 20 ms late), "
             "gaps in the caller's audio (its timestamps skipped 40 ms or more: a caller starved "
             "of CPU lengthens the candidate's pauses):",
             "",
-            "| target | calls | Whisper runs | Whisper s | speculations kept / discarded "
+            "| target | calls | Whisper runs | Whisper s | Whisper batch "
+            "| speculations kept / discarded "
             "| smart-turn at pause / early / skipped / early unused | late frames (server) "
             "| loop stalls (server) | caller audio gaps |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for lv in worked:
             w = lv["server_work"]
             lines.append(
                 f"| {lv['target']} | {lv['calls']} | {w.get('asr_runs_per_answer', '-')} | "
-                f"{w.get('asr_secs_per_answer', '-')} | {w['speculations_kept']:.0f} / "
+                f"{w.get('asr_secs_per_answer', '-')} | {w.get('asr_batch_mean', '-')} | "
+                f"{w['speculations_kept']:.0f} / "
                 f"{w['speculations_discarded']:.0f} | {w['smart_turn_runs']:.0f} / "
                 f"{w.get('smart_turn_early', 0):.0f} / {w['smart_turn_skipped']:.0f} / "
                 f"{w.get('smart_turn_early_unused', 0):.0f} | {w['late_frames']:.0f} | "

@@ -103,6 +103,14 @@ class Settings(BaseModel):
         " the server, so its Python side never holds the server's GIL. Off by default: on two"
         " cores it measured worse at 30 and 40 calls (docs/PERFORMANCE.md).",
     )
+    asr_batch: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Most waiting transcriptions one Whisper decode takes together (same"
+        " language and window): under load they share the decoder's per-word cost. Nothing"
+        " waits for a batch to fill. 1: one at a time.",
+    )
     asr_min_window_secs: float = Field(
         10.0,
         ge=0,

@@ -142,6 +142,12 @@ class Metrics:
             "Transcriptions completed since start (finals, speculative finals and partials).",
             registry=r,
         )
+        self.asr_decodes = Gauge(
+            "voicebot_asr_decodes",
+            "Whisper model runs since start; each decodes one transcription or a batch of them"
+            " (transcriptions / decodes = the mean batch).",
+            registry=r,
+        )
         self.prefixes = Counter(
             "voicebot_asr_prefix_total",
             "Transcripts of an answer's beginning (questions with a follow-up), by outcome:"

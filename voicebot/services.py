@@ -291,6 +291,7 @@ class Services:
             nice=s.asr_nice,
             min_window_secs=s.asr_min_window_secs,
             process=s.asr_process,
+            batch=s.asr_batch,
         )
         self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
         self.prompts = PromptCache(s.prompt_cache_dir or s.data_dir / "prompt-cache", self.tts)

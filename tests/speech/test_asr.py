@@ -148,6 +148,56 @@ async def test_full_queue_drops_the_oldest_partial_never_a_final():
         await small.close()
 
 
+async def test_waiting_requests_are_decoded_together_and_each_hears_its_own_words(pool):
+    clips = {
+        name: phone_clip(name)
+        for name in ("en_speaker_a.wav", "en_speaker_b.wav", "en_librispeech_1995-1837-0001.wav")
+    }
+    silence = np.zeros(3 * 16000, dtype=np.int16)
+    alone = {name: (await pool.transcribe(clip, "en")).text for name, clip in clips.items()}
+    alone_prompted = (await pool.transcribe(clips["en_speaker_b.wav"], "en", prompt="Views?")).text
+    jfk = phone_clip("en_jfk.wav")  # 11 s: a 12 s window, not the others' 10 s
+    alone_jfk = (await pool.transcribe(jfk, "en")).text
+    before = pool.stats()
+
+    busy = asyncio.create_task(pool.transcribe(jfk, "en"))
+    await until_busy(pool)  # the only worker is on `busy`: everything below waits together
+    queued = [
+        pool.transcribe(clips["en_speaker_a.wav"], "en"),
+        pool.transcribe(jfk, "en"),  # another window
+        pool.transcribe(silence, "en"),
+        pool.transcribe(clips["en_librispeech_1995-1837-0001.wav"], "en"),
+        pool.transcribe(clips["en_speaker_b.wav"], "en", prompt="Views?"),  # another prompt
+        pool.transcribe(clips["en_speaker_b.wav"], "en"),
+        pool.transcribe(clips["en_speaker_a.wav"], "en", Priority.PARTIAL, key="c1"),
+    ]
+    results = await asyncio.gather(busy, *[asyncio.create_task(q) for q in queued])
+
+    assert [r.text for r in results] == [
+        alone_jfk,
+        alone["en_speaker_a.wav"],
+        alone_jfk,
+        "",
+        alone["en_librispeech_1995-1837-0001.wav"],
+        alone_prompted,
+        alone["en_speaker_b.wav"],
+        alone["en_speaker_a.wav"],
+    ]
+    after = pool.stats()
+    assert after.completed == before.completed + 8
+    # The busy one; speaker a, the silence, librispeech and speaker b as one batch of four
+    # (the pool's default); then the other window, the other prompt and the partial alone.
+    assert after.runs == before.runs + 5
+    assert results[1].queued_secs > 0 and results[1].latency_secs == pytest.approx(
+        results[6].latency_secs, abs=0.05
+    )
+
+
+def test_batch_size_must_be_at_least_one():
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        ASRPool("tiny.en", batch=0)
+
+
 async def test_english_only_model_refuses_chinese(pool):
     with pytest.raises(ValueError, match="English-only"):
         await pool.transcribe(np.zeros(16000, dtype=np.float32), "zh")
@@ -277,6 +327,13 @@ async def test_worker_process_hears_the_same_words_and_survives_being_killed(poo
         assert result.text == in_thread.text
         assert separate.stats().fitted == 1
         worker = separate._backends[0]
+        other = phone_clip("en_speaker_a.wav")
+        floats = [a.astype(np.float32) / 32768.0 for a in (other, clip)]  # as the pool sends
+        batched = await asyncio.to_thread(worker.transcribe_batch, floats, "en", None)
+        assert batched == [
+            ((await pool.transcribe(other, "en")).text, True),
+            (in_thread.text, True),
+        ]
         # Every thread of the worker runs 5 nicer than the server, not more.
         base = os.getpriority(os.PRIO_PROCESS, os.getpid())
         assert set(thread_niceness(worker.pid)) == {min(base + 5, 19)}
