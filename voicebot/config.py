@@ -87,7 +87,13 @@ class Settings(BaseModel):
         "tiny.en", description="faster-whisper model name or local path ('tiny.en' is bundled)."
     )
     asr_workers: int = Field(1, description="Parallel Whisper decodes (one shared model).")
-    asr_cpu_threads: int = Field(2, description="CTranslate2 threads per decode.")
+    asr_cpu_threads: int = Field(
+        1,
+        ge=1,
+        description="CTranslate2 threads per decode. 1: each answer's decode costs about a"
+        " quarter less CPU than on 2 threads (at ~30 ms more for a lone answer), and Whisper"
+        " never takes both cores from the calls' audio work (docs/PERFORMANCE.md).",
+    )
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     asr_beam_size: int = Field(1, description="Whisper beam size (1 = greedy, fastest).")
     asr_nice: int = Field(
