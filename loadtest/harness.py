@@ -220,12 +220,12 @@ def server_work(before: dict[str, float], after: dict[str, float], answers: int)
     if answers:
         work["asr_runs_per_answer"] = round(work["asr_runs"] / answers, 2)
         work["asr_secs_per_answer"] = round(work["asr_busy_secs"] / answers, 3)
-    if work["asr_decodes"]:
-        work["asr_batch_mean"] = round(work["asr_runs"] / work["asr_decodes"], 2)
         inferences = (
             work["smart_turn_runs"] + work["smart_turn_early"] + work["smart_turn_early_unused"]
         )
         work["smart_turn_runs_per_answer"] = round(inferences / answers, 2)
+    if work["asr_decodes"]:
+        work["asr_batch_mean"] = round(work["asr_runs"] / work["asr_decodes"], 2)
     return work
 
 

@@ -14,6 +14,7 @@ from loadtest.harness import (
     markdown,
     parse_counters,
     run_level,
+    server_work,
     steal_percent,
     write_report,
 )
@@ -61,6 +62,8 @@ def test_two_calls_complete_and_are_measured(level):
     work = level["server_work"]
     assert work["asr_runs"] >= 8 and work["asr_busy_secs"] > 0
     assert work["asr_runs_per_answer"] >= 1.0
+    assert work["smart_turn_runs_per_answer"] > 0
+    assert 1.0 <= work["asr_batch_mean"] <= 4  # transcriptions per Whisper decode
     assert work["smart_turn_runs"] + work["smart_turn_early"] >= 8
     assert work["loop_stalls"] >= 0  # the server's event-loop lag, read from its histogram
     assert work["speculations_kept"] + work["speculations_discarded"] >= 1
@@ -78,6 +81,7 @@ def test_server_counters_are_read_from_the_prometheus_text():
     text = """# HELP voicebot_asr_transcriptions Transcriptions completed.
 voicebot_asr_transcriptions 12.0
 voicebot_asr_busy_seconds 3.5
+voicebot_asr_decodes 8.0
 voicebot_asr_speculations_total{outcome="kept"} 4.0
 voicebot_asr_speculations_total{outcome="discarded"} 2.0
 voicebot_smart_turn_total{outcome="run"} 9.0
@@ -89,10 +93,16 @@ voicebot_asr_seconds_count 12.0
 """
     counters = parse_counters(text)
     assert counters["asr_runs"] == 12 and counters["asr_busy_secs"] == 3.5
+    assert counters["asr_decodes"] == 8
     assert counters["speculations_kept"] == 4 and counters["speculations_discarded"] == 2
     assert counters["smart_turn_runs"] == 9 and counters["smart_turn_skipped"] == 0
     assert counters["smart_turn_early"] == 5 and counters["smart_turn_early_unused"] == 2
     assert counters["late_frames"] == 1 and counters["inbound_gaps"] == 3
+    before = dict.fromkeys(counters, 0.0)
+    work = server_work(before, counters, answers=6)
+    assert work["asr_batch_mean"] == 1.5 and work["asr_runs_per_answer"] == 2.0
+    assert work["smart_turn_runs_per_answer"] == 2.67
+    assert "asr_batch_mean" not in server_work(before, before, answers=0)  # nothing decoded
 
 
 def test_report_files_hold_the_fields(level, tmp_path):
