@@ -21,7 +21,7 @@ and up to ``batch - 1`` more that share its language, prompt, priority and fitte
 runs them as one CTranslate2 batch (greedy decoding gives each the words it gets alone; a test
 checks this). Nothing waits for a batch to fill: alone, a request runs alone. Under load the
 decoder's per-token cost, mostly the 51k-word output layer, is shared by the batch: tiny.en
-used 10-15 % less CPU per answer in batches of 4 on one CTranslate2 thread, 15-30 % on two, and
+used 10-18 % less CPU per answer in batches of 4 on one CTranslate2 thread, 15-30 % on two, and
 at 30 calls the transcripts' lag behind the answers fell from about 20 s to about 3 s
 (``docs/PERFORMANCE.md``).
 
