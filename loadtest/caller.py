@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import base64
 import functools
-import inspect
 import json
 import os
 import secrets
@@ -33,6 +32,7 @@ import xml.etree.ElementTree as ElementTree
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -89,14 +89,32 @@ def gap_bucket(gap_secs: float) -> str:
     return f">{GAP_BUCKETS_MS[-1]}ms"
 
 
+def _level_classes() -> bytes:
+    """A translate table for :func:`is_non_silent`: the level class of each mu-law byte.
+
+    2: its sample is a peak above NON_SILENT_PEAK; 1: above the RMS threshold's amplitude; 0: below.
+    """
+    rms_amplitude = 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
+    samples = np.abs(ulaw_decode(bytes(range(256))).astype(np.int32))
+    return bytes(2 if v > NON_SILENT_PEAK else 1 if v > rms_amplitude else 0 for v in samples)
+
+
+_LEVEL_CLASSES = _level_classes()
+
+
 def is_non_silent(ulaw: bytes) -> bool:
     """Whether a bot frame carries sound: RMS above -50 dBFS or a peak above a small threshold."""
     if not ulaw:
         return False
+    # Fast paths (every bot frame comes through here): a loud sample decides it, and a frame
+    # with no sample above the RMS threshold's amplitude cannot have an RMS above it.
+    classes = ulaw.translate(_LEVEL_CLASSES)
+    if b"\x02" in classes:
+        return True
+    if b"\x01" not in classes:
+        return False
     pcm = ulaw_decode(ulaw).astype(np.float32)
-    peak = float(np.max(np.abs(pcm)))
-    rms = float(np.sqrt(np.mean(pcm * pcm)))
-    return peak > NON_SILENT_PEAK or rms > 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
+    return float(np.sqrt(np.mean(pcm * pcm))) > 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
 
 
 def estimate_voice_end(ulaw: bytes) -> float:
@@ -202,6 +220,7 @@ class CarrierMessages:
         self.account_sid = account_sid
         self._sequence = 0
         self._chunk = 0
+        self._stream_sid_json = json.dumps(stream_sid)
 
     def _next(self) -> str:
         self._sequence += 1
@@ -237,19 +256,14 @@ class CarrierMessages:
 
     def media(self, payload: bytes, timestamp_ms: int) -> str:
         """Build one chunk of caller audio; chunks count from 1, numbers are strings (as Twilio)."""
+        # Formatted rather than json.dumps'd: fifty a second per call, and every field is a
+        # number or base64 (the stream SID is JSON-quoted once).
         self._chunk += 1
-        return self._dumps(
-            {
-                "event": "media",
-                "sequenceNumber": self._next(),
-                "media": {
-                    "track": "inbound",
-                    "chunk": str(self._chunk),
-                    "timestamp": str(timestamp_ms),
-                    "payload": base64.b64encode(payload).decode("ascii"),
-                },
-                "streamSid": self.stream_sid,
-            }
+        return (
+            f'{{"event":"media","sequenceNumber":"{self._next()}","media":{{"track":"inbound",'
+            f'"chunk":"{self._chunk}","timestamp":"{timestamp_ms}",'
+            f'"payload":"{base64.b64encode(payload).decode("ascii")}"}},'
+            f'"streamSid":{self._stream_sid_json}}}'
         )
 
     def dtmf(self, digit: str) -> str:
@@ -729,15 +743,8 @@ def _random_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-def _websocket_options() -> dict[str, Any]:
-    """Connect like Twilio: no compression, no proxy (loopback only), room for big messages."""
-    from websockets.asyncio.client import connect
-
-    accepted = inspect.signature(connect).parameters
-    options: dict[str, Any] = {"compression": None, "max_size": 1 << 20, "open_timeout": 10}
-    if "proxy" in accepted:
-        options["proxy"] = None
-    return options
+WS_MAX_MESSAGE_BYTES = 1 << 20
+"""The largest message the caller accepts from the server (Twilio's bot audio comes in chunks)."""
 
 
 class _CallEnded(Exception):
@@ -805,8 +812,7 @@ async def run_call(
     ``"unanswered"`` and ``"closed"`` as they happen.
     Errors (server down, webhook refused, stream refused) come back in ``CallResult.error``.
     """
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    import aiohttp
 
     call_sid = call_sid or _random_sid("CA")
     account_sid = "AC" + "0" * 32
@@ -846,29 +852,72 @@ async def run_call(
     except _CallEnded as exc:
         return ended(exc.closed_by, exc.error)
     assert instruction.stream_url is not None
+    # Connect like Twilio: text frames, no compression, no proxy (loopback only). aiohttp's C
+    # frame reader and writer cost half the CPU per frame of the pure-Python ``websockets``
+    # client: in a load test the caller shares the server's cores (docs/PERFORMANCE.md).
+    http = aiohttp.ClientSession()
     try:
-        ws = await connect(instruction.stream_url, **_websocket_options())
-    except InvalidStatus as exc:
-        body = (exc.response.body or b"")[:200].decode("utf-8", "replace")
-        return ended(
-            "server",
-            f"stream {instruction.stream_url} refused: HTTP {exc.response.status_code} {body}",
+        try:
+            ws = await http.ws_connect(
+                instruction.stream_url,
+                compress=0,
+                max_msg_size=WS_MAX_MESSAGE_BYTES,
+                autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            return ended(
+                "server",
+                f"stream {instruction.stream_url} refused: HTTP {exc.status} "
+                f"{_status_phrase(exc.status)} (the server's log says why)",
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return ended("caller", f"cannot open the stream {instruction.stream_url}: {exc!r}")
+        if on_event is not None:
+            on_event("connected", {"stream_url": instruction.stream_url, "call_sid": call_sid})
+        t0 = loop.time()  # the stream's clock starts as it opens, as in the messages' times
+        closed_by, error = await _converse(
+            ws, carrier, state, instruction.parameters, t0, max_call_secs
         )
-    except (InvalidHandshake, OSError, TimeoutError) as exc:
-        return ended("caller", f"cannot open the stream {instruction.stream_url}: {exc!r}")
-    if on_event is not None:
-        on_event("connected", {"stream_url": instruction.stream_url, "call_sid": call_sid})
+        return ended(closed_by, error)
+    finally:
+        await http.close()
 
-    closed_by: ClosedBy = "caller"
-    error: str | None = None
+
+async def _converse(
+    ws: Any,
+    carrier: CarrierMessages,
+    state: CallerState,
+    parameters: Mapping[str, str],
+    t0: float,
+    max_call_secs: float,
+) -> tuple[ClosedBy, str | None]:
+    """Hold the open stream until one side hangs up; who did, and what went wrong if anything.
+
+    Times given to ``state`` count from ``t0``.
+    """
+    from aiohttp import WSMsgType
+
+    loop = asyncio.get_running_loop()
+    closing: dict[str, Any] = {}  # how the server ended the stream, as the receiver saw it
     try:
-        await ws.send(carrier.connected())
-        t0 = loop.time()
-        await ws.send(carrier.start(instruction.parameters))
+        await ws.send_str(carrier.connected())
+        await ws.send_str(carrier.start(parameters))
 
         async def receive() -> None:
-            async for message in ws:
-                state.on_server_message(message, loop.time() - t0)
+            while True:
+                message = await ws.receive()
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    state.on_server_message(message.data, loop.time() - t0)
+                elif message.type == WSMsgType.CLOSE:
+                    closing.update(code=message.data, reason=message.extra or "")
+                    return
+                elif message.type == WSMsgType.ERROR:
+                    closing.update(error=message.data)
+                    return
+                elif message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    closing.setdefault("code", ws.close_code)
+                    return
 
         async def send() -> None:
             schedule_origin = t0
@@ -884,63 +933,67 @@ async def run_call(
                     target = schedule_origin + frame * FRAME_SECS
                 now = loop.time() - t0
                 for message in state.poll(now):
-                    await ws.send(message)
+                    await ws.send_str(message)
                 timestamp_ms = round((target - t0) * 1000)
-                await ws.send(state.next_media(now, timestamp_ms))
+                await ws.send_str(state.next_media(now, timestamp_ms))
                 frame += 1
 
-        receiver = asyncio.create_task(receive(), name=f"caller-receive-{call_sid}")
-        sender = asyncio.create_task(send(), name=f"caller-send-{call_sid}")
+        receiver = asyncio.create_task(receive(), name=f"caller-receive-{carrier.call_sid}")
+        sender = asyncio.create_task(send(), name=f"caller-send-{carrier.call_sid}")
         try:
             done, _ = await asyncio.wait(
                 {receiver, sender}, timeout=max_call_secs, return_when=asyncio.FIRST_COMPLETED
             )
+            if sender in done and receiver not in done and _is_closed_socket(sender):
+                # The socket closed under a send: give the receiver a moment to read why.
+                await asyncio.wait({receiver}, timeout=1)
         finally:
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
         if not done:
-            closed_by = "timeout"
-        else:
-            task = done.pop()
-            exc = task.exception() if not task.cancelled() else None
-            if exc is None or isinstance(exc, ConnectionClosed):
-                closed_by = "server"
-                error = _abnormal_close(exc) if isinstance(exc, ConnectionClosed) else None
-            else:
-                closed_by = "caller"
-                error = f"caller failed: {exc!r}"
-    except ConnectionClosed as exc:
-        closed_by = "server"
-        error = _abnormal_close(exc)
+            return "timeout", None
+        if receiver in done and receiver.exception() is None or _is_closed_socket(sender):
+            return "server", _abnormal_close(closing)
+        failed = sender if sender in done else receiver
+        return "caller", f"caller failed: {failed.exception()!r}"
+    except ConnectionResetError:  # closed during connected/start
+        return "server", _abnormal_close(closing)
     finally:
         await _hang_up(ws, carrier)
-    return ended(closed_by, error)
 
 
-def _abnormal_close(exc: Any) -> str | None:
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "(unknown status)"
+
+
+def _is_closed_socket(task: asyncio.Task[None]) -> bool:
+    """Whether ``task`` ended because the WebSocket was closed under it."""
+    return task.done() and not task.cancelled() and isinstance(task.exception(), ConnectionError)
+
+
+def _abnormal_close(closing: Mapping[str, Any]) -> str | None:
     """Describe a close that was not a normal hang-up (codes 1000, 1001); None if it was."""
-    received = getattr(exc, "rcvd", None)
-    if received is not None:
-        if received.code in (1000, 1001):
-            return None
-        return f"server closed the stream with code {received.code} {received.reason!r}"
-    sent = getattr(exc, "sent", None)
-    if sent is not None:  # we failed the connection, e.g. the server stopped answering pings
-        return f"connection to the server lost: {sent.code} {sent.reason!r}"
-    return "connection to the server lost without a close frame (1006)"
+    if "error" in closing:  # the socket failed, e.g. a protocol error or a reset
+        return f"connection to the server lost: {closing['error']!r}"
+    code = closing.get("code")
+    if code is None or code == 1006:
+        return "connection to the server lost without a close frame (1006)"
+    if code in (1000, 1001):
+        return None
+    return f"server closed the stream with code {code} {closing.get('reason', '')!r}"
 
 
 async def _hang_up(ws: Any, carrier: CarrierMessages) -> None:
     """Send ``stop`` if the socket is still open, then close it."""
-    from websockets.exceptions import ConnectionClosed
-    from websockets.protocol import State
-
     try:
-        if ws.state is State.OPEN:
-            await asyncio.wait_for(ws.send(carrier.stop()), timeout=2)
+        if not ws.closed:
+            await asyncio.wait_for(ws.send_str(carrier.stop()), timeout=2)
         await asyncio.wait_for(ws.close(), timeout=5)
-    except (ConnectionClosed, TimeoutError, OSError):
+    except (ConnectionError, TimeoutError, OSError):
         pass
 
 

@@ -15,6 +15,8 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from loadtest.caller import (
+    NON_SILENT_PEAK,
+    NON_SILENT_RMS_DBFS,
     SILENCE_FRAME,
     CallerState,
     CallResult,
@@ -31,7 +33,7 @@ from loadtest.caller import (
     summary_lines,
 )
 from tests.conftest import AUDIO_DIR
-from voicebot.audio.codec import ulaw_encode
+from voicebot.audio.codec import ulaw_decode, ulaw_encode
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMediaStream
 from voicebot.telephony.twiml import connect_stream_twiml, say_and_hangup_twiml
@@ -120,6 +122,32 @@ def test_silence_and_speech_frames_are_told_apart():
     assert is_non_silent(ulaw_encode(tone(0.02, level=0.01)))
 
 
+def test_the_fast_silence_check_agrees_with_peak_and_rms_on_every_kind_of_frame():
+    """The table lookups decide most frames; they must decide them as the full check would."""
+
+    def reference(ulaw: bytes) -> bool:
+        pcm = ulaw_decode(ulaw).astype(np.float32)
+        peak = float(np.max(np.abs(pcm)))
+        rms = float(np.sqrt(np.mean(pcm * pcm)))
+        return peak > NON_SILENT_PEAK or rms > 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
+
+    rng = np.random.default_rng(7)
+    frames = [SILENCE_FRAME, TONE_FRAME]
+    # Quiet noise around the RMS threshold (~104) and the peak threshold (256), where the
+    # answer turns on the RMS, plus sparse clicks and louder speech-like frames.
+    for level in (20, 60, 90, 100, 110, 120, 150, 200, 250, 300, 1000):
+        for _ in range(40):
+            pcm = rng.normal(0, level, 160).clip(-level * 2.5, level * 2.5)
+            frames.append(ulaw_encode(pcm.astype(np.int16)))
+    for _ in range(40):
+        pcm = np.zeros(160)
+        pcm[rng.integers(0, 160, 3)] = rng.integers(-400, 400, 3)
+        frames.append(ulaw_encode(pcm.astype(np.int16)))
+    answers = [is_non_silent(frame) for frame in frames]
+    assert answers == [reference(frame) for frame in frames]
+    assert 50 < sum(answers) < len(frames) - 50  # both kinds, decided by both checks
+
+
 def test_voice_end_ignores_trailing_silence():
     clip = answer("a", 0.5, silence_secs=1.0)
     assert clip.duration_secs == pytest.approx(1.5)
@@ -206,6 +234,20 @@ def test_media_frames_are_numbered_and_timestamped_like_twilio():
     assert [m["chunk"] for m in media] == ["1", "2", "3", "4", "5", "6"]
     assert [m["timestamp"] for m in media] == ["0", "20", "40", "60", "80", "100"]
     assert all(base64.b64decode(m["payload"]) == SILENCE_FRAME for m in media)
+    first = next(m for m in sent if m["event"] == "media")
+    first = {key: value for key, value in first.items() if key != "t"}  # run_ticks' send time
+    assert first == {
+        "event": "media",
+        "sequenceNumber": first["sequenceNumber"],
+        "media": {
+            "track": "inbound",
+            "chunk": "1",
+            "timestamp": "0",
+            "payload": media[0]["payload"],
+        },
+        "streamSid": state.carrier.stream_sid,
+    }
+    assert int(first["sequenceNumber"]) >= 1
 
 
 def test_voice_to_voice_runs_from_end_of_speech_to_first_non_silent_bot_frame():
@@ -575,3 +617,56 @@ async def test_run_call_times_out_and_hangs_up_with_stop():
 async def test_run_call_reports_an_unreachable_server():
     result = await run_call("http://127.0.0.1:9", max_call_secs=5)
     assert result.closed_by == "caller" and "cannot reach" in result.error
+
+
+@pytest.mark.parametrize(
+    ("ending", "expected"),
+    [
+        ("refuse", "refused: HTTP 403 Forbidden"),
+        ("close_1011", "server closed the stream with code 1011 'boom'"),
+        ("hang_up", None),
+        ("drop", "without a close frame (1006)"),
+    ],
+)
+async def test_run_call_says_how_the_server_ended_the_stream(ending, expected):
+    """A refused stream, an error close, a normal hang-up and a dropped connection, as reported."""
+
+    async def voice(request: web.Request) -> web.Response:
+        stream_url = f"ws://{request.host}/twilio/stream"
+        twiml = connect_stream_twiml(stream_url, {"token": "t"})
+        return web.Response(text=twiml, content_type="text/xml")
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        if ending == "refuse":
+            raise web.HTTPForbidden(text="stream token refused: expired")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        received = 0
+        async for _ in ws:
+            received += 1
+            if received == 5:
+                if ending == "close_1011":
+                    await ws.close(code=1011, message=b"boom")
+                elif ending == "hang_up":
+                    await ws.close()
+                else:
+                    request.transport.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/twilio/voice", voice)
+    app.router.add_get("/twilio/stream", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        result = await run_call(f"http://127.0.0.1:{port}", max_call_secs=5)
+    finally:
+        await runner.cleanup()
+    assert result.closed_by == "server"
+    if expected is None:
+        assert result.error is None
+    else:
+        assert expected in result.error
