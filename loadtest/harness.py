@@ -408,6 +408,7 @@ async def run_level(
     probe = cpu_probe_ms()
     ramp = ramp_secs if ramp_secs is not None else min(0.5 * calls, 20.0)
     started = time.monotonic()
+    caller_cpu_start = time.process_time()  # this process: the callers, on the server's cores
     per_call: list[dict[str, Any]] = []
     live = 0
     v2v_all: list[float] = []
@@ -518,11 +519,12 @@ async def run_level(
     failures = [c for c in per_call if c["failure"]]
     cpu = [s["cpu_cores"] for s in sampler.series]
     rss = [s["rss_mb"] for s in sampler.series]
+    wall = time.monotonic() - started
     level = {
         "target": target.name,
         "calls": calls,
         "interviews": len(per_call),
-        "wall_secs": round(time.monotonic() - started, 1),
+        "wall_secs": round(wall, 1),
         "cpu_probe_ms": probe,
         "cpu_steal_percent": stolen,
         "voice_to_voice": _stats(v2v_all),
@@ -540,6 +542,7 @@ async def run_level(
             "max": max(cpu, default=None),
         },
         "rss_mb": {"max": max(rss, default=None)},
+        "caller_cpu_cores": round((time.process_time() - caller_cpu_start) / max(wall, 1e-6), 3),
         "server_work": server_work(counters_before, counters_after, len(v2v_all)),
         "timeseries": sampler.series,
         "per_call": per_call,
@@ -610,12 +613,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{P95_BUDGET_SECS * 1000:.0f} ms, no gaps > 60 ms, no failed calls. CPU probe: one "
         "smart-turn inference on one thread before the level, median ms (this machine's "
         "speed at the time: lower is faster). CPU stolen: the machine's CPU time its "
-        "hypervisor gave to other guests during the level (stalls everything on a shared host).",
+        "hypervisor gave to other guests during the level (stalls everything on a shared host). "
+        "Caller CPU: this harness's own CPU (the simulated carriers), mean over the level: it "
+        "runs on the server's cores.",
         "",
         "| target | calls | interviews | v2v p50 | p95 | p99 (ms) | EoS->final p50/p95 (ms) "
         "| gaps > 60 ms | failed | talked over | CPU mean/max (cores) | peak RSS (MB) "
-        "| within budget | CPU probe (ms) | CPU stolen (%) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| within budget | CPU probe (ms) | CPU stolen (%) | caller CPU (cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in report["levels"]:
         v, e = lv["voice_to_voice"], lv["end_of_speech_to_final"]
@@ -628,7 +633,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{cpu['max'] if cpu['max'] is not None else '-'} | "
             f"{lv['rss_mb']['max'] or '-'} | {'yes' if lv['meets_budget'] else 'no'} | "
             f"{lv.get('cpu_probe_ms') or '-'} | "
-            f"{_or_dash(lv.get('cpu_steal_percent'))} |"
+            f"{_or_dash(lv.get('cpu_steal_percent'))} | {_or_dash(lv.get('caller_cpu_cores'))} |"
         )
     lines += [
         "",

@@ -49,6 +49,7 @@ def test_two_calls_complete_and_are_measured(level):
     assert sum(level["frame_gaps"].values()) > 1000  # every bot frame's gap was binned
     assert level["cpu_cores"]["mean"] > 0 and level["rss_mb"]["max"] > 100
     assert level["cpu_probe_ms"] > 0  # how fast the machine was, to compare levels by
+    assert level["caller_cpu_cores"] > 0  # the simulated carriers' share of the same cores
     assert 0 <= level["cpu_steal_percent"] < 100  # what the hypervisor took meanwhile
     assert len(level["timeseries"]) >= 10
     assert {c["call_sid"] for c in level["per_call"]} and all(
@@ -124,4 +125,7 @@ def test_report_files_hold_the_fields(level, tmp_path):
     assert "capacity of voicebot" in markdown(report)
     assert "Voice-to-voice by answer clip" in markdown(report)
     assert "Server work per answer" in markdown(report)
-    assert f"| {level['cpu_probe_ms']} | {level['cpu_steal_percent']} |" in markdown(report)
+    assert (
+        f"| {level['cpu_probe_ms']} | {level['cpu_steal_percent']} | {level['caller_cpu_cores']} |"
+        in markdown(report)
+    )
