@@ -569,7 +569,7 @@ class ProsodyMeter:
         n = len(chunk)
         if n == 0:
             return
-        energy = float(np.dot(chunk, chunk))
+        energy = float(np.square(chunk).sum())  # not np.dot: BLAS releases the GIL per call
         self._levels.append((n, energy))
         self._level_samples += n
         while self._level_samples - self._levels[0][0] >= self._window_samples:
