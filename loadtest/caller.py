@@ -66,6 +66,7 @@ MAX_CATCH_UP_FRAMES = 2
 
 NON_SILENT_RMS_DBFS = -50.0
 NON_SILENT_PEAK = 256
+NON_SILENT_RMS_AMPLITUDE = 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
 SILENCE_FRAME = bytes([ULAW_SILENCE_BYTE]) * FRAME_BYTES
 
 Speaker = Literal["bot", "candidate"]
@@ -94,9 +95,10 @@ def _level_classes() -> bytes:
 
     2: its sample is a peak above NON_SILENT_PEAK; 1: above the RMS threshold's amplitude; 0: below.
     """
-    rms_amplitude = 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
     samples = np.abs(ulaw_decode(bytes(range(256))).astype(np.int32))
-    return bytes(2 if v > NON_SILENT_PEAK else 1 if v > rms_amplitude else 0 for v in samples)
+    return bytes(
+        2 if v > NON_SILENT_PEAK else 1 if v > NON_SILENT_RMS_AMPLITUDE else 0 for v in samples
+    )
 
 
 _LEVEL_CLASSES = _level_classes()
@@ -114,7 +116,7 @@ def is_non_silent(ulaw: bytes) -> bool:
     if b"\x01" not in classes:
         return False
     pcm = ulaw_decode(ulaw).astype(np.float32)
-    return float(np.sqrt(np.mean(pcm * pcm))) > 32768.0 * 10 ** (NON_SILENT_RMS_DBFS / 20)
+    return float(np.sqrt(np.mean(pcm * pcm))) > NON_SILENT_RMS_AMPLITUDE
 
 
 def estimate_voice_end(ulaw: bytes) -> float:
