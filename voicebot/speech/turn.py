@@ -188,7 +188,9 @@ class TurnEnded:
     t: float
     speech_start: float
     speech_end: float
-    reason: Literal["smart_turn", "hesitant", "silence", "max_answer"]
+    reason: str
+    """``"smart_turn"``, ``"hesitant"``, ``"silence"``, ``"max_answer"``, or the reason an
+    end-of-turn policy gave with :meth:`TurnDetector.set_pause_wait`."""
     smart_turn_probability: float | None = None
 
 
@@ -207,6 +209,7 @@ class TurnDetector:
 
     def __init__(self, config: TurnConfig | None = None):
         self.config = config or TurnConfig()
+        self._max_silence = self.config.max_silence_secs
         self.reset()
 
     def reset(self) -> None:
@@ -221,7 +224,34 @@ class TurnDetector:
         self._complete = False  # the current pause was judged complete
         self._hesitant = False  # ... or smart-turn was unsure about it
         self._probability: float | None = None
+        self._wait: float | None = None  # silence the policy asked for this pause
+        self._wait_reason = ""
         self._last_t = 0.0
+        self._resumed_pauses: list[float] = []  # pauses in this turn the candidate went on after
+
+    @property
+    def max_silence_secs(self) -> float:
+        """Silence that ends the turn whatever else was said (see :meth:`set_max_silence`)."""
+        return self._max_silence
+
+    def set_max_silence(self, secs: float) -> None:
+        """Set the ceiling on silence for turns from now on (e.g. per question); >= pause."""
+        self._max_silence = max(float(secs), self.config.pause_secs)
+
+    @property
+    def resumed_pauses(self) -> tuple[float, ...]:
+        """Silences of at least ``pause_secs`` in the current turn that speech resumed after."""
+        return tuple(self._resumed_pauses)
+
+    @property
+    def speech_start(self) -> float:
+        """Start of the current (or last) turn's speech."""
+        return self._speech_start
+
+    @property
+    def speech_end(self) -> float:
+        """End of the current (or last) turn's last voiced window."""
+        return self._speech_end
 
     @property
     def speaking(self) -> bool:
@@ -257,6 +287,8 @@ class TurnDetector:
             self._paused = False
             self._complete = self._hesitant = False
             self._probability = None
+            self._wait = None
+            self._resumed_pauses = []
             self._speech_start = self._run_start
             self._speech_end = t
             return [SpeechStarted(t=t, speech_start=self._speech_start)]
@@ -266,6 +298,9 @@ class TurnDetector:
             self._paused = False
             self._complete = self._hesitant = False
             self._probability = None
+            self._wait = None
+            assert self._run_start is not None
+            self._resumed_pauses.append(round(self._run_start - self._speech_end, 3))
             self._speech_end = t
             return [SpeechResumed(t=t)]
         if not long_enough and self._run_start > self._speech_end + _EPSILON:
@@ -301,6 +336,7 @@ class TurnDetector:
             self._paused = True
             self._complete = self._hesitant = False
             self._probability = None
+            self._wait = None
             events.append(
                 SpeechPaused(t=t, speech_start=self._speech_start, speech_end=self._speech_end)
             )
@@ -309,11 +345,13 @@ class TurnDetector:
 
     def _maybe_end(self, t: float) -> list[TurnEvent]:
         silence = t - self._speech_end + _EPSILON
-        if self._paused and self._complete and silence >= self.config.end_secs:
-            reason: Literal["smart_turn", "hesitant", "silence"] = "smart_turn"
+        if self._paused and self._wait is not None and silence >= self._wait:
+            reason = self._wait_reason
+        elif self._paused and self._complete and silence >= self.config.end_secs:
+            reason = "smart_turn"
         elif self._paused and self._hesitant and silence >= self.config.hesitant_end_secs:
             reason = "hesitant"
-        elif silence >= self.config.max_silence_secs:
+        elif silence >= self._max_silence:
             reason = "silence"
         else:
             return []
@@ -328,6 +366,7 @@ class TurnDetector:
         self._paused = False
         self._complete = self._hesitant = False
         self._probability = None
+        self._wait = None
         return [ended]
 
     def is_current_silence(self, speech_start: float, speech_end: float) -> bool:
@@ -372,6 +411,34 @@ class TurnDetector:
         self._hesitant = not self._complete and may_hesitate and config.is_hesitant(probability)
         if self._voiced:
             return []  # speech that may resume the turn is under way: wait for it to settle
+        return self._maybe_end(self._last_t)
+
+
+    def set_pause_wait(
+        self,
+        secs: float,
+        reason: str,
+        pause: SpeechPaused | None = None,
+        probability: float | None = None,
+    ) -> list[TurnEvent]:
+        """Let the current pause end the turn once its silence reaches ``secs`` (a policy's call).
+
+        Replaces any earlier verdict on the pause (a later one knows more: the words). ``secs``
+        above the ceiling (:attr:`max_silence_secs`) still ends the turn at the ceiling unless
+        the ceiling was raised. Ignored when ``pause`` is no longer the current pause. Returns
+        ``[TurnEnded]`` at once when the silence already reached ``secs``.
+        """
+        if not self.paused:
+            return []
+        if pause is not None and not self.is_current_silence(pause.speech_start, pause.speech_end):
+            return []
+        self._wait = max(float(secs), self.config.pause_secs)
+        self._wait_reason = reason
+        self._complete = self._hesitant = False
+        if probability is not None:
+            self._probability = probability
+        if self._voiced:
+            return []
         return self._maybe_end(self._last_t)
 
 

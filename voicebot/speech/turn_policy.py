@@ -1,0 +1,263 @@
+"""End-of-turn policy: how long the silence at a pause must last before the bot takes its turn.
+
+Pure: features in, a decision out; no clock, model or I/O, so it is table-tested on recorded
+feature sequences and replayed by the turn-taking benchmark (``loadtest/turn_bench.py``) faster
+than real time. The :class:`~voicebot.speech.turn.TurnDetector` finds the pauses; the call layer
+gathers what is known at each one (:class:`PauseFeatures`: smart-turn's probability, the words so
+far when a transcription of them is in, the question, the candidate's own pauses) and asks
+:func:`decide` how long to wait; it asks again when more is known (the words come in after the
+acoustic verdict), and the later answer replaces the earlier.
+
+What the words say (:func:`read_words`) weighs most, because smart-turn judges intonation, and a
+candidate who says a complete sentence and then thinks sounds finished to it:
+
+- a trailing filler ("uh", "嗯"), conjunction ("and", "so", "然后"), an opened list ("first, ...")
+  with no later item, a trailing comma or ellipsis: not done, wait the question's ceiling;
+- "let me think" / "让我想想": thinking, say "take your time" and wait ``think_secs``;
+- a short complete answer to a closed question ("yes", "two years", "三年"): done at once.
+
+The ceiling (the silence that ends a turn whatever was said) depends on the question: an open
+question allows longer thinking pauses than a closed one, a script may set it per question, and a
+candidate who already paused longer than that and went on gets more (their pace). Smart-turn's
+verdict, with the words when they are in, decides the faster ends below it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+QuestionKind = Literal["open", "closed", "consent"]
+WordsVerdict = Literal["unknown", "empty", "thinking", "unfinished", "finished", "short_complete"]
+
+
+class TurnPolicyConfig(BaseModel):
+    """Waits (seconds of silence) and thresholds of :func:`decide`; defaults from the benchmark."""
+
+    end_secs: float = Field(
+        0.2, gt=0, description="Wait when the answer is clearly done (words and smart-turn agree)."
+    )
+    unconfirmed_end_secs: float = Field(
+        0.8,
+        gt=0,
+        description="Wait when smart-turn says complete but the words are not in (yet).",
+    )
+    hesitant_end_secs: float = Field(
+        1.2, gt=0, description="Wait when smart-turn is unsure and the words read finished."
+    )
+    complete_threshold: float = Field(0.5, ge=0, le=1, description="Smart-turn: complete.")
+    hesitant_threshold: float = Field(0.2, ge=0, le=1, description="Smart-turn: unsure from.")
+    open_max_silence_secs: float = Field(
+        2.6, gt=0, description="Ceiling for an answer to an open question."
+    )
+    closed_max_silence_secs: float = Field(
+        1.2, gt=0, description="Ceiling for an answer to a closed (yes/no, keypad) question."
+    )
+    min_open_answer_secs: float = Field(
+        3.0,
+        ge=0,
+        description="An answer to an open question shorter than this ends before the ceiling "
+        "only when its words read finished.",
+    )
+    pace_margin_secs: float = Field(
+        0.6, ge=0, description="A candidate who went on after a pause gets this much more."
+    )
+    pace_cap_secs: float = Field(4.0, gt=0, description="Most the candidate's pace raises it to.")
+    think_secs: float = Field(
+        8.0, gt=0, description="Wait after 'let me think' (with a short 'take your time')."
+    )
+
+
+@dataclass(frozen=True)
+class QuestionContext:
+    """What the candidate is answering: its kind and the script's pause setting, if any."""
+
+    kind: QuestionKind = "open"
+    max_pause_secs: float | None = None
+
+
+@dataclass(frozen=True)
+class PauseFeatures:
+    """What is known at a pause in the candidate's turn."""
+
+    speech_secs: float
+    """From the turn's first voiced window to the pause."""
+    smart_turn: float | None = None
+    """Smart-turn's probability that the turn is complete; ``None`` before its verdict."""
+    words: str | None = None
+    """The turn's words up to the pause; ``None`` while not transcribed."""
+    language: str = "en"
+    question: QuestionContext = QuestionContext()
+    resumed_pauses: tuple[float, ...] = ()
+    """Silences (seconds) the candidate went on after, in this call so far."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """End the turn once the pause's silence reaches ``wait_secs``; ``reason`` says why."""
+
+    wait_secs: float
+    reason: str
+    take_your_time: bool = False
+    """Say a short "take your time" now (the candidate asked for time to think)."""
+    words: WordsVerdict = "unknown"
+
+
+# -- the words -------------------------------------------------------------------------------
+
+_EN_FILLERS = {"uh", "um", "er", "erm", "ah", "eh", "hmm", "mm", "uhm", "like", "well"}
+_EN_TRAILING = {
+    "and", "but", "so", "or", "because", "cause", "then", "also", "plus", "which", "that", "who",
+    "when", "where", "while", "if", "with", "to", "the", "a", "an", "of", "for", "in", "on", "at",
+    "my", "our", "their", "his", "her", "is", "was", "were", "are", "i", "we", "as", "about",
+    "from", "by", "into", "than", "though", "although", "since", "until", "until", "whether",
+}  # fmt: skip
+_EN_TRAILING_PHRASES = ("you know", "i mean", "kind of", "sort of", "such as", "and then")
+_EN_THINK = re.compile(
+    r"\b(let me (think|see)|give me a (second|moment|minute|sec)|good question|"
+    r"i need to think|hold on|one (second|moment))\b"
+)
+_EN_LIST_OPEN = re.compile(r"\b(first(ly)?|first of all|number one|to start with)\b")
+_EN_LIST_NEXT = re.compile(
+    r"\b(second(ly)?|then|next|also|finally|lastly|third(ly)?|another|number two|after that)\b"
+)
+_EN_SHORT = re.compile(
+    r"^(yes|yeah|yep|yup|no|nope|nah|sure|of course|correct|right|absolutely|definitely|"
+    r"i do|i don't|i have|i haven't|i can|i can't|i am|i'm not|not really|okay|ok|"
+    r"(about |around |over |almost |nearly )?(\d+|one|two|three|four|five|six|seven|eight|nine|"
+    r"ten|eleven|twelve|fifteen|twenty|a few|several|half a)( and a half)?"
+    r"( (years?|months?|weeks?|days?|hours?))?( (ago|now|a week|per week))?)"
+    r"( (sir|ma'am|thanks|thank you))?$"
+)
+_ZH_FILLERS = ("嗯", "呃", "啊", "额", "唔", "那个", "这个", "就是", "就是说", "然后呢", "那么")
+_ZH_TRAILING = (
+    "然后", "而且", "所以", "但是", "可是", "因为", "还有", "和", "跟", "或者", "如果", "并且",
+    "以及", "比如", "比如说", "另外", "包括", "的话", "之后", "接着", "再", "也",
+)  # fmt: skip
+_ZH_THINK = ("让我想想", "让我想一想", "我想想", "我想一下", "想一想", "我考虑一下", "稍等", "等一下")
+_ZH_LIST_OPEN = ("第一", "首先")
+_ZH_LIST_NEXT = ("第二", "其次", "然后", "最后", "另外", "还有", "再者")
+_ZH_SHORT = re.compile(
+    r"^(是的?|对的?|没错|可以|好的?|行|有的?|没有|不是|不行|不可以|不会|会的?|能的?|不能|当然|"
+    r"[一二两三四五六七八九十半几\d]+(个)?(多|半)?(年|个月|月|周|星期|天|小时)(左右|多)?(了)?)"
+    r"(吧|啊|呀|的|了)?$"
+)
+_PUNCT_END = re.compile(r"[.!?。！？]+[\"'”’)]*$")
+_PUNCT_OPEN = re.compile(r"(,|，|、|;|；|:|：|-|—|…|\.\.\.)\s*$")
+_EN_WORD = re.compile(r"[a-z0-9']+")
+_ZH_STRIP = re.compile(r"[\s,，。.!！?？、;；:：…\-—\"'“”‘’]+")
+
+
+def read_words(words: str | None, language: str = "en") -> WordsVerdict:
+    """What the words so far say about the turn: see the module docstring."""
+    if words is None:
+        return "unknown"
+    text = words.strip()
+    if language.startswith("zh"):
+        return _read_zh(text)
+    return _read_en(text)
+
+
+def _read_en(text: str) -> WordsVerdict:
+    lower = text.lower()
+    tokens = _EN_WORD.findall(lower)
+    if not tokens:
+        return "empty"
+    if all(token in _EN_FILLERS for token in tokens):
+        return "unfinished"  # only "uh", "um": the answer has not started
+    if _EN_THINK.search(lower) and len(tokens) <= 12:
+        return "thinking"
+    if tokens[-1] in _EN_FILLERS or tokens[-1] in _EN_TRAILING:
+        return "unfinished"
+    tail = " ".join(tokens[-3:])
+    if any(tail.endswith(phrase) for phrase in _EN_TRAILING_PHRASES):
+        return "unfinished"
+    if _PUNCT_OPEN.search(text):
+        return "unfinished"
+    opened = list(_EN_LIST_OPEN.finditer(lower))
+    if opened and not _EN_LIST_NEXT.search(lower, opened[0].end()):
+        return "unfinished"
+    core = re.sub(r"[^a-z0-9' ]+", " ", lower).strip()
+    core = re.sub(r"\s+", " ", core)
+    if _EN_SHORT.match(core):
+        return "short_complete"
+    return "finished"
+
+
+def _read_zh(text: str) -> WordsVerdict:
+    core = _ZH_STRIP.sub("", text)
+    if not core:
+        return "empty"
+    stripped = core
+    for filler in sorted(_ZH_FILLERS, key=len, reverse=True):
+        stripped = stripped.replace(filler, "")
+    if not stripped:
+        return "unfinished"
+    if any(phrase in core for phrase in _ZH_THINK) and len(core) <= 16:
+        return "thinking"
+    if core.endswith(_ZH_FILLERS) or core.endswith(_ZH_TRAILING):
+        return "unfinished"
+    if _PUNCT_OPEN.search(text):
+        return "unfinished"
+    first = min((core.find(m) for m in _ZH_LIST_OPEN if m in core), default=-1)
+    if first >= 0 and not any(m in core[first + 2 :] for m in _ZH_LIST_NEXT):
+        return "unfinished"
+    if _ZH_SHORT.match(core):
+        return "short_complete"
+    return "finished"
+
+
+# -- the decision ----------------------------------------------------------------------------
+
+
+def ceiling(features: PauseFeatures, config: TurnPolicyConfig) -> float:
+    """Silence that ends the turn whatever else is known: the question's, raised by pace."""
+    question = features.question
+    if question.max_pause_secs is not None:
+        base = question.max_pause_secs
+    elif question.kind == "open":
+        base = config.open_max_silence_secs
+    else:
+        base = config.closed_max_silence_secs
+    longest = max(features.resumed_pauses, default=0.0)
+    if longest + config.pace_margin_secs > base:
+        base = max(base, min(longest + config.pace_margin_secs, config.pace_cap_secs))
+    return base
+
+
+def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> Decision:
+    """How long the silence at this pause must last before the turn ends, and why."""
+    config = config or TurnPolicyConfig()
+    top = ceiling(features, config)
+    words = read_words(features.words, features.language)
+    probability = features.smart_turn
+    question = features.question
+
+    def wait(secs: float, reason: str, **extra: bool) -> Decision:
+        return Decision(min(secs, top), reason, words=words, **extra)
+
+    if words == "thinking":
+        return Decision(max(config.think_secs, top), "thinking", take_your_time=True, words=words)
+    if words in ("unfinished", "empty"):
+        # "empty": voice Whisper heard no words in (a breath, "mm"): not an answer yet.
+        return wait(top, "words_unfinished" if words == "unfinished" else "no_words")
+    if words == "short_complete" and question.kind != "open":
+        return wait(config.end_secs, "short_answer")
+    if probability is None:
+        return wait(top, "silence")
+    complete = probability >= config.complete_threshold
+    hesitant = not complete and probability >= config.hesitant_threshold
+    short_open = question.kind == "open" and features.speech_secs < config.min_open_answer_secs
+    if words in ("finished", "short_complete"):
+        if complete:
+            return wait(config.end_secs, "smart_turn_words")
+        if hesitant and not short_open:
+            return wait(config.hesitant_end_secs, "hesitant_words")
+        return wait(top, "silence")
+    # The words are not in yet: the acoustic verdict alone, with more room for a correction.
+    if complete and not short_open:
+        return wait(config.unconfirmed_end_secs, "smart_turn")
+    return wait(top, "silence")
