@@ -153,50 +153,72 @@ class Settings(BaseModel):
         " with silence to the pause) while its thread is idle, so the verdict is ready when the"
         " pause is; 0: off. At most half of VOICEBOT_TURN_PAUSE_SECS is used.",
     )
+    turn_policy: Literal["words", "acoustic"] = Field(
+        "words",
+        description="End-of-turn policy: words (smart-turn with the words so far, the question"
+        " and the candidate's pace; voicebot/speech/turn_policy.py) or acoustic (smart-turn and"
+        " silence only, the policy before; for comparison).",
+    )
     turn_end_secs: float = Field(
         0.2,
-        description="Silence that ends a turn that smart-turn judged complete (equal to"
-        " VOICEBOT_TURN_PAUSE_SECS: the turn ends as soon as the verdict is in).",
+        description="Silence that ends a turn that is clearly done: smart-turn judged it complete"
+        " and its words read finished (or a short complete answer to a closed question).",
+    )
+    turn_unconfirmed_end_secs: float = Field(
+        0.8,
+        description="Silence that ends a turn smart-turn judged complete while its words are"
+        " not transcribed yet (the words, when they come, shorten or lengthen the wait).",
     )
     turn_max_silence_secs: float = Field(
-        1.2, description="Silence that ends a turn whatever smart-turn says."
+        1.2,
+        description="Silence that ends an answer to a closed question (yes/no, keypad, the"
+        " consent answer) whatever else was said.",
+    )
+    turn_open_max_silence_secs: float = Field(
+        2.6,
+        description="Silence that ends an answer to an open question whatever else was said"
+        " (thinking pauses are shorter); a script's question may set its own max_pause_secs.",
     )
     turn_min_answer_secs: float = Field(
         3.0,
-        description="An answer to a question shorter than this ends on smart-turn only when its"
-        " probability reaches VOICEBOT_TURN_SHORT_ANSWER_THRESHOLD; otherwise after"
-        " VOICEBOT_TURN_MAX_SILENCE_SECS.",
+        description="An answer to an open question shorter than this does not end on the fast"
+        " path (VOICEBOT_TURN_END_SECS): at most on VOICEBOT_TURN_UNCONFIRMED_END_SECS.",
     )
     smart_turn_threshold: float = Field(
         0.5,
         ge=0.0,
         le=1.0,
-        description="Smart-turn probability at or above which a pause ends the turn (after"
-        " VOICEBOT_TURN_END_SECS of silence).",
+        description="Smart-turn probability at or above which a pause counts as complete.",
     )
     turn_hesitant_threshold: float = Field(
         0.2,
         ge=0.0,
         le=1.0,
         description="Smart-turn probability from which, up to VOICEBOT_SMART_TURN_THRESHOLD, the"
-        " model is unsure rather than sure the candidate goes on: such a pause (in an answer of"
-        " at least VOICEBOT_TURN_MIN_ANSWER_SECS) ends the turn after"
-        " VOICEBOT_TURN_HESITANT_END_SECS. Equal to VOICEBOT_SMART_TURN_THRESHOLD: off.",
+        " model is unsure: a pause whose words read finished then ends after"
+        " VOICEBOT_TURN_HESITANT_END_SECS.",
     )
     turn_hesitant_end_secs: float = Field(
-        0.5,
+        1.2,
         gt=0,
-        description="Silence that ends a turn smart-turn was unsure about (kept between"
-        " VOICEBOT_TURN_END_SECS and VOICEBOT_TURN_MAX_SILENCE_SECS). A candidate who goes on"
-        " within 2 s of the next prompt starting is not cut off: the prompt stops, the answer"
-        " continues and the prompt is said again.",
+        description="Silence that ends a turn smart-turn was unsure about and whose words read"
+        " finished. A candidate who goes on within 2 s of the next prompt starting is not cut"
+        " off: the prompt stops, the answer continues and the prompt is said again.",
     )
-    turn_short_answer_threshold: float = Field(
-        0.98,
-        ge=0.0,
-        le=1.0,
-        description="Smart-turn probability that ends an answer shorter than"
-        " VOICEBOT_TURN_MIN_ANSWER_SECS (1.0: short answers end on silence only).",
+    turn_pace_margin_secs: float = Field(
+        0.6,
+        ge=0,
+        description="A candidate who already went on after a pause this call gets that pause"
+        " plus this much before the bot takes its turn (up to VOICEBOT_TURN_PACE_CAP_SECS).",
+    )
+    turn_pace_cap_secs: float = Field(
+        4.0, gt=0, description="Most the candidate's own pace raises the silence ceiling to."
+    )
+    turn_think_secs: float = Field(
+        8.0,
+        gt=0,
+        description="Silence allowed after 'let me think' / '让我想想' (the bot says 'take your"
+        " time' once).",
     )
     smart_turn_threads: int = Field(
         1,
@@ -214,6 +236,13 @@ class Settings(BaseModel):
     smart_turn: bool = Field(True, description="Use pipecat's smart-turn model for end of turn.")
     barge_in_min_secs: float = Field(
         0.3, description="Candidate speech needed to interrupt the bot (stops playout)."
+    )
+    barge_in_resume_secs: float = Field(
+        0.064,
+        ge=0,
+        description="Voice needed to stop a prompt that started at the end of an answer less"
+        " than 2 s ago (the candidate had not finished): the bot goes quiet at once, the answer"
+        " goes on in the same turn and the prompt is said again when it ends.",
     )
     prestart_min_speech_secs: float = Field(
         2.0,

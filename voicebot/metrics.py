@@ -116,6 +116,34 @@ class Metrics:
             " (filled with silence, so a pause in the answer grows by as much).",
             registry=r,
         )
+        self.unheard_speech = Counter(
+            "voicebot_unheard_speech_total",
+            "Stretches of the candidate's voice (level well above the line's noise floor, 0.3 s"
+            " or more) that no turn took in: words the interview did not hear.",
+            ["vad"],
+            registry=r,
+        )
+        self.unheard_speech_seconds = Counter(
+            "voicebot_unheard_speech_seconds_total",
+            "Seconds of the candidate's voice that no turn took in; vad: what the VAD made of"
+            " it (silent: scored it non-speech; short: speech too short to start a turn).",
+            ["vad"],
+            registry=r,
+        )
+        self.vad_resets = Counter(
+            "voicebot_vad_resets_total",
+            "Silero VAD recurrent-state resets; reason: quiet (every 2 s of clear non-speech) or"
+            " unheard (after voice it scored as non-speech).",
+            ["reason"],
+            registry=r,
+        )
+        self.turn_decisions = Counter(
+            "voicebot_turn_decisions_total",
+            "End-of-turn policy decisions at pauses, by reason (smart_turn_words, smart_turn,"
+            " words_unfinished, thinking, short_answer, silence, ...).",
+            ["reason"],
+            registry=r,
+        )
         self.inbound_gap_seconds = Counter(
             "voicebot_inbound_gap_seconds_total",
             "Candidate audio the carrier skipped, filled with silence.",

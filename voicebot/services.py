@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from voicebot.audio.frames import TELEPHONY_RATE
@@ -26,6 +27,7 @@ from voicebot.speech.asr import ASRPool
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import TTSEngine, build_tts
 from voicebot.speech.turn import SmartTurnModel, TurnConfig
+from voicebot.speech.turn_policy import TurnPolicyConfig
 from voicebot.speech.vad import SileroModel
 from voicebot.speech.vad_batch import VadBatcher
 from voicebot.store.database import Store
@@ -248,6 +250,24 @@ class Services:
             hesitant_end_secs=min(
                 max(s.turn_hesitant_end_secs, s.turn_end_secs), s.turn_max_silence_secs
             ),
+        )
+
+    @cached_property
+    def turn_policy_config(self) -> TurnPolicyConfig:
+        """The end-of-turn policy's waits and thresholds from the settings."""
+        s = self.settings
+        return TurnPolicyConfig(
+            end_secs=s.turn_end_secs,
+            unconfirmed_end_secs=max(s.turn_unconfirmed_end_secs, s.turn_end_secs),
+            hesitant_end_secs=max(s.turn_hesitant_end_secs, s.turn_end_secs),
+            complete_threshold=s.smart_turn_threshold,
+            hesitant_threshold=s.turn_hesitant_threshold,
+            open_max_silence_secs=s.turn_open_max_silence_secs,
+            closed_max_silence_secs=s.turn_max_silence_secs,
+            min_open_answer_secs=s.turn_min_answer_secs,
+            pace_margin_secs=s.turn_pace_margin_secs,
+            pace_cap_secs=s.turn_pace_cap_secs,
+            think_secs=s.turn_think_secs,
         )
 
     async def start(self) -> None:

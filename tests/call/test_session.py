@@ -262,6 +262,8 @@ async def _services(tmp_path, **overrides):
         "turn_pause_secs": 0.1,
         "turn_end_secs": 0.2,
         "turn_max_silence_secs": 0.3,
+        "turn_open_max_silence_secs": 0.3,
+        "turn_pace_margin_secs": 0.0,
         "barge_in_min_secs": 0.1,
         "prestart_min_speech_secs": 0.5,
     }
@@ -517,14 +519,39 @@ async def _call_at_first_question(services, texts) -> Harness:
     return call
 
 
-@pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
-async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probability, ends_early):
-    # "And so my fellow Americans." scores 0.96: a short answer so far is often a preamble.
+@pytest.mark.parametrize(
+    ("words", "ends_early"),
+    [("I helped the customer.", True), ("I helped the customer and", False), ("Um,", False)],
+)
+async def test_the_words_so_far_decide_whether_a_sure_pause_ends_the_answer(
+    tmp_path, words, ends_early
+):
+    # Smart-turn is sure (0.9) at every pause; what the candidate said decides: a finished
+    # sentence ends the answer at once, a trailing conjunction or filler waits the ceiling.
     async with _services(
         tmp_path,
+        turn_open_max_silence_secs=1.5,
+        turn_min_answer_secs=0.5,
+        turn_unconfirmed_end_secs=1.0,
+    ) as services:
+        call = await _call_at_first_question(services, ["yes", words, "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+
+
+@pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
+async def test_the_acoustic_policy_holds_a_short_answer_to_a_surer_verdict(
+    tmp_path, probability, ends_early
+):
+    # VOICEBOT_TURN_POLICY=acoustic, the policy before the words were read, kept for
+    # comparison: "And so my fellow Americans." scores 0.96, a short answer is often a preamble.
+    async with _services(
+        tmp_path,
+        turn_policy="acoustic",
         turn_max_silence_secs=1.5,
         turn_min_answer_secs=3.0,
-        turn_short_answer_threshold=0.98,
     ) as services:
         call = await _call_at_first_question(services, ["yes", "short", "next"])
         services.smart_turn = ScriptedSmartTurn([probability])
@@ -534,22 +561,21 @@ async def test_a_short_answer_needs_a_surer_smart_turn_verdict(tmp_path, probabi
 
 
 @pytest.mark.parametrize(
-    ("probability", "min_answer_secs", "ends_early"),
-    [(0.35, 0.5, True), (0.1, 0.5, False), (0.35, 3.0, False)],
+    ("probability", "words", "ends_early"),
+    [(0.35, "I helped them.", True), (0.1, "I helped them.", False), (0.35, "So I", False)],
 )
-async def test_an_unsure_verdict_ends_an_answer_after_the_hesitant_wait(
-    tmp_path, probability, min_answer_secs, ends_early
+async def test_an_unsure_verdict_ends_a_finished_answer_after_the_hesitant_wait(
+    tmp_path, probability, words, ends_early
 ):
-    # Smart-turn unsure (0.2-0.5) on an answer long enough to pre-start the next question:
-    # 0.5 s of silence ends it. Sure the candidate goes on (under 0.2), or a short answer:
-    # the long silence (1.5 s here).
+    # Smart-turn unsure (0.2-0.5) and the words read finished: the hesitant wait (0.5 s here)
+    # ends it. Sure the candidate goes on (under 0.2), or unfinished words: the ceiling (1.5 s).
     async with _services(
         tmp_path,
-        turn_max_silence_secs=1.5,
+        turn_open_max_silence_secs=1.5,
         turn_hesitant_end_secs=0.5,
-        turn_min_answer_secs=min_answer_secs,
+        turn_min_answer_secs=0.5,
     ) as services:
-        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
+        call = await _call_at_first_question(services, ["yes", words, "next"])
         services.smart_turn = ScriptedSmartTurn([probability])
         await call.speak(0.8)
         await call.silence(0.9)

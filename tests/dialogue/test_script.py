@@ -123,6 +123,8 @@ def test_prompt_texts_have_stable_ids_and_fixed_prompts_cover_them(tmp_path: Pat
         "knockout_unclear",
         "knockout_goodbye",
         "opt_out_goodbye",
+        "take_your_time",
+        "wrap_up",
         "closing",
         "no_response_goodbye",
     ]

@@ -51,6 +51,7 @@ from voicebot.dialogue.script import JobScript
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
+from voicebot.speech.coverage import SpeechCoverage, UnheardSpeech, frame_level_dbfs
 from voicebot.speech.turn import (
     SMART_TURN_SECS,
     SpeechPaused,
@@ -59,6 +60,13 @@ from voicebot.speech.turn import (
     SpeechStarted,
     TurnDetector,
     TurnEnded,
+)
+from voicebot.speech.turn_policy import (
+    POLICIES,
+    Decision,
+    PauseFeatures,
+    QuestionContext,
+    read_words,
 )
 from voicebot.speech.vad_batch import VadStream
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -108,6 +116,15 @@ LIVE_EVENTS = {
 ``transcript.final`` (with the words) is published where the transcript comes."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
+FRAME_SAMPLES = 160
+"""8 kHz samples in one 20 ms carrier frame."""
+VAD_RESET_EVERY_WINDOWS = 62
+"""Reset the VAD's recurrent state about every 2 s of audio (as pipecat does at 8 kHz)..."""
+VAD_RESET_QUIET_WINDOWS = 5
+"""...once this many windows in a row scored below ``VAD_RESET_MAX_PROBABILITY``."""
+VAD_RESET_MAX_PROBABILITY = 0.1
+OVERTIME_HARD_SECS = 20.0
+"""An answer past its time limit ends at its next pause, or this much later at the latest."""
 
 
 class StreamRefused(Exception):
@@ -221,6 +238,15 @@ class CallSession:
         self._awaiting_response_since: float | None = None  # wall time of last speech end
         self._barged = False
         self._turn_start: float | None = None  # speech_start of the turn in progress
+        self._policy = POLICIES[self.settings.turn_policy]
+        self._resumed_pauses: list[float] = []  # pauses the candidate went on after, this call
+        self._coverage = SpeechCoverage(PRE_ROLL_SECS, SPECULATIVE_PAD_SECS)
+        self._vad_windows_since_reset = 0
+        self._vad_quiet_windows = 0
+        self._vad_max_since: list[tuple[float, float]] = []  # (t, probability) of recent windows
+        self._took_time = False  # "take your time" said during the current answer
+        self._over_time = False  # the answer in progress ran past its time limit
+        self._wrap_up_pending = False  # say the wrap-up before the next prompt
         self.stats: dict[str, Any] = {"turns": 0, "barge_ins": 0, "empty_transcripts": 0}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -493,12 +519,71 @@ class CallSession:
         self._inbound_samples += len(payload)
         self._inbound_lag = self.now() - self._inbound_samples / TELEPHONY_RATE
         chunk = ulaw_decode(payload)
+        self._check_coverage(chunk, self._inbound_samples / TELEPHONY_RATE)
         self._audio.append(chunk)
         if self._vad is not None:
             self._vad.feed(chunk)
         if self.call_sid is not None:
             self._meter_prosody(chunk)
             self._listen_in(chunk)
+
+    def _check_coverage(self, chunk: np.ndarray, end: float) -> None:
+        """Feed the 20 ms frames' levels to the coverage check; report voice no turn took in."""
+        frames = len(chunk) // FRAME_SAMPLES
+        start = end - len(chunk) / TELEPHONY_RATE
+        for index in range(frames):
+            frame = chunk[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
+            t = start + (index + 1) * FRAME_SAMPLES / TELEPHONY_RATE
+            for unheard in self._coverage.frame(t, frame_level_dbfs(frame)):
+                self._on_unheard(unheard)
+
+    def _on_unheard(self, unheard: UnheardSpeech) -> None:
+        """Voice no turn took in: count it, put it on the timeline, and un-deafen the VAD."""
+        peak = max(
+            (p for t, p in self._vad_max_since if unheard.start <= t <= unheard.end + 0.064),
+            default=0.0,
+        )
+        vad = "short" if peak >= self._turns.config.speech_threshold else "silent"
+        self.metrics.unheard_speech.labels(vad).inc()
+        self.metrics.unheard_speech_seconds.labels(vad).inc(unheard.secs)
+        self.stats["unheard_speech_secs"] = round(
+            self.stats.get("unheard_speech_secs", 0.0) + unheard.secs, 3
+        )
+        self._event(
+            "speech_unheard",
+            t=unheard.start,
+            end=unheard.end,
+            secs=unheard.secs,
+            vad=vad,
+            vad_peak=round(peak, 3),
+        )
+        log.warning(
+            "call %s: %.2f s of the candidate's voice at %.1f s reached no turn (VAD %s)",
+            self.call_sid,
+            unheard.secs,
+            unheard.start,
+            vad,
+        )
+        if vad == "silent" and self._vad is not None and not self.finished:
+            self._vad.reset_state()
+            self.metrics.vad_resets.labels("unheard").inc()
+
+    def _maybe_reset_vad(self, probability: float) -> None:
+        """Reset Silero's state every ~2 s of clear non-speech (pipecat's cure at 8 kHz)."""
+        self._vad_windows_since_reset += 1
+        if probability < VAD_RESET_MAX_PROBABILITY:
+            self._vad_quiet_windows += 1
+        else:
+            self._vad_quiet_windows = 0
+        if (
+            self._vad_windows_since_reset >= VAD_RESET_EVERY_WINDOWS
+            and self._vad_quiet_windows >= VAD_RESET_QUIET_WINDOWS
+            and not self._turns.speaking
+            and self._vad is not None
+        ):
+            self._vad.reset_state()
+            self._vad_windows_since_reset = 0
+            self.metrics.vad_resets.labels("quiet").inc()
 
     def _on_vad(self, probabilities: np.ndarray) -> None:
         """Take the VAD's verdicts on this call's newest windows (on the event loop).
@@ -513,12 +598,18 @@ class CallSession:
         window_secs = vad.window_secs
         for index, probability in enumerate(probabilities.tolist()):
             t = (first + index + 1) * window_secs
+            self._maybe_reset_vad(probability)
+            if probability >= VAD_RESET_MAX_PROBABILITY:
+                self._vad_max_since.append((t, probability))
             for event in self._turns.feed(probability, t):
                 self._on_turn_event(event)
             self._check_barge_in(t)
             self._check_answer_length(t)
             if self._turn_start is not None:
                 self._partials.tick(t)
+        horizon = (first + len(probabilities)) * window_secs - 10.0
+        if self._vad_max_since and self._vad_max_since[0][0] < horizon:
+            self._vad_max_since = [item for item in self._vad_max_since if item[0] >= horizon]
         self._trim_audio()
 
     def _trim_audio(self) -> None:
@@ -541,7 +632,11 @@ class CallSession:
     def _on_turn_event(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
             self._event("speech_started", t=event.speech_start)
+            self._coverage.turn_started(event.speech_start)
             self._turn_start = event.speech_start
+            if self._continuation is None:
+                self._took_time = False
+                self._over_time = False
             self._partials.start(event.speech_start)
             self._barged = False
             self._prefix = None
@@ -556,8 +651,15 @@ class CallSession:
             # Stale now: free the ASR worker for other calls if it has not started.
             self._discard_speculation()
             self._drop_early_verdict()
+            if self._turns.resumed_pauses:
+                self._resumed_pauses.append(self._turns.resumed_pauses[-1])
+                self._apply_ceiling()
         elif isinstance(event, TurnEnded):
             self._turn_start = None
+            if event.reason == "max_answer" and self._listening is not None:
+                self._wrap_up_pending = True
+            self._over_time = False
+            self._coverage.turn_ended(event.speech_start, event.speech_end)
             self._partials.stop()
             self._event(
                 "speech_ended",
@@ -582,27 +684,83 @@ class CallSession:
             self._spawn(self._on_turn_end(event, audio, speculation), "turn_end")
 
     def _on_pause(self, event: SpeechPaused) -> None:
-        """A short pause: ask smart-turn whether the turn is over; maybe transcribe speculatively.
+        """A short pause: ask the end-of-turn policy how long to wait, with what is known.
 
-        Smart-turn judges "And so my fellow Americans." 0.96 complete, so an answer to a question
-        that is still shorter than ``turn_min_answer_secs`` ends on acoustics only when smart-turn
-        is surer than that (``turn_short_answer_threshold``); otherwise on the longer silence.
-        The speculative final transcription starts only when the pause may end the turn, so
-        mid-answer breaths do not queue Whisper runs that other calls wait behind.
+        The policy (``voicebot.speech.turn_policy``) is asked when smart-turn's verdict comes
+        and again when the words so far do (the speculative transcription started here): the
+        words decide whether "I worked at a bank and" or a trailing "um" is an end.
         """
-        listen = self._listening
-        settings = self.settings
         self._maybe_transcribe_prefix(event)
         self._partials.pause(event)
-        short = (
-            listen is not None
-            and listen.question_id is not None
-            and event.speech_end - event.speech_start < settings.turn_min_answer_secs
-        )
+        if self._over_time:
+            # Past the question's time limit: the first pause ends the answer (wrap-up, no cut).
+            for ended in self._turns.set_pause_wait(0.0, "max_answer", pause=event):
+                self._on_turn_event(ended)
+            return
         if self.services.smart_turn is None:
+            self._decide_pause(event, None)
             self._speculate(event)
             return
-        self._ask_smart_turn(event, short)
+        self._ask_smart_turn(event)
+
+    def _question_context(self) -> QuestionContext:
+        """What the turn in progress answers: an open or closed question, or the consent."""
+        listen, engine = self._listening, self.engine
+        if listen is None or listen.question_id is None or engine is None:
+            return QuestionContext("consent")
+        question = engine.current_question
+        if question is None or question.id != listen.question_id:
+            return QuestionContext("open")
+        return QuestionContext(question.answer_kind, question.max_pause_secs)
+
+    def _pause_features(
+        self, event: SpeechPaused, probability: float | None, words: str | None
+    ) -> PauseFeatures:
+        assert self.script is not None
+        return PauseFeatures(
+            speech_secs=event.speech_end - event.speech_start,
+            smart_turn=probability,
+            words=words,
+            language=self.script.language,
+            question=self._question_context(),
+            resumed_pauses=tuple(self._resumed_pauses),
+        )
+
+    def _decide_pause(
+        self, event: SpeechPaused, probability: float | None, words: str | None = None
+    ) -> Decision:
+        """Ask the policy about the pause and let the turn end when its silence is long enough."""
+        decision = self._policy(
+            self._pause_features(event, probability, words), self.services.turn_policy_config
+        )
+        self.metrics.turn_decisions.labels(decision.reason).inc()
+        self._event(
+            "turn_decision",
+            speech_end=round(event.speech_end, 3),
+            wait=round(decision.wait_secs, 3),
+            reason=decision.reason,
+            words=decision.words,
+        )
+        if decision.take_your_time and not self._took_time:
+            self._took_time = True
+            self._spawn(self._say_aside("take_your_time"), "take_your_time")
+        for ended in self._turns.set_pause_wait(
+            decision.wait_secs, decision.reason, pause=event, probability=probability
+        ):
+            self._on_turn_event(ended)
+        return decision
+
+    async def _say_aside(self, prompt_id: str) -> None:
+        """Say a short scripted aside ("take your time") without moving the script on."""
+        assert self.services.prompts is not None and self.script is not None
+        text = getattr(self.script, prompt_id, "")
+        if not text or self.finished:
+            return
+        audio = await self.services.prompts.get(
+            text, language=self.script.language, voice=self.script.voice
+        )
+        if not self.finished:
+            self._enqueue_prompt(Say(prompt_id, text), audio, awaits=False)
 
     def _maybe_transcribe_prefix(self, event: SpeechPaused) -> None:
         """Transcribe the answer so far when that may rule out the question's follow-up.
@@ -720,17 +878,14 @@ class CallSession:
         if early is not None:
             self.metrics.smart_turn.labels("early_unused").inc()
 
-    def _ask_smart_turn(self, event: SpeechPaused, short: bool) -> None:
-        """Get smart-turn's verdict on the pause and act on it.
+    def _ask_smart_turn(self, event: SpeechPaused) -> None:
+        """Get smart-turn's verdict on the pause and hand it to the policy.
 
         The verdict started early for this pause (``SpeechPausing``) is used when there is one;
         otherwise smart-turn runs now on the audio up to the pause. Under load the requests
         queue for the smart-turn thread; one whose pause is over by the time its turn comes
         (the candidate went on talking) is skipped, not run for nothing.
         """
-        settings = self.settings
-        listen = self._listening
-        answering = listen is not None and listen.question_id is not None
         early = self._early
         if (
             early is not None
@@ -754,32 +909,28 @@ class CallSession:
                 return
             self.metrics.smart_turn.labels("run" if early is None else "early").inc()
             probability = float(done.result())
-            config = self._turns.config
-            complete = config.is_complete(probability) and (
-                not short or probability >= settings.turn_short_answer_threshold
-            )
-            # Unsure: end sooner than the long silence, only where a false end is mended (an
-            # answer long enough to pre-start the next question, which the candidate going on
-            # stops, see _barge_in).
-            may_hesitate = answering and not short
-            hesitant = not complete and may_hesitate and config.is_hesitant(probability)
             self._event(
                 "smart_turn",
                 probability=round(probability, 3),
-                complete=complete,
-                hesitant=hesitant,
-                short=short,
                 early=early is not None,
                 secs=round(time.monotonic() - asked, 3),
             )
-            if not self._turns.paused:
+            if not self._turns.is_current_pause(event):
                 return
-            if complete or hesitant or short:
-                self._speculate(event)
-            for ended in self._turns.smart_turn_result(
-                complete, probability, pause=event, may_hesitate=may_hesitate
+            speculation = self._speculation
+            words = None
+            if (
+                speculation is not None
+                and speculation.speech_end == event.speech_end
+                and speculation.task.done()
+                and not speculation.task.cancelled()
+                and speculation.task.exception() is None
+                and speculation.task.result() is not None
             ):
-                self._on_turn_event(ended)
+                words = speculation.task.result().text
+            decision = self._decide_pause(event, probability, words)
+            if words is None and decision.wait_secs > self._turns.config.pause_secs:
+                self._speculate(event)
 
         if future.done():
             deliver(future)
@@ -799,14 +950,30 @@ class CallSession:
         asr = self.services.asr
         if listen.question_id is not None and asr is not None and not asr.has_free_worker:
             return
+        if (
+            self._speculation is not None
+            and self._speculation.speech_end == event.speech_end
+            and not self._speculation.task.cancelled()
+        ):
+            return  # already transcribing this pause
         self._discard_speculation()
         audio = self._audio_between(
             event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
         )
-        self._speculation = _Speculation(
-            speech_end=event.speech_end,
-            task=self._spawn(self._transcribe(audio), "speculative_asr"),
-        )
+        task = self._spawn(self._transcribe(audio), "speculative_asr")
+        self._speculation = _Speculation(speech_end=event.speech_end, task=task)
+
+        def words_in(done: asyncio.Task) -> None:
+            # The words of the turn so far: the policy decides again, knowing them.
+            if done.cancelled() or done.exception() is not None or self.finished:
+                return
+            result = done.result()
+            if result is None or not self._turns.is_current_pause(event):
+                return
+            probability = self._turns.smart_turn_probability
+            self._decide_pause(event, probability, result.text)
+
+        task.add_done_callback(words_in)
 
     def _discard_speculation(self) -> None:
         """Cancel the speculative transcription (a running one still costs its Whisper time)."""
@@ -823,13 +990,30 @@ class CallSession:
             return None
 
     def _check_barge_in(self, t: float) -> None:
+        """Stop the bot when the candidate talks over it.
+
+        Over a prompt that started at the end of their answer less than
+        ``CONTINUATION_WINDOW_SECS`` ago, the candidate had not finished: the bot goes quiet on
+        ``barge_in_resume_secs`` of voice (before it counts as a turn). Over any other prompt it
+        takes ``barge_in_min_secs`` of speech.
+        """
         playout = self.playout
-        if playout is None or not playout.playing or self._barged or self._turn_start is None:
+        if playout is None or not playout.playing or self._barged:
             return
         current = playout.current
-        if current is not None and current.prompt_id in UNINTERRUPTIBLE_PROMPTS:
+        if current is None or current.prompt_id in UNINTERRUPTIBLE_PROMPTS:
             return
-        if self._turns.paused or t - self._turn_start < self.settings.barge_in_min_secs:
+        resuming = (
+            "answered_question" in current.extra
+            and current.first_frame_at is not None
+            and time.monotonic() - current.first_frame_at <= CONTINUATION_WINDOW_SECS
+        )
+        if resuming:
+            since = self._turn_start if self._turn_start is not None else self._turns.voiced_since
+            need = self.settings.barge_in_resume_secs
+        else:
+            since, need = self._turn_start, self.settings.barge_in_min_secs
+        if since is None or self._turns.paused or t - since + 1e-9 < need:
             return
         self._barged = True
         self.stats["barge_ins"] += 1
@@ -856,13 +1040,49 @@ class CallSession:
                 resumed=asyncio.Event(),
             )
             self._event("answer_continued", question_id=self._continuation.question_id)
+            if self._turn_start is None:
+                self._spawn(self._resume_watch(self._continuation), "resume_watch")
+
+    async def _resume_watch(self, continuation: _Continuation) -> None:
+        """A prompt stopped on a first breath of voice: if no speech follows, say it again."""
+        await asyncio.sleep(0.6)
+        if (
+            self.finished
+            or self._continuation is not continuation
+            or self._turns.speaking
+            or self._turn_start is not None
+        ):
+            return
+        assert self.services.prompts is not None and self.script is not None
+        async with self._engine_lock:
+            if self._continuation is not continuation:
+                return
+            self._event("answer_not_continued", question_id=continuation.question_id)
+            self._continuation = None
+            awaits = self.engine is not None and not self.engine.ended
+            for index, say in enumerate(continuation.says):
+                audio = await self.services.prompts.get(
+                    say.text, language=self.script.language, voice=self.script.voice
+                )
+                last = index == len(continuation.says) - 1
+                self._enqueue_prompt(say, audio, awaits=awaits and last)
+            continuation.resumed.set()
+        self._barged = False
 
     def _check_answer_length(self, t: float) -> None:
         listen = self._listening
         if listen is None or self._turn_start is None:
             return
-        if t - self._turn_start > listen.max_answer_secs:
+        over = t - self._turn_start - listen.max_answer_secs
+        if over > 0 and not self._over_time:
+            # Past the limit: the answer ends at its next pause, with a polite wrap-up.
+            self._over_time = True
             self._event("answer_time_limit", secs=listen.max_answer_secs)
+            if self._turns.paused:
+                pause = SpeechPaused(t, self._turns.speech_start, self._turns.speech_end)
+                for ended in self._turns.set_pause_wait(0.0, "max_answer", pause=pause):
+                    self._on_turn_event(ended)
+        elif over > OVERTIME_HARD_SECS:
             ended = TurnEnded(t=t, speech_start=self._turn_start, speech_end=t, reason="max_answer")
             self._turns.reset()
             self._on_turn_event(ended)
@@ -895,6 +1115,7 @@ class CallSession:
                 return []
             self._listening = None
             self._awaiting_response_since = event.speech_end + self._inbound_lag
+            await self._say_wrap_up()
             segments = []
             for say in says:
                 audio = await self.services.prompts.get(
@@ -978,7 +1199,11 @@ class CallSession:
             if text and answered is not None:
                 await self._late_words(answered, text)
             return
-        if not text:
+        thinking = bool(text) and read_words(text, self.script.language) == "thinking"
+        if not text or thinking:
+            # Nothing, or only "let me think": not an answer yet, keep listening.
+            if thinking:
+                self._event("answer_deferred", reason="thinking")
             if not self.finished:
                 self._restart_silence_timer()
             return
@@ -1115,7 +1340,10 @@ class CallSession:
                     say.text, language=self.script.language, voice=self.script.voice
                 )
                 last = index == len(continuation.says) - 1
-                self._enqueue_prompt(say, audio, awaits=awaits and last)
+                segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
+                if continuation.question_id is not None:
+                    # Talked over at once again: the answer still had not ended.
+                    segment.extra["answered_question"] = continuation.question_id
             if self._continuation is continuation:
                 self._continuation = None
             continuation.resumed.set()
@@ -1267,6 +1495,8 @@ class CallSession:
                 end = action
         if replace_queued and not already:
             self.playout.drop_queued()
+        if says:
+            await self._say_wrap_up()
         answered = next(
             (a.question_id for a in actions if isinstance(a, AnswerRecorded) and a.via == "voice"),
             None,
@@ -1286,12 +1516,38 @@ class CallSession:
             self.playout.rename_mark(already[-1], already[-1].mark + ":await")
         if listen is not None:
             self._listening = listen
+            self._apply_ceiling()
             self._restart_silence_timer()
             self._event("position", **self.snapshot())
             self._registry_update()
         if end is not None:
             self.end_reason = end.reason
             self._spawn(self._hang_up_after_playout(end.reason), "hangup")
+
+    async def _say_wrap_up(self) -> None:
+        """Thank a candidate whose answer ran past its time limit before the next prompt."""
+        if not self._wrap_up_pending:
+            return
+        self._wrap_up_pending = False
+        assert self.services.prompts is not None and self.script is not None
+        if self.script.wrap_up:
+            audio = await self.services.prompts.get(
+                self.script.wrap_up, language=self.script.language, voice=self.script.voice
+            )
+            self._enqueue_prompt(Say("wrap_up", self.script.wrap_up), audio, awaits=False)
+
+    def _apply_ceiling(self) -> None:
+        """Set the silence that ends the next turns whatever is said: question and pace."""
+        if self.script is None:
+            return
+        nothing_known = PauseFeatures(
+            speech_secs=0.0,
+            language=self.script.language,
+            question=self._question_context(),
+            resumed_pauses=tuple(self._resumed_pauses),
+        )
+        decision = self._policy(nothing_known, self.services.turn_policy_config)
+        self._turns.set_max_silence(decision.wait_secs)
 
     async def _store_key_answer(self, action: AnswerRecorded) -> None:
         """A keypad answer is stored as the candidate's turn: the key and what it means."""

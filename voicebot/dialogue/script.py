@@ -49,6 +49,8 @@ MOVE_ON_PROMPT = "move_on"
 OPT_OUT_GOODBYE_PROMPT = "opt_out_goodbye"
 KNOCKOUT_GOODBYE_PROMPT = "knockout_goodbye"
 KNOCKOUT_UNCLEAR_PROMPT = "knockout_unclear"
+TAKE_YOUR_TIME_PROMPT = "take_your_time"
+WRAP_UP_PROMPT = "wrap_up"
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
@@ -74,6 +76,8 @@ DEFAULT_TEXTS: dict[str, dict[str, str]] = {
             "A recruiter will review your call. Goodbye."
         ),
         "knockout_unclear": "Sorry, I need a clear answer here: please say yes or no.",
+        "take_your_time": "Take your time.",
+        "wrap_up": "Thank you, that's very helpful. Let's go on.",
     },
     "zh": {
         "repeat_intro": "好的，我再说一遍。",
@@ -83,6 +87,8 @@ DEFAULT_TEXTS: dict[str, dict[str, str]] = {
             "谢谢您如实告诉我们。这个岗位需要这一点，今天就先到这里。招聘专员会查看通话，再见。"
         ),
         "knockout_unclear": "抱歉，这个问题需要您明确回答：请说“可以”或“不可以”。",
+        "take_your_time": "不着急，您慢慢想。",
+        "wrap_up": "谢谢，这些很有帮助。我们继续。",
     },
 }
 
@@ -206,6 +212,20 @@ class Question(BaseModel):
     """Makes the question a yes/no requirement."""
     dtmf: dict[DtmfKey, Text] | None = None
     """Keypad answers: ``{"1": "yes", "2": "no"}``; a key press answers with its text."""
+    answer: Literal["open", "closed"] | None = None
+    """``closed``: a short answer is expected (yes/no, a number): a short complete answer ends
+    the turn at once and pauses get the closed ceiling. ``None``: closed for knock-out and
+    keypad questions, open otherwise (open answers allow longer thinking pauses)."""
+    max_pause_secs: Seconds | None = None
+    """Longest thinking pause inside an answer before the bot takes its turn whatever was said;
+    ``None`` uses the server's ``VOICEBOT_TURN_OPEN_MAX_SILENCE_SECS`` or ``..._CLOSED_...``."""
+
+    @property
+    def answer_kind(self) -> Literal["open", "closed"]:
+        """Whether the answer is expected to be open (talk) or closed (yes/no, a number)."""
+        if self.answer is not None:
+            return self.answer
+        return "closed" if self.knockout is not None or self.dtmf is not None else "open"
 
     @property
     def depends_on_answer(self) -> bool:
@@ -264,6 +284,10 @@ class JobScript(BaseModel):
     """Default goodbye after a failed knock-out question."""
     knockout_unclear: Text = ""
     """Asked once when a knock-out answer is neither yes nor no."""
+    take_your_time: Text = ""
+    """Said once per answer when the candidate asks for time to think ("let me think")."""
+    wrap_up: Text = ""
+    """Said when an answer runs past its time limit, before the next question."""
     competencies: list[Competency] = Field(default_factory=list)
     """The job's competency model; questions are scored against these."""
     thresholds: Thresholds = Thresholds()
@@ -419,6 +443,8 @@ def prompt_texts(script: JobScript) -> dict[PromptId, str]:
     texts[KNOCKOUT_UNCLEAR_PROMPT] = script.knockout_unclear
     texts[KNOCKOUT_GOODBYE_PROMPT] = script.knockout_goodbye
     texts[OPT_OUT_GOODBYE_PROMPT] = script.opt_out_goodbye
+    texts[TAKE_YOUR_TIME_PROMPT] = script.take_your_time
+    texts[WRAP_UP_PROMPT] = script.wrap_up
     texts[CLOSING_PROMPT] = script.closing
     texts[NO_RESPONSE_GOODBYE_PROMPT] = script.no_response_goodbye
     return texts

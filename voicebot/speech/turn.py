@@ -29,7 +29,7 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -244,6 +244,16 @@ class TurnDetector:
         return tuple(self._resumed_pauses)
 
     @property
+    def smart_turn_probability(self) -> float | None:
+        """Smart-turn's probability for the current pause, once reported."""
+        return self._probability if self.paused else None
+
+    @property
+    def voiced_since(self) -> float | None:
+        """Start of the voiced run going on now (before it counts as speech too), or None."""
+        return self._run_start
+
+    @property
     def speech_start(self) -> float:
         """Start of the current (or last) turn's speech."""
         return self._speech_start
@@ -345,7 +355,9 @@ class TurnDetector:
 
     def _maybe_end(self, t: float) -> list[TurnEvent]:
         silence = t - self._speech_end + _EPSILON
-        if self._paused and self._wait is not None and silence >= self._wait:
+        if self._paused and self._wait is not None:
+            if silence < self._wait:
+                return []  # the policy's wait for this pause, not the ceiling, decides
             reason = self._wait_reason
         elif self._paused and self._complete and silence >= self.config.end_secs:
             reason = "smart_turn"
@@ -412,7 +424,6 @@ class TurnDetector:
         if self._voiced:
             return []  # speech that may resume the turn is under way: wait for it to settle
         return self._maybe_end(self._last_t)
-
 
     def set_pause_wait(
         self,

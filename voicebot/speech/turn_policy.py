@@ -69,6 +69,16 @@ class TurnPolicyConfig(BaseModel):
     think_secs: float = Field(
         8.0, gt=0, description="Wait after 'let me think' (with a short 'take your time')."
     )
+    short_answer_threshold: float = Field(
+        0.98,
+        ge=0,
+        le=1,
+        description="Acoustic policy only: smart-turn probability that ends an answer shorter "
+        "than min_open_answer_secs.",
+    )
+    acoustic_hesitant_end_secs: float = Field(
+        0.5, gt=0, description="Acoustic policy only: wait when smart-turn is unsure."
+    )
 
 
 @dataclass(frozen=True)
@@ -113,14 +123,16 @@ _EN_TRAILING = {
     "and", "but", "so", "or", "because", "cause", "then", "also", "plus", "which", "that", "who",
     "when", "where", "while", "if", "with", "to", "the", "a", "an", "of", "for", "in", "on", "at",
     "my", "our", "their", "his", "her", "is", "was", "were", "are", "i", "we", "as", "about",
-    "from", "by", "into", "than", "though", "although", "since", "until", "until", "whether",
+    "from", "by", "into", "than", "though", "although", "since", "until", "whether",
 }  # fmt: skip
 _EN_TRAILING_PHRASES = ("you know", "i mean", "kind of", "sort of", "such as", "and then")
 _EN_THINK = re.compile(
     r"\b(let me (think|see)|give me a (second|moment|minute|sec)|good question|"
     r"i need to think|hold on|one (second|moment))\b"
 )
-_EN_LIST_OPEN = re.compile(r"\b(first(ly)?|first of all|number one|to start with)\b")
+_EN_LIST_OPEN = re.compile(
+    r"(^|[.,;:!?]\s*|\b(and|well|so|okay)\s+)(first(ly)?|first of all|number one|to start with)\b"
+)
 _EN_LIST_NEXT = re.compile(
     r"\b(second(ly)?|then|next|also|finally|lastly|third(ly)?|another|number two|after that)\b"
 )
@@ -137,7 +149,16 @@ _ZH_TRAILING = (
     "然后", "而且", "所以", "但是", "可是", "因为", "还有", "和", "跟", "或者", "如果", "并且",
     "以及", "比如", "比如说", "另外", "包括", "的话", "之后", "接着", "再", "也",
 )  # fmt: skip
-_ZH_THINK = ("让我想想", "让我想一想", "我想想", "我想一下", "想一想", "我考虑一下", "稍等", "等一下")
+_ZH_THINK = (
+    "让我想想",
+    "让我想一想",
+    "我想想",
+    "我想一下",
+    "想一想",
+    "我考虑一下",
+    "稍等",
+    "等一下",
+)
 _ZH_LIST_OPEN = ("第一", "首先")
 _ZH_LIST_NEXT = ("第二", "其次", "然后", "最后", "另外", "还有", "再者")
 _ZH_SHORT = re.compile(
@@ -252,6 +273,10 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     hesitant = not complete and probability >= config.hesitant_threshold
     short_open = question.kind == "open" and features.speech_secs < config.min_open_answer_secs
     if words in ("finished", "short_complete"):
+        if complete and short_open:
+            # "And so my fellow Americans." sounds and reads finished: a short start of an
+            # answer to an open question gets the unconfirmed wait, not the fast one.
+            return wait(config.unconfirmed_end_secs, "short_open_answer")
         if complete:
             return wait(config.end_secs, "smart_turn_words")
         if hesitant and not short_open:
@@ -261,3 +286,35 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     if complete and not short_open:
         return wait(config.unconfirmed_end_secs, "smart_turn")
     return wait(top, "silence")
+
+
+def decide_acoustic(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> Decision:
+    """The policy before the words were read (``VOICEBOT_TURN_POLICY=acoustic``), for comparison.
+
+    Smart-turn alone: complete ends after ``end_secs`` (an answer shorter than
+    ``min_open_answer_secs`` only at ``short_answer_threshold``), unsure after
+    ``acoustic_hesitant_end_secs``, otherwise ``closed_max_silence_secs`` for every question.
+    """
+    config = config or TurnPolicyConfig()
+    top = config.closed_max_silence_secs
+    probability = features.smart_turn
+    if probability is None:
+        return Decision(top, "silence")
+    short = (
+        features.question.kind != "consent" and features.speech_secs < config.min_open_answer_secs
+    )
+    if probability >= config.complete_threshold and (
+        not short or probability >= config.short_answer_threshold
+    ):
+        return Decision(min(config.end_secs, top), "smart_turn")
+    if (
+        config.hesitant_threshold <= probability < config.complete_threshold
+        and not short
+        and features.question.kind != "consent"
+    ):
+        return Decision(min(config.acoustic_hesitant_end_secs, top), "hesitant")
+    return Decision(top, "silence")
+
+
+POLICIES = {"words": decide, "acoustic": decide_acoustic}
+"""The end-of-turn policies by their ``VOICEBOT_TURN_POLICY`` name."""

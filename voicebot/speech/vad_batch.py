@@ -50,6 +50,8 @@ class VadStream:
         self._batcher = batcher
         self._on_result = on_result
         self._state = batcher.model.initial_state()
+        self._reset_requested = False
+        self.resets = 0
         self._chunks: list[np.ndarray] = []
         self._buffered = 0
         self._windows = 0
@@ -90,6 +92,23 @@ class VadStream:
     def samples_buffered(self) -> int:
         """Samples fed but not yet taken into a batch (complete windows and the remainder)."""
         return self._buffered
+
+    def reset_state(self) -> None:
+        """Clear the model's recurrent state before the next window scored (not the audio).
+
+        Silero's state drifts during long non-speech at 8 kHz (silence, line noise, music) so
+        that it under-reports the speech that follows (pipecat resets it every 2 s of quiet for
+        that reason). Safe while a batch of this stream is in flight: the reset wins over the
+        state that batch brings back.
+        """
+        self._reset_requested = True
+        if not self._batcher.busy:
+            self._apply_reset()
+
+    def _apply_reset(self) -> None:
+        self._reset_requested = False
+        self._state = self._batcher.model.initial_state()
+        self.resets += 1
 
     def feed(self, pcm: np.ndarray) -> None:
         """Queue mono audio at the model's rate (int16, or float in [-1, 1]); never blocks.
@@ -354,6 +373,9 @@ class VadBatcher:
         taken.sort(key=lambda item: len(item[1]), reverse=True)
         counts = np.fromiter((len(w) for _, w in taken), dtype=np.int64, count=len(taken))
         windows = np.concatenate([w for _, w in taken])
+        for stream, _ in taken:
+            if stream._reset_requested:
+                stream._apply_reset()
         states = [stream._state for stream, _ in taken]
         self._busy = True
         try:
@@ -389,6 +411,8 @@ class VadBatcher:
             stop = start + count
             if not stream._closed:
                 stream._state = state
+                if stream._reset_requested:
+                    stream._apply_reset()
                 stream._windows += count
                 try:
                     stream._on_result(probabilities[start:stop])
