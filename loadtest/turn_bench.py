@@ -70,6 +70,8 @@ TAIL_SECS = 6.0
 PRE_ROLL_SECS = 0.3
 SPECULATIVE_PAD_SECS = 0.2
 BARGE_IN_MIN_SECS = 0.3
+BARGE_IN_RESUME_SECS = 0.064
+CONTINUATION_WINDOW_SECS = 2.0
 VAD_BATCH_SECS = 0.032
 INTERRUPT_TOLERANCE_SECS = 0.05
 """A turn end this close before the true end is the alignment's noise, not an interruption."""
@@ -365,18 +367,18 @@ def replay(
                 turn_start = None
                 if bot_started is None:
                     bot_started = event.t + reply_delay
-        # Barge-in: the candidate went on over the bot.
-        if (
-            bot_started is not None
-            and turn_start is not None
-            and not detector.paused
-            and t - turn_start >= BARGE_IN_MIN_SECS
-            and t >= bot_started
-        ):
-            stopped = t + VAD_BATCH_SECS
-            resume_hear.append(round(max(0.0, stopped - max(bot_started, turn_start)), 3))
-            bot_started = None
-            barge_pending_since = None
+        # Barge-in: the candidate went on over the bot (the server's rule: on a prompt that
+        # started at the end of the answer less than 2 s ago, 64 ms of voice; else 0.3 s).
+        if bot_started is not None and t >= bot_started and not detector.paused:
+            resuming = t - bot_started <= CONTINUATION_WINDOW_SECS
+            since = detector.voiced_since if resuming else turn_start
+            need = BARGE_IN_RESUME_SECS if resuming else BARGE_IN_MIN_SECS
+            if since is not None and t - since + 1e-9 >= need:
+                stopped = t + VAD_BATCH_SECS
+                voice = max(bot_started, since)
+                resume_hear.append(round(max(0.0, stopped - voice), 3))
+                bot_started = None
+                barge_pending_since = None
     if turn_start is not None:
         turn_spans.append((turn_start, detector.speech_end))
     first_end = ends[0][0] + LEAD_SECS if ends else None
@@ -442,11 +444,20 @@ def policies_to_try() -> dict[str, tuple[Policy, TurnPolicyConfig | None]]:
     default = TurnPolicyConfig()
     variants: dict[str, TurnPolicyConfig] = {
         "default": default,
-        "fast_unconfirmed": default.model_copy(update={"unconfirmed_end_secs": 0.4}),
-        "wait_words": default.model_copy(update={"unconfirmed_end_secs": 2.6}),
+        "finished_1.0": default.model_copy(update={"finished_end_secs": 1.0}),
+        "finished_2.2": default.model_copy(update={"finished_end_secs": 2.2}),
+        "unconfirmed_0.5": default.model_copy(update={"unconfirmed_end_secs": 0.5}),
+        "pace_fast_0.2": default.model_copy(update={"pace_fast_margin_secs": 0.2}),
         "ceiling_2.0": default.model_copy(update={"open_max_silence_secs": 2.0}),
         "ceiling_3.0": default.model_copy(update={"open_max_silence_secs": 3.0}),
-        "end_0.4": default.model_copy(update={"end_secs": 0.4}),
+        "open_end_0.6": default.model_copy(update={"open_end_secs": 0.6}),
+        "open_end_0.8": default.model_copy(update={"open_end_secs": 0.8}),
+        "open_end_0.6_finished_2.2": default.model_copy(
+            update={"open_end_secs": 0.6, "finished_end_secs": 2.2, "unconfirmed_end_secs": 1.0}
+        ),
+        "open_end_0.8_finished_2.2": default.model_copy(
+            update={"open_end_secs": 0.8, "finished_end_secs": 2.2, "unconfirmed_end_secs": 1.0}
+        ),
         "threshold_0.8": default.model_copy(update={"complete_threshold": 0.8}),
     }
     chosen: dict[str, tuple[Policy, TurnPolicyConfig | None]] = {
@@ -462,7 +473,7 @@ def run(
     policies: dict[str, tuple[Policy, TurnPolicyConfig | None]],
     *,
     smart_turn_delay: float = 0.06,
-    asr_delay: float = 0.35,
+    asr_delay: float = 0.15,
     reply_delay: float = 0.03,
 ) -> dict[str, Any]:
     """Replay every answer under every policy; per policy: summaries by split and language."""
@@ -575,7 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("all", "tune", "holdout"), default="all")
     parser.add_argument("--policies", default="", help="comma-separated names (default: all)")
     parser.add_argument("--smart-turn-delay", type=float, default=0.06)
-    parser.add_argument("--asr-delay", type=float, default=0.35)
+    parser.add_argument(
+        "--asr-delay", type=float, default=0.15, help="pause -> words (idle server: 0.07-0.17 s)"
+    )
     parser.add_argument("--reply-delay", type=float, default=0.03)
     parser.add_argument("--manifest", type=Path, default=EVAL_DIR / "manifest.json")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)

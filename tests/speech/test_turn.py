@@ -508,3 +508,46 @@ def test_vad_and_turn_detector_find_one_turn_in_real_speech(smart_turn: SmartTur
     assert 0.2 < ended.speech_start < 0.6
     assert 2.3 < ended.speech_end < 2.8
     assert ended.t - ended.speech_end < 0.4
+
+
+def _feed(detector, probabilities, start=0.0, window=0.032):
+    events, t = [], start
+    for probability in probabilities:
+        t += window
+        events += detector.feed(probability, round(t, 3))
+    return events, t
+
+
+def test_a_policy_s_wait_decides_a_pause_and_replaces_the_verdict_before():
+    detector = TurnDetector(TurnConfig())
+    detector.set_max_silence(1.2)
+    events, t = _feed(detector, [0.9] * 20 + [0.0] * 7)
+    pause = next(e for e in events if isinstance(e, SpeechPaused))
+    assert detector.set_pause_wait(0.2, "smart_turn_words", pause=pause, probability=0.9)
+    ended = detector.set_pause_wait(0.2, "smart_turn_words", pause=pause)
+    assert ended == [] or isinstance(ended[0], TurnEnded)
+
+
+def test_a_policy_wait_longer_than_the_ceiling_holds_the_turn_open():
+    # "and..." then 3 s of thinking: the words asked for 4 s, the question's ceiling is 2.6 s.
+    detector = TurnDetector(TurnConfig())
+    detector.set_max_silence(2.6)
+    events, t = _feed(detector, [0.9] * 20 + [0.0] * 7)
+    pause = next(e for e in events if isinstance(e, SpeechPaused))
+    assert detector.set_pause_wait(4.0, "words_unfinished", pause=pause) == []
+    events, t = _feed(detector, [0.0] * 90, start=t)  # 2.9 s more silence
+    assert not any(isinstance(e, TurnEnded) for e in events)
+    events, t = _feed(detector, [0.0] * 40, start=t)
+    ended = [e for e in events if isinstance(e, TurnEnded)]
+    assert ended and ended[0].reason == "words_unfinished"
+
+
+def test_resumed_pauses_are_recorded_and_a_stale_wait_is_ignored():
+    detector = TurnDetector(TurnConfig())
+    detector.set_max_silence(2.0)
+    events, t = _feed(detector, [0.9] * 20 + [0.0] * 25 + [0.9] * 10)
+    pause = next(e for e in events if isinstance(e, SpeechPaused))
+    assert detector.resumed_pauses == (pytest.approx(0.8, abs=0.04),)
+    # The verdict for the pause that is over comes late: it must not end the going-on turn.
+    assert detector.set_pause_wait(0.2, "smart_turn_words", pause=pause) == []
+    assert detector.speaking and not detector.paused

@@ -16,13 +16,17 @@ transcription of the turn takes in.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 FRAME_SECS = 0.02
-FLOOR_RISE_PER_FRAME_DB = 0.01
-"""The noise floor follows a quieter line at once and a louder one at 0.5 dB a second."""
+FLOOR_WINDOW_FRAMES = 250
+"""The line's noise floor is a low percentile of the last 5 s of frame levels..."""
+FLOOR_PERCENTILE = 10
+"""...(speech has gaps between words; a hiss has none, so the floor rises to it)."""
+FLOOR_EVERY_FRAMES = 10
 VOICE_ABOVE_FLOOR_DB = 18.0
 """A frame this far above the floor is voice-like (speech peaks 25-40 dB above a phone line)."""
 VOICE_MIN_DBFS = -45.0
@@ -48,7 +52,8 @@ def frame_level_dbfs(samples: np.ndarray) -> float:
     """Level of int16 samples in dBFS (-120 for digital silence)."""
     if not len(samples):
         return -120.0
-    energy = float(np.square(samples, dtype=np.float64).sum()) / len(samples)
+    x = samples.astype(np.float32)  # a plain cast and a square: numpy keeps the GIL here
+    energy = float(np.square(x).sum()) / len(samples)
     if energy <= 0:
         return -120.0
     return 10 * math.log10(energy / (32768.0 * 32768.0))
@@ -61,6 +66,8 @@ class SpeechCoverage:
         self.pre_roll = pre_roll
         self.pad = pad
         self._floor = -70.0
+        self._levels: deque[float] = deque(maxlen=FLOOR_WINDOW_FRAMES)
+        self._frames = 0
         self._run_start: float | None = None
         self._run_end = 0.0
         self._runs: list[tuple[float, float]] = []  # closed stretches waiting to be judged
@@ -71,10 +78,12 @@ class SpeechCoverage:
 
     def frame(self, t: float, level_dbfs: float) -> list[UnheardSpeech]:
         """Take the level of the 20 ms frame ending at ``t``; returns stretches judged now."""
+        self._levels.append(level_dbfs)
+        self._frames += 1
         if level_dbfs < self._floor:
             self._floor = level_dbfs
-        else:
-            self._floor += FLOOR_RISE_PER_FRAME_DB
+        elif self._frames % FLOOR_EVERY_FRAMES == 0:
+            self._floor = float(np.percentile(self._levels, FLOOR_PERCENTILE))
         voiced = level_dbfs >= max(self._floor + VOICE_ABOVE_FLOOR_DB, VOICE_MIN_DBFS)
         if voiced:
             self.voiced_secs += FRAME_SECS

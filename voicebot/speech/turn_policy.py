@@ -38,7 +38,16 @@ class TurnPolicyConfig(BaseModel):
     """Waits (seconds of silence) and thresholds of :func:`decide`; defaults from the benchmark."""
 
     end_secs: float = Field(
-        0.2, gt=0, description="Wait when the answer is clearly done (words and smart-turn agree)."
+        0.2,
+        gt=0,
+        description="Wait after a short complete answer to a closed question, or a clearly done "
+        "one (words and smart-turn agree) to a closed question or the consent.",
+    )
+    open_end_secs: float = Field(
+        0.2,
+        gt=0,
+        description="Wait when an answer to an open question is clearly done (words and "
+        "smart-turn agree): a candidate may still go on after a finished sentence.",
     )
     unconfirmed_end_secs: float = Field(
         0.8,
@@ -47,6 +56,24 @@ class TurnPolicyConfig(BaseModel):
     )
     hesitant_end_secs: float = Field(
         1.2, gt=0, description="Wait when smart-turn is unsure and the words read finished."
+    )
+    unfinished_max_silence_secs: float = Field(
+        4.0,
+        gt=0,
+        description="Wait when the words end on a filler or conjunction ('uh', 'and', '然后'): "
+        "the candidate is thinking mid-sentence (at least the question's ceiling).",
+    )
+    finished_end_secs: float = Field(
+        1.6,
+        gt=0,
+        description="Wait when the words read finished but smart-turn says the candidate goes "
+        "on (on phone audio it often does at real ends).",
+    )
+    pace_fast_margin_secs: float = Field(
+        0.0,
+        ge=0,
+        description="A candidate who went on after a pause this call: no end sooner than that "
+        "pause plus this much (0: the pace raises only the ceiling).",
     )
     complete_threshold: float = Field(0.5, ge=0, le=1, description="Smart-turn: complete.")
     hesitant_threshold: float = Field(0.2, ge=0, le=1, description="Smart-turn: unsure from.")
@@ -120,11 +147,16 @@ class Decision:
 
 _EN_FILLERS = {"uh", "um", "er", "erm", "ah", "eh", "hmm", "mm", "uhm", "like", "well"}
 _EN_TRAILING = {
-    "and", "but", "so", "or", "because", "cause", "then", "also", "plus", "which", "that", "who",
-    "when", "where", "while", "if", "with", "to", "the", "a", "an", "of", "for", "in", "on", "at",
-    "my", "our", "their", "his", "her", "is", "was", "were", "are", "i", "we", "as", "about",
-    "from", "by", "into", "than", "though", "although", "since", "until", "whether",
+    "and", "but", "or", "because", "cause", "the", "a", "an", "of", "with", "to", "for", "my",
+    "our", "their", "which", "if", "whether", "than", "plus", "your",
 }  # fmt: skip
+"""Words an utterance does not end on, whatever punctuation Whisper put after them."""
+_EN_WEAK_TRAILING = {
+    "so", "then", "also", "when", "where", "while", "as", "from", "by", "into", "since", "until",
+    "although", "in", "on", "at", "about", "that", "like",
+}  # fmt: skip
+"""Words that end an unfinished utterance unless Whisper heard a sentence end after them
+("I think so." is done, "so..." and "so" are not)."""
 _EN_TRAILING_PHRASES = ("you know", "i mean", "kind of", "sort of", "such as", "and then")
 _EN_THINK = re.compile(
     r"\b(let me (think|see)|give me a (second|moment|minute|sec)|good question|"
@@ -193,6 +225,8 @@ def _read_en(text: str) -> WordsVerdict:
         return "thinking"
     if tokens[-1] in _EN_FILLERS or tokens[-1] in _EN_TRAILING:
         return "unfinished"
+    if tokens[-1] in _EN_WEAK_TRAILING and not _PUNCT_END.search(text):
+        return "unfinished"
     tail = " ".join(tokens[-3:])
     if any(tail.endswith(phrase) for phrase in _EN_TRAILING_PHRASES):
         return "unfinished"
@@ -260,11 +294,23 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     def wait(secs: float, reason: str, **extra: bool) -> Decision:
         return Decision(min(secs, top), reason, words=words, **extra)
 
+    def paced(secs: float) -> float:
+        # A candidate who already paused this long and went on is not done after less.
+        if config.pace_fast_margin_secs <= 0 or question.kind != "open":
+            return secs
+        longest = max(features.resumed_pauses, default=0.0)
+        return max(secs, longest + config.pace_fast_margin_secs) if longest else secs
+
     if words == "thinking":
         return Decision(max(config.think_secs, top), "thinking", take_your_time=True, words=words)
-    if words in ("unfinished", "empty"):
-        # "empty": voice Whisper heard no words in (a breath, "mm"): not an answer yet.
-        return wait(top, "words_unfinished" if words == "unfinished" else "no_words")
+    if words == "unfinished":
+        # Mid-sentence ("and", "uh"): a thinking pause that may run past the question's ceiling.
+        return Decision(
+            max(top, config.unfinished_max_silence_secs), "words_unfinished", words=words
+        )
+    if words == "empty":
+        # Voice Whisper heard no words in (a breath, "mm"): not an answer yet.
+        return wait(top, "no_words")
     if words == "short_complete" and question.kind != "open":
         return wait(config.end_secs, "short_answer")
     if probability is None:
@@ -278,13 +324,14 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
             # answer to an open question gets the unconfirmed wait, not the fast one.
             return wait(config.unconfirmed_end_secs, "short_open_answer")
         if complete:
-            return wait(config.end_secs, "smart_turn_words")
+            done = config.open_end_secs if question.kind == "open" else config.end_secs
+            return wait(paced(done), "smart_turn_words")
         if hesitant and not short_open:
-            return wait(config.hesitant_end_secs, "hesitant_words")
-        return wait(top, "silence")
+            return wait(paced(config.hesitant_end_secs), "hesitant_words")
+        return wait(paced(config.finished_end_secs), "finished_words")
     # The words are not in yet: the acoustic verdict alone, with more room for a correction.
     if complete and not short_open:
-        return wait(config.unconfirmed_end_secs, "smart_turn")
+        return wait(paced(config.unconfirmed_end_secs), "smart_turn")
     return wait(top, "silence")
 
 
