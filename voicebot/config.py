@@ -164,8 +164,19 @@ class Settings(BaseModel):
         description="Silence that ends a turn that is clearly done: smart-turn judged it complete"
         " and its words read finished (or a short complete answer to a closed question).",
     )
+    turn_open_end_secs: float = Field(
+        0.6,
+        description="Silence that ends an answer to an open question that is clearly done"
+        " (smart-turn complete, words finished): a candidate may go on after a finished"
+        " sentence.",
+    )
+    turn_finished_end_secs: float = Field(
+        2.2,
+        description="Silence that ends a turn whose words read finished while smart-turn says"
+        " the candidate goes on (on phone audio it often does at real ends).",
+    )
     turn_unconfirmed_end_secs: float = Field(
-        0.8,
+        1.0,
         description="Silence that ends a turn smart-turn judged complete while its words are"
         " not transcribed yet (the words, when they come, shorten or lengthen the wait).",
     )
@@ -178,6 +189,12 @@ class Settings(BaseModel):
         2.6,
         description="Silence that ends an answer to an open question whatever else was said"
         " (thinking pauses are shorter); a script's question may set its own max_pause_secs.",
+    )
+    turn_unfinished_max_silence_secs: float = Field(
+        4.0,
+        description="Silence that ends an answer whose words end mid-sentence (a trailing 'and',"
+        " 'uh', '然后', an opened list): the candidate is thinking (at least the question's"
+        " ceiling).",
     )
     turn_min_answer_secs: float = Field(
         3.0,

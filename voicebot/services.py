@@ -258,11 +258,14 @@ class Services:
         s = self.settings
         return TurnPolicyConfig(
             end_secs=s.turn_end_secs,
+            open_end_secs=max(s.turn_open_end_secs, s.turn_end_secs),
+            finished_end_secs=max(s.turn_finished_end_secs, s.turn_end_secs),
             unconfirmed_end_secs=max(s.turn_unconfirmed_end_secs, s.turn_end_secs),
             hesitant_end_secs=max(s.turn_hesitant_end_secs, s.turn_end_secs),
             complete_threshold=s.smart_turn_threshold,
             hesitant_threshold=s.turn_hesitant_threshold,
             open_max_silence_secs=s.turn_open_max_silence_secs,
+            unfinished_max_silence_secs=s.turn_unfinished_max_silence_secs,
             closed_max_silence_secs=s.turn_max_silence_secs,
             min_open_answer_secs=s.turn_min_answer_secs,
             pace_margin_secs=s.turn_pace_margin_secs,

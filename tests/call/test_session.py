@@ -263,6 +263,7 @@ async def _services(tmp_path, **overrides):
         "turn_end_secs": 0.2,
         "turn_max_silence_secs": 0.3,
         "turn_open_max_silence_secs": 0.3,
+        "turn_unfinished_max_silence_secs": 0.3,
         "turn_pace_margin_secs": 0.0,
         "barge_in_min_secs": 0.1,
         "prestart_min_speech_secs": 0.5,
@@ -531,6 +532,7 @@ async def test_the_words_so_far_decide_whether_a_sure_pause_ends_the_answer(
     async with _services(
         tmp_path,
         turn_open_max_silence_secs=1.5,
+        turn_unfinished_max_silence_secs=1.5,
         turn_min_answer_secs=0.5,
         turn_unconfirmed_end_secs=1.0,
     ) as services:
@@ -562,7 +564,11 @@ async def test_the_acoustic_policy_holds_a_short_answer_to_a_surer_verdict(
 
 @pytest.mark.parametrize(
     ("probability", "words", "ends_early"),
-    [(0.35, "I helped them.", True), (0.1, "I helped them.", False), (0.35, "So I", False)],
+    [
+        (0.35, "I helped them.", True),
+        (0.1, "I helped them.", False),
+        (0.35, "So I took the", False),
+    ],
 )
 async def test_an_unsure_verdict_ends_a_finished_answer_after_the_hesitant_wait(
     tmp_path, probability, words, ends_early
@@ -572,6 +578,7 @@ async def test_an_unsure_verdict_ends_a_finished_answer_after_the_hesitant_wait(
     async with _services(
         tmp_path,
         turn_open_max_silence_secs=1.5,
+        turn_unfinished_max_silence_secs=1.5,
         turn_hesitant_end_secs=0.5,
         turn_min_answer_secs=0.5,
     ) as services:
@@ -690,3 +697,98 @@ async def test_audio_the_carrier_skipped_is_filled_with_silence_and_counted(serv
         e for e in map(json.loads, timeline.read_text().splitlines()) if e["event"] == "inbound_gap"
     ]
     assert len(gaps) == 1 and gaps[0]["ms"] == pytest.approx(200, abs=20)  # one frame's slack
+
+
+class DeafeningVAD(EnergyVAD):
+    """Energy VAD whose recurrent state can go deaf (as Silero's does at 8 kHz after long
+    non-speech, per pipecat): a deaf state scores everything 0 until the stream is reset;
+    ``incurable`` also makes a new state deaf (a VAD that hears nothing at all)."""
+
+    DEAF = 99.0
+
+    def __init__(self, incurable: bool = False):
+        self.deafen_next = False
+        self.incurable = incurable
+
+    def initial_state(self):
+        state = SileroState()
+        if self.incurable and self.deafen_next is None:
+            state.state[:] = self.DEAF
+        return state
+
+    def infer_batch(self, windows, states):
+        probabilities, _ = self.infer(windows, None)
+        out = []
+        for index, state in enumerate(states):
+            if self.deafen_next:
+                state = SileroState(state=np.full_like(state.state, self.DEAF))
+            if state.state.flat[0] == self.DEAF:
+                probabilities[index] = 0.0
+            out.append(state)
+        if self.deafen_next:
+            self.deafen_next = None if self.incurable else False
+        return probabilities, out
+
+
+def timeline(call: Harness) -> list[dict]:
+    path = call.session.recorder.directory / "timeline.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def _deaf_call(services, vad) -> Harness:
+    services.vad_model = vad
+    call = await make_call(services, ["first answer", "second answer"])
+    await call.wait_for_mark("consent:await")
+    await call.dtmf("1")
+    await call.wait_for_mark("q:q1:await")
+    vad.deafen_next = True  # the VAD stops hearing this call
+    return call
+
+
+async def test_a_vad_that_goes_deaf_mid_answer_is_reset_and_the_answer_heard(tmp_path):
+    async with _services(tmp_path, barge_in_min_secs=0.3) as services:
+        call = await _deaf_call(services, DeafeningVAD())
+        await call.speak(1.5)
+        await call.silence(3.0)
+        events = timeline(call)
+        names = [e["event"] for e in events]
+        # The witness heard voice the VAD scored silent, and reset the VAD while it went on:
+        # the rest of the answer started a turn, nothing was reprompted over the candidate.
+        assert "vad_reset" in names
+        assert "speech_started" in names[names.index("vad_reset") :]
+        answered = names.index("answer")  # q1's, once the candidate stopped
+        assert "silence_timeout" not in names[:answered]
+        assert services.metrics.vad_resets.labels("unheard")._value.get() >= 1
+        # What the VAD missed before the reset is counted, and no more than that.
+        unheard = sum(e["secs"] for e in events if e["event"] == "speech_unheard")
+        assert unheard <= 0.7
+        counted = services.metrics.unheard_speech_seconds.labels("silent")._value.get()
+        assert counted == pytest.approx(unheard)
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored)[-1] == ("q1", "first answer")
+
+
+async def test_voice_that_no_turn_took_in_is_counted_on_the_timeline_and_in_metrics(tmp_path):
+    async with _services(tmp_path) as services:
+        call = await _deaf_call(services, DeafeningVAD(incurable=True))
+        await call.speak(1.0)
+        await call.silence(3.0)  # the stretch settles: no turn took it in
+        unheard = [e for e in timeline(call) if e["event"] == "speech_unheard"]
+        assert len(unheard) == 1 and unheard[0]["vad"] == "silent"
+        assert unheard[0]["secs"] == pytest.approx(1.0, abs=0.1)
+        metric = services.metrics.unheard_speech_seconds.labels("silent")._value.get()
+        assert metric == pytest.approx(unheard[0]["secs"])
+        assert call.session.stats["unheard_speech_secs"] == pytest.approx(unheard[0]["secs"])
+
+
+async def test_a_call_s_heard_voice_is_not_reported_unheard(services):
+    call = await make_call(services, ["yes", "first answer", "second answer"])
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    await call.speak(0.8)
+    await call.wait_for_mark("q:q2:await")
+    await call.speak(0.8)
+    await call.run_out()
+    assert not [e for e in timeline(call) if e["event"] == "speech_unheard"]
+    assert call.session.stats.get("unheard_speech_secs", 0) == 0

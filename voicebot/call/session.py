@@ -123,6 +123,10 @@ VAD_RESET_EVERY_WINDOWS = 62
 VAD_RESET_QUIET_WINDOWS = 5
 """...once this many windows in a row scored below ``VAD_RESET_MAX_PROBABILITY``."""
 VAD_RESET_MAX_PROBABILITY = 0.1
+DEAF_AFTER_SECS = 0.6
+"""Voice the VAD scored as non-speech for this long resets the VAD's state at once."""
+VOICE_HOLDS_TIMEOUT_SECS = 10.0
+"""Longest a silence timeout waits for voice-like audio (that no turn took) to stop."""
 OVERTIME_HARD_SECS = 20.0
 """An answer past its time limit ends at its next pause, or this much later at the latest."""
 
@@ -243,6 +247,7 @@ class CallSession:
         self._coverage = SpeechCoverage(PRE_ROLL_SECS, SPECULATIVE_PAD_SECS)
         self._vad_windows_since_reset = 0
         self._vad_quiet_windows = 0
+        self._deaf_reset_for: float | None = None  # voice_since of the last deaf reset
         self._vad_max_since: list[tuple[float, float]] = []  # (t, probability) of recent windows
         self._took_time = False  # "take your time" said during the current answer
         self._over_time = False  # the answer in progress ran past its time limit
@@ -536,6 +541,33 @@ class CallSession:
             t = start + (index + 1) * FRAME_SAMPLES / TELEPHONY_RATE
             for unheard in self._coverage.frame(t, frame_level_dbfs(frame)):
                 self._on_unheard(unheard)
+        self._check_deaf(end)
+
+    def _check_deaf(self, now: float) -> None:
+        """Voice for a while and the VAD hears none of it: reset its state now, not later.
+
+        Waiting for the stretch to settle (to count it) would let the silence timer reprompt a
+        candidate who is talking; a reset costs nothing when the VAD was right after all.
+        """
+        since = self._coverage.voice_since(now)
+        if (
+            since is None
+            or now - since < DEAF_AFTER_SECS
+            or self._turns.speaking
+            or self._turns.voiced_since is not None
+            or self._deaf_reset_for == since
+            or self._vad is None
+            or self.finished
+        ):
+            return
+        vad_caught_up = self._vad.windows_done * self._vad.window_secs >= now - 0.2
+        peak = max((p for t, p in self._vad_max_since if t >= since), default=0.0)
+        if not vad_caught_up or peak >= self._turns.config.speech_threshold:
+            return
+        self._deaf_reset_for = since
+        self._vad.reset_state()
+        self.metrics.vad_resets.labels("unheard").inc()
+        self._event("vad_reset", t=now, voice_since=round(since, 3), vad_peak=round(peak, 3))
 
     def _on_unheard(self, unheard: UnheardSpeech) -> None:
         """Voice no turn took in: count it, put it on the timeline, and un-deafen the VAD."""
@@ -564,7 +596,12 @@ class CallSession:
             unheard.start,
             vad,
         )
-        if vad == "silent" and self._vad is not None and not self.finished:
+        if (
+            vad == "silent"
+            and self._deaf_reset_for != unheard.start
+            and self._vad is not None
+            and not self.finished
+        ):
             self._vad.reset_state()
             self.metrics.vad_resets.labels("unheard").inc()
 
@@ -1377,6 +1414,12 @@ class CallSession:
         await self.playout.wait_idle()
         await asyncio.sleep(listen.timeout_secs)
         await self._vad_caught_up()
+        for _ in range(round(VOICE_HOLDS_TIMEOUT_SECS / 0.1)):
+            # Audible voice on the line: never "are you still there?" over a talking candidate.
+            heard_at = self._inbound_samples / TELEPHONY_RATE
+            if self.finished or self._coverage.voice_since(heard_at) is None:
+                break
+            await asyncio.sleep(0.1)
         if self._listening is not listen or self._turn_start is not None or self.finished:
             return
         async with self._engine_lock:

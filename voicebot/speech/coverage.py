@@ -96,6 +96,17 @@ class SpeechCoverage:
             self._close_run()
         return self._judge(t, final=False)
 
+    def voice_since(self, now: float) -> float | None:
+        """Start of the voice going on at ``now`` (gaps between words included), or None."""
+        if self._run_start is None or now - self._run_end > MAX_GAP_SECS:
+            return None
+        return self._run_start
+
+    @property
+    def in_turn(self) -> bool:
+        """Whether a turn is open (started, not ended)."""
+        return self._open_turn is not None
+
     def turn_started(self, speech_start: float) -> None:
         """A turn began at ``speech_start``: it covers from there (less pre-roll) on."""
         self._open_turn = speech_start

@@ -44,13 +44,13 @@ class TurnPolicyConfig(BaseModel):
         "one (words and smart-turn agree) to a closed question or the consent.",
     )
     open_end_secs: float = Field(
-        0.2,
+        0.6,
         gt=0,
         description="Wait when an answer to an open question is clearly done (words and "
         "smart-turn agree): a candidate may still go on after a finished sentence.",
     )
     unconfirmed_end_secs: float = Field(
-        0.8,
+        1.0,
         gt=0,
         description="Wait when smart-turn says complete but the words are not in (yet).",
     )
@@ -64,7 +64,7 @@ class TurnPolicyConfig(BaseModel):
         "the candidate is thinking mid-sentence (at least the question's ceiling).",
     )
     finished_end_secs: float = Field(
-        1.6,
+        2.2,
         gt=0,
         description="Wait when the words read finished but smart-turn says the candidate goes "
         "on (on phone audio it often does at real ends).",
@@ -262,6 +262,10 @@ def _read_zh(text: str) -> WordsVerdict:
         return "unfinished"
     if _ZH_SHORT.match(core):
         return "short_complete"
+    if not _PUNCT_END.search(text):
+        # Whisper writes Chinese sentence ends as 。！？ when it hears them; without one the
+        # words tell nothing about the end: the acoustic verdict decides, with the longer wait.
+        return "unknown"
     return "finished"
 
 
