@@ -464,6 +464,7 @@ def policies_to_try() -> dict[str, tuple[Policy, TurnPolicyConfig | None]]:
     variants: dict[str, TurnPolicyConfig] = {
         "default": default,
         "open_end_0.2": default.model_copy(update={"open_end_secs": 0.2}),
+        "open_end_0.4": default.model_copy(update={"open_end_secs": 0.4}),
         "open_end_0.2_finished_1.6": default.model_copy(
             update={"open_end_secs": 0.2, "finished_end_secs": 1.6, "unconfirmed_end_secs": 0.8}
         ),
@@ -472,7 +473,8 @@ def policies_to_try() -> dict[str, tuple[Policy, TurnPolicyConfig | None]]:
         "pace_fast_0.2": default.model_copy(update={"pace_fast_margin_secs": 0.2}),
         "ceiling_2.0": default.model_copy(update={"open_max_silence_secs": 2.0}),
         "ceiling_3.0": default.model_copy(update={"open_max_silence_secs": 3.0}),
-        "threshold_0.8": default.model_copy(update={"complete_threshold": 0.8}),
+        "threshold_0.5": default.model_copy(update={"complete_threshold": 0.5}),
+        "threshold_0.9": default.model_copy(update={"complete_threshold": 0.9}),
     }
     chosen: dict[str, tuple[Policy, TurnPolicyConfig | None]] = {
         "baseline": (baseline_policy, None)

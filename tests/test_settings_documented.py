@@ -45,7 +45,7 @@ def test_inconsistent_turn_settings_stop_the_start_naming_the_variables():
     with pytest.raises(ConfigError, match="VOICEBOT_TURN_END_SECS <= VOICEBOT_TURN_MAX_SILENCE"):
         Settings.from_env({"VOICEBOT_TURN_END_SECS": "1.5"})
     with pytest.raises(ConfigError, match="VOICEBOT_TURN_HESITANT_THRESHOLD must not exceed"):
-        Settings.from_env({"VOICEBOT_TURN_HESITANT_THRESHOLD": "0.7"})
+        Settings.from_env({"VOICEBOT_TURN_HESITANT_THRESHOLD": "0.9"})
     with pytest.raises(ConfigError, match="VOICEBOT_TURN_HESITANT_END_SECS: Input should be"):
         Settings.from_env({"VOICEBOT_TURN_HESITANT_END_SECS": "-1"})
     # The unsure-verdict wait stays between the two others rather than refusing to start.

@@ -75,7 +75,7 @@ class TurnPolicyConfig(BaseModel):
         description="A candidate who went on after a pause this call: no end sooner than that "
         "pause plus this much (0: the pace raises only the ceiling).",
     )
-    complete_threshold: float = Field(0.5, ge=0, le=1, description="Smart-turn: complete.")
+    complete_threshold: float = Field(0.8, ge=0, le=1, description="Smart-turn: complete.")
     hesitant_threshold: float = Field(0.2, ge=0, le=1, description="Smart-turn: unsure from.")
     open_max_silence_secs: float = Field(
         2.6, gt=0, description="Ceiling for an answer to an open question."
