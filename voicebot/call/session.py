@@ -27,6 +27,7 @@ from voicebot.audio.buffer import RollingAudio
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
+from voicebot.call.hearing import HearingGuard
 from voicebot.call.listen import ListenMixer, audio_channel, chunk_event
 from voicebot.call.live_partials import LivePartials
 from voicebot.call.playout import Playout, Segment
@@ -51,7 +52,6 @@ from voicebot.dialogue.script import JobScript
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
-from voicebot.speech.coverage import SpeechCoverage, UnheardSpeech, frame_level_dbfs
 from voicebot.speech.turn import (
     SMART_TURN_SECS,
     SpeechPaused,
@@ -116,15 +116,6 @@ LIVE_EVENTS = {
 ``transcript.final`` (with the words) is published where the transcript comes."""
 UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 """Prompts that play to the end even if the candidate talks: the AI and recording disclosure."""
-FRAME_SAMPLES = 160
-"""8 kHz samples in one 20 ms carrier frame."""
-VAD_RESET_EVERY_WINDOWS = 62
-"""Reset the VAD's recurrent state about every 2 s of audio (as pipecat does at 8 kHz)..."""
-VAD_RESET_QUIET_WINDOWS = 5
-"""...once this many windows in a row scored below ``VAD_RESET_MAX_PROBABILITY``."""
-VAD_RESET_MAX_PROBABILITY = 0.1
-DEAF_AFTER_SECS = 0.6
-"""Voice the VAD scored as non-speech for this long resets the VAD's state at once."""
 VOICE_HOLDS_TIMEOUT_SECS = 10.0
 """Longest a silence timeout waits for voice-like audio (that no turn took) to stop."""
 OVERTIME_HARD_SECS = 20.0
@@ -244,15 +235,19 @@ class CallSession:
         self._turn_start: float | None = None  # speech_start of the turn in progress
         self._policy = POLICIES[self.settings.turn_policy]
         self._resumed_pauses: list[float] = []  # pauses the candidate went on after, this call
-        self._coverage = SpeechCoverage(PRE_ROLL_SECS, SPECULATIVE_PAD_SECS)
-        self._vad_windows_since_reset = 0
-        self._vad_quiet_windows = 0
-        self._deaf_reset_for: float | None = None  # voice_since of the last deaf reset
-        self._vad_max_since: list[tuple[float, float]] = []  # (t, probability) of recent windows
         self._took_time = False  # "take your time" said during the current answer
         self._over_time = False  # the answer in progress ran past its time limit
         self._wrap_up_pending = False  # say the wrap-up before the next prompt
         self.stats: dict[str, Any] = {"turns": 0, "barge_ins": 0, "empty_transcripts": 0}
+        self._hearing = HearingGuard(
+            self._turns,
+            self.metrics,
+            self._event,
+            self.stats,
+            pre_roll=PRE_ROLL_SECS,
+            pad=SPECULATIVE_PAD_SECS,
+            call_sid=lambda: self.call_sid,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -503,6 +498,7 @@ class CallSession:
         )
         self.playout.start()
         self._vad = services.vad_batcher.open(self._on_vad)
+        self._hearing.vad = self._vad
         self.engine = InterviewEngine(script)
         async with self._engine_lock:
             await self._run_actions(self.engine.start())
@@ -524,103 +520,13 @@ class CallSession:
         self._inbound_samples += len(payload)
         self._inbound_lag = self.now() - self._inbound_samples / TELEPHONY_RATE
         chunk = ulaw_decode(payload)
-        self._check_coverage(chunk, self._inbound_samples / TELEPHONY_RATE)
+        self._hearing.audio(chunk, self._inbound_samples / TELEPHONY_RATE)
         self._audio.append(chunk)
         if self._vad is not None:
             self._vad.feed(chunk)
         if self.call_sid is not None:
             self._meter_prosody(chunk)
             self._listen_in(chunk)
-
-    def _check_coverage(self, chunk: np.ndarray, end: float) -> None:
-        """Feed the 20 ms frames' levels to the coverage check; report voice no turn took in."""
-        frames = len(chunk) // FRAME_SAMPLES
-        start = end - len(chunk) / TELEPHONY_RATE
-        for index in range(frames):
-            frame = chunk[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
-            t = start + (index + 1) * FRAME_SAMPLES / TELEPHONY_RATE
-            for unheard in self._coverage.frame(t, frame_level_dbfs(frame)):
-                self._on_unheard(unheard)
-        self._check_deaf(end)
-
-    def _check_deaf(self, now: float) -> None:
-        """Voice for a while and the VAD hears none of it: reset its state now, not later.
-
-        Waiting for the stretch to settle (to count it) would let the silence timer reprompt a
-        candidate who is talking; a reset costs nothing when the VAD was right after all.
-        """
-        since = self._coverage.voice_since(now)
-        if (
-            since is None
-            or now - since < DEAF_AFTER_SECS
-            or self._turns.speaking
-            or self._turns.voiced_since is not None
-            or self._deaf_reset_for == since
-            or self._vad is None
-            or self.finished
-        ):
-            return
-        vad_caught_up = self._vad.windows_done * self._vad.window_secs >= now - 0.2
-        peak = max((p for t, p in self._vad_max_since if t >= since), default=0.0)
-        if not vad_caught_up or peak >= self._turns.config.speech_threshold:
-            return
-        self._deaf_reset_for = since
-        self._vad.reset_state()
-        self.metrics.vad_resets.labels("unheard").inc()
-        self._event("vad_reset", t=now, voice_since=round(since, 3), vad_peak=round(peak, 3))
-
-    def _on_unheard(self, unheard: UnheardSpeech) -> None:
-        """Voice no turn took in: count it, put it on the timeline, and un-deafen the VAD."""
-        peak = max(
-            (p for t, p in self._vad_max_since if unheard.start <= t <= unheard.end + 0.064),
-            default=0.0,
-        )
-        vad = "short" if peak >= self._turns.config.speech_threshold else "silent"
-        self.metrics.unheard_speech.labels(vad).inc()
-        self.metrics.unheard_speech_seconds.labels(vad).inc(unheard.secs)
-        self.stats["unheard_speech_secs"] = round(
-            self.stats.get("unheard_speech_secs", 0.0) + unheard.secs, 3
-        )
-        self._event(
-            "speech_unheard",
-            t=unheard.start,
-            end=unheard.end,
-            secs=unheard.secs,
-            vad=vad,
-            vad_peak=round(peak, 3),
-        )
-        log.warning(
-            "call %s: %.2f s of the candidate's voice at %.1f s reached no turn (VAD %s)",
-            self.call_sid,
-            unheard.secs,
-            unheard.start,
-            vad,
-        )
-        if (
-            vad == "silent"
-            and self._deaf_reset_for != unheard.start
-            and self._vad is not None
-            and not self.finished
-        ):
-            self._vad.reset_state()
-            self.metrics.vad_resets.labels("unheard").inc()
-
-    def _maybe_reset_vad(self, probability: float) -> None:
-        """Reset Silero's state every ~2 s of clear non-speech (pipecat's cure at 8 kHz)."""
-        self._vad_windows_since_reset += 1
-        if probability < VAD_RESET_MAX_PROBABILITY:
-            self._vad_quiet_windows += 1
-        else:
-            self._vad_quiet_windows = 0
-        if (
-            self._vad_windows_since_reset >= VAD_RESET_EVERY_WINDOWS
-            and self._vad_quiet_windows >= VAD_RESET_QUIET_WINDOWS
-            and not self._turns.speaking
-            and self._vad is not None
-        ):
-            self._vad.reset_state()
-            self._vad_windows_since_reset = 0
-            self.metrics.vad_resets.labels("quiet").inc()
 
     def _on_vad(self, probabilities: np.ndarray) -> None:
         """Take the VAD's verdicts on this call's newest windows (on the event loop).
@@ -635,18 +541,14 @@ class CallSession:
         window_secs = vad.window_secs
         for index, probability in enumerate(probabilities.tolist()):
             t = (first + index + 1) * window_secs
-            self._maybe_reset_vad(probability)
-            if probability >= VAD_RESET_MAX_PROBABILITY:
-                self._vad_max_since.append((t, probability))
+            self._hearing.vad_window(t, probability)
             for event in self._turns.feed(probability, t):
                 self._on_turn_event(event)
             self._check_barge_in(t)
             self._check_answer_length(t)
             if self._turn_start is not None:
                 self._partials.tick(t)
-        horizon = (first + len(probabilities)) * window_secs - 10.0
-        if self._vad_max_since and self._vad_max_since[0][0] < horizon:
-            self._vad_max_since = [item for item in self._vad_max_since if item[0] >= horizon]
+        self._hearing.vad_scored_until((first + len(probabilities)) * window_secs)
         self._trim_audio()
 
     def _trim_audio(self) -> None:
@@ -669,7 +571,7 @@ class CallSession:
     def _on_turn_event(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
             self._event("speech_started", t=event.speech_start)
-            self._coverage.turn_started(event.speech_start)
+            self._hearing.turn_started(event.speech_start)
             self._turn_start = event.speech_start
             if self._continuation is None:
                 self._took_time = False
@@ -696,7 +598,7 @@ class CallSession:
             if event.reason == "max_answer" and self._listening is not None:
                 self._wrap_up_pending = True
             self._over_time = False
-            self._coverage.turn_ended(event.speech_start, event.speech_end)
+            self._hearing.turn_ended(event.speech_start, event.speech_end)
             self._partials.stop()
             self._event(
                 "speech_ended",
@@ -1417,7 +1319,7 @@ class CallSession:
         for _ in range(round(VOICE_HOLDS_TIMEOUT_SECS / 0.1)):
             # Audible voice on the line: never "are you still there?" over a talking candidate.
             heard_at = self._inbound_samples / TELEPHONY_RATE
-            if self.finished or self._coverage.voice_since(heard_at) is None:
+            if self.finished or not self._hearing.voice_on_line(heard_at):
                 break
             await asyncio.sleep(0.1)
         if self._listening is not listen or self._turn_start is not None or self.finished:
@@ -1724,6 +1626,8 @@ class CallSession:
         self.finished = True
         self._partials.stop()
         self._mixer = None
+        if self.call_sid is not None:
+            self._hearing.finish(self._inbound_samples / TELEPHONY_RATE)
         if self._vad is not None:
             self._vad.close()
         if self.call_sid is None:
