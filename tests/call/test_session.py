@@ -792,3 +792,40 @@ async def test_a_call_s_heard_voice_is_not_reported_unheard(services):
     await call.run_out()
     assert not [e for e in timeline(call) if e["event"] == "speech_unheard"]
     assert call.session.stats.get("unheard_speech_secs", 0) == 0
+
+
+async def test_let_me_think_gets_take_your_time_and_a_longer_wait(tmp_path):
+    async with _services(tmp_path, turn_think_secs=1.5) as services:
+        call = await make_call(services, ["Let me think.", "I would calm them down."])
+        await call.wait_for_mark("consent:await")
+        await call.dtmf("1")
+        await call.wait_for_mark("q:q1:await")
+        await call.speak(0.5)
+        await call.silence(1.0)  # thinking: past the 0.3 s ceiling, within the 1.5 s wait
+        assert "Take your time." in services.prompts.said
+        assert not any(mark.endswith("q:q2:await") for mark in call.marks())
+        await call.speak(0.8)  # the answer, in the same turn
+        await call.wait_for_mark("q:q2:await", limit_secs=3)
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored) == [("q1", "I would calm them down.")]
+
+
+async def test_an_answer_past_its_time_limit_gets_a_wrap_up_at_its_next_pause(tmp_path):
+    async with _services(tmp_path) as services:
+        questions = [q.model_copy(update={"max_answer_secs": 1.0}) for q in SCRIPT.questions]
+        script = SCRIPT.model_copy(update={"questions": questions})
+        services.scripts = {script.id: script}
+        call = await make_call(services, ["a very long answer"])
+        await call.wait_for_mark("consent:await")
+        await call.dtmf("1")
+        await call.wait_for_mark("q:q1:await")
+        await call.speak(1.6)  # past the limit while talking: not cut off mid-sentence
+        assert not any(mark.endswith("q:q2:await") for mark in call.marks())
+        await call.wait_for_mark("q:q2:await", limit_secs=3)
+        said = services.prompts.said
+        assert said.index(script.wrap_up) < len(said) - 1 and said[-1] == "Question two?"
+        names = [e["event"] for e in timeline(call)]
+        ended = [e for e in timeline(call) if e["event"] == "speech_ended"]
+        assert "answer_time_limit" in names and ended[-1]["reason"] == "max_answer"
+        # The whole answer, to its pause: not cut at the 1 s limit.
+        assert ended[-1]["speech_end"] - ended[-1]["speech_start"] >= 1.4

@@ -457,3 +457,21 @@ def test_cli_check_reports_every_problem_with_file_line_and_hint(tmp_path: Path)
     assert f"{bad}:{line_of(bad_text, '- score: 10')}: competencies[0].rubric[1].score" in output
     assert "Fix:" in output
     assert f"ok   {good}: test-job (en, 3 questions)" in output
+
+
+def test_a_question_s_answer_kind_and_pause_ceiling():
+    from pydantic import ValidationError
+
+    from voicebot.dialogue.script import Knockout, Question
+
+    assert Question(id="exp", prompt="Tell me about it.").answer_kind == "open"
+    knockout = Question(id="auth", prompt="Can you work here?", knockout=Knockout(expected="yes"))
+    assert knockout.answer_kind == "closed"
+    keys = Question(id="shift", prompt="Nights? Press 1 or 2.", dtmf={"1": "yes", "2": "no"})
+    assert keys.answer_kind == "closed"
+    told = Question(id="years", prompt="How many years?", answer="closed", max_pause_secs=1.5)
+    assert told.answer_kind == "closed" and told.max_pause_secs == 1.5
+    with pytest.raises(ValidationError):
+        Question(id="x", prompt="?", answer="maybe")
+    with pytest.raises(ValidationError):
+        Question(id="x", prompt="?", max_pause_secs=0)
