@@ -93,6 +93,8 @@ class Answer:
     kinds: list[str]
     split: str
     question: str = "open"
+    spliced: bool = False
+    """A supplement clip: real speech with pauses spliced in (reported apart)."""
 
     @classmethod
     def from_manifest(cls, entry: dict[str, Any], base: Path) -> Answer:
@@ -107,6 +109,7 @@ class Answer:
             kinds=kinds,
             split=entry.get("split", "tune"),
             question=entry.get("question") or ("closed" if "short_complete" in kinds else "open"),
+            spliced=entry.get("speech_style") == "spliced",
         )
 
 
@@ -473,6 +476,13 @@ def policies_to_try() -> dict[str, tuple[Policy, TurnPolicyConfig | None]]:
         "pace_fast_0.2": default.model_copy(update={"pace_fast_margin_secs": 0.2}),
         "ceiling_2.0": default.model_copy(update={"open_max_silence_secs": 2.0}),
         "ceiling_3.0": default.model_copy(update={"open_max_silence_secs": 3.0}),
+        "short_open_5s_2.6": default.model_copy(
+            update={"min_open_answer_secs": 5.0, "short_open_end_secs": 2.6}
+        ),
+        "short_open_5s_1.6": default.model_copy(
+            update={"min_open_answer_secs": 5.0, "short_open_end_secs": 1.6}
+        ),
+        "short_open_3s_2.6": default.model_copy(update={"short_open_end_secs": 2.6}),
         "threshold_0.5": default.model_copy(update={"complete_threshold": 0.5}),
         "threshold_0.9": default.model_copy(update={"complete_threshold": 0.9}),
     }
@@ -528,9 +538,12 @@ def run(
             for a in answers
         ]
         groups: dict[str, list[Outcome]] = {"all": outcomes}
+        spliced = {a.id for a in answers if a.spliced}
         for o in outcomes:
+            style = "spliced" if o.id in spliced else "real"
             groups.setdefault(o.split, []).append(o)
             groups.setdefault(o.language, []).append(o)
+            groups.setdefault(f"{style} {o.split}", []).append(o)
         report["policies"][name] = {
             "config": config.model_dump() if config is not None else "VOICEBOT_TURN_* before",
             "replay_secs": round(time.monotonic() - replay_started, 2),
@@ -552,7 +565,17 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, data in report["policies"].items():
-        for split in ("tune", "holdout", "en", "zh", "all"):
+        for split in (
+            "real tune",
+            "real holdout",
+            "spliced tune",
+            "spliced holdout",
+            "tune",
+            "holdout",
+            "en",
+            "zh",
+            "all",
+        ):
             s = data["summary"].get(split)
             if s is None:
                 continue
@@ -578,7 +601,7 @@ def plot(report: dict[str, Any], path: Path, split: str = "holdout") -> None:
 
     figure, axes = plt.subplots(figsize=(8, 5))
     for name, data in report["policies"].items():
-        s = data["summary"].get(split) or data["summary"]["all"]
+        s = data["summary"].get(f"real {split}") or data["summary"]["all"]
         if s["latency_p50"] is None:
             continue
         x = s["interruptions_per_100"]
@@ -588,7 +611,7 @@ def plot(report: dict[str, Any], path: Path, split: str = "holdout") -> None:
         axes.annotate(
             name, (x, s["latency_p95"]), fontsize=8, xytext=(3, 3), textcoords="offset points"
         )
-    axes.set_xlabel(f"interruptions per 100 answers ({split})")
+    axes.set_xlabel(f"interruptions per 100 answers (real answers, {split} split)")
     axes.set_ylabel("response latency after the true end, s (o p50, ^ p95)")
     axes.set_title("End-of-turn policies on real conversational answers")
     axes.grid(True, alpha=0.3)

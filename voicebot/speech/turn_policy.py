@@ -89,6 +89,12 @@ class TurnPolicyConfig(BaseModel):
         description="An answer to an open question shorter than this ends before the ceiling "
         "only when its words read finished.",
     )
+    short_open_end_secs: float = Field(
+        1.0,
+        gt=0,
+        description="Wait when an answer to an open question shorter than min_open_answer_secs "
+        "reads and sounds finished ('And so my fellow Americans.' is often a preamble).",
+    )
     pace_margin_secs: float = Field(
         0.6, ge=0, description="A candidate who went on after a pause gets this much more."
     )
@@ -326,7 +332,7 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
         if complete and short_open:
             # "And so my fellow Americans." sounds and reads finished: a short start of an
             # answer to an open question gets the unconfirmed wait, not the fast one.
-            return wait(config.unconfirmed_end_secs, "short_open_answer")
+            return wait(config.short_open_end_secs, "short_open_answer")
         if complete:
             done = config.open_end_secs if question.kind == "open" else config.end_secs
             return wait(paced(done), "smart_turn_words")
@@ -336,6 +342,8 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     # The words are not in yet: the acoustic verdict alone, with more room for a correction.
     if complete and not short_open:
         return wait(paced(config.unconfirmed_end_secs), "smart_turn")
+    if complete:
+        return wait(max(config.short_open_end_secs, config.unconfirmed_end_secs), "short_open")
     return wait(top, "silence")
 
 
