@@ -199,7 +199,13 @@ class Settings(BaseModel):
     turn_min_answer_secs: float = Field(
         3.0,
         description="An answer to an open question shorter than this does not end on the fast"
-        " path (VOICEBOT_TURN_END_SECS): at most on VOICEBOT_TURN_UNCONFIRMED_END_SECS.",
+        " path: it waits VOICEBOT_TURN_SHORT_ANSWER_END_SECS at least.",
+    )
+    turn_short_answer_end_secs: float = Field(
+        1.2,
+        description="Silence that ends an answer to an open question shorter than"
+        " VOICEBOT_TURN_MIN_ANSWER_SECS that sounds and reads finished ('And so my fellow"
+        " Americans.' is a preamble, followed by a 1 s pause).",
     )
     smart_turn_threshold: float = Field(
         0.8,

@@ -268,6 +268,7 @@ class Services:
             unfinished_max_silence_secs=s.turn_unfinished_max_silence_secs,
             closed_max_silence_secs=s.turn_max_silence_secs,
             min_open_answer_secs=s.turn_min_answer_secs,
+            short_open_end_secs=s.turn_short_answer_end_secs,
             pace_margin_secs=s.turn_pace_margin_secs,
             pace_cap_secs=s.turn_pace_cap_secs,
             think_secs=s.turn_think_secs,

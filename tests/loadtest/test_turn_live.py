@@ -29,6 +29,8 @@ def test_error_rate_by_words_and_by_characters():
     assert error_counts("Well, [laughter] I'm here.", "well im here", "en") == (0, 3)
     assert error_counts("你好世界。", "你好，世界", "zh") == (0, 4)
     assert error_counts("你好世界。", "", "zh") == (4, 4)
+    assert error_counts("six", "6.", "en") == (0, 1)  # digits are spelled, as they are said
+    assert error_counts("一二三四五六七八九十。", "1234567890", "zh") == (1, 10)
 
 
 def test_an_answer_cut_by_the_bot_is_scored_as_interrupted():

@@ -96,7 +96,7 @@ def features(**kwargs) -> PauseFeatures:
         (
             "short start of an open answer",
             features(speech_secs=2.0, smart_turn=0.96, words="And so my fellow Americans."),
-            CONFIG.unconfirmed_end_secs,
+            CONFIG.short_open_end_secs,
             "short_open_answer",
         ),
         # A short complete answer to a closed question is done at once, whatever smart-turn says.

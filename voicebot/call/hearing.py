@@ -38,6 +38,10 @@ VAD_RESET_EVERY_WINDOWS = 62
 VAD_RESET_QUIET_WINDOWS = 5
 """...once this many windows in a row scored below ``VAD_RESET_MAX_PROBABILITY``."""
 VAD_RESET_MAX_PROBABILITY = 0.1
+SILENT_UNHEARD_SECS = 1.0
+"""Uncovered voice the VAD scored as non-speech throughout is reported from this long (shorter:
+a reverberant hall or a crowd between words, which the level alone takes for voice); uncovered
+voice with VAD speech in it is reported from ``MIN_UNHEARD_SECS`` (0.3 s)."""
 DEAF_AFTER_SECS = 0.6
 """Voice the VAD scored as non-speech for this long resets the VAD's state at once."""
 HISTORY_SECS = 10.0
@@ -165,8 +169,11 @@ class HearingGuard:
 
     def _report(self, unheard: UnheardSpeech) -> None:
         """Voice no turn took in: count it, put it on the timeline, and un-deafen the VAD."""
-        peak = self._peak(unheard.start, unheard.end + 0.064)
+        gaps = unheard.gaps or ((unheard.start, unheard.end),)
+        peak = max(self._peak(lo, hi + 0.064) for lo, hi in gaps)
         vad = "short" if peak >= self._turns.config.speech_threshold else "silent"
+        if vad == "silent" and unheard.secs < SILENT_UNHEARD_SECS:
+            return
         self._metrics.unheard_speech.labels(vad).inc()
         self._metrics.unheard_speech_seconds.labels(vad).inc(unheard.secs)
         self._stats["unheard_speech_secs"] = round(

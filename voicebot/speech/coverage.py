@@ -41,11 +41,15 @@ SETTLE_SECS = 2.5
 
 @dataclass(frozen=True)
 class UnheardSpeech:
-    """A stretch of voice no turn took in: ``start``..``end`` (call clock), ``secs`` uncovered."""
+    """A stretch of voice no turn took in: ``start``..``end`` (call clock), ``secs`` uncovered.
+
+    ``gaps`` are the uncovered parts (the stretch may be partly inside turns).
+    """
 
     start: float
     end: float
     secs: float
+    gaps: tuple[tuple[float, float], ...] = ()
 
 
 def frame_level_dbfs(samples: np.ndarray) -> float:
@@ -136,25 +140,39 @@ class SpeechCoverage:
             if not final and now - end < SETTLE_SECS:
                 keep.append((start, end))
                 continue
-            covered = self._covered(start, end, now)
-            uncovered = (end - start) - covered
+            gaps = self._gaps(start, end, now)
+            uncovered = sum(hi - lo for lo, hi in gaps)
             if uncovered >= MIN_UNHEARD_SECS - 1e-9:
                 self.unheard_secs += uncovered
-                found.append(UnheardSpeech(round(start, 3), round(end, 3), round(uncovered, 3)))
+                found.append(
+                    UnheardSpeech(
+                        round(start, 3),
+                        round(end, 3),
+                        round(uncovered, 3),
+                        tuple((round(lo, 3), round(hi, 3)) for lo, hi in gaps),
+                    )
+                )
         self._runs = keep
         horizon = min((start for start, _ in keep), default=now) - 60.0
         self._turns = [span for span in self._turns if span[1] >= horizon]
         return found
 
-    def _covered(self, start: float, end: float, now: float) -> float:
+    def _gaps(self, start: float, end: float, now: float) -> list[tuple[float, float]]:
+        """The parts of ``start``..``end`` that no turn covers."""
         spans = list(self._turns)
         if self._open_turn is not None:
             spans.append((self._open_turn - self.pre_roll, now))
         spans.sort()
-        covered, cursor = 0.0, start
+        gaps: list[tuple[float, float]] = []
+        cursor = start
         for lo, hi in spans:
-            lo, hi = max(lo, cursor), min(hi, end)
-            if hi > lo:
-                covered += hi - lo
-                cursor = hi
-        return covered
+            if hi <= cursor or lo >= end:
+                continue
+            if lo > cursor:
+                gaps.append((cursor, min(lo, end)))
+            cursor = max(cursor, hi)
+            if cursor >= end:
+                break
+        if cursor < end:
+            gaps.append((cursor, end))
+        return gaps

@@ -90,7 +90,7 @@ class TurnPolicyConfig(BaseModel):
         "only when its words read finished.",
     )
     short_open_end_secs: float = Field(
-        1.0,
+        1.2,
         gt=0,
         description="Wait when an answer to an open question shorter than min_open_answer_secs "
         "reads and sounds finished ('And so my fellow Americans.' is often a preamble).",
