@@ -592,29 +592,30 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def plot(report: dict[str, Any], path: Path, split: str = "holdout") -> None:
-    """Interruptions per 100 answers against p50/p95 latency, one point pair per policy."""
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Interruptions per 100 real answers against p50/p95 latency: one panel per split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for name, data in report["policies"].items():
-        s = data["summary"].get(f"real {split}") or data["summary"]["all"]
-        if s["latency_p50"] is None:
-            continue
-        x = s["interruptions_per_100"]
-        axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color="grey", lw=1)
-        axes.plot(x, s["latency_p50"], "o", label=f"{name} p50")
-        axes.plot(x, s["latency_p95"], "^")
-        axes.annotate(
-            name, (x, s["latency_p95"]), fontsize=8, xytext=(3, 3), textcoords="offset points"
-        )
-    axes.set_xlabel(f"interruptions per 100 answers (real answers, {split} split)")
-    axes.set_ylabel("response latency after the true end, s (o p50, ^ p95)")
-    axes.set_title("End-of-turn policies on real conversational answers")
-    axes.grid(True, alpha=0.3)
+    figure, panels = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    colours = plt.cm.tab20.colors
+    for axes, split in zip(panels, ("tune", "holdout"), strict=True):
+        for index, (name, data) in enumerate(report["policies"].items()):
+            s = data["summary"].get(f"real {split}")
+            if s is None or s["latency_p50"] is None:
+                continue
+            x, colour = s["interruptions_per_100"], colours[index % len(colours)]
+            axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color=colour, lw=1)
+            axes.plot(x, s["latency_p50"], "o", color=colour, label=name)
+            axes.plot(x, s["latency_p95"], "^", color=colour)
+        axes.set_title(f"real answers, {split} split")
+        axes.set_xlabel("interruptions per 100 answers")
+        axes.grid(True, alpha=0.3)
+    panels[0].set_ylabel("response latency after the true end, s (o p50, ^ p95)")
+    panels[1].legend(fontsize=7, loc="upper right")
+    figure.suptitle("End-of-turn policies on real conversational answers (offline replay)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
