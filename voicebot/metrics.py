@@ -130,6 +130,19 @@ class Metrics:
             ["vad"],
             registry=r,
         )
+        self.speech_recovered = Counter(
+            "voicebot_speech_recovered_total",
+            "Stretches of the candidate's voice no turn took in at first, taken in late as a turn"
+            " of their own (the call was waiting for an answer).",
+            ["vad"],
+            registry=r,
+        )
+        self.speech_recovered_seconds = Counter(
+            "voicebot_speech_recovered_seconds_total",
+            "Seconds of the candidate's voice taken in late as a turn of its own.",
+            ["vad"],
+            registry=r,
+        )
         self.vad_resets = Counter(
             "voicebot_vad_resets_total",
             "Silero VAD recurrent-state resets; reason: quiet (every 2 s of clear non-speech) or"

@@ -768,17 +768,23 @@ async def test_a_vad_that_goes_deaf_mid_answer_is_reset_and_the_answer_heard(tmp
         assert candidate_answers(stored)[-1] == ("q1", "first answer")
 
 
-async def test_voice_that_no_turn_took_in_is_counted_on_the_timeline_and_in_metrics(tmp_path):
+async def test_an_answer_a_deaf_vad_never_heard_is_taken_in_late_as_a_turn(tmp_path):
     async with _services(tmp_path) as services:
         call = await _deaf_call(services, DeafeningVAD(incurable=True))
         await call.speak(1.0)
-        await call.silence(3.0)  # the stretch settles: no turn took it in
-        unheard = [e for e in timeline(call) if e["event"] == "speech_unheard"]
-        assert len(unheard) == 1 and unheard[0]["vad"] == "silent"
-        assert unheard[0]["secs"] == pytest.approx(1.0, abs=0.1)
-        metric = services.metrics.unheard_speech_seconds.labels("silent")._value.get()
-        assert metric == pytest.approx(unheard[0]["secs"])
-        assert call.session.stats["unheard_speech_secs"] == pytest.approx(unheard[0]["secs"])
+        await call.silence(2.5)  # the stretch settles: no turn took it in, so it becomes one
+        events = timeline(call)
+        recovered = [e for e in events if e["event"] == "speech_recovered"]
+        assert len(recovered) == 1 and recovered[0]["vad"] == "silent"
+        assert recovered[0]["secs"] == pytest.approx(1.0, abs=0.1)
+        assert not [e for e in events if e["event"] == "speech_unheard"]
+        metric = services.metrics.speech_recovered_seconds.labels("silent")._value.get()
+        assert metric == pytest.approx(recovered[0]["secs"])
+        # q1 was answered by the late turn, not reprompted while the candidate spoke.
+        after_q1 = [m for m in call.marks() if "reprompt" in m or "q:q2" in m]
+        assert after_q1 and after_q1[0].endswith("q:q2:await"), call.marks()
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored) == [("q1", "first answer")]
 
 
 async def test_a_call_s_heard_voice_is_not_reported_unheard(services):

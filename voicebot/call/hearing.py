@@ -9,9 +9,12 @@ it checks the VAD against an independent witness, the audio's level over the lin
 - voice on the line that the VAD scores as non-speech for ``DEAF_AFTER_SECS`` while no turn is
   going on: the VAD's state is reset at once (``vad_reset`` on the timeline), so the candidate
   is heard from then on and the silence timer is not fooled;
-- voice that no turn took in (``speech_unheard`` on the timeline, with what the VAD made of it):
-  counted in ``voicebot_unheard_speech_total`` and ``..._seconds_total`` and in the call's stats,
-  so a test or an operator sees every word the interview did not hear.
+- voice that no turn took in: while the call waits for an answer it becomes a turn of its own,
+  late (``speech_recovered``; a quiet one-word "Hello?" the VAD scored as speech for less than a
+  turn's minimum, or speech a deaf VAD missed); otherwise (``speech_unheard`` on the timeline,
+  with what the VAD made of it) it is counted in ``voicebot_unheard_speech_total`` and
+  ``..._seconds_total`` and in the call's stats, so a test or an operator sees every word the
+  interview did not hear.
 
 It runs on the event loop; per 20 ms frame it costs a level (a cast, a square, a sum).
 """
@@ -64,6 +67,7 @@ class HearingGuard:
         pre_roll: float,
         pad: float,
         call_sid: Callable[[], str | None],
+        recover: Callable[[UnheardSpeech], bool] | None = None,
     ):
         self.coverage = SpeechCoverage(pre_roll, pad)
         self.vad: VadStream | None = None
@@ -72,6 +76,7 @@ class HearingGuard:
         self._event = event
         self._stats = stats
         self._call_sid = call_sid
+        self._recover = recover
         self._windows_since_reset = 0
         self._quiet_windows = 0
         self._deaf_reset_for: float | None = None  # voice_since of the last deaf reset
@@ -127,6 +132,10 @@ class HearingGuard:
         """Whether the line carries voice at call-clock ``now`` (heard by a turn or not)."""
         return self.coverage.voice_since(now) is not None
 
+    def voice_pending(self, now: float) -> bool:
+        """Voice on the line, or voice not yet judged (it may still become a turn)."""
+        return not self.closed and (self.voice_on_line(now) or self.coverage.judging)
+
     def finish(self, now: float) -> None:
         """The call ended at ``now``: judge the voice not judged yet."""
         if self.closed:
@@ -174,6 +183,25 @@ class HearingGuard:
         vad = "short" if peak >= self._turns.config.speech_threshold else "silent"
         if vad == "silent" and unheard.secs < SILENT_UNHEARD_SECS:
             return
+        if vad == "silent" and self._deaf_reset_for != unheard.start and self.vad is not None:
+            self.vad.reset_state()
+            self._metrics.vad_resets.labels("unheard").inc()
+        if self._recover is not None and self._recover(unheard):
+            # Taken in late, as a turn of its own: heard after all, and counted as such.
+            self._metrics.speech_recovered.labels(vad).inc()
+            self._metrics.speech_recovered_seconds.labels(vad).inc(unheard.secs)
+            self._stats["recovered_speech_secs"] = round(
+                self._stats.get("recovered_speech_secs", 0.0) + unheard.secs, 3
+            )
+            self._event(
+                "speech_recovered",
+                t=unheard.start,
+                end=unheard.end,
+                secs=unheard.secs,
+                vad=vad,
+                vad_peak=round(peak, 3),
+            )
+            return
         self._metrics.unheard_speech.labels(vad).inc()
         self._metrics.unheard_speech_seconds.labels(vad).inc(unheard.secs)
         self._stats["unheard_speech_secs"] = round(
@@ -194,6 +222,3 @@ class HearingGuard:
             unheard.start,
             vad,
         )
-        if vad == "silent" and self._deaf_reset_for != unheard.start and self.vad is not None:
-            self.vad.reset_state()
-            self._metrics.vad_resets.labels("unheard").inc()

@@ -28,6 +28,7 @@ from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
 from voicebot.call.hearing import HearingGuard
+from voicebot.speech.coverage import UnheardSpeech
 from voicebot.call.listen import ListenMixer, audio_channel, chunk_event
 from voicebot.call.live_partials import LivePartials
 from voicebot.call.playout import Playout, Segment
@@ -88,6 +89,9 @@ KEPT_AT_FINISH = frozenset({"store_bot_turn", "store_bot_turn_end"})
 ANSWERS_OUTLIVE_CALL = frozenset({"turn_end"})
 """Tasks that go on after the call ended (an answer waiting for Whisper): the call's end is
 stored at once and the words join it when they come; the server drains them at shutdown."""
+RESUME_WATCH_SECS = 1.5
+"""After a prompt stopped on a first breath of voice, how long to wait for the answer to go on
+before saying the prompt again."""
 CONTINUATION_WINDOW_SECS = 2.0
 """A prompt started at the end of a turn and talked over within this long was a false end of
 turn: the candidate had not finished."""
@@ -119,6 +123,8 @@ UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 VOICE_HOLDS_TIMEOUT_SECS = 10.0
 """Longest a silence timeout waits for voice-like audio (that no turn took) to stop."""
 OVERTIME_HARD_SECS = 20.0
+IDLE_AUDIO_SECS = 5.0
+"""Candidate audio kept between turns, so that voice no turn took in can be taken in late."""
 """An answer past its time limit ends at its next pause, or this much later at the latest."""
 
 
@@ -247,6 +253,7 @@ class CallSession:
             pre_roll=PRE_ROLL_SECS,
             pad=SPECULATIVE_PAD_SECS,
             call_sid=lambda: self.call_sid,
+            recover=self._recover_missed,
         )
 
     # -- helpers ---------------------------------------------------------------------------
@@ -552,11 +559,38 @@ class CallSession:
         self._trim_audio()
 
     def _trim_audio(self) -> None:
-        """Keep only what a turn may still need: from its start (with pre-roll), or 1 s."""
+        """Keep only what a turn may still need: from its start (with pre-roll), or the last
+        ``IDLE_AUDIO_SECS`` (voice no turn took in is taken in late from there)."""
         if self._turn_start is not None:
             self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * TELEPHONY_RATE))
         else:
-            self._audio.discard_before(self._audio.end - TELEPHONY_RATE)
+            self._audio.discard_before(self._audio.end - int(IDLE_AUDIO_SECS * TELEPHONY_RATE))
+
+    def _recover_missed(self, unheard: UnheardSpeech) -> bool:
+        """Take in voice that no turn took, as a turn of its own, while an answer is awaited.
+
+        The words decide, not the voice: the turn never moves the script on before its
+        transcript (no pre-start), and a transcript with no words changes nothing.
+        """
+        if (
+            self.finished
+            or self._listening is None
+            or self._turn_start is not None
+            or self._turns.speaking
+            or self._continuation is not None
+        ):
+            return False
+        gaps = unheard.gaps or ((unheard.start, unheard.end),)
+        start, end = gaps[0][0], gaps[-1][1]
+        if start < self._audio.start / TELEPHONY_RATE:
+            return False  # no longer in the buffer
+        if self._silence_task is not None:
+            self._silence_task.cancel()  # an answer came, late: the timer starts again after it
+            self._silence_task = None
+        self._on_turn_event(
+            TurnEnded(t=self.now(), speech_start=start, speech_end=end, reason="recovered")
+        )
+        return True
 
     def _audio_between(self, start: float, end: float) -> np.ndarray:
         """The candidate's audio between two call-clock times, at 16 kHz for the models."""
@@ -983,18 +1017,30 @@ class CallSession:
                 self._spawn(self._resume_watch(self._continuation), "resume_watch")
 
     async def _resume_watch(self, continuation: _Continuation) -> None:
-        """A prompt stopped on a first breath of voice: if no speech follows, say it again."""
-        await asyncio.sleep(0.6)
-        if (
-            self.finished
-            or self._continuation is not continuation
-            or self._turns.speaking
-            or self._turn_start is not None
-        ):
-            return
+        """A prompt stopped on a first breath of voice: if no speech follows, say it again.
+
+        Speech may take a while to count as a turn (voice that comes and goes), so this waits
+        ``RESUME_WATCH_SECS`` and then for as long as the line carries voice (at most 5 s more).
+        """
+
+        def resumed() -> bool:
+            return (
+                self.finished
+                or self._continuation is not continuation
+                or self._turns.speaking
+                or self._turn_start is not None
+            )
+
+        for step in range(round((RESUME_WATCH_SECS + 5.0) / 0.1)):
+            await asyncio.sleep(0.1)
+            if resumed():
+                return
+            heard_at = self._inbound_samples / TELEPHONY_RATE
+            if step * 0.1 >= RESUME_WATCH_SECS and not self._hearing.voice_on_line(heard_at):
+                break
         assert self.services.prompts is not None and self.script is not None
         async with self._engine_lock:
-            if self._continuation is not continuation:
+            if self._continuation is not continuation or resumed():
                 return
             self._event("answer_not_continued", question_id=continuation.question_id)
             self._continuation = None
@@ -1004,7 +1050,10 @@ class CallSession:
                     say.text, language=self.script.language, voice=self.script.voice
                 )
                 last = index == len(continuation.says) - 1
-                self._enqueue_prompt(say, audio, awaits=awaits and last)
+                segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
+                if continuation.question_id is not None:
+                    # Talked over at once again: the answer still had not ended.
+                    segment.extra["answered_question"] = continuation.question_id
             continuation.resumed.set()
         self._barged = False
 
@@ -1039,7 +1088,10 @@ class CallSession:
         listen = self._listening
         if listen is None or listen.question_id is None or self.engine is None or self.finished:
             return []
-        if event.speech_end - event.speech_start < self.settings.prestart_min_speech_secs:
+        if (
+            event.reason == "recovered"
+            or event.speech_end - event.speech_start < self.settings.prestart_min_speech_secs
+        ):
             # Maybe a cough, or a request ("can you repeat that?", "stop calling me") rather
             # than an answer: requests are short, so wait for the words. An opt-out inside a
             # longer, pre-started answer is still honoured when its words come (_late_words).
@@ -1319,7 +1371,7 @@ class CallSession:
         for _ in range(round(VOICE_HOLDS_TIMEOUT_SECS / 0.1)):
             # Audible voice on the line: never "are you still there?" over a talking candidate.
             heard_at = self._inbound_samples / TELEPHONY_RATE
-            if self.finished or not self._hearing.voice_on_line(heard_at):
+            if self.finished or not self._hearing.voice_pending(heard_at):
                 break
             await asyncio.sleep(0.1)
         if self._listening is not listen or self._turn_start is not None or self.finished:

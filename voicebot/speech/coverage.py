@@ -35,8 +35,9 @@ MIN_UNHEARD_SECS = 0.3
 """Shorter uncovered voice (a click, a breath, the tail of a word) is not reported."""
 MAX_GAP_SECS = 0.3
 """Voice-like frames this close together are one stretch (the gaps between words)."""
-SETTLE_SECS = 2.5
-"""A stretch is judged this long after it ends: by then any turn that takes it in has begun."""
+SETTLE_SECS = 1.5
+"""A stretch is judged this long after it ends: by then any turn that takes it in has begun
+(a turn starts within about 0.2 s of the voice, plus the VAD's lag behind the audio)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class SpeechCoverage:
         if self._run_start is None or now - self._run_end > MAX_GAP_SECS:
             return None
         return self._run_start
+
+    @property
+    def judging(self) -> bool:
+        """Whether voice is waiting to be judged (it may yet turn out unheard)."""
+        return bool(self._runs) or self._run_start is not None
 
     @property
     def in_turn(self) -> bool:
