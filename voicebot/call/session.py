@@ -28,7 +28,6 @@ from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
 from voicebot.call.hearing import HearingGuard
-from voicebot.speech.coverage import UnheardSpeech
 from voicebot.call.listen import ListenMixer, audio_channel, chunk_event
 from voicebot.call.live_partials import LivePartials
 from voicebot.call.playout import Playout, Segment
@@ -53,6 +52,7 @@ from voicebot.dialogue.script import JobScript
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
+from voicebot.speech.coverage import UnheardSpeech
 from voicebot.speech.turn import (
     SMART_TURN_SECS,
     SpeechPaused,
@@ -560,7 +560,8 @@ class CallSession:
 
     def _trim_audio(self) -> None:
         """Keep only what a turn may still need: from its start (with pre-roll), or the last
-        ``IDLE_AUDIO_SECS`` (voice no turn took in is taken in late from there)."""
+        ``IDLE_AUDIO_SECS`` (voice no turn took in is taken in late from there).
+        """
         if self._turn_start is not None:
             self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * TELEPHONY_RATE))
         else:
