@@ -559,8 +559,9 @@ class CallSession:
         self._trim_audio()
 
     def _trim_audio(self) -> None:
-        """Keep only what a turn may still need: from its start (with pre-roll), or the last
-        ``IDLE_AUDIO_SECS`` (voice no turn took in is taken in late from there).
+        """Keep only what a turn may still need: from its start, or the last few seconds.
+
+        Between turns ``IDLE_AUDIO_SECS`` are kept: voice no turn took in is taken in from there.
         """
         if self._turn_start is not None:
             self._audio.discard_before(int((self._turn_start - PRE_ROLL_SECS) * TELEPHONY_RATE))
