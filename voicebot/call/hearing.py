@@ -186,35 +186,28 @@ class HearingGuard:
         if vad == "silent" and self._deaf_reset_for != unheard.start and self.vad is not None:
             self.vad.reset_state()
             self._metrics.vad_resets.labels("unheard").inc()
-        if self._recover is not None and self._recover(unheard):
-            # Taken in late, as a turn of its own: heard after all, and counted as such.
-            self._metrics.speech_recovered.labels(vad).inc()
-            self._metrics.speech_recovered_seconds.labels(vad).inc(unheard.secs)
-            self._stats["recovered_speech_secs"] = round(
-                self._stats.get("recovered_speech_secs", 0.0) + unheard.secs, 3
-            )
-            self._event(
-                "speech_recovered",
-                t=unheard.start,
-                end=unheard.end,
-                secs=unheard.secs,
-                vad=vad,
-                vad_peak=round(peak, 3),
-            )
-            return
-        self._metrics.unheard_speech.labels(vad).inc()
-        self._metrics.unheard_speech_seconds.labels(vad).inc(unheard.secs)
-        self._stats["unheard_speech_secs"] = round(
-            self._stats.get("unheard_speech_secs", 0.0) + unheard.secs, 3
+        recovered = self._recover is not None and self._recover(unheard)
+        # Taken in late, as a turn of its own: heard after all, and counted as such.
+        kind = "recovered" if recovered else "unheard"
+        counter, seconds = (
+            (self._metrics.speech_recovered, self._metrics.speech_recovered_seconds)
+            if recovered
+            else (self._metrics.unheard_speech, self._metrics.unheard_speech_seconds)
         )
+        counter.labels(vad).inc()
+        seconds.labels(vad).inc(unheard.secs)
+        stat = f"{kind}_speech_secs"
+        self._stats[stat] = round(self._stats.get(stat, 0.0) + unheard.secs, 3)
         self._event(
-            "speech_unheard",
+            f"speech_{kind}",
             t=unheard.start,
             end=unheard.end,
             secs=unheard.secs,
             vad=vad,
             vad_peak=round(peak, 3),
         )
+        if recovered:
+            return
         log.warning(
             "call %s: %.2f s of the candidate's voice at %.1f s reached no turn (VAD %s)",
             self._call_sid(),

@@ -1046,18 +1046,23 @@ class CallSession:
                 return
             self._event("answer_not_continued", question_id=continuation.question_id)
             self._continuation = None
-            awaits = self.engine is not None and not self.engine.ended
-            for index, say in enumerate(continuation.says):
-                audio = await self.services.prompts.get(
-                    say.text, language=self.script.language, voice=self.script.voice
-                )
-                last = index == len(continuation.says) - 1
-                segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
-                if continuation.question_id is not None:
-                    # Talked over at once again: the answer still had not ended.
-                    segment.extra["answered_question"] = continuation.question_id
+            await self._say_cut_prompts_again(continuation)
             continuation.resumed.set()
         self._barged = False
+
+    async def _say_cut_prompts_again(self, continuation: _Continuation) -> None:
+        """Queue the prompts the candidate talked over again (with the engine lock held)."""
+        assert self.services.prompts is not None and self.script is not None
+        awaits = self.engine is not None and not self.engine.ended
+        for index, say in enumerate(continuation.says):
+            audio = await self.services.prompts.get(
+                say.text, language=self.script.language, voice=self.script.voice
+            )
+            last = index == len(continuation.says) - 1
+            segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
+            if continuation.question_id is not None:
+                # Talked over at once again: the answer still had not ended.
+                segment.extra["answered_question"] = continuation.question_id
 
     def _check_answer_length(self, t: float) -> None:
         listen = self._listening
@@ -1327,16 +1332,7 @@ class CallSession:
                 )
             self.stats["continued_answers"] = self.stats.get("continued_answers", 0) + 1
             self._awaiting_response_since = event.speech_end + self._inbound_lag
-            awaits = self.engine is not None and not self.engine.ended
-            for index, say in enumerate(continuation.says):
-                audio = await self.services.prompts.get(
-                    say.text, language=self.script.language, voice=self.script.voice
-                )
-                last = index == len(continuation.says) - 1
-                segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
-                if continuation.question_id is not None:
-                    # Talked over at once again: the answer still had not ended.
-                    segment.extra["answered_question"] = continuation.question_id
+            await self._say_cut_prompts_again(continuation)
             if self._continuation is continuation:
                 self._continuation = None
             continuation.resumed.set()
