@@ -140,6 +140,8 @@ class SpeechCoverage:
             self._run_start = None
 
     def _judge(self, now: float, final: bool) -> list[UnheardSpeech]:
+        if not final and (not self._runs or now - self._runs[0][1] < SETTLE_SECS):
+            return []  # nothing settled yet (the per-frame case): no work
         found: list[UnheardSpeech] = []
         keep: list[tuple[float, float]] = []
         for start, end in self._runs:

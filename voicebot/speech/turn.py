@@ -221,8 +221,6 @@ class TurnDetector:
         self._speech_end = 0.0
         self._paused = False  # SpeechPaused emitted for the current silence
         self._pausing_end: float | None = None  # speech_end SpeechPausing was sent for
-        self._complete = False  # the current pause was judged complete
-        self._hesitant = False  # ... or smart-turn was unsure about it
         self._probability: float | None = None
         self._wait: float | None = None  # silence the policy asked for this pause
         self._wait_reason = ""
@@ -295,7 +293,6 @@ class TurnDetector:
                 return []
             self._in_turn = True
             self._paused = False
-            self._complete = self._hesitant = False
             self._probability = None
             self._wait = None
             self._resumed_pauses = []
@@ -306,7 +303,6 @@ class TurnDetector:
             if not long_enough:
                 return []  # maybe a blip: hold the turn open until we know
             self._paused = False
-            self._complete = self._hesitant = False
             self._probability = None
             self._wait = None
             assert self._run_start is not None
@@ -344,7 +340,6 @@ class TurnDetector:
             )
         if not self._paused and silence >= self.config.pause_secs:
             self._paused = True
-            self._complete = self._hesitant = False
             self._probability = None
             self._wait = None
             events.append(
@@ -359,10 +354,6 @@ class TurnDetector:
             if silence < self._wait:
                 return []  # the policy's wait for this pause, not the ceiling, decides
             reason = self._wait_reason
-        elif self._paused and self._complete and silence >= self.config.end_secs:
-            reason = "smart_turn"
-        elif self._paused and self._hesitant and silence >= self.config.hesitant_end_secs:
-            reason = "hesitant"
         elif silence >= self._max_silence:
             reason = "silence"
         else:
@@ -376,7 +367,6 @@ class TurnDetector:
         )
         self._in_turn = False
         self._paused = False
-        self._complete = self._hesitant = False
         self._probability = None
         self._wait = None
         return [ended]
@@ -411,19 +401,15 @@ class TurnDetector:
         ``[TurnEnded]`` at once (dated at the last window fed) when the silence already
         reached the wait the verdict calls for; otherwise an empty list.
         """
-        if not self.paused:
-            return []
-        if pause is not None and (
-            pause.speech_end != self._speech_end or pause.speech_start != self._speech_start
-        ):
-            return []
         config = self.config
-        self._probability = probability
-        self._complete = bool(complete) and config.is_complete(probability)
-        self._hesitant = not self._complete and may_hesitate and config.is_hesitant(probability)
-        if self._voiced:
-            return []  # speech that may resume the turn is under way: wait for it to settle
-        return self._maybe_end(self._last_t)
+        if bool(complete) and config.is_complete(probability):
+            return self.set_pause_wait(config.end_secs, "smart_turn", pause, probability)
+        if may_hesitate and config.is_hesitant(probability):
+            return self.set_pause_wait(config.hesitant_end_secs, "hesitant", pause, probability)
+        if self.paused and (pause is None or self.is_current_pause(pause)):
+            self._probability = probability
+            self._wait = None  # sure the candidate goes on: the ceiling decides
+        return []
 
     def set_pause_wait(
         self,
@@ -434,10 +420,11 @@ class TurnDetector:
     ) -> list[TurnEvent]:
         """Let the current pause end the turn once its silence reaches ``secs`` (a policy's call).
 
-        Replaces any earlier verdict on the pause (a later one knows more: the words). ``secs``
-        above the ceiling (:attr:`max_silence_secs`) still ends the turn at the ceiling unless
-        the ceiling was raised. Ignored when ``pause`` is no longer the current pause. Returns
-        ``[TurnEnded]`` at once when the silence already reached ``secs``.
+        Replaces any earlier verdict on the pause (a later one knows more: the words), and
+        decides the pause alone: a wait beyond the ceiling (:attr:`max_silence_secs`) holds the
+        turn open that long. Ignored when ``pause`` is no longer the current pause. Returns
+        ``[TurnEnded]`` at once when the silence already reached ``secs`` (dated at the last
+        window fed; none while speech that may resume the turn is under way).
         """
         if not self.paused:
             return []
@@ -445,7 +432,6 @@ class TurnDetector:
             return []
         self._wait = max(float(secs), self.config.pause_secs)
         self._wait_reason = reason
-        self._complete = self._hesitant = False
         if probability is not None:
             self._probability = probability
         if self._voiced:
