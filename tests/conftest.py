@@ -111,6 +111,18 @@ class RunningServer:
                 raise AssertionError(f"interview still {interview['status']} after {timeout} s")
             time.sleep(0.2)
 
+    def wait_for_call(self, call_sid: str, timeout: float = 30.0) -> dict:
+        """Read a call back once the server has settled it (the caller may hang up first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, call = self.request("GET", f"/api/calls/{call_sid}")
+            assert status == 200, call
+            if call["status"] != "in_progress":
+                return call
+            if time.monotonic() > deadline:
+                raise AssertionError(f"call still in_progress after {timeout} s")
+            time.sleep(0.1)
+
     def log_text(self) -> str:
         """What the server logged so far."""
         return self.log_path.read_text(errors="replace")

@@ -150,6 +150,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.turn_onsets_moved = Counter(
+            "voicebot_turn_onsets_moved_total",
+            "Turns the VAD started after the candidate's voice had begun, moved back to where the"
+            " voice began (their first words would otherwise be lost).",
+            registry=r,
+        )
         self.turn_decisions = Counter(
             "voicebot_turn_decisions_total",
             "End-of-turn policy decisions at pauses, by reason (smart_turn_words, smart_turn,"

@@ -759,11 +759,14 @@ async def test_a_vad_that_goes_deaf_mid_answer_is_reset_and_the_answer_heard(tmp
         answered = names.index("answer")  # q1's, once the candidate stopped
         assert "silence_timeout" not in names[:answered]
         assert services.metrics.vad_resets.labels("unheard")._value.get() >= 1
-        # What the VAD missed before the reset is counted, and no more than that.
-        unheard = sum(e["secs"] for e in events if e["event"] == "speech_unheard")
-        assert unheard <= 0.7
-        counted = services.metrics.unheard_speech_seconds.labels("silent")._value.get()
-        assert counted == pytest.approx(unheard)
+        # What the VAD missed before the reset is not lost: the turn starts where the voice
+        # began (the level witness saw it), so its first words are taken in.
+        assert not [e for e in events if e["event"] == "speech_unheard"]
+        assert services.metrics.unheard_speech_seconds.labels("silent")._value.get() == 0
+        started = [e for e in events if e["event"] == "speech_started"]
+        voice_began = next(e for e in events if e["event"] == "vad_reset")["voice_since"]
+        assert started[-1]["t"] == pytest.approx(voice_began, abs=0.05)
+        assert services.metrics.turn_onsets_moved._value.get() == 1
         stored = await services.store.get_call("CA1")
         assert candidate_answers(stored)[-1] == ("q1", "first answer")
 

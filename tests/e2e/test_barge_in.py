@@ -57,7 +57,7 @@ def barged_call(server, audio_dir, spoken_yes):
             max_call_secs=180,
         )
     )
-    _, call = server.request("GET", f"/api/calls/{result.call_sid}")
+    call = server.wait_for_call(result.call_sid)
     interview = server.wait_for_report(interview_id)
     return result, call, interview
 

@@ -97,7 +97,7 @@ def test_redis_stopped_and_started_during_a_call_loses_no_event(cluster, audio_d
     assert result.error is None, result.problems
     assert result.closed_by == "server"
     assert "started" in outage
-    status, stored = server.request("GET", f"/api/calls/{result.call_sid}")
+    stored = server.wait_for_call(result.call_sid)
     assert stored["end_reason"] == "completed"
     receiver.wait_for(
         lambda r: any(p["type"] == "interview.completed" for p in r.of(interview_id=interview_id))
@@ -130,8 +130,10 @@ def test_the_bridge_killed_mid_delivery_and_restarted_loses_nothing(cluster, aud
         cluster["bridge"] = cluster["start_bridge"]()
         # Redelivered after the restart, the last events may come in either order: wait for both.
         receiver.wait_for(
-            lambda r: {"interview.completed", "call.ended"}
-            <= {p["type"] for p in r.of(interview_id=interview_id)},
+            lambda r: (
+                {"interview.completed", "call.ended"}
+                <= {p["type"] for p in r.of(interview_id=interview_id)}
+            ),
             timeout=90,
         )
     finally:

@@ -171,8 +171,7 @@ def interview_call(server, audio_dir):
         return await call, flooded, await watcher
 
     result, flooded, live = asyncio.run(scenario())
-    status, call = server.request("GET", f"/api/calls/{result.call_sid}")
-    assert status == 200, call
+    call = server.wait_for_call(result.call_sid)
     interview = server.wait_for_report(interview_id)
     _, metrics_text = server.request("GET", "/metrics", token=None)
     return {

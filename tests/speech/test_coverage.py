@@ -58,6 +58,27 @@ def test_only_the_part_outside_turns_counts():
     assert reported[0].secs == pytest.approx(3.5 - 2.2, abs=0.05)
 
 
+def test_onset_is_where_the_voice_a_late_turn_missed_began():
+    coverage = SpeechCoverage(pre_roll=0.3, pad=0.2)
+    # "um", a pause of 0.6 s, then the answer; the VAD starts the turn 0.5 s into it.
+    _, t = play(coverage, [(2.0, QUIET), (0.4, VOICE), (0.6, QUIET), (0.5, VOICE)])
+    assert coverage.onset(t, limit=3.0) == pytest.approx(2.0, abs=0.03)
+    # Not further back than asked, and not into a turn already taken.
+    assert coverage.onset(t, limit=0.3) == pytest.approx(t - 0.3, abs=0.03)
+    coverage.turn_started(1.9)
+    coverage.turn_ended(1.9, 2.3)
+    assert coverage.onset(t, limit=3.0) == pytest.approx(3.0, abs=0.03)
+
+
+def test_no_onset_without_voice_now_or_across_a_long_gap():
+    coverage = SpeechCoverage()
+    _, t = play(coverage, [(2.0, QUIET), (0.5, VOICE), (1.0, QUIET)])
+    assert coverage.onset(t, limit=3.0) is None  # the voice is over
+    _, t = play(coverage, [(1.0, QUIET), (0.5, VOICE)], start=t)
+    # 2 s of quiet since the earlier voice: only the voice going on now belongs to this turn.
+    assert coverage.onset(t, limit=5.0) == pytest.approx(t - 0.5, abs=0.03)
+
+
 def test_clicks_and_breaths_are_not_speech():
     coverage = SpeechCoverage()
     found, t = play(coverage, [(1.0, QUIET), (0.1, VOICE), (2.0, QUIET), (0.2, VOICE)])

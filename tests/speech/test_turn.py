@@ -551,3 +551,15 @@ def test_resumed_pauses_are_recorded_and_a_stale_wait_is_ignored():
     # The verdict for the pause that is over comes late: it must not end the going-on turn.
     assert detector.set_pause_wait(0.2, "smart_turn_words", pause=pause) == []
     assert detector.speaking and not detector.paused
+
+
+def test_a_turn_can_be_started_earlier_and_its_events_carry_that_start():
+    caller = Caller()
+    caller.windows(SILENCE, 1.0)
+    started = caller.until(SpeechStarted, SPEECH)
+    caller.detector.start_earlier(started.speech_start - 0.5)
+    caller.detector.start_earlier(started.speech_start + 0.2)  # only ever earlier
+    assert caller.detector.speech_start == pytest.approx(started.speech_start - 0.5)
+    caller.windows(SPEECH, 0.5)
+    ended = caller.until(TurnEnded)
+    assert ended.speech_start == pytest.approx(started.speech_start - 0.5)

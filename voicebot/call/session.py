@@ -123,6 +123,8 @@ UNINTERRUPTIBLE_PROMPTS = frozenset({"greeting"})
 VOICE_HOLDS_TIMEOUT_SECS = 10.0
 """Longest a silence timeout waits for voice-like audio (that no turn took) to stop."""
 OVERTIME_HARD_SECS = 20.0
+MAX_ONSET_MOVE_SECS = 3.0
+"""How far back a late VAD's turn start may move to where the voice began (see _voice_onset)."""
 IDLE_AUDIO_SECS = 5.0
 """Candidate audio kept between turns, so that voice no turn took in can be taken in late."""
 """An answer past its time limit ends at its next pause, or this much later at the latest."""
@@ -606,6 +608,7 @@ class CallSession:
 
     def _on_turn_event(self, event: object) -> None:
         if isinstance(event, SpeechStarted):
+            event = self._voice_onset(event)
             self._event("speech_started", t=event.speech_start)
             self._hearing.turn_started(event.speech_start)
             self._turn_start = event.speech_start
@@ -657,6 +660,23 @@ class CallSession:
                 event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
             )
             self._spawn(self._on_turn_end(event, audio, speculation), "turn_end")
+
+    def _voice_onset(self, event: SpeechStarted) -> SpeechStarted:
+        """Start the turn where the candidate's voice began, if the VAD came to it late.
+
+        Silero can score the first quiet words of an answer ("alright, so ...") or a filler
+        before a thinking pause as non-speech; the level witness saw them. The turn takes them
+        in (from the audio still buffered), so they are transcribed and never reported unheard.
+        """
+        onset = self._hearing.coverage.onset(event.t, MAX_ONSET_MOVE_SECS)
+        if onset is None:
+            return event
+        onset = max(onset, self._audio.start / TELEPHONY_RATE + PRE_ROLL_SECS)
+        if onset >= event.speech_start - PRE_ROLL_SECS:
+            return event  # the pre-roll already takes it in
+        self._turns.start_earlier(onset)
+        self.metrics.turn_onsets_moved.inc()
+        return SpeechStarted(t=event.t, speech_start=self._turns.speech_start)
 
     def _on_pause(self, event: SpeechPaused) -> None:
         """A short pause: ask the end-of-turn policy how long to wait, with what is known.

@@ -35,6 +35,8 @@ MIN_UNHEARD_SECS = 0.3
 """Shorter uncovered voice (a click, a breath, the tail of a word) is not reported."""
 MAX_GAP_SECS = 0.3
 """Voice-like frames this close together are one stretch (the gaps between words)."""
+ONSET_GAP_SECS = 1.5
+"""Voice this close before a turn's start (a filler, then a thinking pause) belongs to the turn."""
 SETTLE_SECS = 1.5
 """A stretch is judged this long after it ends: by then any turn that takes it in has begun
 (a turn starts within about 0.2 s of the voice, plus the VAD's lag behind the audio)."""
@@ -106,6 +108,28 @@ class SpeechCoverage:
         if self._run_start is None or now - self._run_end > MAX_GAP_SECS:
             return None
         return self._run_start
+
+    def onset(self, now: float, limit: float) -> float | None:
+        """Where uncovered voice leading up to ``now`` began, at most ``limit`` s back, or None.
+
+        A turn the VAD started late (a quiet "alright so", or a filler and a pause before the
+        answer) is moved back to here, so its first words are heard: the voice going on now and
+        any stretch not yet judged (``SETTLE_SECS``) that ended less than ``ONSET_GAP_SECS``
+        before it, never reaching into a turn already taken.
+        """
+        runs = list(self._runs)
+        if self._run_start is not None and now - self._run_end <= MAX_GAP_SECS:
+            runs.append((self._run_start, self._run_end))
+        if not runs or now - runs[-1][1] > MAX_GAP_SECS:
+            return None
+        covered = max((hi for _, hi in self._turns), default=-math.inf)
+        earliest = max(now - limit, covered)
+        onset = None
+        for start, end in reversed(runs):
+            if end <= earliest or (onset is not None and onset - end > ONSET_GAP_SECS):
+                break
+            onset = max(start, earliest)
+        return onset
 
     @property
     def judging(self) -> bool:

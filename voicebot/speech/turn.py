@@ -256,6 +256,14 @@ class TurnDetector:
         """Start of the current (or last) turn's speech."""
         return self._speech_start
 
+    def start_earlier(self, speech_start: float) -> None:
+        """Move the turn in progress's start back to ``speech_start`` (voice the VAD came late to).
+
+        Events from now on carry the earlier start, so the turn's audio and words include it.
+        """
+        if self._in_turn and speech_start < self._speech_start:
+            self._speech_start = max(0.0, speech_start)
+
     @property
     def speech_end(self) -> float:
         """End of the current (or last) turn's last voiced window."""
