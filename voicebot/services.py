@@ -11,13 +11,15 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from voicebot.audio.frames import TELEPHONY_RATE
+from voicebot.call.recorder import PlainFiles, RecordingFiles
+from voicebot.call.settle import CallSettler, ProcessIdentity
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
@@ -36,6 +38,9 @@ from voicebot.threads import name_native_thread
 
 log = logging.getLogger(__name__)
 
+
+EventIds = Callable[[str], "str | None"]
+"""An event's id by its type (see :func:`voicebot.events.types.derived_event_id`)."""
 
 ANSWER_DRAIN_SECS = 60.0
 """At shutdown, how long ended calls' answers may wait for Whisper before the pool closes."""
@@ -80,6 +85,12 @@ class Services:
     """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
     reports: set[asyncio.Task] = field(default_factory=set)
     """Reports being built after calls ended; drained at close."""
+    process: ProcessIdentity = field(default_factory=ProcessIdentity.current)
+    """This server process, as the store knows it (the owner of the calls it holds)."""
+    settler: CallSettler | None = None
+    """Heartbeat of this process; settles the calls of dead processes (``None`` before start)."""
+    recording_files: RecordingFiles = field(default_factory=PlainFiles)
+    """Where call recordings are written (plain files; an encrypting store plugs in here)."""
     _vad_batcher: VadBatcher | None = None
     _bridge_store: Any = None
 
@@ -109,8 +120,13 @@ class Services:
         task.add_done_callback(self.reports.discard)
         return task
 
-    async def _report_events(self, interview_id: str, report: dict, status: str) -> None:
-        """``interview.completed`` with the report, and the candidate's new status if any."""
+    async def report_events(
+        self, interview_id: str, report: dict, status: str, event_ids: EventIds | None = None
+    ) -> None:
+        """``interview.completed`` with the report, and the candidate's new status if any.
+
+        ``event_ids`` gives each event's id (for work that may run again: the ids repeat).
+        """
         if self.events is None:
             return
         interview = await self.store.get_interview(interview_id)
@@ -122,10 +138,23 @@ class Services:
         s = self.settings
         base = s.public_url or f"http://{s.host}:{s.port}"
         links = None if self.link_signer is None else report_links(self.link_signer, base, report)
-        self.events.emit("interview.completed", **refs, status=status, report=report, links=links)
+        ids = event_ids or (lambda _type: None)
+        self.events.emit_with_id(
+            ids("interview.completed"),
+            "interview.completed",
+            **refs,
+            status=status,
+            report=report,
+            links=links,
+        )
         new_status = candidate_status(status, report.get("recommendation"))
         if new_status is not None:
-            self.events.emit("candidate.status_changed", **refs, status=new_status)
+            self.events.emit_with_id(
+                ids("candidate.status_changed"),
+                "candidate.status_changed",
+                **refs,
+                status=new_status,
+            )
 
     async def _start_bus(self) -> None:
         """The event bus (Redis or embedded) and the writer of durable events to it."""
@@ -190,6 +219,18 @@ class Services:
             self.schedule_report(interview["id"], interview["job_id"], reason)
         return len(interviews)
 
+    async def build_report(
+        self,
+        interview_id: str,
+        job_id: str,
+        end_reason: str | None,
+        event_ids: EventIds | None = None,
+    ) -> None:
+        """Build, store and announce an interview's report now (as :meth:`schedule_report`)."""
+        await self._build_report(
+            interview_id, job_id, end_reason, [], time.monotonic(), event_ids=event_ids
+        )
+
     async def _build_report(
         self,
         interview_id: str,
@@ -197,6 +238,7 @@ class Services:
         end_reason: str | None,
         after: list[asyncio.Task],
         started: float,
+        event_ids: EventIds | None = None,
     ) -> None:
         from voicebot.dialogue.report import build_report, interview_status
 
@@ -214,11 +256,12 @@ class Services:
             self.metrics.reports.labels("failed").inc()
             await self.store.update_interview(interview_id, status=status)
             return
+        status = interview_status(end_reason, report)
         await self.store.save_report(interview_id, report, status)
         self.metrics.reports.labels("built").inc()
         if self.registry is not None:  # the monitor's recent calls show the outcome
             self.registry.outcome(interview_id, status)
-        await self._report_events(interview_id, report, status)
+        await self.report_events(interview_id, report, status, event_ids)
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
 
@@ -282,9 +325,6 @@ class Services:
         s.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.data_dir / "voicebot.sqlite3")
         await self.store.open()
-        stale = await self.store.mark_unfinished_calls()
-        if stale:
-            log.warning("marked %d calls left in progress by a previous process as failed", stale)
         await self._start_bus()
         self.scripts = load_scripts(s.dialogues_dir)
         log.info("loaded %d job scripts from %s", len(self.scripts), s.dialogues_dir)
@@ -346,6 +386,10 @@ class Services:
             await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
         if s.prerender_prompts:
             await self.prerender()
+        self.settler = CallSettler(self, self.process)
+        settled = await self.settler.start()
+        if settled:
+            log.warning("settled %d calls left open by a dead server process", settled)
         resumed = await self.resume_reports()
         if resumed:
             log.warning("building %d interview reports a previous process left", resumed)
@@ -375,6 +419,7 @@ class Services:
             if self.reports:
                 await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
             closers: list[tuple[str, Any]] = [
+                ("call settler", self.settler),  # this process stopped cleanly (the store knows)
                 ("events", self.events),  # queued events reach the bus (durable there)
                 ("bridge", self.bridge),
                 ("bridge store", self._bridge_store if self.bridge is not None else None),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
 import wave
 
 import numpy as np
 
 from voicebot.audio.codec import ulaw_encode
-from voicebot.call.recorder import CallRecorder
+from voicebot.call.recorder import FLUSH_SECS, CallRecorder, PlainFiles, assemble_recording
 
 
 async def test_stereo_channels_are_placed_on_the_call_clock(tmp_path):
@@ -30,3 +31,91 @@ async def test_stereo_channels_are_placed_on_the_call_clock(tmp_path):
     lines = (tmp_path / "CA1" / "timeline.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["speech_started", "prompt_started"]
     assert json.loads(lines[1])["t"] == 1.0
+
+
+def _stereo(path):
+    with wave.open(str(path)) as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_audio_reaches_the_disk_as_the_call_goes_and_survives_a_crash(tmp_path):
+    clock = FakeClock()
+    recorder = CallRecorder(tmp_path / "CA2", clock=clock)
+    frame = ulaw_encode(np.full(160, 8000, dtype=np.int16))  # 20 ms
+    for index in range(150):  # 3 s of candidate audio, bot audio from 1 s, 20 ms apart
+        clock.now = index * 0.02
+        recorder.candidate_audio(index * 0.02, frame)
+        if index >= 50:
+            recorder.bot_audio(index * 0.02, frame)
+        if index == 60:
+            recorder.event(clock.now, "speech_started")
+    recorder._last_write.result(timeout=5)  # the writer thread has what was flushed
+    # The process dies here (no close): what is on disk is assembled as the next process does.
+    assert not (tmp_path / "CA2" / "call.wav").exists()
+    recorded_secs = assemble_recording(tmp_path / "CA2")
+    assert 3.0 - FLUSH_SECS <= recorded_secs < 3.0  # all but the last flush interval
+    pcm = _stereo(tmp_path / "CA2" / "call.wav")
+    voiced = np.abs(pcm) > 1000
+    assert voiced[:, 0].sum() >= (3.0 - FLUSH_SECS - 0.02) * 8000  # at most FLUSH_SECS lost
+    assert voiced[:, 0][: len(pcm)].all()
+    assert np.flatnonzero(voiced[:, 1])[0] == 8000  # the bot from 1 s on, on the same clock
+    assert [json.loads(line)["event"] for line in (tmp_path / "CA2" / "timeline.jsonl").open()] == [
+        "speech_started"
+    ]
+    assert not list((tmp_path / "CA2").glob("*.part"))
+    assert assemble_recording(tmp_path / "CA2") is None  # again: nothing to do, the WAV stays
+    assert (tmp_path / "CA2" / "call.wav").exists()
+
+
+def test_a_record_cut_short_by_the_crash_is_left_out(tmp_path):
+    recorder = CallRecorder(tmp_path / "CA3", clock=FakeClock())
+    recorder.candidate_audio(0.0, ulaw_encode(np.full(800, 8000, dtype=np.int16)))
+    recorder.flush()
+    recorder._last_write.result(timeout=5)
+    part = tmp_path / "CA3" / "candidate.ulaw.part"
+    with part.open("ab") as file:  # the next record's header and half its audio
+        file.write(struct.pack("<QI", 800, 800) + b"\x10" * 400)
+    assert assemble_recording(tmp_path / "CA3")
+    assert len(_stereo(tmp_path / "CA3" / "call.wav")) == 800
+
+
+class SealingFiles(PlainFiles):
+    """A stand-in for an encrypting store: every byte of the recording passes through it."""
+
+    def __init__(self) -> None:
+        self.appended: list[str] = []
+        self.written: list[str] = []
+
+    def append(self, path, chunk):
+        self.appended.append(path.name)
+        super().append(path, bytes(b ^ 0x5A for b in chunk))
+
+    def read(self, path):
+        return bytes(b ^ 0x5A for b in super().read(path))
+
+    def write(self, path, data):
+        self.written.append(path.name)
+        super().write(path, bytes(b ^ 0x5A for b in data))
+
+
+async def test_every_recording_byte_goes_through_the_files_interface(tmp_path):
+    files = SealingFiles()
+    recorder = CallRecorder(tmp_path / "CA4", files=files)
+    tone = ulaw_encode(np.full(800, 8000, dtype=np.int16))
+    recorder.candidate_audio(0.0, tone)
+    recorder.bot_audio(0.1, tone)
+    recorder.event(0.0, "call_started")
+    await recorder.close()
+    assert set(files.appended) == {"candidate.ulaw.part", "bot.ulaw.part", "timeline.jsonl"}
+    assert files.written == ["call.wav"]
+    raw = (tmp_path / "CA4" / "call.wav").read_bytes()
+    assert not raw.startswith(b"RIFF")  # on disk only as the files object wrote it
+    assert files.read(tmp_path / "CA4" / "call.wav").startswith(b"RIFF")

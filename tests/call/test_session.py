@@ -692,6 +692,7 @@ async def test_audio_the_carrier_skipped_is_filled_with_silence_and_counted(serv
     assert services.metrics.inbound_gaps._value.get() == 1
     assert services.metrics.inbound_gap_seconds._value.get() == pytest.approx(0.2, abs=0.021)
     await call.run_out()
+    call.session.recorder.wait_written()
     timeline = services.settings.recordings_dir / "CA1" / "timeline.jsonl"
     gaps = [
         e for e in map(json.loads, timeline.read_text().splitlines()) if e["event"] == "inbound_gap"
@@ -731,6 +732,7 @@ class DeafeningVAD(EnergyVAD):
 
 
 def timeline(call: Harness) -> list[dict]:
+    call.session.recorder.wait_written()  # the recorder writes every FLUSH_SECS
     path = call.session.recorder.directory / "timeline.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 

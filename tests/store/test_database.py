@@ -71,20 +71,37 @@ async def test_call_with_turns_round_trip(store):
     assert await store.get_call("nope") is None
 
 
-async def test_data_survives_reopen_and_unfinished_calls_are_marked(tmp_path):
+async def test_data_survives_reopen_and_a_dead_owners_call_is_claimed_once(tmp_path):
     path = tmp_path / "db.sqlite3"
     store = Store(path)
     await store.open()
     interview, _ = await store.create_interview(job_id="job", candidate_id="c1")
-    await store.create_call(call_sid="CA9", interview_id=interview["id"])
+    await store.register_process("proc_a", host="h", pid=1)
+    await store.create_call(
+        call_sid="CA9", interview_id=interview["id"], owner="proc_a", started_at=100.0
+    )
     await store.close()
 
     reopened = Store(path)
     await reopened.open()
     assert (await reopened.get_interview(interview["id"]))["candidate_id"] == "c1"
-    assert await reopened.mark_unfinished_calls() == 1
+    unsettled = await reopened.unsettled_calls(exclude_owner="proc_b")
+    assert [(c["call_sid"], c["owner"], c["job_id"]) for c in unsettled] == [
+        ("CA9", "proc_a", "job")
+    ]
+    assert await reopened.unsettled_calls(exclude_owner="proc_a") == []  # its own calls
+    claim = {"dead_owner": "proc_a", "new_owner": "proc_b", "ended_at": 130.0}
+    assert await reopened.claim_unsettled_call("CA9", **claim)
+    assert not await reopened.claim_unsettled_call("CA9", **claim)  # one process gets it
     call = await reopened.get_call("CA9")
     assert call["status"] == "failed" and call["end_reason"] == "server_restart"
+    assert call["owner"] == "proc_b" and call["duration_secs"] == 30.0
+    # Claimed, not yet settled: a process that outlives proc_b's death takes it over.
+    assert [c["call_sid"] for c in await reopened.unsettled_calls(exclude_owner="proc_c")] == [
+        "CA9"
+    ]
+    await reopened.mark_call_settled("CA9")
+    assert await reopened.unsettled_calls(exclude_owner="proc_c") == []
     await reopened.close()
 
 

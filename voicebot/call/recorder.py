@@ -2,86 +2,268 @@
 
 Both sides are placed by their time on the call clock (seconds since the media stream started):
 candidate audio by the carrier's media timestamps, bot audio at the moment each frame was sent, so
-a barge-in shows the bot channel stopping where the candidate stopped hearing it. Audio is kept as
-mu-law (one byte a sample, ~29 MB an hour for both sides) and written as 16-bit PCM at the end, in a
-worker thread. ``timeline.jsonl`` gets one JSON event a line as it happens, so a crash mid-call
-keeps the timeline up to the crash.
+a barge-in shows the bot channel stopping where the candidate stopped hearing it.
+
+The recording is written to disk as the call goes, so a crash (even ``SIGKILL``) loses at most
+about :data:`FLUSH_SECS` of it: each channel's mu-law audio (one byte a sample) is appended to its
+own part file (``candidate.ulaw.part``, ``bot.ulaw.part``) as records of (sample offset, bytes),
+and the timeline to ``timeline.jsonl``, every :data:`FLUSH_SECS`, by one writer thread shared by
+every call (the event loop only gathers bytes). At the end :func:`assemble_recording` turns the
+part files into ``call.wav`` (16-bit PCM) and removes them; the start-up settling of a call a dead
+process left does the same with whatever reached the disk.
+
+Every byte goes through a :class:`RecordingFiles` (plain files by default): an encrypting
+implementation plugs in there without touching the recorder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import os
+import struct
+import threading
+import time
+import wave
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
-from voicebot.audio.frames import TELEPHONY_RATE, write_wav
+from voicebot.audio.frames import TELEPHONY_RATE
 
 log = logging.getLogger(__name__)
 
+FLUSH_SECS = 0.5
+"""How often a call's recording reaches the disk (the most a crash can lose, plus transit)."""
+CANDIDATE_PART = "candidate.ulaw.part"
+BOT_PART = "bot.ulaw.part"
+WAV_NAME = "call.wav"
+TIMELINE_NAME = "timeline.jsonl"
+_RECORD = struct.Struct("<QI")
+"""A part file record's header: the sample offset on the call clock, then the byte count."""
 
-class _Track:
-    """One channel of mu-law audio placed at sample offsets; gaps are silence."""
+
+class RecordingFiles(Protocol):
+    """Where a recording's bytes are kept (called from the recorder's writer thread only).
+
+    ``append`` adds one chunk to a file (creating it); ``read`` returns everything appended to a
+    file, in order (a chunk cut short by a crash may be left out); ``write`` replaces a whole file
+    atomically. An implementation that encrypts seals each appended chunk on its own.
+    """
+
+    def append(self, path: Path, chunk: bytes) -> None:
+        """Append one chunk to ``path``."""
+
+    def read(self, path: Path) -> bytes:
+        """Everything appended to ``path``."""
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Replace ``path`` with ``data`` (a reader sees the old file or the new, never half)."""
+
+
+class PlainFiles:
+    """Recording files as they are (no encryption)."""
+
+    def append(self, path: Path, chunk: bytes) -> None:
+        """Append and hand the bytes to the OS (they survive the process being killed)."""
+        with open(path, "ab") as file:
+            file.write(chunk)
+
+    def read(self, path: Path) -> bytes:
+        """The file's bytes."""
+        return path.read_bytes()
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Write beside the file, then rename over it."""
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+
+
+_writer: ThreadPoolExecutor | None = None
+_writer_lock = threading.Lock()
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    """The one thread that writes every call's recording files, in submission order."""
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+        return _writer
+
+
+class _PendingTrack:
+    """One channel's audio not yet on disk: records of (sample offset, mu-law bytes)."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
+        self.records: list[tuple[int, bytearray]] = []
 
-    def write(self, offset_samples: int, data: bytes) -> None:
+    def add(self, offset_samples: int, data: bytes) -> None:
         if offset_samples < 0:
             data = data[-offset_samples:]
             offset_samples = 0
-        end = offset_samples + len(data)
-        if end > len(self.buffer):
-            self.buffer.extend(bytes([ULAW_SILENCE_BYTE]) * (end - len(self.buffer)))
-        self.buffer[offset_samples:end] = data
+        if not data:
+            return
+        if self.records:
+            start, last = self.records[-1]
+            if start + len(last) == offset_samples:  # contiguous: one record
+                last.extend(data)
+                return
+        self.records.append((offset_samples, bytearray(data)))
+
+    def take(self) -> bytes:
+        chunk = b"".join(_RECORD.pack(start, len(data)) + data for start, data in self.records)
+        self.records = []
+        return chunk
 
 
 class CallRecorder:
     """Records one call into ``<recordings_dir>/<call_sid>/``."""
 
-    def __init__(self, directory: Path):
+    def __init__(
+        self,
+        directory: Path,
+        files: RecordingFiles | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.wav_path = self.directory / "call.wav"
-        self.timeline_path = self.directory / "timeline.jsonl"
-        self._candidate = _Track()
-        self._bot = _Track()
-        self._timeline: IO[str] | None = self.timeline_path.open("a", encoding="utf-8")
+        self.files: RecordingFiles = files or PlainFiles()
+        self.wav_path = self.directory / WAV_NAME
+        self.timeline_path = self.directory / TIMELINE_NAME
+        self._candidate = _PendingTrack()
+        self._bot = _PendingTrack()
+        self._timeline: list[str] = []
+        self._clock = clock
+        self._flushed_at = clock()
+        self._last_write: Future | None = None
+        self.write_errors = 0
         self.closed = False
 
     def candidate_audio(self, t: float, ulaw: bytes) -> None:
         """Candidate audio that starts at call-clock time ``t`` (seconds)."""
-        self._candidate.write(round(t * TELEPHONY_RATE), ulaw)
+        if not self.closed:
+            self._candidate.add(round(t * TELEPHONY_RATE), ulaw)
+            self._maybe_flush()
 
     def bot_audio(self, t: float, ulaw: bytes) -> None:
         """Bot audio sent to the carrier at call-clock time ``t``."""
-        self._bot.write(round(t * TELEPHONY_RATE), ulaw)
+        if not self.closed:
+            self._bot.add(round(t * TELEPHONY_RATE), ulaw)
+            self._maybe_flush()
 
     def event(self, t: float, kind: str, **data: Any) -> None:
         """Append one event to the timeline."""
-        if self._timeline is None:
-            return
-        record = {"t": round(t, 3), "event": kind, **data}
-        self._timeline.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._timeline.flush()
-
-    def _write_wav(self) -> None:
-        length = max(len(self._candidate.buffer), len(self._bot.buffer))
-        stereo = np.zeros((length, 2), dtype=np.int16)
-        stereo[: len(self._candidate.buffer), 0] = ulaw_decode(bytes(self._candidate.buffer))
-        stereo[: len(self._bot.buffer), 1] = ulaw_decode(bytes(self._bot.buffer))
-        write_wav(self.wav_path, stereo, TELEPHONY_RATE)
-
-    async def close(self) -> None:
-        """Write the WAV (in a worker thread) and close the timeline."""
         if self.closed:
             return
+        record = {"t": round(t, 3), "event": kind, **data}
+        self._timeline.append(json.dumps(record, ensure_ascii=False) + "\n")
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        now = self._clock()
+        if now - self._flushed_at >= FLUSH_SECS:
+            self._flushed_at = now
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what is gathered to the writer thread (returns at once)."""
+        writes = [
+            (self.directory / CANDIDATE_PART, self._candidate.take()),
+            (self.directory / BOT_PART, self._bot.take()),
+            (self.timeline_path, "".join(self._timeline).encode()),
+        ]
+        self._timeline = []
+        writes = [(path, chunk) for path, chunk in writes if chunk]
+        if writes:
+            self._last_write = _writer_thread().submit(self._write, writes)
+
+    def wait_written(self, timeout: float = 10.0) -> None:
+        """Flush and block until everything recorded so far is on disk.
+
+        For tests and tools: it blocks, so never on the event loop of a running server.
+        """
+        if not self.closed:
+            self.flush()
+        if self._last_write is not None:
+            self._last_write.result(timeout)
+
+    def _write(self, writes: list[tuple[Path, bytes]]) -> None:  # in the writer thread
+        for path, chunk in writes:
+            try:
+                self.files.append(path, chunk)
+            except OSError as error:
+                self.write_errors += 1
+                log.error("recording %s: writing %s failed (%s)", self.directory, path.name, error)
+
+    async def close(self) -> None:
+        """Write what is left, then assemble ``call.wav`` from the part files (writer thread)."""
+        if self.closed:
+            return
+        self.flush()
         self.closed = True
-        if self._timeline is not None:
-            self._timeline.close()
-            self._timeline = None
-        await asyncio.to_thread(self._write_wav)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_writer_thread(), assemble_recording, self.directory, self.files)
+
+
+def _read_records(data: bytes) -> list[tuple[int, bytes]]:
+    """Records of a part file; a record cut short by a crash is dropped."""
+    records = []
+    position = 0
+    while position + _RECORD.size <= len(data):
+        offset, length = _RECORD.unpack_from(data, position)
+        position += _RECORD.size
+        if position + length > len(data):
+            break
+        records.append((offset, data[position : position + length]))
+        position += length
+    return records
+
+
+def _track(records: list[tuple[int, bytes]]) -> bytes:
+    """One channel as mu-law from its records, later records over earlier; gaps are silence."""
+    length = max((offset + len(data) for offset, data in records), default=0)
+    buffer = bytearray([ULAW_SILENCE_BYTE]) * length
+    for offset, data in records:
+        buffer[offset : offset + len(data)] = data
+    return bytes(buffer)
+
+
+def assemble_recording(directory: Path, files: RecordingFiles | None = None) -> float | None:
+    """Turn a call's part files into ``call.wav`` and remove them; its length in seconds.
+
+    ``None`` when there was nothing to assemble (no part files).
+
+    Blocking (run it in a thread). Safe to run again after a crash at any point: the part files
+    go only once the WAV is in place, and a directory without part files is left as it is.
+    """
+    files = files or PlainFiles()
+    directory = Path(directory)
+    parts = [directory / CANDIDATE_PART, directory / BOT_PART]
+    if not any(part.exists() for part in parts):
+        return None
+    candidate, bot = (
+        _track(_read_records(files.read(part))) if part.exists() else b"" for part in parts
+    )
+    length = max(len(candidate), len(bot))
+    stereo = np.zeros((length, 2), dtype=np.int16)
+    stereo[: len(candidate), 0] = ulaw_decode(candidate)
+    stereo[: len(bot), 1] = ulaw_decode(bot)
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as writer:
+        writer.setnchannels(2)
+        writer.setsampwidth(2)
+        writer.setframerate(TELEPHONY_RATE)
+        writer.writeframes(np.ascontiguousarray(stereo, dtype="<i2").tobytes())
+    files.write(directory / WAV_NAME, wav.getvalue())
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return length / TELEPHONY_RATE

@@ -484,13 +484,16 @@ class CallSession:
         self.script = script
         services.sessions[call_sid] = self
         self.metrics.calls_active.inc()
-        self.recorder = CallRecorder(self.settings.recordings_dir / call_sid)
+        self.recorder = CallRecorder(
+            self.settings.recordings_dir / call_sid, files=services.recording_files
+        )
         await services.store.create_call(
             call_sid=call_sid,
             interview_id=interview_id,
             stream_sid=start.stream_sid,
             from_number=params.get("from", ""),
             recording_dir=str(self.recorder.directory),
+            owner=services.process.id,
         )
         await services.store.start_interview_attempt(interview_id)
         self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)

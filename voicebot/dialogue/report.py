@@ -28,10 +28,12 @@ OUTCOME_STATUS = {
     "caller_hangup": "incomplete",
     "knocked_out": "knocked_out",
     "opted_out": "opted_out",
-    "server_restart": "failed",
+    "server_restart": "incomplete",
     "stream_lost": "incomplete",
 }
-"""Interview status for the end reason of its latest call."""
+"""Interview status for the end reason of its latest call. A call the server process died in
+(``server_restart``) ended early like a hang-up, unless what was stored of it says otherwise (see
+:func:`interview_status`)."""
 
 
 def _answers_by_question(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -219,6 +221,19 @@ async def build_report(store: Store, script: JobScript, interview_id: str) -> di
     }
 
 
-def interview_status(end_reason: str | None) -> str:
-    """The interview's status once its latest call ended for ``end_reason``."""
+def interview_status(end_reason: str | None, report: dict[str, Any] | None = None) -> str:
+    """The interview's status once its latest call ended for ``end_reason``.
+
+    For a call the server process died in (``server_restart``) the stored ``report`` decides what
+    the call had already settled before the crash: an opt-out, a failed knock-out or a refused
+    consent ends the interview as it would have ended the call; otherwise it is ``incomplete``
+    (the candidate may be called again), as when a candidate hangs up early.
+    """
+    if end_reason == "server_restart" and report is not None:
+        if report.get("opted_out"):
+            return "opted_out"
+        if any((q.get("knockout") or {}).get("passed") is False for q in report["questions"]):
+            return "knocked_out"
+        if report.get("consent") is False:
+            return "declined"
     return OUTCOME_STATUS.get(end_reason or "", "incomplete")

@@ -26,7 +26,7 @@ class EventEmitter:
 
     def __init__(self, bus: Any) -> None:
         self.bus = bus
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | asyncio.Future | None] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
         self.emitted = 0
         self.failed = 0
@@ -38,16 +38,32 @@ class EventEmitter:
 
     def emit(self, type: str, **data: Any) -> Event:
         """Stamp and queue one event; returns it (its id is final)."""
-        event = make_event(type, data)
+        return self.emit_with_id(None, type, **data)
+
+    def emit_with_id(self, event_id: str | None, type: str, **data: Any) -> Event:
+        """As :meth:`emit`, with the event's id given (``None``: a new one)."""
+        event = make_event(type, data, id=event_id)
         self._queue.put_nowait(event)
         self.emitted += 1
         return event
+
+    async def flush(self) -> None:
+        """Return once every event queued before the call was handed to the bus (stored)."""
+        if self._writer is None:
+            return
+        handed = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(handed)
+        await handed
 
     async def _write(self) -> None:
         while True:
             event = await self._queue.get()
             if event is None:
                 return
+            if isinstance(event, asyncio.Future):
+                if not event.done():
+                    event.set_result(None)
+                continue
             try:
                 await self.bus.publish(event)
             except Exception:  # the bus keeps durable events itself; this is a bug, count it

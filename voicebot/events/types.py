@@ -21,6 +21,7 @@ feed too). ``docs/EVENTS.md`` lists every type with an example generated from th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -81,6 +82,16 @@ def _ulid(ms: int, random_part: int) -> str:
         random_part & ((1 << _RANDOM_BITS) - 1)
     )
     return ID_PREFIX + _encode(value, 26)
+
+
+def derived_event_id(ms: int, key: str) -> str:
+    """An event id made from a key: the same key (and time) always gives the same id.
+
+    For an event that a retried piece of work may emit again (settling a call a dead process
+    left): the bus and the HR bridge keep one event per id, so it reaches the HR system once.
+    """
+    digest = hashlib.sha256(key.encode()).digest()
+    return _ulid(ms, int.from_bytes(digest[:10], "big"))
 
 
 def id_time_ms(event_id: str) -> int:
@@ -196,8 +207,10 @@ CALL_END_REASONS = (
     "knocked_out",
     "opted_out",
     "stream_closed",
+    "server_restart",
 )
-"""``call.ended`` reasons the call session gives."""
+"""``call.ended`` reasons: the call session gives them, ``server_restart`` the process that
+settles a call a dead process left (its ``call.ended`` comes late, when that process starts)."""
 
 _REFS_FIELDS = {
     "interview_id": "the voice bot's interview id (`iv_...`)",

@@ -110,6 +110,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE interviews_v3 RENAME TO interviews;
     CREATE INDEX interviews_phone ON interviews (candidate_phone, status);
     """,
+    # 4: which server process holds a call (so a dead process's calls are settled by another)
+    """
+    CREATE TABLE processes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_started TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        stopped_at REAL
+    );
+    ALTER TABLE calls ADD COLUMN owner TEXT;
+    ALTER TABLE calls ADD COLUMN settled_at REAL;
+    CREATE INDEX calls_status ON calls (status);
+    """,
 ]
 
 INTERVIEW_STATUSES = (
@@ -334,11 +349,12 @@ class Store:
         from_number: str = "",
         recording_dir: str = "",
         started_at: float | None = None,
+        owner: str | None = None,
     ) -> None:
-        """Record that a call's media stream started."""
+        """Record that a call's media stream started (held by the process ``owner``)."""
         await self.db.execute(
             "INSERT INTO calls (call_sid, interview_id, stream_sid, from_number, started_at,"
-            " recording_dir) VALUES (?, ?, ?, ?, ?, ?)",
+            " recording_dir, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 call_sid,
                 interview_id,
@@ -346,6 +362,7 @@ class Store:
                 from_number,
                 started_at or time.time(),
                 recording_dir,
+                owner,
             ),
         )
         await self.db.commit()
@@ -362,12 +379,20 @@ class Store:
         end_reason: str,
         duration_secs: float,
         stats: dict[str, Any] | None = None,
+        ended_at: float | None = None,
     ) -> None:
-        """Record how and when a call ended."""
+        """Record how and when (default: now) a call ended."""
         await self.db.execute(
             "UPDATE calls SET status = ?, end_reason = ?, ended_at = ?, duration_secs = ?,"
             " stats = ? WHERE call_sid = ?",
-            (status, end_reason, time.time(), duration_secs, json.dumps(stats or {}), call_sid),
+            (
+                status,
+                end_reason,
+                ended_at or time.time(),
+                duration_secs,
+                json.dumps(stats or {}),
+                call_sid,
+            ),
         )
         await self.db.commit()
 
@@ -492,12 +517,77 @@ class Store:
             (limit,),
         )
 
-    async def mark_unfinished_calls(self) -> int:
-        """At start-up: calls left in progress by a crashed process are marked as failed."""
-        cursor = await self.db.execute(
-            "UPDATE calls SET status = 'failed', end_reason = 'server_restart', ended_at = ?"
-            " WHERE status = 'in_progress'",
-            (time.time(),),
+    # -- server processes and the calls they leave ---------------------------------------
+
+    async def register_process(
+        self, process_id: str, *, host: str, pid: int, pid_started: str = ""
+    ) -> None:
+        """A server process started: it holds the calls it creates with ``owner=process_id``."""
+        now = time.time()
+        await self.db.execute(
+            "INSERT INTO processes (id, host, pid, pid_started, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (process_id, host, pid, pid_started, now, now),
         )
         await self.db.commit()
-        return cursor.rowcount
+
+    async def process_heartbeat(self, process_id: str, *, stopped: bool = False) -> None:
+        """The process is alive (or, ``stopped``, ended cleanly: it holds no call any more)."""
+        now = time.time()
+        await self.db.execute(
+            "UPDATE processes SET heartbeat_at = ?, stopped_at = CASE WHEN ? THEN ? END"
+            " WHERE id = ?",
+            (now, stopped, now, process_id),
+        )
+        await self.db.commit()
+
+    async def processes(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The process rows of these ids (missing ids are not in the result)."""
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        rows = await self._all(
+            f"SELECT * FROM processes WHERE id IN ({', '.join('?' * len(wanted))})", wanted
+        )
+        return {row["id"]: row for row in rows}
+
+    async def unsettled_calls(self, exclude_owner: str) -> list[dict[str, Any]]:
+        """Calls not held by ``exclude_owner`` and not settled, oldest first.
+
+        Those still open, and those a process began to settle and did not finish
+        (``server_restart`` without ``settled_at``).
+        """
+        return await self._all(
+            "SELECT c.call_sid, c.interview_id, c.owner, c.status, c.started_at, c.ended_at,"
+            " c.recording_dir, i.job_id FROM calls c"
+            " LEFT JOIN interviews i ON i.id = c.interview_id"
+            " WHERE (c.status = 'in_progress' OR (c.end_reason = 'server_restart'"
+            " AND c.settled_at IS NULL)) AND c.owner IS NOT ? ORDER BY c.started_at",
+            (exclude_owner,),
+        )
+
+    async def claim_unsettled_call(
+        self, call_sid: str, *, dead_owner: str | None, new_owner: str, ended_at: float
+    ) -> bool:
+        """Take a dead process's call to settle it; whether this process got it.
+
+        It becomes ``failed``/``server_restart``, held by ``new_owner``. Atomic: of several
+        processes trying, one gets ``True``.
+        """
+        cursor = await self.db.execute(
+            "UPDATE calls SET owner = ?, status = 'failed', end_reason = 'server_restart',"
+            " ended_at = COALESCE(ended_at, ?),"
+            " duration_secs = COALESCE(duration_secs, MAX(0, ROUND(? - started_at, 3)))"
+            " WHERE call_sid = ? AND owner IS ? AND settled_at IS NULL"
+            " AND (status = 'in_progress' OR end_reason = 'server_restart')",
+            (new_owner, ended_at, ended_at, call_sid, dead_owner),
+        )
+        await self.db.commit()
+        return cursor.rowcount == 1
+
+    async def mark_call_settled(self, call_sid: str) -> None:
+        """Everything a dead process's call needed is done (report, events, recording)."""
+        await self.db.execute(
+            "UPDATE calls SET settled_at = ? WHERE call_sid = ?", (time.time(), call_sid)
+        )
+        await self.db.commit()
