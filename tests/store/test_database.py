@@ -118,3 +118,39 @@ async def test_recent_calls_are_finished_ones_newest_first_with_their_candidate(
     assert recent[0]["candidate_name"] == "Ann Lee" and recent[0]["job_id"] == "job"
     assert recent[0]["end_reason"] == "completed" and recent[0]["status"] == "pending"
     assert [call["call_sid"] for call in await store.recent_calls(limit=1)] == ["CA_new"]
+
+
+async def test_upgrading_settles_old_ended_calls_and_leaves_stuck_interviews_to_settle(tmp_path):
+    import sqlite3
+
+    from voicebot.store.database import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)  # a database as the previous version left it
+    for number, script in enumerate(MIGRATIONS[:3], start=1):
+        old.executescript(script)
+        old.execute(f"PRAGMA user_version = {number}")
+    old.executescript(
+        """
+        INSERT INTO interviews (id, job_id, candidate_id, status, created_at, updated_at)
+        VALUES ('iv_done', 'job', 'c1', 'completed', 1, 1), ('iv_stuck', 'job', 'c2',
+        'in_progress', 1, 1);
+        INSERT INTO calls (call_sid, interview_id, status, end_reason, started_at, ended_at)
+        VALUES ('CA_done', 'iv_done', 'completed', 'completed', 1, 2),
+        ('CA_old_crash', 'iv_done', 'failed', 'server_restart', 0, 1),
+        ('CA_stuck', 'iv_stuck', 'failed', 'server_restart', 1, 2);
+        """
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    await store.open()
+    unsettled = await store.unsettled_calls(exclude_owner="proc_new")
+    assert [call["call_sid"] for call in unsettled] == ["CA_stuck"]
+    async with store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT call_sid FROM calls c WHERE (c.status = 'in_progress' OR"
+        " (c.end_reason = 'server_restart' AND c.settled_at IS NULL))"
+    ) as cursor:
+        plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
+    assert "calls_unsettled" in plan  # the start-up and sweep query reads no settled call
+    await store.close()

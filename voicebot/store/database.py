@@ -123,7 +123,11 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE calls ADD COLUMN owner TEXT;
     ALTER TABLE calls ADD COLUMN settled_at REAL;
-    CREATE INDEX calls_status ON calls (status);
+    UPDATE calls SET settled_at = COALESCE(ended_at, started_at) WHERE status != 'in_progress'
+        AND NOT (end_reason = 'server_restart' AND interview_id IN
+            (SELECT id FROM interviews WHERE status = 'in_progress'));
+    CREATE INDEX calls_unsettled ON calls (started_at) WHERE status = 'in_progress'
+        OR (end_reason = 'server_restart' AND settled_at IS NULL);
     """,
 ]
 
