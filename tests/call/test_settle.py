@@ -196,3 +196,23 @@ def test_a_call_cut_by_a_crash_keeps_what_was_already_decided():
     failed = {"knockout": {"passed": False}}
     assert interview_status("server_restart", report(questions=[failed])) == "knocked_out"
     assert interview_status("caller_hangup", report(consent=False)) == "incomplete"
+
+
+async def test_a_recording_left_in_parts_by_a_crash_after_the_call_ended_is_assembled(
+    services, tmp_path
+):
+    await _dead_process_call(services, tmp_path, owner="proc_1", sid="CA_ended")
+    await _dead_process_call(services, tmp_path, owner="proc_2", sid="CA_live")
+    store = services.store
+    await store.finish_call("CA_ended", status="completed", end_reason="completed", duration_secs=2)
+    me = ProcessIdentity.current()
+    await store.db.execute("UPDATE calls SET owner = ? WHERE call_sid = 'CA_live'", (me.id,))
+    await store.db.commit()
+
+    settler = CallSettler(services, me)
+    await settler.start()
+    await settler.close()
+    assert (tmp_path / "rec" / "CA_ended" / "call.wav").exists()
+    assert not list((tmp_path / "rec" / "CA_ended").glob("*.part"))
+    assert not (tmp_path / "rec" / "CA_live" / "call.wav").exists()  # still on: left alone
+    assert list((tmp_path / "rec" / "CA_live").glob("*.part"))

@@ -172,3 +172,13 @@ def test_docs_generated_part_is_current():
     assert generated.strip() == render_catalogue().strip(), (
         "docs/EVENTS.md is stale: run `python -m voicebot.events.types docs/EVENTS.md`"
     )
+
+
+def test_a_derived_event_id_is_the_same_for_the_same_work_and_a_valid_id():
+    from voicebot.events.types import derived_event_id, id_time_ms
+
+    first = derived_event_id(1_700_000_000_000, "settle:CA1:call.ended")
+    assert first == derived_event_id(1_700_000_000_000, "settle:CA1:call.ended")
+    assert first != derived_event_id(1_700_000_000_000, "settle:CA2:call.ended")
+    assert id_time_ms(first) == 1_700_000_000_000
+    assert make_event("call.ended", {}, id=first).id == first

@@ -267,3 +267,17 @@ def assemble_recording(directory: Path, files: RecordingFiles | None = None) -> 
     for part in parts:
         part.unlink(missing_ok=True)
     return length / TELEPHONY_RATE
+
+
+def unassembled_recordings(recordings_dir: Path) -> list[Path]:
+    """Call folders under ``recordings_dir`` that still hold part files (blocking: a thread).
+
+    A call in progress has them; so has a call whose process died before or while assembling.
+    """
+    directory = Path(recordings_dir)
+    if not directory.is_dir():
+        return []
+    folders = {
+        part.parent for name in (CANDIDATE_PART, BOT_PART) for part in directory.glob(f"*/{name}")
+    }
+    return sorted(folders)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voicebot.call.recorder import _writer_thread, assemble_recording
+from voicebot.call.recorder import _writer_thread, assemble_recording, unassembled_recordings
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import derived_event_id
 
@@ -130,8 +130,34 @@ class CallSettler:
             identity.id, host=identity.host, pid=identity.pid, pid_started=identity.pid_started
         )
         settled = await self.settle_dead_calls()
+        await self.assemble_left_recordings()
         self._task = asyncio.create_task(self._heartbeat(), name="process-heartbeat")
         return settled
+
+    async def assemble_left_recordings(self) -> int:
+        """Assemble the recordings of ended calls whose process died before it had done so.
+
+        A call that ended normally is stored as ended before its ``call.wav`` is written: a
+        crash in between leaves part files that no settling sees. Folders of calls in progress,
+        and of calls this store does not know, are left alone. Returns how many were assembled.
+        """
+        services = self.services
+        assert services.store is not None
+        loop = asyncio.get_running_loop()
+        writer = _writer_thread()
+        folders = await loop.run_in_executor(
+            writer, unassembled_recordings, services.settings.recordings_dir
+        )
+        assembled = 0
+        for folder in folders:
+            call = await services.store.get_call(folder.name)
+            if call is None or call["status"] == "in_progress":
+                continue  # unknown here, or on now (it may be another process's)
+            await loop.run_in_executor(writer, assemble_recording, folder, services.recording_files)
+            assembled += 1
+        if assembled:
+            log.warning("assembled %d call recordings a dead process left in parts", assembled)
+        return assembled
 
     async def close(self) -> None:
         """Stop the heartbeat; the store records that this process stopped cleanly."""
