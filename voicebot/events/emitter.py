@@ -30,6 +30,7 @@ class EventEmitter:
         self._writer: asyncio.Task | None = None
         self.emitted = 0
         self.failed = 0
+        self._handled = 0
 
     def start(self) -> None:
         """Start the writer task (on the running loop)."""
@@ -53,6 +54,18 @@ class EventEmitter:
             except Exception:  # the bus keeps durable events itself; this is a bug, count it
                 self.failed += 1
                 log.exception("event %s (%s) could not be handed to the bus", event.id, event.type)
+            self._handled += 1
+
+    async def flush(self, within_secs: float = DRAIN_SECS) -> bool:
+        """Wait until every event emitted so far was handed to the bus; whether it was in time."""
+        target = self.emitted
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_secs
+        while self._handled < target and self._writer is not None:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def close(self) -> None:
         """Publish what is queued (at most ``DRAIN_SECS``), then stop the writer."""

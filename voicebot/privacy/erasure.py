@@ -1,0 +1,221 @@
+"""Erasing a candidate (PIPL art. 19/47, GDPR art. 17): ``DELETE /api/candidates/{id}``.
+
+Everything the voice bot holds about the candidate goes: their interviews (name, phone, time
+zone, consent, status history, report), the interviews' calls and turns (transcripts, answers,
+prosody, evidence quotes), the recordings directory of each call (``call.wav``,
+``timeline.jsonl``), every event about those interviews or calls in the event log, the outbox,
+the Redis stream and the HR bridge's store, and the monitor's in-memory lists. Deleted database
+rows are overwritten and the write-ahead logs truncated (no copy left in free pages).
+
+What stays is an anonymous tombstone per API client (the candidate's reference, a SHA-256 of
+client and candidate id; when; by whom; which data classes; the erased interview ids and how many
+calls), an audit entry, and the ``candidate.erased`` event that tells the HR system.
+
+Rules: a client erases only its own candidates (the admin token: the candidate id in every
+client); a candidate on a live call, or whose report is being built, is refused (409: try again
+when the call ended) rather than cut off; erasing again answers with the tombstones
+(``already_erased``), an id never seen answers 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voicebot.events.types import format_timestamp
+from voicebot.privacy.audit import candidate_ref
+from voicebot.privacy.event_stores import erase_events
+from voicebot.privacy.retention import remove_recording
+
+log = logging.getLogger(__name__)
+
+ERASED_CLASSES = ["personal_fields", "recordings", "transcripts", "reports", "events"]
+"""What an erasure removes (the tombstone and the event list them)."""
+BUSY_STATUSES = frozenset({"in_progress", "scoring"})
+"""Interview statuses during which an erasure is refused: a call is on, a report is being built."""
+REDIS_SCAN_BATCH = 500
+
+
+class CandidateBusy(Exception):
+    """The candidate is on a call now, or their report is being built: try again after."""
+
+
+@dataclass
+class Erasure:
+    """What :func:`erase_candidate` did."""
+
+    candidate_id: str
+    tombstones: list[dict[str, Any]]
+    already_erased: bool
+
+    def body(self) -> dict[str, Any]:
+        """The API's answer."""
+        return {
+            "candidate_id": self.candidate_id,
+            "status": "already_erased" if self.already_erased else "erased",
+            "erasures": self.tombstones,
+        }
+
+
+def _known_clients(services: Any) -> list[str]:
+    from voicebot.config import ADMIN_CLIENT
+
+    return [ADMIN_CLIENT, *services.settings.api_client_tokens()]
+
+
+async def erase_candidate(
+    services: Any, candidate_id: str, client: str, actor: str
+) -> Erasure | None:
+    """Erase a candidate's data (see the module docstring); None if the id was never seen.
+
+    ``client`` is the requesting API client (``admin``: every client's candidate of that id).
+    Raises :class:`CandidateBusy` while the candidate is on a call or being scored.
+    """
+    from voicebot.config import ADMIN_CLIENT
+
+    store = services.store
+    scope = None if client == ADMIN_CLIENT else client
+    interviews = await store.candidate_interviews(candidate_id, scope)
+    if not interviews:
+        clients = _known_clients(services) if scope is None else [scope]
+        stones = await store.tombstones([candidate_ref(c, candidate_id) for c in clients])
+        if not stones:
+            return None
+        return Erasure(candidate_id, stones, already_erased=True)
+    interview_ids = [row["id"] for row in interviews]
+    busy = [row["id"] for row in interviews if row["status"] in BUSY_STATUSES]
+    live = await store.calls_in_progress(interview_ids)
+    on_call_here = [
+        sid
+        for sid, session in services.sessions.items()
+        if (getattr(session, "interview", None) or {}).get("id") in interview_ids
+    ]
+    if busy or live or on_call_here:
+        raise CandidateBusy(
+            "the candidate is on a call now or their report is being built: nothing was erased;"
+            " try again when the call has ended (a minute after it)"
+        )
+    full = [await store.get_interview(interview_id) for interview_id in interview_ids]
+    erased_at = time.time()
+    by_client: dict[str, list[str]] = {}
+    for row in interviews:
+        by_client.setdefault(row["client"], []).append(row["id"])
+    calls_of = {}
+    for interview_id in interview_ids:
+        calls_of[interview_id] = len(await store.calls_for_interview(interview_id))
+    tombstones = [
+        {
+            "candidate": candidate_ref(owner, candidate_id),
+            "client": owner,
+            "erased_at": erased_at,
+            "erased_by": actor,
+            "classes": ERASED_CLASSES,
+            "interview_ids": ids,
+            "calls": sum(calls_of[i] for i in ids),
+        }
+        for owner, ids in by_client.items()
+    ]
+    calls = await store.erase_interviews(interview_ids, tombstones)
+    call_sids = [call["call_sid"] for call in calls]
+    root = Path(services.settings.recordings_dir)
+    for call in calls:
+        await asyncio.to_thread(
+            remove_recording, call.get("recording_dir") or "", root, call["call_sid"]
+        )
+    if services.events is not None:  # events of these interviews still queued reach the bus
+        await services.events.flush()
+    removed = await asyncio.to_thread(
+        erase_events, Path(services.settings.data_dir), interview_ids, call_sids
+    )
+    removed += await _erase_redis_stream(services.bus, interview_ids, call_sids)
+    _forget_in_registry(services.registry, interview_ids, call_sids)
+    for stone in tombstones:
+        refs = [row for row in full if row is not None and row["client"] == stone["client"]]
+        if services.events is not None:
+            services.events.emit(
+                "candidate.erased",
+                candidate_id=candidate_id,
+                client=stone["client"],
+                interviews=[
+                    {
+                        "interview_id": r["id"],
+                        "job_id": r["job_id"],
+                        "external_key": r["external_key"],
+                    }
+                    for r in refs
+                ],
+                classes=ERASED_CLASSES,
+                erased_at=format_timestamp(int(erased_at * 1000)),
+                erased_by=actor,
+            )
+        if services.audit is not None:
+            await services.audit.record(
+                actor,
+                "candidate.erase",
+                candidate=stone["candidate"],
+                detail={
+                    "client": stone["client"],
+                    "interview_ids": stone["interview_ids"],
+                    "calls": stone["calls"],
+                    "events_removed": removed,
+                    "classes": ERASED_CLASSES,
+                },
+            )
+    services.metrics.erasures.inc()
+    log.info(
+        "erased a candidate: %d interviews, %d calls, %d events (by %s)",
+        len(interview_ids),
+        len(calls),
+        removed,
+        actor,
+    )
+    return Erasure(candidate_id, tombstones, already_erased=False)
+
+
+async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: list[str]) -> int:
+    """Delete the events about these interviews or calls from the Redis stream (``XDEL``)."""
+    redis = getattr(bus, "_redis", None)
+    stream = getattr(bus, "stream", None)
+    if redis is None or stream is None:
+        return 0
+    ids, sids = set(interview_ids), set(call_sids)
+    doomed: list[str] = []
+    start = "-"
+    try:
+        while True:
+            entries = await redis.xrange(stream, min=start, max="+", count=REDIS_SCAN_BATCH)
+            for entry_id, fields in entries:
+                try:
+                    data = json.loads(fields.get("event", "{}")).get("data", {})
+                except ValueError:
+                    continue
+                if data.get("interview_id") in ids or data.get("call_sid") in sids:
+                    doomed.append(entry_id)
+            if len(entries) < REDIS_SCAN_BATCH:
+                break
+            start = "(" + entries[-1][0]
+        if doomed:
+            await redis.xdel(stream, *doomed)
+    except Exception:
+        log.exception("erasure: the Redis stream could not be searched; events may remain there")
+        return 0
+    return len(doomed)
+
+
+def _forget_in_registry(registry: Any, interview_ids: list[str], call_sids: list[str]) -> None:
+    """Drop the erased calls from the monitor's in-memory lists (names are shown there)."""
+    if registry is None:
+        return
+    ids, sids = set(interview_ids), set(call_sids)
+    recent = getattr(registry, "_recent", None)
+    if recent is not None:
+        kept = [
+            c for c in recent if c.get("interview_id") not in ids and c.get("call_sid") not in sids
+        ]
+        recent.clear()
+        recent.extend(kept)
