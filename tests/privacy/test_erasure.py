@@ -92,3 +92,75 @@ async def test_a_live_session_of_the_candidate_refuses_the_erasure(world):
     world.services.sessions["CAlive"] = LiveSession()
     with pytest.raises(CandidateBusy):
         await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    from tests.redis_helper import RedisServer
+
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(workdir=tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_with_redis_the_stream_outbox_and_shared_monitor_list_forget_the_candidate(
+    world, redis_server
+):
+    import asyncio
+    import collections
+    import json
+    from types import SimpleNamespace
+
+    import redis.asyncio as redis
+
+    from voicebot.events.bus import RedisBus
+
+    bus = RedisBus(redis_server.url, outbox_path=world.settings.data_dir / "outbox.sqlite3")
+    await bus.start()
+    client = redis.from_url(redis_server.url, decode_responses=True)
+    embedded = world.bus
+    try:
+        world.bus = world.services.bus = bus
+        world.services.events.bus = bus
+        dana = await add_candidate(world, Candidate(*DANA))
+        omar = await add_candidate(world, Candidate(*OMAR))
+        for _ in range(100):
+            if bus.outbox_pending() == 0 and await client.xlen(bus.stream) == 6:
+                break
+            await asyncio.sleep(0.05)
+        assert await client.xlen(bus.stream) == 6
+        recent_key = "voicebot:monitor:recent"
+        for who in (dana, omar):
+            entry = {"call_sid": who.call_sids[0], "interview_id": who.interview_id}
+            await client.lpush(recent_key, json.dumps({**entry, "candidate_name": who.name}))
+        world.services.registry = SimpleNamespace(
+            _recent=collections.deque(),
+            _redis=client,
+            recent_key=recent_key,
+            status_prefix="voicebot:monitor:status:",
+            lines_prefix="voicebot:monitor:lines:",
+        )
+        await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+        await world.services.events.flush()
+        for _ in range(100):  # candidate.erased reaches the stream from the outbox
+            if bus.outbox_pending() == 0 and await client.xlen(bus.stream) == 4:
+                break
+            await asyncio.sleep(0.05)
+        stream = await client.xrange(bus.stream)
+        texts = [fields["event"] for _, fields in stream]
+        assert not any(dana.name in t or dana.answer in t for t in texts)
+        about_dana = [json.loads(t)["type"] for t in texts if dana.interview_id in t]
+        assert about_dana == ["candidate.erased"]
+        assert sum(omar.answer in t for t in texts) == 2  # the other candidate's events stay
+        assert any('"candidate.erased"' in t for t in texts)
+        shared = await client.lrange(recent_key, 0, -1)
+        assert len(shared) == 1 and omar.name in shared[0]
+        assert world.files_containing(dana.name) == []
+        assert world.files_containing(dana.answer) == []
+    finally:
+        world.services.events.bus = world.bus = world.services.bus = embedded
+        await client.aclose()
+        await bus.close()

@@ -133,7 +133,7 @@ async def erase_candidate(
         erase_events, Path(services.settings.data_dir), interview_ids, call_sids
     )
     removed += await _erase_redis_stream(services.bus, interview_ids, call_sids)
-    _forget_in_registry(services.registry, interview_ids, call_sids)
+    await _forget_in_registry(services.registry, interview_ids, call_sids)
     for stone in tombstones:
         refs = [row for row in full if row is not None and row["client"] == stone["client"]]
         if services.events is not None:
@@ -207,15 +207,38 @@ async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: lis
     return len(doomed)
 
 
-def _forget_in_registry(registry: Any, interview_ids: list[str], call_sids: list[str]) -> None:
-    """Drop the erased calls from the monitor's in-memory lists (names are shown there)."""
+async def _forget_in_registry(
+    registry: Any, interview_ids: list[str], call_sids: list[str]
+) -> None:
+    """Drop the erased calls from the monitor's lists of recent calls (names are shown there).
+
+    The process's in-memory list, and with Redis the shared one (``LREM`` of each entry).
+    """
     if registry is None:
         return
     ids, sids = set(interview_ids), set(call_sids)
+
+    def erased(call: dict[str, Any]) -> bool:
+        return call.get("interview_id") in ids or call.get("call_sid") in sids
+
     recent = getattr(registry, "_recent", None)
     if recent is not None:
-        kept = [
-            c for c in recent if c.get("interview_id") not in ids and c.get("call_sid") not in sids
-        ]
+        kept = [call for call in recent if not erased(call)]
         recent.clear()
         recent.extend(kept)
+    redis = getattr(registry, "_redis", None)
+    recent_key = getattr(registry, "recent_key", None)
+    if redis is None or recent_key is None:
+        return
+    try:
+        for text in await redis.lrange(recent_key, 0, -1):
+            try:
+                call = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(call, dict) and erased(call):
+                await redis.lrem(recent_key, 0, text)
+        for sid in sids:
+            await redis.delete(registry.status_prefix + sid, registry.lines_prefix + sid)
+    except Exception:
+        log.exception("erasure: the monitor's shared list in Redis could not be cleaned")
