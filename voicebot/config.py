@@ -80,8 +80,8 @@ class Settings(BaseModel):
     retention_transcripts_days: float = Field(
         0,
         ge=0,
-        description="Days a call's transcript (the words of its turns and answers) is kept; 0:"
-        " kept until erased.",
+        description="Days a call's transcript (the words of its turns and answers, its"
+        " timeline.jsonl) is kept; 0: kept until erased.",
     )
     retention_reports_days: float = Field(
         0,

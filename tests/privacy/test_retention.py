@@ -157,3 +157,15 @@ async def test_purge_command_dry_run_then_for_real(world):
     assert not (world.settings.recordings_dir / old.call_sids[0]).exists()
     (entry,) = await world.audit.entries()
     assert entry["actor"] == "cli:purge"
+
+
+async def test_a_transcript_purge_takes_the_words_from_the_timeline_and_keeps_the_audio(world):
+    old, _ = await two_candidates(world)
+    with_retention(world, transcripts=30)
+    await purge(world.store, world.settings)
+    folder = world.settings.recordings_dir / old.call_sids[0]
+    assert (folder / "call.wav").is_file() and not (folder / "timeline.jsonl").exists()
+    in_files = {p.name for p in world.files_containing(old.answer)}
+    # the words stay only where other classes keep them: the report and the events
+    assert "timeline.jsonl" not in in_files
+    assert "voicebot.sqlite3" in in_files  # the report (its own retention) quotes the answer

@@ -4,8 +4,8 @@ Four classes, each kept ``VOICEBOT_RETENTION_<CLASS>_DAYS`` (0, the default: kep
 candidate is erased):
 
 * ``recordings``: a call's directory (``call.wav``, ``timeline.jsonl``), from the call's end;
-* ``transcripts``: the words of a call's turns, their prosody and the answers in its outcome,
-  counted from the call's end;
+* ``transcripts``: the words of a call's turns, their prosody, the answers in its outcome and
+  the recording's ``timeline.jsonl``, counted from the call's end;
 * ``reports``: an interview's report, counted from when it was built;
 * ``events``: durable events in the event log, the outbox and the HR bridge's store (the
   bridge's only once every delivery of them settled).
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 DAY_SECS = 86_400.0
 PURGE_EVERY_SECS = DAY_SECS
 DATA_CLASSES = ("recordings", "transcripts", "reports", "events")
+TIMELINE = "timeline.jsonl"
 
 
 @dataclass
@@ -70,6 +71,13 @@ def remove_recording(recording_dir: str, recordings_root: Path, call_sid: str) -
     return removed
 
 
+def remove_timeline(recording_dir: str, recordings_root: Path, call_sid: str) -> None:
+    """Delete a call's ``timeline.jsonl`` (its transcript lines), keeping the audio."""
+    for folder in {Path(recording_dir) if recording_dir else None, recordings_root / call_sid}:
+        if folder is not None:
+            (folder / TIMELINE).unlink(missing_ok=True)
+
+
 async def purge(
     store: Any,
     settings: Any,
@@ -92,11 +100,15 @@ async def purge(
         result.counts[data_class] = len(calls)
         if dry_run or not calls:
             continue
-        if data_class == "recordings":
-            root = Path(settings.recordings_dir)
-            for call in calls:
+        root = Path(settings.recordings_dir)
+        for call in calls:
+            if data_class == "recordings":
                 await asyncio.to_thread(
                     remove_recording, call["recording_dir"] or "", root, call["call_sid"]
+                )
+            else:  # the timeline holds the words too; the audio stays (its own class)
+                await asyncio.to_thread(
+                    remove_timeline, call["recording_dir"] or "", root, call["call_sid"]
                 )
         await store.purge_calls(data_class, [call["call_sid"] for call in calls])
     if days["reports"] > 0:
