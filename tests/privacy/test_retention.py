@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -169,3 +170,50 @@ async def test_a_transcript_purge_takes_the_words_from_the_timeline_and_keeps_th
     # the words stay only where other classes keep them: the report and the events
     assert "timeline.jsonl" not in in_files
     assert "voicebot.sqlite3" in in_files  # the report (its own retention) quotes the answer
+
+
+async def test_the_server_purges_at_start_up_then_daily(world):
+    import asyncio
+
+    from voicebot.privacy.retention import run_daily
+
+    old, _ = await two_candidates(world)
+    with_retention(world, recordings=30)
+    task = asyncio.create_task(run_daily(world.services))
+    try:
+        for _ in range(100):
+            if await world.audit.entries():
+                break
+            await asyncio.sleep(0.05)
+        (entry,) = await world.audit.entries()
+        assert entry["actor"] == "system:retention"
+        assert not (world.settings.recordings_dir / old.call_sids[0]).exists()
+        assert not task.done()  # asleep until tomorrow's run
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_failing_purge_is_logged_and_counted_and_the_task_lives_on(world, caplog):
+    import asyncio
+
+    from voicebot.privacy.retention import run_daily
+
+    with_retention(world, recordings=30)
+    await world.store.close()  # the store is gone: the purge fails
+    task = asyncio.create_task(run_daily(world.services))
+    try:
+        for _ in range(100):
+            if "retention purge failed" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        assert "retention purge failed" in caplog.text
+        metric = world.services.metrics.internal_errors.labels("retention_purge")
+        assert metric._value.get() == 1
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await world.store.open()
