@@ -164,3 +164,22 @@ async def test_with_redis_the_stream_outbox_and_shared_monitor_list_forget_the_c
         world.services.events.bus = world.bus = world.services.bus = embedded
         await client.aclose()
         await bus.close()
+
+
+async def test_concurrent_erasures_of_one_candidate_erase_once(world):
+    import asyncio
+
+    dana = await add_candidate(world, Candidate(*DANA))
+    results = await asyncio.gather(
+        *(
+            erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+            for _ in range(5)
+        )
+    )
+    assert sorted(r.already_erased for r in results) == [False, True, True, True, True]
+    await world.services.events.flush()
+    db = sqlite3.connect(world.settings.data_dir / "events.sqlite3")
+    (told,) = db.execute("SELECT COUNT(*) FROM events WHERE type = 'candidate.erased'").fetchone()
+    assert told == 1
+    entries = await world.audit.entries()
+    assert [e["action"] for e in entries] == ["candidate.erase"]

@@ -76,6 +76,12 @@ async def erase_candidate(
     ``client`` is the requesting API client (``admin``: every client's candidate of that id).
     Raises :class:`CandidateBusy` while the candidate is on a call or being scored.
     """
+    lock = vars(services).setdefault("_erasure_lock", asyncio.Lock())
+    async with lock:  # two requests for one candidate: the second finds the tombstone
+        return await _erase(services, candidate_id, client, actor)
+
+
+async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> Erasure | None:
     from voicebot.config import ADMIN_CLIENT
 
     store = services.store
