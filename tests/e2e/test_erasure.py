@@ -132,6 +132,13 @@ def test_an_erased_candidate_leaves_no_trace_and_the_hr_system_is_told(server, a
     assert status == 403
     status, body = server.request("GET", "/api/audit?limit=0")
     assert status == 400 and "limit" in body["error"]["message"]
+    status, body = server.request("GET", "/api/audit?after=first")
+    assert status == 400 and "integers" in body["error"]["message"]
+    status, first = server.request("GET", "/api/audit?limit=2")
+    assert status == 200 and [e["seq"] for e in first["entries"]] == [1, 2]
+    status, second = server.request("GET", f"/api/audit?after={first['next_after']}&limit=2")
+    assert [e["seq"] for e in second["entries"]] == [3, 4]
+    assert second["entries"][0]["prev_hash"] == first["entries"][1]["hash"]
 
     verify = subprocess.run(
         [sys.executable, "-m", "voicebot.cli", "audit", "verify"],
