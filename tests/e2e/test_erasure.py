@@ -132,6 +132,8 @@ def test_an_erased_candidate_leaves_no_trace_and_the_hr_system_is_told(server, a
     assert status == 403
     status, body = server.request("GET", "/api/audit?limit=0")
     assert status == 400 and "limit" in body["error"]["message"]
+    status, body = server.request("GET", f"/api/audit?after={10**30}")
+    assert status == 400 and "after" in body["error"]["message"]
     status, body = server.request("GET", "/api/audit?after=first")
     assert status == 400 and "integers" in body["error"]["message"]
     status, first = server.request("GET", "/api/audit?limit=2")

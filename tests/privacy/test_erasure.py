@@ -99,7 +99,7 @@ def redis_server(tmp_path):
     from tests.redis_helper import RedisServer
 
     (tmp_path / "redis").mkdir()
-    server = RedisServer(workdir=tmp_path / "redis").start()
+    server = RedisServer(appendonly=True, workdir=tmp_path / "redis").start()
     try:
         yield server
     finally:
@@ -183,3 +183,43 @@ async def test_concurrent_erasures_of_one_candidate_erase_once(world):
     assert told == 1
     entries = await world.audit.entries()
     assert [e["action"] for e in entries] == ["candidate.erase"]
+
+
+async def test_a_copy_out_of_reach_makes_the_erasure_503_and_a_repeat_finishes_it(
+    world, redis_server
+):
+    import asyncio
+
+    import redis.asyncio as redis
+
+    from voicebot.events.bus import RedisBus
+    from voicebot.privacy.erasure import ErasureIncomplete
+
+    bus = RedisBus(redis_server.url, outbox_path=world.settings.data_dir / "outbox.sqlite3")
+    await bus.start()
+    client = redis.from_url(redis_server.url, decode_responses=True)
+    embedded = world.bus
+    try:
+        world.bus = world.services.bus = world.services.events.bus = bus
+        dana = await add_candidate(world, Candidate(*DANA))
+        for _ in range(100):
+            if bus.outbox_pending() == 0 and await client.xlen(bus.stream) == 3:
+                break
+            await asyncio.sleep(0.05)
+        redis_server.stop()  # Redis is away when the DELETE comes
+        with pytest.raises(ErasureIncomplete, match="repeat the DELETE"):
+            await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+        assert await world.store.get_interview(dana.interview_id) is None  # the store is done
+        assert world.services.metrics.internal_errors.labels("erasure")._value.get() == 1
+        redis_server.start(port=redis_server.port)
+        texts = [f["event"] for _, f in await client.xrange(bus.stream)]
+        assert any(dana.answer in t for t in texts)  # still there: the first attempt missed it
+        again = await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+        assert again.already_erased
+        texts = [f["event"] for _, f in await client.xrange(bus.stream)]
+        assert not any(dana.answer in t or dana.name in t for t in texts)
+        assert world.files_containing(dana.name) == []
+    finally:
+        world.bus = world.services.bus = world.services.events.bus = embedded
+        await client.aclose()
+        await bus.close(flush_secs=0.5)

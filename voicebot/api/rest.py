@@ -22,6 +22,7 @@ from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_links
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
+from voicebot.events.types import format_timestamp
 from voicebot.privacy.audit import record_access
 from voicebot.telephony.stream_token import InvalidStreamToken
 
@@ -81,11 +82,12 @@ async def _gone_or_missing(request: web.Request, interview_id: str) -> web.Respo
         request.get(CLIENT_KEY) != ADMIN_CLIENT and stone["client"] != request.get(CLIENT_KEY)
     ):
         return json_error(404, "not_found", "no such interview")
+    when = format_timestamp(int(stone["erased_at"] * 1000))
     return json_error(
         410,
         "erased",
-        f"the candidate of this interview was erased at {stone['erased_at']:.0f} (Unix time) on"
-        " request; nothing about them is kept",
+        f"the candidate of this interview was erased on request at {when}; nothing about them"
+        " is kept here",
     )
 
 
@@ -501,9 +503,10 @@ async def erase_candidate(request: web.Request) -> web.Response:
 
     200 with the tombstones (``status``: ``erased``, or ``already_erased`` when done before);
     404 for a candidate id this client never created an interview for; 409 while the candidate
-    is on a call or their report is being built (nothing erased: try again after the call).
+    is on a call or their report is being built (nothing erased: try again after the call); 503
+    when the store is erased but a copy elsewhere could not be reached (DELETE again finishes).
     """
-    from voicebot.privacy.erasure import CandidateBusy
+    from voicebot.privacy.erasure import CandidateBusy, ErasureIncomplete
     from voicebot.privacy.erasure import erase_candidate as erase
 
     services = request.app[SERVICES_KEY]
@@ -513,6 +516,10 @@ async def erase_candidate(request: web.Request) -> web.Response:
     except CandidateBusy as exc:
         services.metrics.http_errors.labels("erase_candidate", "busy").inc()
         return json_error(409, "candidate_busy", str(exc))
+    except ErasureIncomplete as exc:
+        response = json_error(503, "erasure_incomplete", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
     if erasure is None:
         return json_error(
             404,
@@ -543,7 +550,7 @@ async def audit_log(request: web.Request) -> web.Response:
         return json_error(
             400, "bad_query", "after and limit must be integers, e.g. ?after=0&limit=100"
         )
-    if after < 0 or not 1 <= limit <= AUDIT_PAGE_MAX:
+    if not 0 <= after < 2**63 or not 1 <= limit <= AUDIT_PAGE_MAX:
         services.metrics.http_errors.labels("audit", "bad_query").inc()
         return json_error(
             400, "bad_query", f"after must be >= 0 and limit between 1 and {AUDIT_PAGE_MAX}"

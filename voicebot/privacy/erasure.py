@@ -39,10 +39,16 @@ ERASED_CLASSES = ["personal_fields", "recordings", "transcripts", "reports", "ev
 BUSY_STATUSES = frozenset({"in_progress", "scoring"})
 """Interview statuses during which an erasure is refused: a call is on, a report is being built."""
 REDIS_SCAN_BATCH = 500
+ERASED_EVENT = "candidate.erased"
+"""Kept when the copies are erased again: it is the notice, holding ids only."""
 
 
 class CandidateBusy(Exception):
     """The candidate is on a call now, or their report is being built: try again after."""
+
+
+class ErasureIncomplete(Exception):
+    """The store is erased but a copy elsewhere (files, event stores) is not yet: DELETE again."""
 
 
 @dataclass
@@ -92,6 +98,12 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
         stones = await store.tombstones([candidate_ref(c, candidate_id) for c in clients])
         if not stones:
             return None
+        # Again: finish what a failed first attempt may have left (idempotent).
+        await _erase_copies(
+            services,
+            [i for stone in stones for i in stone["interview_ids"]],
+            [sid for stone in stones for sid in stone["call_sids"]],
+        )
         return Erasure(candidate_id, stones, already_erased=True)
     interview_ids = [row["id"] for row in interviews]
     busy = [row["id"] for row in interviews if row["status"] in BUSY_STATUSES]
@@ -106,14 +118,15 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
             "the candidate is on a call now or their report is being built: nothing was erased;"
             " try again when the call has ended (a minute after it)"
         )
-    full = [await store.get_interview(interview_id) for interview_id in interview_ids]
+    full = {row["id"]: await store.get_interview(row["id"]) for row in interviews}
     erased_at = time.time()
     by_client: dict[str, list[str]] = {}
     for row in interviews:
         by_client.setdefault(row["client"], []).append(row["id"])
-    calls_of = {}
-    for interview_id in interview_ids:
-        calls_of[interview_id] = len(await store.calls_for_interview(interview_id))
+    sids_of = {
+        interview_id: [c["call_sid"] for c in await store.calls_for_interview(interview_id)]
+        for interview_id in interview_ids
+    }
     tombstones = [
         {
             "candidate": candidate_ref(owner, candidate_id),
@@ -122,26 +135,13 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
             "erased_by": actor,
             "classes": ERASED_CLASSES,
             "interview_ids": ids,
-            "calls": sum(calls_of[i] for i in ids),
+            "calls": sum(len(sids_of[i]) for i in ids),
+            "call_sids": [sid for i in ids for sid in sids_of[i]],
         }
         for owner, ids in by_client.items()
     ]
     calls = await store.erase_interviews(interview_ids, tombstones)
-    call_sids = [call["call_sid"] for call in calls]
-    root = Path(services.settings.recordings_dir)
-    for call in calls:
-        await asyncio.to_thread(
-            remove_recording, call.get("recording_dir") or "", root, call["call_sid"]
-        )
-    if services.events is not None:  # events of these interviews still queued reach the bus
-        await services.events.flush()
-    removed = await asyncio.to_thread(
-        erase_events, Path(services.settings.data_dir), interview_ids, call_sids
-    )
-    removed += await _erase_redis_stream(services.bus, interview_ids, call_sids)
-    await _forget_in_registry(services.registry, interview_ids, call_sids)
     for stone in tombstones:
-        refs = [row for row in full if row is not None and row["client"] == stone["client"]]
         if services.events is not None:
             services.events.emit(
                 "candidate.erased",
@@ -149,11 +149,12 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
                 client=stone["client"],
                 interviews=[
                     {
-                        "interview_id": r["id"],
-                        "job_id": r["job_id"],
-                        "external_key": r["external_key"],
+                        "interview_id": i,
+                        "job_id": full[i]["job_id"],
+                        "external_key": full[i]["external_key"],
                     }
-                    for r in refs
+                    for i in stone["interview_ids"]
+                    if full.get(i) is not None
                 ],
                 classes=ERASED_CLASSES,
                 erased_at=format_timestamp(int(erased_at * 1000)),
@@ -167,12 +168,14 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
                 detail={
                     "client": stone["client"],
                     "interview_ids": stone["interview_ids"],
-                    "calls": stone["calls"],
-                    "events_removed": removed,
+                    "call_sids": stone["call_sids"],
                     "classes": ERASED_CLASSES,
                 },
             )
     services.metrics.erasures.inc()
+    removed = await _erase_copies(
+        services, interview_ids, [call["call_sid"] for call in calls], calls
+    )
     log.info(
         "erased a candidate: %d interviews, %d calls, %d events (by %s)",
         len(interview_ids),
@@ -181,6 +184,41 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
         actor,
     )
     return Erasure(candidate_id, tombstones, already_erased=False)
+
+
+async def _erase_copies(
+    services: Any,
+    interview_ids: list[str],
+    call_sids: list[str],
+    calls: list[dict[str, Any]] | None = None,
+) -> int:
+    """Remove the copies outside the store: recordings, stored events, the monitor's lists.
+
+    Idempotent; the number of events removed. Raises :class:`ErasureIncomplete` if a copy could
+    not be reached (the store's rows are erased already: the next DELETE finishes the job).
+    """
+    root = Path(services.settings.recordings_dir)
+    folders = {sid: "" for sid in call_sids}
+    folders.update({c["call_sid"]: c.get("recording_dir") or "" for c in calls or ()})
+    try:
+        for sid, folder in folders.items():
+            await asyncio.to_thread(remove_recording, folder, root, sid)
+        if services.events is not None:  # events of these interviews still queued reach the bus
+            await services.events.flush()
+        removed = await asyncio.to_thread(
+            erase_events, Path(services.settings.data_dir), interview_ids, call_sids
+        )
+        removed += await _erase_redis_stream(services.bus, interview_ids, call_sids)
+        await _forget_in_registry(services.registry, interview_ids, call_sids)
+    except Exception as exc:
+        services.metrics.internal_errors.labels("erasure").inc()
+        log.exception("erasure: copies outside the store could not all be removed")
+        raise ErasureIncomplete(
+            "the candidate's records are erased from the store, but copies (recordings or stored"
+            f" events) could not all be removed ({type(exc).__name__}): repeat the DELETE to"
+            " finish"
+        ) from exc
+    return removed
 
 
 async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: list[str]) -> int:
@@ -192,24 +230,23 @@ async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: lis
     ids, sids = set(interview_ids), set(call_sids)
     doomed: list[str] = []
     start = "-"
-    try:
-        while True:
-            entries = await redis.xrange(stream, min=start, max="+", count=REDIS_SCAN_BATCH)
-            for entry_id, fields in entries:
-                try:
-                    data = json.loads(fields.get("event", "{}")).get("data", {})
-                except ValueError:
-                    continue
-                if data.get("interview_id") in ids or data.get("call_sid") in sids:
-                    doomed.append(entry_id)
-            if len(entries) < REDIS_SCAN_BATCH:
-                break
-            start = "(" + entries[-1][0]
-        if doomed:
-            await redis.xdel(stream, *doomed)
-    except Exception:
-        log.exception("erasure: the Redis stream could not be searched; events may remain there")
-        return 0
+    while True:  # a Redis failure raises: the erasure is incomplete, a repeat finishes it
+        entries = await redis.xrange(stream, min=start, max="+", count=REDIS_SCAN_BATCH)
+        for entry_id, fields in entries:
+            try:
+                event = json.loads(fields.get("event", "{}"))
+            except ValueError:
+                continue
+            data = event.get("data") or {}
+            if event.get("type") == ERASED_EVENT or not isinstance(data, dict):
+                continue
+            if data.get("interview_id") in ids or data.get("call_sid") in sids:
+                doomed.append(entry_id)
+        if len(entries) < REDIS_SCAN_BATCH:
+            break
+        start = "(" + entries[-1][0]
+    if doomed:
+        await redis.xdel(stream, *doomed)
     return len(doomed)
 
 
@@ -246,5 +283,5 @@ async def _forget_in_registry(
                 await redis.lrem(recent_key, 0, text)
         for sid in sids:
             await redis.delete(registry.status_prefix + sid, registry.lines_prefix + sid)
-    except Exception:
+    except Exception:  # best effort: entries there also age out (RECENT_KEEP)
         log.exception("erasure: the monitor's shared list in Redis could not be cleaned")

@@ -21,9 +21,11 @@ BRIDGE_STORE = "hris_bridge.db"
 BUSY_TIMEOUT_MS = 10_000
 
 _MATCH = (
-    "(json_extract({col}, '$.data.interview_id') IN (SELECT value FROM json_each(?1))"
-    " OR json_extract({col}, '$.data.call_sid') IN (SELECT value FROM json_each(?2)))"
+    "(json_extract({col}, '$.type') != 'candidate.erased' AND"
+    " (json_extract({col}, '$.data.interview_id') IN (SELECT value FROM json_each(?1))"
+    " OR json_extract({col}, '$.data.call_sid') IN (SELECT value FROM json_each(?2))))"
 )
+"""Events about the interviews or calls; never the ``candidate.erased`` notice itself."""
 
 
 @contextlib.contextmanager

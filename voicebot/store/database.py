@@ -138,6 +138,7 @@ MIGRATIONS: list[str] = [
         classes TEXT NOT NULL,
         interview_ids TEXT NOT NULL,
         calls INTEGER NOT NULL,
+        call_sids TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (candidate, client)
     );
     ALTER TABLE calls ADD COLUMN purged TEXT NOT NULL DEFAULT '[]';
@@ -586,7 +587,7 @@ class Store:
             for stone in tombstones:
                 await self.db.execute(
                     "INSERT OR REPLACE INTO erasures (candidate, client, erased_at, erased_by,"
-                    " classes, interview_ids, calls) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " classes, interview_ids, calls, call_sids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         stone["candidate"],
                         stone["client"],
@@ -595,6 +596,7 @@ class Store:
                         json.dumps(stone["classes"]),
                         json.dumps(stone["interview_ids"]),
                         stone["calls"],
+                        json.dumps(stone.get("call_sids", [])),
                     ),
                 )
             await self.db.commit()
@@ -698,4 +700,5 @@ def _tombstone(row: dict[str, Any]) -> dict[str, Any]:
         "classes": json.loads(row["classes"]),
         "interview_ids": json.loads(row["interview_ids"]),
         "calls": row["calls"],
+        "call_sids": json.loads(row["call_sids"]),
     }
