@@ -217,3 +217,32 @@ async def test_a_failing_purge_is_logged_and_counted_and_the_task_lives_on(world
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await world.store.open()
+
+
+async def test_with_redis_old_stream_entries_are_purged_too(world, tmp_path):
+    import redis.asyncio as redis
+
+    from tests.redis_helper import RedisServer
+    from voicebot.events.types import make_event
+    from voicebot.privacy.retention import REDIS_STREAM
+
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(workdir=tmp_path / "redis").start()
+    client = redis.from_url(server.url, decode_responses=True)
+    try:
+        old_ms = int((time.time() - 40 * DAY) * 1000)
+        event = make_event("call.ended", {"call_sid": "CA1", "reason": "completed"})
+        await client.xadd(
+            REDIS_STREAM, {"id": event.id, "event": event.to_json()}, id=f"{old_ms}-0"
+        )
+        await client.xadd(REDIS_STREAM, {"id": "evt_new", "event": event.to_json()})
+        world.settings.redis_url = server.url
+        with_retention(world, events=30)
+        dry = await purge(world.store, world.settings, dry_run=True)
+        assert dry.counts["events"] == 1 and await client.xlen(REDIS_STREAM) == 2
+        done = await purge(world.store, world.settings)
+        assert done.counts["events"] == 1
+        assert [fields["id"] for _, fields in await client.xrange(REDIS_STREAM)] == ["evt_new"]
+    finally:
+        await client.aclose()
+        server.stop()

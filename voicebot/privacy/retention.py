@@ -7,8 +7,8 @@ candidate is erased):
 * ``transcripts``: the words of a call's turns, their prosody, the answers in its outcome and
   the recording's ``timeline.jsonl``, counted from the call's end;
 * ``reports``: an interview's report, counted from when it was built;
-* ``events``: durable events in the event log, the outbox and the HR bridge's store (the
-  bridge's only once every delivery of them settled).
+* ``events``: durable events in the event log, the outbox, the Redis stream and the HR bridge's
+  store (the bridge's only once every delivery of them settled).
 
 What the audit and the HR contract need stays: interview and call ids, statuses and their
 history, dates, durations, who spoke when. A purge is recorded in the audit log, counted in
@@ -34,6 +34,9 @@ DAY_SECS = 86_400.0
 PURGE_EVERY_SECS = DAY_SECS
 DATA_CLASSES = ("recordings", "transcripts", "reports", "events")
 TIMELINE = "timeline.jsonl"
+REDIS_STREAM = "voicebot:events"
+"""The durable stream of the Redis bus (``voicebot.events.bus.RedisBus``)."""
+REDIS_TIMEOUT_SECS = 10.0
 
 
 @dataclass
@@ -69,6 +72,26 @@ def remove_recording(recording_dir: str, recordings_root: Path, call_sid: str) -
         shutil.rmtree(path, ignore_errors=True)
         removed = True
     return removed
+
+
+async def purge_redis_stream(url: str, stream: str, before: float, dry_run: bool = False) -> int:
+    """Remove the stream's entries added before ``before`` (their ids are their times)."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(url, decode_responses=True, socket_timeout=REDIS_TIMEOUT_SECS)
+    last_ms = int(before * 1000) - 1
+    try:
+        if not dry_run:
+            return await client.xtrim(stream, minid=f"{last_ms + 1}-0", approximate=False)
+        count, start = 0, "-"
+        while True:
+            entries = await client.xrange(stream, min=start, max=str(last_ms), count=1000)
+            count += len(entries)
+            if len(entries) < 1000:
+                return count
+            start = "(" + entries[-1][0]
+    finally:
+        await client.aclose()
 
 
 def remove_timeline(recording_dir: str, recordings_root: Path, call_sid: str) -> None:
@@ -117,9 +140,14 @@ async def purge(
         if not dry_run:
             await store.purge_reports(interview_ids)
     if days["events"] > 0:
+        before = now - days["events"] * DAY_SECS
         result.counts["events"] = await asyncio.to_thread(
-            purge_events, Path(settings.data_dir), now - days["events"] * DAY_SECS, dry_run
+            purge_events, Path(settings.data_dir), before, dry_run
         )
+        if settings.redis_url:
+            result.counts["events"] += await purge_redis_stream(
+                settings.redis_url, REDIS_STREAM, before, dry_run
+            )
     if not dry_run:
         if metrics is not None:
             for name, count in result.counts.items():
