@@ -4,17 +4,19 @@ Everything the voice bot holds about the candidate goes: their interviews (name,
 zone, consent, status history, report), the interviews' calls and turns (transcripts, answers,
 prosody, evidence quotes), the recordings directory of each call (``call.wav``,
 ``timeline.jsonl``), every event about those interviews or calls in the event log, the outbox,
-the Redis stream and the HR bridge's store, and the monitor's in-memory lists. Deleted database
-rows are overwritten and the write-ahead logs truncated (no copy left in free pages).
+the Redis stream and the HR bridge's store, and the monitor's lists of recent calls. Deleted
+database rows are overwritten and the write-ahead logs truncated (no copy left in free pages).
 
 What stays is an anonymous tombstone per API client (the candidate's reference, a SHA-256 of
-client and candidate id; when; by whom; which data classes; the erased interview ids and how many
-calls), an audit entry, and the ``candidate.erased`` event that tells the HR system.
+client and candidate id; when; by whom; which data classes; the erased interview ids and call
+sids), an audit entry, and the ``candidate.erased`` event that tells the HR system (a bridge in
+another process deletes what its own store holds when it takes that event).
 
 Rules: a client erases only its own candidates (the admin token: the candidate id in every
 client); a candidate on a live call, or whose report is being built, is refused (409: try again
 when the call ended) rather than cut off; erasing again answers with the tombstones
-(``already_erased``), an id never seen answers 404.
+(``already_erased``) after removing again any copy a failed first attempt left (the first answered
+503 then), an id never seen answers 404.
 """
 
 from __future__ import annotations
