@@ -480,6 +480,14 @@ class Bridge:
         self.stats.received += len(messages)
         created = await self.store.record_events(items)
         self.stats.deliveries_created += created
+        for message in messages:  # what this store holds of an erased candidate goes too
+            if message.event.type == "candidate.erased":
+                erased = [
+                    item.get("interview_id")
+                    for item in message.event.data.get("interviews", [])
+                    if isinstance(item, dict)
+                ]
+                await self.store.erase_interviews([i for i in erased if isinstance(i, str)])
         for endpoint_id in touched:
             self._states[endpoint_id].wake.set()
         await asyncio.gather(*(self.bus.ack(self.group, m.message_id) for m in messages))

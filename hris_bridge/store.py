@@ -436,6 +436,35 @@ class DeliveryStore:
                 raise
         return removed
 
+    async def erase_interviews(self, interview_ids: Sequence[str]) -> int:
+        """Forget every event about these interviews (a candidate was erased); how many went.
+
+        Their deliveries and attempt logs go too, whatever their state (an erased candidate's
+        data is never sent again); ``candidate.erased`` itself is kept, to be delivered. Deleted
+        rows are overwritten and the write-ahead log truncated: no copy stays in the files.
+        """
+        ids = json.dumps(list(interview_ids))
+        chosen = (
+            "SELECT id FROM events WHERE type != 'candidate.erased' AND"
+            " json_extract(json, '$.data.interview_id') IN (SELECT value FROM json_each(?))"
+        )
+        async with self._lock:
+            try:
+                await self.db.execute("PRAGMA secure_delete=ON")
+                await self.db.execute(f"DELETE FROM attempts WHERE event_id IN ({chosen})", (ids,))
+                await self.db.execute(
+                    f"DELETE FROM deliveries WHERE event_id IN ({chosen})", (ids,)
+                )
+                cursor = await self.db.execute(f"DELETE FROM events WHERE id IN ({chosen})", (ids,))
+                removed = cursor.rowcount
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+            if self.path != ":memory:":
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
+
     # --- queries ----------------------------------------------------------------------------------
 
     async def get_event(self, event_id: str) -> Event | None:

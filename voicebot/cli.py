@@ -1,4 +1,4 @@
-"""The ``voicebot`` command line: serve, call, interview, prompts, dialogues, users, config.
+"""The ``voicebot`` command line: serve, call, interview, prompts, dialogues, users, purge, audit.
 
 ``voicebot --help`` lists every command; ``voicebot COMMAND --help`` its options.
 """
@@ -148,6 +148,59 @@ def cmd_dialogues_check(args: argparse.Namespace) -> int:
         seen[script.id] = path
         print(f"ok   {path}: {script.id} ({script.language}, {len(script.questions)} questions)")
     return 1 if failed else 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Remove the data past its retention (what the server does daily); ``--dry-run`` counts."""
+    from voicebot.privacy.audit import AuditLog
+    from voicebot.privacy.retention import purge
+    from voicebot.store.database import Store
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+
+    async def run() -> int:
+        store = Store(settings.data_dir / "voicebot.sqlite3")
+        await store.open()
+        audit = AuditLog(store.path)
+        await audit.open()
+        try:
+            result = await purge(
+                store, settings, dry_run=args.dry_run, audit=audit, actor="cli:purge"
+            )
+        finally:
+            await audit.close()
+            await store.close()
+        print(result.summary())
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Check the audit log's hash chain; name the first entry that does not match."""
+    import sqlite3
+
+    from voicebot.privacy.audit import verify_file
+
+    settings = Settings.from_env()
+    path = settings.data_dir / "voicebot.sqlite3"
+    if not path.is_file():
+        print(f"voicebot audit: no store at {path} (VOICEBOT_DATA_DIR)", file=sys.stderr)
+        return 2
+    try:
+        check = verify_file(path)
+    except sqlite3.Error as exc:
+        print(f"voicebot audit: cannot read the audit log in {path}: {exc}", file=sys.stderr)
+        return 2
+    if check.ok:
+        print(f"audit log intact: {check.entries} entries, every hash matches")
+        return 0
+    print(
+        f"audit log BROKEN at entry {check.broken_seq}: {check.reason}"
+        f" ({check.entries - 1} entries before it match)"
+    )
+    return 1
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -449,6 +502,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     passwd.add_argument("username")
     passwd.set_defaults(func=cmd_users_passwd)
+
+    purge = commands.add_parser(
+        "purge",
+        help="remove recordings, transcripts, reports and events past their retention"
+        " (VOICEBOT_RETENTION_*_DAYS; the server also does it daily)",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="count what would be removed; remove nothing"
+    )
+    purge.set_defaults(func=cmd_purge)
+
+    audit = commands.add_parser("audit", help="the audit log: verify")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check the hash chain; exit 1 naming the first entry that does not match"
+    )
+    verify.set_defaults(func=cmd_audit_verify)
 
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)

@@ -71,6 +71,29 @@ class Settings(BaseModel):
         gt=0,
         description="How long a signed link to a report page or a recording stays valid.",
     )
+    retention_recordings_days: float = Field(
+        0,
+        ge=0,
+        description="Days a call's recording (call.wav, timeline.jsonl) is kept after the call;"
+        " 0: kept until erased.",
+    )
+    retention_transcripts_days: float = Field(
+        0,
+        ge=0,
+        description="Days a call's transcript (the words of its turns and answers, its"
+        " timeline.jsonl) is kept; 0: kept until erased.",
+    )
+    retention_reports_days: float = Field(
+        0,
+        ge=0,
+        description="Days an interview's report is kept after it was built; 0: kept until erased.",
+    )
+    retention_events_days: float = Field(
+        0,
+        ge=0,
+        description="Days durable events are kept in the event log, outbox and HR bridge store"
+        " (delivered ones); 0: kept.",
+    )
     redis_url: str = Field("", description="Redis URL for the event bus. Empty: embedded bus.")
     webhook_url: str = Field("", description="HR-system webhook endpoint.")
     webhook_secret: str = Field("", description="Standard Webhooks secret (whsec_...).")

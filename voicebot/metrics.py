@@ -254,6 +254,25 @@ class Metrics:
             registry=r,
         )
 
+        self.purged = Counter(
+            "voicebot_purged_total",
+            "Items removed by the retention purge, by data class (recordings, transcripts,"
+            " reports, events).",
+            ["data_class"],
+            registry=r,
+        )
+        self.erasures = Counter(
+            "voicebot_erasures_total",
+            "Candidates erased (DELETE /api/candidates/{id}).",
+            registry=r,
+        )
+        self.audit_entries = Counter(
+            "voicebot_audit_entries_total",
+            "Entries appended to the audit log, by action.",
+            ["action"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition of all metrics."""
         return generate_latest(self.registry)

@@ -91,8 +91,11 @@ class Services:
     """Heartbeat of this process; settles the calls of dead processes (``None`` before start)."""
     recording_files: RecordingFiles = field(default_factory=PlainFiles)
     """Where call recordings are written (plain files; an encrypting store plugs in here)."""
+    audit: Any = None
+    """The audit log (``voicebot.privacy.audit.AuditLog``): who read or changed which data."""
     _vad_batcher: VadBatcher | None = None
     _bridge_store: Any = None
+    _purge_task: asyncio.Task | None = None
 
     def keep_until_stored(self, task: asyncio.Task) -> None:
         """Hold a finished call's answer task until it has stored the words."""
@@ -325,6 +328,10 @@ class Services:
         s.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.data_dir / "voicebot.sqlite3")
         await self.store.open()
+        from voicebot.privacy.audit import AuditLog
+
+        self.audit = AuditLog(self.store.path, self.metrics)
+        await self.audit.open()
         await self._start_bus()
         self.scripts = load_scripts(s.dialogues_dir)
         log.info("loaded %d job scripts from %s", len(self.scripts), s.dialogues_dir)
@@ -393,6 +400,9 @@ class Services:
         resumed = await self.resume_reports()
         if resumed:
             log.warning("building %d interview reports a previous process left", resumed)
+        from voicebot.privacy.retention import run_daily
+
+        self._purge_task = asyncio.create_task(run_daily(self), name="retention-purge")
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""
@@ -414,6 +424,8 @@ class Services:
         whatever happened: its connection thread would otherwise keep the process alive.
         """
         try:
+            if self._purge_task is not None:
+                self._purge_task.cancel()
             if self.pending_answers:
                 await asyncio.wait(set(self.pending_answers), timeout=ANSWER_DRAIN_SECS)
             if self.reports:
@@ -430,6 +442,7 @@ class Services:
                 ("ASR pool", self.asr),
                 ("TTS", self.tts),
                 ("VAD batcher", self._vad_batcher),
+                ("audit log", self.audit),
             ]
             for name, part in closers:
                 if part is None or not hasattr(part, "close"):

@@ -427,3 +427,40 @@ async def test_one_bridge_per_store(bus, store, receiver):
         event = completed_event(13)
         await bus.publish(event)
         await eventually(lambda: second.stats.delivered == 1)
+
+
+async def test_candidate_erased_removes_their_events_from_the_store_and_is_delivered(
+    bus, store, receiver, tmp_path
+):
+    from voicebot.events.types import EVENT_TYPES, make_event
+
+    receiver.status = 500  # the HR system is down: deliveries wait in the store
+    example = EVENT_TYPES["interview.completed"].example["report"]
+    report = {**example, "candidate": {**example["candidate"], "name": "Xavier Erasedson"}}
+    erased_interview = completed_event(1, report=report)
+    kept = completed_event(2)
+    bridge = bridge_for(bus, store, [receiver.endpoint()], schedule=INSTANT)
+    async with running(bridge):
+        await bus.publish(erased_interview)
+        await bus.publish(kept)
+        await eventually(lambda: len(receiver.requests) >= 2)
+        erased = make_event(
+            "candidate.erased",
+            {
+                **EVENT_TYPES["candidate.erased"].example,
+                "interviews": [
+                    {"interview_id": "iv_test00001", "job_id": "j", "external_key": None}
+                ],
+            },
+        )
+        await bus.publish(erased)
+        await eventually(lambda: store.get_event(erased.id))
+        assert await store.get_event(erased_interview.id) is None
+        assert await store.get_event(kept.id) is not None
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("bridge.db")]
+        assert files and not any(b"Xavier Erasedson" in p.read_bytes() for p in files)
+        receiver.status = 200  # back: the erasure notice goes out, the erased report never does
+        answered_500 = len(receiver.requests)
+        await eventually(lambda: erased.id in receiver.ids()[answered_500:])
+        await eventually(lambda: kept.id in receiver.ids()[answered_500:])
+    assert erased_interview.id not in receiver.ids()[answered_500:]

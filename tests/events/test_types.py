@@ -116,6 +116,7 @@ def test_catalogue_has_every_type_with_durability():
         "call.ended",
         "interview.completed",
         "candidate.status_changed",
+        "candidate.erased",
     }
     live_only = {name for name, t in EVENT_TYPES.items() if not t.durable}
     assert live_only == {"transcript.partial", "prosody.sample"}

@@ -218,3 +218,51 @@ async def test_redis_outage_is_a_clear_503_and_sign_in_recovers(tmp_path, redis_
     finally:
         await server.close()
         await accounts.close()
+
+
+async def test_what_a_recruiter_views_and_listens_to_is_in_the_audit_log(monitor, tmp_path):
+    from voicebot.privacy.audit import AuditLog, candidate_ref, verify_file
+    from voicebot.store.database import Store
+
+    server, services = monitor
+    services.store = Store(tmp_path / "voicebot.sqlite3")
+    await services.store.open()
+    services.audit = AuditLog(services.store.path)
+    await services.audit.open()
+    try:
+        row, _ = await services.store.create_interview(
+            job_id="customer_service_en", candidate_id="c-42", candidate_name="Ann Lee"
+        )
+        await services.store.create_call(call_sid="CAdone", interview_id=row["id"])
+        await services.store.finish_call(
+            "CAdone", status="completed", end_reason="completed", duration_secs=5
+        )
+        services.registry.upsert(live_call("CAlive", "customer_service_en"))
+        async with aiohttp.ClientSession() as http:
+            cookie = await sign_in(http, server, "admin1")
+            url = server.make_url("/monitor/api/calls/CAdone")
+            async with http.get(url, headers=cookie) as response:
+                assert response.status == 200
+            watch = await http.ws_connect(
+                server.make_url("/monitor/ws/calls/CAlive"), headers=cookie
+            )
+            assert (await watch.receive_json(timeout=5))["type"] == "snapshot"
+            listen = await http.ws_connect(
+                server.make_url("/monitor/ws/calls/CAlive/audio"), headers=cookie
+            )
+            assert (await listen.receive_json(timeout=5))["type"] == "audio.format"
+            await watch.close()
+            await listen.close()
+        entries = await services.audit.entries()
+        assert [(e["actor"], e["action"], e["call_sid"]) for e in entries] == [
+            ("monitor:admin1", "monitor.call.view", "CAdone"),
+            ("monitor:admin1", "monitor.call.watch", "CAlive"),
+            ("monitor:admin1", "monitor.call.listen", "CAlive"),
+        ]
+        assert entries[0]["interview_id"] == row["id"]
+        assert entries[0]["candidate"] == candidate_ref("admin", "c-42")
+        assert "Ann Lee" not in str(entries)
+        assert verify_file(services.store.path).ok
+    finally:
+        await services.audit.close()
+        await services.store.close()

@@ -22,6 +22,8 @@ from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_links
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
+from voicebot.events.types import format_timestamp
+from voicebot.privacy.audit import record_access
 from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -60,6 +62,33 @@ def can_see(request: web.Request, row: dict[str, Any] | None) -> bool:
         return False
     client = request.get(CLIENT_KEY)
     return client == ADMIN_CLIENT or row.get("client", ADMIN_CLIENT) == client
+
+
+def actor(request: web.Request) -> str:
+    """Who makes the request, for the audit log: ``api:<client>``."""
+    return f"api:{request.get(CLIENT_KEY)}"
+
+
+async def audit(request: web.Request, action: str, **what: Any) -> None:
+    """Record in the audit log that the request's client did ``action`` (see privacy.audit)."""
+    await record_access(request.app[SERVICES_KEY], actor(request), action, **what)
+
+
+async def _gone_or_missing(request: web.Request, interview_id: str) -> web.Response:
+    """404, or 410 with the tombstone's date when the interview's candidate was erased."""
+    services = request.app[SERVICES_KEY]
+    stone = await services.store.tombstone_of_interview(interview_id)
+    if stone is None or (
+        request.get(CLIENT_KEY) != ADMIN_CLIENT and stone["client"] != request.get(CLIENT_KEY)
+    ):
+        return json_error(404, "not_found", "no such interview")
+    when = format_timestamp(int(stone["erased_at"] * 1000))
+    return json_error(
+        410,
+        "erased",
+        f"the candidate of this interview was erased on request at {when}; nothing about them"
+        " is kept here",
+    )
 
 
 def require_token(handler: Handler) -> Handler:
@@ -181,6 +210,8 @@ async def create_interview(request: web.Request) -> web.Response:
     )
     if created and services.events is not None:
         services.events.emit("candidate.status_changed", **interview_refs(row), status="invited")
+    if created:
+        await audit(request, "interview.create", interview=row)
     return web.json_response(_interview_out(row), status=201 if created else 200)
 
 
@@ -201,6 +232,8 @@ async def _report_of(request: web.Request, row: dict[str, Any]) -> dict[str, Any
     services = request.app[SERVICES_KEY]
     if row.get("report") is not None or row["status"] in REPORT_PENDING_STATUSES:
         return row.get("report")
+    if "reports" in row.get("purged", ()):  # removed by the retention purge: not built again
+        return None
     from voicebot.dialogue.report import build_report
 
     script = services.scripts.get(row["job_id"])
@@ -209,14 +242,20 @@ async def _report_of(request: web.Request, row: dict[str, Any]) -> dict[str, Any
     return await build_report(services.store, script, row["id"])
 
 
-def _authorised_link(request: web.Request, purpose: str, claim: str, value: str) -> bool:
-    """Whether the request carries the API bearer token or a valid signed link for ``value``."""
+def _bearer_is_admin(request: web.Request) -> bool:
+    """Whether the request carries the admin API token."""
     services = request.app[SERVICES_KEY]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(
+    return scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip(), services.settings.resolved_api_token()
-    ):
+    )
+
+
+def _authorised_link(request: web.Request, purpose: str, claim: str, value: str) -> bool:
+    """Whether the request carries the API bearer token or a valid signed link for ``value``."""
+    services = request.app[SERVICES_KEY]
+    if _bearer_is_admin(request):
         return True
     assert services.link_signer is not None
     try:
@@ -233,8 +272,12 @@ async def get_interview(request: web.Request) -> web.Response:
     assert services.store is not None
     row = await services.store.get_interview(request.match_info["interview_id"])
     if not can_see(request, row):
+        if row is None:
+            return await _gone_or_missing(request, request.match_info["interview_id"])
         return json_error(404, "not_found", "no such interview")
+    await audit(request, "interview.read", interview=row)
     out = _interview_out(row)
+    out["purged"] = row.get("purged", [])
     report = await _report_of(request, row)
     out["report"] = report
     out["links"] = None if report is None else _report_links(request, report)
@@ -264,8 +307,17 @@ async def get_interview_report(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     row = await services.store.get_interview(request.match_info["interview_id"])
     if not can_see(request, row):
+        if row is None:
+            return await _gone_or_missing(request, request.match_info["interview_id"])
         return json_error(404, "not_found", "no such interview")
+    await audit(request, "report.read", interview=row)
     report = await _report_of(request, row)
+    if report is None and "reports" in row.get("purged", ()):
+        return json_error(
+            410,
+            "report_purged",
+            "the report was removed by the retention policy (VOICEBOT_RETENTION_REPORTS_DAYS)",
+        )
     if report is None:
         return json_error(
             409,
@@ -289,6 +341,9 @@ async def report_page(request: web.Request) -> web.Response:
             "system (or GET /api/interviews/{id}) for a fresh link.",
         )
     row = await services.store.get_interview(interview_id)
+    if row is not None:
+        who = "api:admin" if _bearer_is_admin(request) else "link:report"
+        await record_access(services, who, "report_page.open", interview=row)
     report = None if row is None else await _report_of(request, row)
     if report is None:
         return web.Response(status=404, text="No report for this interview (yet).")
@@ -317,6 +372,10 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     call = await services.store.get_call(call_sid)
     if call is None or not call.get("recording_dir"):
         return json_error(404, "not_found", "no recording for this call")
+    who = "api:admin" if _bearer_is_admin(request) else "link:recording"
+    await record_access(
+        services, who, "recording.open", interview_id=call.get("interview_id"), call_sid=call_sid
+    )
     path = Path(call["recording_dir"]) / "call.wav"
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
@@ -344,6 +403,7 @@ async def live_call(request: web.Request) -> web.StreamResponse:
         return json_error(
             404, "not_live", "no call in progress with this sid here; GET /api/calls/{sid}"
         )
+    await audit(request, "call.watch", interview=interview, call_sid=call_sid)
     ws = web.WebSocketResponse(heartbeat=LIVE_HEARTBEAT_SECS)
     await ws.prepare(request)
     with services.live.subscribe(call_sid) as subscription:
@@ -376,6 +436,9 @@ async def get_call(request: web.Request) -> web.Response:
     call = await services.store.get_call(request.match_info["call_sid"])
     if call is None or not await _call_visible(request, call.get("interview_id")):
         return json_error(404, "not_found", "no such call")
+    await audit(
+        request, "call.read", interview_id=call.get("interview_id"), call_sid=call["call_sid"]
+    )
     return web.json_response(call)
 
 
@@ -434,6 +497,75 @@ async def list_jobs(request: web.Request) -> web.Response:
     )
 
 
+@require_token
+async def erase_candidate(request: web.Request) -> web.Response:
+    """Erase a candidate's data everywhere (PIPL art. 19/47, GDPR art. 17); see privacy.erasure.
+
+    200 with the tombstones (``status``: ``erased``, or ``already_erased`` when done before);
+    404 for a candidate id this client never created an interview for; 409 while the candidate
+    is on a call or their report is being built (nothing erased: try again after the call); 503
+    when the store is erased but a copy elsewhere could not be reached (DELETE again finishes).
+    """
+    from voicebot.privacy.erasure import CandidateBusy, ErasureIncomplete
+    from voicebot.privacy.erasure import erase_candidate as erase
+
+    services = request.app[SERVICES_KEY]
+    candidate_id = request.match_info["candidate_id"]
+    try:
+        erasure = await erase(services, candidate_id, request[CLIENT_KEY], actor(request))
+    except CandidateBusy as exc:
+        services.metrics.http_errors.labels("erase_candidate", "busy").inc()
+        return json_error(409, "candidate_busy", str(exc))
+    except ErasureIncomplete as exc:
+        response = json_error(503, "erasure_incomplete", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
+    if erasure is None:
+        return json_error(
+            404,
+            "not_found",
+            "no interview was ever created for this candidate id by this API client",
+        )
+    return web.json_response(erasure.body())
+
+
+AUDIT_PAGE_MAX = 500
+
+
+@require_token
+async def audit_log(request: web.Request) -> web.Response:
+    """The audit log, oldest first, paged: ``?after=<seq>&limit=<1..500>[&interview_id=]``.
+
+    Admin token only. ``next_after`` is the ``after`` of the next page (null: none yet).
+    """
+    services = request.app[SERVICES_KEY]
+    if request[CLIENT_KEY] != ADMIN_CLIENT:
+        services.metrics.http_errors.labels("audit", "forbidden").inc()
+        return json_error(403, "forbidden", "the audit log is readable with the admin token only")
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        services.metrics.http_errors.labels("audit", "bad_query").inc()
+        return json_error(
+            400, "bad_query", "after and limit must be integers, e.g. ?after=0&limit=100"
+        )
+    if not 0 <= after < 2**63 or not 1 <= limit <= AUDIT_PAGE_MAX:
+        services.metrics.http_errors.labels("audit", "bad_query").inc()
+        return json_error(
+            400, "bad_query", f"after must be >= 0 and limit between 1 and {AUDIT_PAGE_MAX}"
+        )
+    entries = await services.audit.entries(
+        after=after, limit=limit, interview_id=request.query.get("interview_id") or None
+    )
+    return web.json_response(
+        {
+            "entries": entries,
+            "next_after": entries[-1]["seq"] if len(entries) == limit else None,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
     """Register the REST endpoints."""
     app.router.add_post("/api/interviews", create_interview)
@@ -444,3 +576,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/calls/{call_sid}", get_call)
     app.router.add_get("/api/calls/{call_sid}/live", live_call)
     app.router.add_get("/api/jobs", list_jobs)
+    app.router.add_delete("/api/candidates/{candidate_id}", erase_candidate)
+    app.router.add_get("/api/audit", audit_log)

@@ -47,14 +47,6 @@ class EventEmitter:
         self.emitted += 1
         return event
 
-    async def flush(self) -> None:
-        """Return once every event queued before the call was handed to the bus (stored)."""
-        if self._writer is None:
-            return
-        handed = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(handed)
-        await handed
-
     async def _write(self) -> None:
         while True:
             event = await self._queue.get()
@@ -69,6 +61,18 @@ class EventEmitter:
             except Exception:  # the bus keeps durable events itself; this is a bug, count it
                 self.failed += 1
                 log.exception("event %s (%s) could not be handed to the bus", event.id, event.type)
+
+    async def flush(self, within_secs: float = DRAIN_SECS) -> bool:
+        """Wait until every event queued so far was handed to the bus; whether it was in time."""
+        if self._writer is None:
+            return True
+        handed = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(handed)
+        try:
+            await asyncio.wait_for(asyncio.shield(handed), within_secs)
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         """Publish what is queued (at most ``DRAIN_SECS``), then stop the writer."""

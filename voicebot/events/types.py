@@ -490,6 +490,41 @@ _CATALOGUE = [
     ),
 ]
 
+_CATALOGUE.append(
+    EventType(
+        "candidate.erased",
+        True,
+        "The candidate's data was erased at the request of an API client (`DELETE "
+        "/api/candidates/{id}`; PIPL art. 19/47, GDPR art. 17): their interviews' personal fields, "
+        "recordings, transcripts, reports and every earlier event about them are gone from the "
+        "voice bot (an anonymous tombstone stays for the audit). Earlier events about these "
+        "interviews will not be delivered or replayed any more; delete your copies too.",
+        {
+            "candidate_id": "cand_20418",
+            "client": "admin",
+            "interviews": [
+                {
+                    "interview_id": _REFS["interview_id"],
+                    "job_id": _REFS["job_id"],
+                    "external_key": _REFS["external_key"],
+                }
+            ],
+            "classes": ["personal_fields", "recordings", "transcripts", "reports", "events"],
+            "erased_at": "2026-11-22T09:30:15.123Z",
+            "erased_by": "api:admin",
+        },
+        {
+            "candidate_id": "the candidate's id as given when their interviews were created",
+            "client": "the API client whose candidate was erased",
+            "interviews": "the erased interviews: `interview_id`, `job_id`, `external_key`",
+            "classes": "the data classes erased (`personal_fields`, `recordings`, `transcripts`,"
+            " `reports`, `events`)",
+            "erased_at": "when (ISO 8601 UTC)",
+            "erased_by": "who asked: `api:<client>`",
+        },
+    )
+)
+
 EVENT_TYPES: dict[str, EventType] = {event_type.name: event_type for event_type in _CATALOGUE}
 """Every event type by name."""
 DURABLE_TYPES = frozenset(name for name, t in EVENT_TYPES.items() if t.durable)

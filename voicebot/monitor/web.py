@@ -42,6 +42,7 @@ from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
 from voicebot.monitor.registry import CALLS_CHANNEL
+from voicebot.privacy.audit import record_access
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,14 @@ async def call_detail(request: web.Request) -> web.Response:
     )
     if not can_view(session, summary.get("department")):
         return _json_error(404, "not_found", "no such call")
+    await record_access(
+        services,
+        f"monitor:{session.username}",
+        "monitor.call.view",
+        interview=interview,
+        interview_id=call.get("interview_id"),
+        call_sid=call_sid,
+    )
     recording = Path(call["recording_dir"]) / "call.wav" if call.get("recording_dir") else None
     turns = [
         {
@@ -427,6 +436,13 @@ async def recording(request: web.Request) -> web.StreamResponse:
     path = Path(call.get("recording_dir") or "") / "call.wav"
     if not call.get("recording_dir") or not path.is_file():
         return _json_error(404, "not_found", "no recording for this call (yet)")
+    await record_access(
+        services,
+        f"monitor:{request[SESSION_KEY].username}",
+        "monitor.recording.open",
+        interview=interview,
+        call_sid=call["call_sid"],
+    )
     return web.FileResponse(
         path, headers={"Cache-Control": "no-store", "Content-Type": "audio/wav"}
     )
@@ -544,6 +560,13 @@ async def call_socket(request: web.Request) -> web.WebSocketResponse:
     if call is None:
         subscription.close()
         return ws
+    await record_access(
+        services,
+        f"monitor:{session.username}",
+        "monitor.call.watch",
+        interview_id=call.get("interview_id"),
+        call_sid=call_sid,
+    )
     script = services.scripts.get(call.get("job_id") or "")
     snapshot = {
         **call,
@@ -585,6 +608,9 @@ async def audio_socket(request: web.Request) -> web.WebSocketResponse:
         ended.close()
         return ws
     log.info("listen-in: %s on call %s", session.username, call_sid)
+    await record_access(
+        services, f"monitor:{session.username}", "monitor.call.listen", call_sid=call_sid
+    )
     await ws.send_json(
         {"type": "audio.format", "encoding": "mulaw", "sample_rate": 8000, "frame_ms": 100}
     )

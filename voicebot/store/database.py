@@ -129,6 +129,40 @@ MIGRATIONS: list[str] = [
     CREATE INDEX calls_unsettled ON calls (started_at) WHERE status = 'in_progress'
         OR (end_reason = 'server_restart' AND settled_at IS NULL);
     """,
+    # 5: data protection: the audit log (insert-only, hash-chained; voicebot.privacy.audit),
+    # erasure tombstones, and which data classes the retention purge removed
+    """
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        interview_id TEXT,
+        call_sid TEXT,
+        candidate TEXT,
+        detail TEXT NOT NULL DEFAULT '{}',
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_interview ON audit_log (interview_id);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE erasures (
+        candidate TEXT NOT NULL,
+        client TEXT NOT NULL,
+        erased_at REAL NOT NULL,
+        erased_by TEXT NOT NULL,
+        classes TEXT NOT NULL,
+        interview_ids TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        call_sids TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (candidate, client)
+    );
+    ALTER TABLE calls ADD COLUMN purged TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE interviews ADD COLUMN purged TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 INTERVIEW_STATUSES = (
@@ -170,6 +204,8 @@ class Store:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten, not left in free pages (erasure, the retention purge).
+        await self._db.execute("PRAGMA secure_delete=ON")
         async with self._db.execute("PRAGMA user_version") as cursor:
             (version,) = await cursor.fetchone()
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -258,6 +294,7 @@ class Store:
             row["status_history"] = json.loads(row.get("status_history") or "[]")
             row["report"] = None if row.get("report") is None else json.loads(row["report"])
             row["opted_out"] = bool(row.get("opted_out"))
+            row["purged"] = json.loads(row.get("purged") or "[]")
         return row
 
     async def opt_out_candidate(self, interview_id: str) -> list[str]:
@@ -490,6 +527,7 @@ class Store:
             return None
         call["stats"] = json.loads(call.get("stats") or "{}")
         call["outcome"] = json.loads(call.get("outcome") or "{}")
+        call["purged"] = json.loads(call.get("purged") or "[]")
         turns = await self._all(
             "SELECT * FROM turns WHERE call_sid = ? ORDER BY start, seq", (call_sid,)
         )
@@ -595,3 +633,166 @@ class Store:
             "UPDATE calls SET settled_at = ? WHERE call_sid = ?", (time.time(), call_sid)
         )
         await self.db.commit()
+
+    # -- data protection: erasure and retention (voicebot.privacy) ------------------------------
+
+    async def candidate_interviews(
+        self, candidate_id: str, client: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A candidate's interviews (id, client, candidate_id, status): of one client, or all."""
+        sql = "SELECT id, client, candidate_id, status FROM interviews WHERE candidate_id = ?"
+        params: list[Any] = [candidate_id]
+        if client is not None:
+            sql += " AND client = ?"
+            params.append(client)
+        return await self._all(sql + " ORDER BY created_at", params)
+
+    async def calls_in_progress(self, interview_ids: list[str]) -> list[str]:
+        """Sids of the calls of these interviews still in progress (in any process)."""
+        marks = ",".join("?" * len(interview_ids))
+        rows = await self._all(
+            "SELECT call_sid FROM calls WHERE status = 'in_progress'"
+            f" AND interview_id IN ({marks})",
+            interview_ids,
+        )
+        return [row["call_sid"] for row in rows]
+
+    async def erase_interviews(
+        self, interview_ids: list[str], tombstones: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Delete interviews with their calls and turns, store the tombstones; the calls removed.
+
+        Deleted rows are overwritten (``secure_delete``) and the write-ahead log is truncated,
+        so no copy of the words stays in the database's files. Returns each removed call's
+        ``call_sid`` and ``recording_dir`` (its files are the caller's to delete).
+        """
+        marks = ",".join("?" * len(interview_ids))
+        calls = await self._all(
+            f"SELECT call_sid, recording_dir FROM calls WHERE interview_id IN ({marks})",
+            interview_ids,
+        )
+        sids = [call["call_sid"] for call in calls]
+        try:
+            if sids:
+                call_marks = ",".join("?" * len(sids))
+                await self.db.execute(f"DELETE FROM turns WHERE call_sid IN ({call_marks})", sids)
+                await self.db.execute(f"DELETE FROM calls WHERE call_sid IN ({call_marks})", sids)
+            await self.db.execute(f"DELETE FROM interviews WHERE id IN ({marks})", interview_ids)
+            for stone in tombstones:
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO erasures (candidate, client, erased_at, erased_by,"
+                    " classes, interview_ids, calls, call_sids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stone["candidate"],
+                        stone["client"],
+                        stone["erased_at"],
+                        stone["erased_by"],
+                        json.dumps(stone["classes"]),
+                        json.dumps(stone["interview_ids"]),
+                        stone["calls"],
+                        json.dumps(stone.get("call_sids", [])),
+                    ),
+                )
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+        await self.checkpoint()
+        return calls
+
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database and truncate it (no old pages kept)."""
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def tombstones(self, candidate_refs: list[str]) -> list[dict[str, Any]]:
+        """Erasure tombstones of these candidate references."""
+        if not candidate_refs:
+            return []
+        marks = ",".join("?" * len(candidate_refs))
+        rows = await self._all(
+            f"SELECT * FROM erasures WHERE candidate IN ({marks}) ORDER BY erased_at",
+            candidate_refs,
+        )
+        return [_tombstone(row) for row in rows]
+
+    async def tombstone_of_interview(self, interview_id: str) -> dict[str, Any] | None:
+        """The tombstone of an erased interview, or None."""
+        row = await self._one(
+            "SELECT e.* FROM erasures e, json_each(e.interview_ids) j WHERE j.value = ?",
+            (interview_id,),
+        )
+        return None if row is None else _tombstone(row)
+
+    async def calls_to_purge(self, data_class: str, ended_before: float) -> list[dict[str, Any]]:
+        """Calls ended before a time whose ``data_class`` (recordings, transcripts) still is."""
+        return await self._all(
+            "SELECT call_sid, recording_dir FROM calls WHERE ended_at IS NOT NULL"
+            " AND ended_at < ? AND NOT EXISTS (SELECT 1 FROM json_each(calls.purged)"
+            " WHERE json_each.value = ?) ORDER BY ended_at",
+            (ended_before, data_class),
+        )
+
+    async def reports_to_purge(self, built_before: float) -> list[str]:
+        """Ids of interviews whose report was built before a time and is still stored."""
+        rows = await self._all(
+            "SELECT id FROM interviews WHERE report IS NOT NULL AND report_at < ?"
+            " ORDER BY report_at",
+            (built_before,),
+        )
+        return [row["id"] for row in rows]
+
+    async def purge_calls(self, data_class: str, call_sids: list[str]) -> None:
+        """Remove one data class of these calls; ids, times, statuses and speakers stay.
+
+        ``recordings``: the call forgets its recording directory (the files are the caller's to
+        delete); ``transcripts``: the turns' words and prosody and the outcome's answers go.
+        """
+        if not call_sids:
+            return
+        marks = ",".join("?" * len(call_sids))
+        if data_class == "recordings":
+            await self.db.execute(
+                f"UPDATE calls SET recording_dir = '' WHERE call_sid IN ({marks})", call_sids
+            )
+        elif data_class == "transcripts":
+            await self.db.execute(
+                f"UPDATE turns SET text = '', prosody = NULL WHERE call_sid IN ({marks})", call_sids
+            )
+            await self.db.execute(
+                f"UPDATE calls SET outcome = '{{}}' WHERE call_sid IN ({marks})", call_sids
+            )
+        else:
+            raise ValueError(f"unknown call data class {data_class!r}")
+        await self.db.execute(
+            f"UPDATE calls SET purged = json_insert(purged, '$[#]', ?) WHERE call_sid IN ({marks})",
+            (data_class, *call_sids),
+        )
+        await self.db.commit()
+        await self.checkpoint()
+
+    async def purge_reports(self, interview_ids: list[str]) -> None:
+        """Remove these interviews' reports (they are not built again: ``purged`` says so)."""
+        if not interview_ids:
+            return
+        marks = ",".join("?" * len(interview_ids))
+        await self.db.execute(
+            "UPDATE interviews SET report = NULL, purged = CASE WHEN EXISTS (SELECT 1 FROM"
+            " json_each(interviews.purged) WHERE json_each.value = 'reports') THEN purged ELSE"
+            f" json_insert(purged, '$[#]', 'reports') END WHERE id IN ({marks})",
+            interview_ids,
+        )
+        await self.db.commit()
+        await self.checkpoint()
+
+
+def _tombstone(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "candidate": row["candidate"],
+        "client": row["client"],
+        "erased_at": row["erased_at"],
+        "erased_by": row["erased_by"],
+        "classes": json.loads(row["classes"]),
+        "interview_ids": json.loads(row["interview_ids"]),
+        "calls": row["calls"],
+        "call_sids": json.loads(row["call_sids"]),
+    }
