@@ -102,7 +102,7 @@ class CandidateIn(BaseModel):
     @classmethod
     def _phone(cls, value: str) -> str:
         value = value.replace(" ", "").replace("-", "")
-        if value and not E164.match(value):
+        if value and not E164.fullmatch(value):  # fullmatch: "$" lets a final "\n" through
             raise ValueError("phone must be in E.164 form, e.g. +14155550100")
         return value
 
@@ -112,7 +112,7 @@ class CandidateIn(BaseModel):
         if value:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
                 raise ValueError("timezone must be an IANA name, e.g. Asia/Shanghai") from None
         return value
 
