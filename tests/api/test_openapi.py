@@ -280,3 +280,28 @@ def test_a_held_interview_its_call_and_report_answer_as_documented(api, server):
     wav_link = report["links"]["recordings"][result.call_sid].removeprefix(server.url)
     status, audio = api.call("GET", "/recordings/{call_sid}/call.wav", wav_link, token=None)
     assert status == 200 and audio[:4] == b"RIFF"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        # Found by Schemathesis: a multipart type without its boundary was a 500 (ValueError).
+        ("multipart/form-data", b"CallSid=CA1&From=%2B15550100"),
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: broken\r\n\r\n1"),
+    ],
+)
+def test_a_voice_webhook_body_that_is_no_form_is_a_400(api, content_type, body):
+    headers = {"Content-Type": content_type}
+    status, text = api.call("POST", "/twilio/voice", raw=body, token=None, headers=headers)
+    assert status == 400 and "form" in text
+
+
+@pytest.mark.e2e
+def test_an_empty_external_key_is_no_key(api):
+    """Found by Schemathesis: the second interview with ``external_key: ""`` was a 500."""
+    body = {"job_id": "customer_service_en", "candidate": {"id": "c-empty"}, "external_key": ""}
+    first = api.call("POST", "/api/interviews", body=body)
+    second = api.call("POST", "/api/interviews", body=body)
+    assert first[0] == second[0] == 201
+    assert first[1]["id"] != second[1]["id"] and second[1]["external_key"] is None

@@ -126,6 +126,11 @@ class InterviewIn(BaseModel):
     candidate: CandidateIn
     external_key: str | None = Field(None, max_length=200)
 
+    @field_validator("external_key")
+    @classmethod
+    def _external_key(cls, value: str | None) -> str | None:
+        return value or None  # an empty key is no key (it was stored, then a 500 the next time)
+
 
 def _interview_out(row: dict[str, Any]) -> dict[str, Any]:
     consent = row.get("consent")
