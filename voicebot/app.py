@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from voicebot import __version__
-from voicebot.api import carrier, rest
+from voicebot.api import carrier, openapi, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
 from voicebot.gc_tuning import freeze_startup_objects, observe_pauses, watch_loop_lag
@@ -76,6 +76,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     carrier.add_routes(app)
     rest.add_routes(app)
+    openapi.add_routes(app)
     monitor_web.add_routes(app)
 
     async def start(app: web.Application) -> None:

@@ -51,7 +51,13 @@ async def voice_webhook(request: web.Request) -> web.Response:
     """Twilio's voice webhook: which interview is this call, and where to stream it."""
     services = request.app[SERVICES_KEY]
     assert services.store is not None and services.token_signer is not None
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a multipart body without its boundary, a part without a name
+        services.metrics.http_errors.labels("twilio_voice", "bad_form").inc()
+        raise web.HTTPBadRequest(
+            text="the body must be a form (application/x-www-form-urlencoded), as Twilio sends"
+        ) from None
     params = {key: form.getall(key) for key in set(form.keys())}
     flat = {key: str(values[0]) for key, values in params.items()}
     auth_token = services.settings.twilio_auth_token

@@ -131,7 +131,7 @@ class CandidateIn(BaseModel):
     @classmethod
     def _phone(cls, value: str) -> str:
         value = value.replace(" ", "").replace("-", "")
-        if value and not E164.match(value):
+        if value and not E164.fullmatch(value):  # fullmatch: "$" lets a final "\n" through
             raise ValueError("phone must be in E.164 form, e.g. +14155550100")
         return value
 
@@ -141,7 +141,7 @@ class CandidateIn(BaseModel):
         if value:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
                 raise ValueError("timezone must be an IANA name, e.g. Asia/Shanghai") from None
         return value
 
@@ -154,6 +154,11 @@ class InterviewIn(BaseModel):
     job_id: str = Field(min_length=1)
     candidate: CandidateIn
     external_key: str | None = Field(None, max_length=200)
+
+    @field_validator("external_key")
+    @classmethod
+    def _external_key(cls, value: str | None) -> str | None:
+        return value or None  # an empty key is no key (it was stored, then a 500 the next time)
 
 
 def _interview_out(row: dict[str, Any]) -> dict[str, Any]:
