@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
+from voicebot.store.database import CALLABLE_STATUSES
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.stream_token import InvalidStreamToken
 from voicebot.telephony.twilio import ProtocolError, TwilioMediaStream
@@ -32,7 +33,6 @@ START_TIMEOUT_SECS = 10.0
 HARD_MESSAGE_LIMIT = 1 << 20
 """Messages above this close the socket (aiohttp limit); smaller oversized ones are only dropped."""
 LOGGED_ERRORS_PER_CODE = 5
-CALLABLE_STATUSES = {"pending", "in_progress", "no_response", "incomplete", "failed"}
 
 
 def _public_base(request: web.Request, services: Services) -> str:
@@ -89,6 +89,8 @@ async def voice_webhook(request: web.Request) -> web.Response:
         reason = "language_unsupported"
     elif interview["status"] not in CALLABLE_STATUSES:
         reason = f"interview_{interview['status']}"
+    elif services.call_claims.interview_busy(interview["id"]):
+        reason = "interview_busy"
     else:
         reason = ""
     if reason:
@@ -99,7 +101,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
                 "This interview is not available any more. A recruiter will contact you. Goodbye."
             )
         )
-    if len(services.sessions) >= services.settings.max_calls:
+    if len(services.call_claims) >= services.settings.max_calls:
         services.metrics.http_errors.labels("twilio_voice", "at_capacity").inc()
         return _twiml(
             say_and_hangup_twiml(
@@ -140,7 +142,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         except InvalidStreamToken as exc:
             metrics.calls_refused.labels(f"token_{exc.reason}").inc()
             raise web.HTTPForbidden(text=f"stream token refused: {exc.reason}") from None
-    if len(services.sessions) >= services.settings.max_calls:
+    if len(services.call_claims) >= services.settings.max_calls:
         metrics.calls_refused.labels("at_capacity").inc()
         raise web.HTTPServiceUnavailable(text="at capacity")
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=None, autoping=True)

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
-from voicebot.api.links import report_links
+from voicebot.api.links import RECORDING_FILE, report_links
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -209,21 +209,29 @@ async def _report_of(request: web.Request, row: dict[str, Any]) -> dict[str, Any
     return await build_report(services.store, script, row["id"])
 
 
-def _authorised_link(request: web.Request, purpose: str, claim: str, value: str) -> bool:
-    """Whether the request carries the API bearer token or a valid signed link for ``value``."""
+def _bearer_authorised(request: web.Request) -> bool:
+    """Whether the request carries the API bearer token (admin)."""
     services = request.app[SERVICES_KEY]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(
+    return scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip(), services.settings.resolved_api_token()
-    ):
-        return True
+    )
+
+
+def _link_claims(request: web.Request, purpose: str, expect: dict[str, str]) -> dict | None:
+    """The request's signed link's claims, if it is a valid ``purpose`` link bound as expected.
+
+    ``expect`` maps claims to the values they must have; None (counted by reason) otherwise.
+    """
+    services = request.app[SERVICES_KEY]
     assert services.link_signer is not None
+    signer = getattr(services.link_signer, purpose)
     try:
-        claims = services.link_signer.verify(request.query.get("token"))
-    except InvalidStreamToken:
-        return False
-    return claims.get("purpose") == purpose and claims.get(claim) == value
+        return signer.verify(request.query.get("token"), expect=expect)
+    except InvalidStreamToken as exc:
+        services.metrics.http_errors.labels(f"{purpose}_link", exc.reason).inc()
+        return None
 
 
 @require_token
@@ -281,7 +289,10 @@ async def report_page(request: web.Request) -> web.Response:
 
     services = request.app[SERVICES_KEY]
     interview_id = request.match_info["interview_id"]
-    if not _authorised_link(request, "report", "interview_id", interview_id):
+    if (
+        not _bearer_authorised(request)
+        and _link_claims(request, "report", {"interview_id": interview_id}) is None
+    ):
         services.metrics.http_errors.labels("report_page", "unauthorized").inc()
         return web.Response(
             status=401,
@@ -311,13 +322,20 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     """A call's recording (stereo WAV): bearer token, or the signed link from a report."""
     services = request.app[SERVICES_KEY]
     call_sid = request.match_info["call_sid"]
-    if not _authorised_link(request, "recording", "call_sid", call_sid):
+    bearer = _bearer_authorised(request)
+    claims = None
+    if not bearer:
+        claims = _link_claims(request, "recording", {"call_sid": call_sid, "file": RECORDING_FILE})
+    if not bearer and claims is None:
         services.metrics.http_errors.labels("recording", "unauthorized").inc()
         return json_error(401, "unauthorized", "recording link invalid or expired")
     call = await services.store.get_call(call_sid)
+    if claims is not None and (call is None or call.get("interview_id") != claims["interview_id"]):
+        services.metrics.http_errors.labels("recording", "unauthorized").inc()
+        return json_error(401, "unauthorized", "recording link invalid or expired")
     if call is None or not call.get("recording_dir"):
         return json_error(404, "not_found", "no recording for this call")
-    path = Path(call["recording_dir"]) / "call.wav"
+    path = Path(call["recording_dir"]) / RECORDING_FILE
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
     return web.FileResponse(
