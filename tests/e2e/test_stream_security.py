@@ -359,10 +359,12 @@ def test_a_second_call_for_an_interview_on_a_call_is_refused(server):
             await ws.send(start_message("MZone", first, stream_1))
             assert json.loads(await asyncio.wait_for(ws.recv(), 15))["event"] in ("media", "mark")
             refused = await open_stream(stream_2.pop("url"), second, stream_2)
+            third = await post_voice_webhook(server.url, interview_id, new_call_sid("CAthree"))
             status, call = server.request("GET", f"/api/calls/{first}")
-            return refused, call
+            return refused, third, call
 
-    (code, reason, media), call = asyncio.run(scenario())
+    (code, reason, media), third, call = asyncio.run(scenario())
     assert (code, reason, media) == (1008, "interview_busy", False)
+    assert third["url"] is None and "token" not in third  # the voice webhook says goodbye
     assert call["status"] == "in_progress" or call["end_reason"] == "caller_hangup"
     assert server.request("GET", f"/api/calls/{second}")[0] == 404
