@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voicebot.api.admission import PendingStreams
+from voicebot.api.admission import BURST, PendingStreams
 
 
 def test_caps_per_address_then_in_all():
@@ -26,3 +26,19 @@ def test_released_streams_free_their_slot_and_leave_nothing_behind():
     assert len(pending) == 0 and pending.addresses() == 0
     pending.release("a")  # a release too many is harmless
     assert len(pending) == 0 and pending.admit("a", 1, 1) is None
+
+
+def test_the_end_of_a_burst_is_told_once():
+    pending = PendingStreams()
+    for _ in range(3):
+        pending.admit("a", 1000, 1000)
+    for _ in range(3):
+        pending.release("a")
+    assert not pending.burst_over()  # three is no burst
+    for _ in range(BURST):
+        assert pending.admit("a", 1000, 1000) is None
+    pending.release("a")
+    assert not pending.burst_over()  # not over while some are pending
+    for _ in range(BURST - 1):
+        pending.release("a")
+    assert pending.burst_over() and not pending.burst_over()

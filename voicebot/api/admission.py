@@ -14,6 +14,9 @@ from typing import Literal
 
 PendingRefusal = Literal["too_many_pending", "too_many_pending_from_address"]
 
+BURST = 100
+"""Pending streams at once from which their going is worth giving the memory back to the system."""
+
 
 class PendingStreams:
     """Counts pending streams, in all and per remote address."""
@@ -21,6 +24,7 @@ class PendingStreams:
     def __init__(self) -> None:
         self._by_address: dict[str, int] = {}
         self._total = 0
+        self._peak = 0  # most pending at once since the count was last zero after a burst
 
     def __len__(self) -> int:
         return self._total
@@ -38,6 +42,7 @@ class PendingStreams:
             return "too_many_pending"
         self._by_address[address] = held + 1
         self._total += 1
+        self._peak = max(self._peak, self._total)
         return None
 
     def release(self, address: str) -> None:
@@ -50,3 +55,12 @@ class PendingStreams:
             del self._by_address[address]
         else:
             self._by_address[address] = held - 1
+
+    def burst_over(self) -> bool:
+        """True once when the count falls to zero after at least :data:`BURST` were pending."""
+        if self._total == 0 and self._peak >= BURST:
+            self._peak = 0
+            return True
+        if self._total == 0:
+            self._peak = 0
+        return False

@@ -9,7 +9,9 @@ the socket, the Sans-I/O protocol parser and the ``CallSession``.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import sys
 from collections import Counter
 
 from aiohttp import WSMsgType, web
@@ -174,6 +176,8 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             is_pending = False
             pending.release(peer)
             metrics.streams_pending.dec()
+            if pending.burst_over():
+                _return_freed_memory()
 
     session: CallSession | None = None
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=None, autoping=True)
@@ -256,6 +260,23 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
 
 
 _logged: Counter[str] = Counter()
+_trims: set[asyncio.Task] = set()
+
+
+def _return_freed_memory() -> None:
+    """Give the C heap's free memory back to the system, in a thread, one trim at a time.
+
+    glibc keeps what a burst of connections freed (3,000 idle streams leave ~45 MB of it).
+    """
+    if _trims or not sys.platform.startswith("linux"):
+        return
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return
+    task = asyncio.get_running_loop().create_task(asyncio.to_thread(malloc_trim, 0))
+    _trims.add(task)
+    task.add_done_callback(_trims.discard)
 
 
 def _log_sparingly(kind: str, message: str, *args: object) -> None:
