@@ -134,3 +134,11 @@ def test_a_real_call_starts_while_idle_streams_wait_and_is_not_pending(limited):
     assert first["event"] in ("media", "mark")
     assert pending == 2  # the idle ones; the started call is no longer pending
     assert call["status"] == "in_progress"
+
+
+def test_a_plain_request_to_the_stream_route_is_a_400_and_leaves_nothing_pending(limited):
+    status, body = limited.request("GET", "/twilio/stream", token=None)
+    assert status == 400
+    assert pending_now(limited) == 0
+    text = metrics(limited)
+    assert 'voicebot_internal_errors_total{where="media_stream"}' not in text

@@ -182,7 +182,11 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
     session: CallSession | None = None
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=None, autoping=True)
     try:
-        await ws.prepare(request)
+        await ws.prepare(request)  # not a WebSocket request: 400, and no longer pending
+    except BaseException:
+        started()
+        raise
+    try:
         protocol = TwilioMediaStream(max_message_bytes=settings.max_message_bytes)
         send_lock = asyncio.Lock()
 
