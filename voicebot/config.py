@@ -322,6 +322,24 @@ class Settings(BaseModel):
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
+    stream_start_timeout_secs: float = Field(
+        5.0,
+        gt=0,
+        description="A carrier stream that has not sent a valid `start` this long after it "
+        "opened is closed.",
+    )
+    stream_max_pending: int = Field(
+        200,
+        gt=0,
+        description="Carrier streams open at once that have not sent a valid `start` yet (no "
+        "token checked); more are refused (HTTP 503) before the WebSocket upgrade.",
+    )
+    stream_max_pending_per_address: int = Field(
+        50,
+        gt=0,
+        description="Of those, how many may come from one remote address (behind a reverse "
+        "proxy, the proxy's address).",
+    )
     prompt_cache_dir: Path | None = Field(
         None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
     )

@@ -63,6 +63,11 @@ class Metrics:
         self.calls_refused = Counter(
             "voicebot_calls_refused_total", "Streams refused, by reason.", ["reason"], registry=r
         )
+        self.streams_pending = Gauge(
+            "voicebot_streams_pending",
+            "Carrier streams open that have not sent a valid start yet.",
+            registry=r,
+        )
         self.protocol_errors = Counter(
             "voicebot_protocol_errors_total",
             "Malformed or unexpected carrier messages, by error code.",

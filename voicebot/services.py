@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from voicebot.api.links import LinkSigner
 from voicebot.audio.frames import TELEPHONY_RATE
+from voicebot.call.claims import CallClaims
 from voicebot.call.recorder import PlainFiles, RecordingFiles
 from voicebot.call.settle import CallSettler, ProcessIdentity
 from voicebot.config import Settings
@@ -33,7 +35,7 @@ from voicebot.speech.turn_policy import TurnPolicyConfig
 from voicebot.speech.vad import SileroModel
 from voicebot.speech.vad_batch import VadBatcher
 from voicebot.store.database import Store
-from voicebot.telephony.stream_token import StreamTokenSigner
+from voicebot.telephony.stream_token import TokenSigner
 from voicebot.threads import name_native_thread
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,15 @@ class Services:
     prompts: PromptCache | None = None
     vad_model: SileroModel | None = None
     smart_turn: SmartTurnModel | None = None
-    token_signer: StreamTokenSigner | None = None
+    token_signer: TokenSigner | None = None
+    """Signs the stream tokens the voice webhook puts in TwiML (purpose ``stream``)."""
     vad_executor: ThreadPoolExecutor | None = None
     turn_executor: ThreadPoolExecutor | None = None
     smart_turn_pending: int = 0
     """Smart-turn inferences submitted to ``turn_executor`` and not finished (all calls)."""
     sessions: dict[str, object] = field(default_factory=dict)
+    call_claims: CallClaims = field(default_factory=CallClaims)
+    """Calls (and their interviews) that have a stream, claimed before it is set up."""
     live: LiveHub = field(default_factory=LiveHub)
     """Live call events (transcripts, prosody samples, script position) for watchers."""
     bus: Any = None
@@ -79,7 +84,7 @@ class Services:
     """Recruiter accounts and monitor sessions (SQLite, or Redis when configured)."""
     login_throttle: Any = None
     """Failed monitor sign-ins per user and address (shared through Redis when configured)."""
-    link_signer: StreamTokenSigner | None = None
+    link_signer: LinkSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
     """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
@@ -338,8 +343,8 @@ class Services:
         secret = (
             s.stream_token_secret.encode() if s.stream_token_secret else secrets.token_bytes(32)
         )
-        self.token_signer = StreamTokenSigner(secret, ttl_secs=s.stream_token_ttl_secs)
-        self.link_signer = StreamTokenSigner(secret, ttl_secs=s.link_ttl_secs)
+        self.token_signer = TokenSigner(secret, ttl_secs=s.stream_token_ttl_secs, purpose="stream")
+        self.link_signer = LinkSigner.from_secret(secret, ttl_secs=s.link_ttl_secs)
         self.vad_executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="vad",

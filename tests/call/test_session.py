@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from voicebot.audio.codec import ulaw_encode
-from voicebot.call.session import CallSession
+from voicebot.call.session import CallSession, StreamRefused
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, Question
 from voicebot.services import Services
@@ -301,6 +301,30 @@ async def make_call(services, texts, *, job_id: str = SCRIPT.id, asr=None) -> Ha
     harness = Harness(services, interview["id"], services.asr)
     await harness.start()
     return harness
+
+
+async def test_streams_arriving_together_for_one_call_give_one_call_and_leave_it_alone(services):
+    interview, _ = await services.store.create_interview(job_id=SCRIPT.id, candidate_id="c1")
+    services.asr = ScriptedASR([])
+    harnesses = [Harness(services, interview["id"], services.asr) for _ in range(10)]
+    outcomes = await asyncio.gather(*(h.start() for h in harnesses), return_exceptions=True)
+    refusals = [o.reason for o in outcomes if isinstance(o, StreamRefused)]
+    winners = [h for h, o in zip(harnesses, outcomes, strict=True) if o is None]
+    assert refusals == ["duplicate_call"] * 9 and len(winners) == 1
+    for loser in (h for h in harnesses if h not in winners):
+        await loser.session.finish("stream_closed")  # what the stream route does
+    assert services.sessions == {"CA1": winners[0].session}
+    assert services.metrics.calls_active._value.get() == 1
+    stored = await services.store.get_call("CA1")
+    assert stored["status"] == "in_progress"
+    row = await services.store.get_interview(interview["id"])
+    assert row["status"] == "in_progress" and row["attempts"] == 1
+    # The winner's call goes on to its end.
+    await winners[0].wait_for_mark("consent:await")
+    await winners[0].dtmf("2")
+    await winners[0].run_out()
+    assert (await services.store.get_call("CA1"))["end_reason"] == "consent_declined"
+    assert services.metrics.calls_active._value.get() == 0 and not services.call_claims
 
 
 async def test_refusal_by_key_ends_politely_and_is_stored(services):

@@ -9,16 +9,21 @@ the socket, the Sans-I/O protocol parser and the ``CallSession``.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import sys
+from collections import Counter
 
 from aiohttp import WSMsgType, web
 
+from voicebot.api.admission import PendingStreams
 from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
+from voicebot.store.database import CALLABLE_STATUSES
 from voicebot.telephony.signature import validate_twilio_signature
 from voicebot.telephony.stream_token import InvalidStreamToken
-from voicebot.telephony.twilio import ProtocolError, TwilioMediaStream
+from voicebot.telephony.twilio import ProtocolError, Start, Stop, TwilioMediaStream
 from voicebot.telephony.twiml import (
     connect_stream_twiml,
     say_and_hangup_twiml,
@@ -28,11 +33,10 @@ from voicebot.telephony.twiml import (
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("services", Services)
-START_TIMEOUT_SECS = 10.0
+PENDING_STREAMS_KEY = web.AppKey("pending_streams", PendingStreams)
 HARD_MESSAGE_LIMIT = 1 << 20
 """Messages above this close the socket (aiohttp limit); smaller oversized ones are only dropped."""
 LOGGED_ERRORS_PER_CODE = 5
-CALLABLE_STATUSES = {"pending", "in_progress", "no_response", "incomplete", "failed"}
 
 
 def _public_base(request: web.Request, services: Services) -> str:
@@ -95,6 +99,8 @@ async def voice_webhook(request: web.Request) -> web.Response:
         reason = "language_unsupported"
     elif interview["status"] not in CALLABLE_STATUSES:
         reason = f"interview_{interview['status']}"
+    elif services.call_claims.interview_busy(interview["id"]):
+        reason = "interview_busy"
     else:
         reason = ""
     if reason:
@@ -105,7 +111,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
                 "This interview is not available any more. A recruiter will contact you. Goodbye."
             )
         )
-    if len(services.sessions) >= services.settings.max_calls:
+    if len(services.call_claims) >= services.settings.max_calls:
         services.metrics.http_errors.labels("twilio_voice", "at_capacity").inc()
         return _twiml(
             say_and_hangup_twiml(
@@ -135,8 +141,15 @@ async def voice_webhook(request: web.Request) -> web.Response:
 
 
 async def media_stream(request: web.Request) -> web.StreamResponse:
-    """Twilio Media Streams WebSocket: one call's audio both ways."""
+    """Twilio Media Streams WebSocket: one call's audio both ways.
+
+    Until a valid ``start`` the stream is pending: it holds only the socket and the protocol
+    parser (the call's session is made at ``start``), it is closed after
+    ``VOICEBOT_STREAM_START_TIMEOUT_SECS``, and only so many may be pending at once, in all and
+    per remote address (:mod:`voicebot.api.admission`).
+    """
     services = request.app[SERVICES_KEY]
+    settings = services.settings
     metrics = services.metrics
     assert services.token_signer is not None
     query_token = request.query.get("token")
@@ -146,28 +159,54 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         except InvalidStreamToken as exc:
             metrics.calls_refused.labels(f"token_{exc.reason}").inc()
             raise web.HTTPForbidden(text=f"stream token refused: {exc.reason}") from None
-    if len(services.sessions) >= services.settings.max_calls:
+    if len(services.call_claims) >= settings.max_calls:
         metrics.calls_refused.labels("at_capacity").inc()
         raise web.HTTPServiceUnavailable(text="at capacity")
+    pending = request.app[PENDING_STREAMS_KEY]
+    peer = request.remote or "unknown"
+    refusal = pending.admit(
+        peer, settings.stream_max_pending, settings.stream_max_pending_per_address
+    )
+    if refusal is not None:
+        metrics.calls_refused.labels(refusal).inc()
+        _log_sparingly(refusal, "stream from %s refused: %s", peer, refusal)
+        raise web.HTTPServiceUnavailable(
+            text=f"{refusal}: too many streams have not started yet; send `start` at once"
+        )
+    metrics.streams_pending.inc()
+    is_pending = True
+
+    def started() -> None:
+        nonlocal is_pending
+        if is_pending:
+            is_pending = False
+            pending.release(peer)
+            metrics.streams_pending.dec()
+            if pending.burst_over():
+                _return_freed_memory()
+
+    session: CallSession | None = None
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=None, autoping=True)
-    await ws.prepare(request)
-    protocol = TwilioMediaStream(max_message_bytes=services.settings.max_message_bytes)
-    send_lock = asyncio.Lock()
-
-    async def send_text(text: str) -> None:
-        if ws.closed:
-            return
-        async with send_lock:
-            await ws.send_str(text)
-
-    async def close_stream() -> None:
-        if not ws.closed:
-            await ws.close()
-
-    session = CallSession(services, protocol, send_text, close_stream)
-    peer = request.remote
     try:
-        async with asyncio.timeout(START_TIMEOUT_SECS) as start_deadline:
+        await ws.prepare(request)  # not a WebSocket request: 400, and no longer pending
+    except BaseException:
+        started()
+        raise
+    try:
+        protocol = TwilioMediaStream(max_message_bytes=settings.max_message_bytes)
+        send_lock = asyncio.Lock()
+
+        async def send_text(text: str) -> None:
+            if ws.closed:
+                return
+            async with send_lock:
+                await ws.send_str(text)
+
+        async def close_stream() -> None:
+            if not ws.closed:
+                await ws.close()
+
+        async with asyncio.timeout(settings.stream_start_timeout_secs) as start_deadline:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     events = protocol.receive(message.data)
@@ -184,7 +223,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
                             # A flood is counted in full but logged sparingly.
                             log.warning(
                                 "stream %s: %s (%d so far): %s",
-                                session.call_sid or peer,
+                                peer if session is None else session.call_sid or peer,
                                 event.code,
                                 seen,
                                 event.message,
@@ -193,29 +232,73 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
                             await ws.close(code=1003, message=event.code.encode()[:120])
                             break
                         continue
+                    if session is None:
+                        if isinstance(event, Stop):
+                            break
+                        if not isinstance(event, Start):
+                            continue  # nothing to do before the call is admitted
+                        session = CallSession(services, protocol, send_text, close_stream)
+                        await session.handle(event)
+                        started()
+                        start_deadline.reschedule(None)
+                        continue
                     await session.handle(event)
-                if protocol.started and start_deadline.when() is not None:
-                    start_deadline.reschedule(None)
-                if session.finished:
+                if ws.closed or (session is not None and session.finished):
                     break
     except TimeoutError:
         metrics.calls_refused.labels("no_start").inc()
-        log.warning("stream from %s: no valid start within %.0f s", peer, START_TIMEOUT_SECS)
+        _log_sparingly(
+            "no_start",
+            "stream from %s: no valid start within %g s",
+            peer,
+            settings.stream_start_timeout_secs,
+        )
     except StreamRefused as exc:
         metrics.calls_refused.labels(exc.reason).inc()
         log.warning("stream from %s refused: %s", peer, exc)
         await ws.close(code=1008, message=exc.reason.encode()[:120])
     except Exception:
         metrics.internal_errors.labels("media_stream").inc()
-        log.exception("stream %s: unexpected error", session.call_sid or peer)
+        log.exception("stream %s: unexpected error", peer if session is None else session.call_sid)
     finally:
-        await session.finish("stream_closed")
+        started()
+        if session is not None:
+            await session.finish("stream_closed")
         if not ws.closed:
             await ws.close()
     return ws
 
 
+_logged: Counter[str] = Counter()
+_trims: set[asyncio.Task] = set()
+
+
+def _return_freed_memory() -> None:
+    """Give the C heap's free memory back to the system, in a thread, one trim at a time.
+
+    glibc keeps what a burst of connections freed (3,000 idle streams leave ~45 MB of it).
+    """
+    if _trims or not sys.platform.startswith("linux"):
+        return
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return
+    task = asyncio.get_running_loop().create_task(asyncio.to_thread(malloc_trim, 0))
+    _trims.add(task)
+    task.add_done_callback(_trims.discard)
+
+
+def _log_sparingly(kind: str, message: str, *args: object) -> None:
+    """Log the first few of a kind of refusal, then every hundredth (all are counted)."""
+    _logged[kind] += 1
+    seen = _logged[kind]
+    if seen <= LOGGED_ERRORS_PER_CODE or seen % 100 == 0:
+        log.warning(message + " (%d so far)", *args, seen)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the carrier endpoints."""
+    app[PENDING_STREAMS_KEY] = PendingStreams()
     app.router.add_post("/twilio/voice", voice_webhook)
     app.router.add_get("/twilio/stream", media_stream)

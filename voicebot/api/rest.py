@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
-from voicebot.api.links import report_links
+from voicebot.api.links import RECORDING_FILE, report_links
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import format_timestamp
@@ -257,17 +257,19 @@ def _bearer_is_admin(request: web.Request) -> bool:
     )
 
 
-def _authorised_link(request: web.Request, purpose: str, claim: str, value: str) -> bool:
-    """Whether the request carries the API bearer token or a valid signed link for ``value``."""
+def _link_claims(request: web.Request, purpose: str, expect: dict[str, str]) -> dict | None:
+    """The request's signed link's claims, if it is a valid ``purpose`` link bound as expected.
+
+    ``expect`` maps claims to the values they must have; None (counted by reason) otherwise.
+    """
     services = request.app[SERVICES_KEY]
-    if _bearer_is_admin(request):
-        return True
     assert services.link_signer is not None
+    signer = getattr(services.link_signer, purpose)
     try:
-        claims = services.link_signer.verify(request.query.get("token"))
-    except InvalidStreamToken:
-        return False
-    return claims.get("purpose") == purpose and claims.get(claim) == value
+        return signer.verify(request.query.get("token"), expect=expect)
+    except InvalidStreamToken as exc:
+        services.metrics.http_errors.labels(f"{purpose}_link", exc.reason).inc()
+        return None
 
 
 @require_token
@@ -338,7 +340,10 @@ async def report_page(request: web.Request) -> web.Response:
 
     services = request.app[SERVICES_KEY]
     interview_id = request.match_info["interview_id"]
-    if not _authorised_link(request, "report", "interview_id", interview_id):
+    if (
+        not _bearer_is_admin(request)
+        and _link_claims(request, "report", {"interview_id": interview_id}) is None
+    ):
         services.metrics.http_errors.labels("report_page", "unauthorized").inc()
         return web.Response(
             status=401,
@@ -371,17 +376,24 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     """A call's recording (stereo WAV): bearer token, or the signed link from a report."""
     services = request.app[SERVICES_KEY]
     call_sid = request.match_info["call_sid"]
-    if not _authorised_link(request, "recording", "call_sid", call_sid):
+    bearer = _bearer_is_admin(request)
+    claims = None
+    if not bearer:
+        claims = _link_claims(request, "recording", {"call_sid": call_sid, "file": RECORDING_FILE})
+    if not bearer and claims is None:
         services.metrics.http_errors.labels("recording", "unauthorized").inc()
         return json_error(401, "unauthorized", "recording link invalid or expired")
     call = await services.store.get_call(call_sid)
+    if claims is not None and (call is None or call.get("interview_id") != claims["interview_id"]):
+        services.metrics.http_errors.labels("recording", "unauthorized").inc()
+        return json_error(401, "unauthorized", "recording link invalid or expired")
     if call is None or not call.get("recording_dir"):
         return json_error(404, "not_found", "no recording for this call")
     who = "api:admin" if _bearer_is_admin(request) else "link:recording"
     await record_access(
         services, who, "recording.open", interview_id=call.get("interview_id"), call_sid=call_sid
     )
-    path = Path(call["recording_dir"]) / "call.wav"
+    path = Path(call["recording_dir"]) / RECORDING_FILE
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
     return web.FileResponse(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ from voicebot.speech.turn_policy import (
     read_words,
 )
 from voicebot.speech.vad_batch import VadStream
+from voicebot.store.database import CALLABLE_STATUSES
 from voicebot.telephony.stream_token import InvalidStreamToken
 from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMediaStream
 
@@ -455,29 +457,34 @@ class CallSession:
             await self.finish("caller_hangup")
 
     async def _on_start(self, start: Start) -> None:
+        """Admit the stream: its token, its call and interview (claimed), the call's rows."""
         services = self.services
         assert services.store is not None and services.token_signer is not None
         params = start.custom_parameters
-        try:
-            claims = services.token_signer.verify(params.get("token"))
-        except InvalidStreamToken as exc:
-            raise StreamRefused(f"token_{exc.reason}", f"stream token refused: {exc}") from None
-        interview_id = claims.get("interview_id", "")
-        if claims.get("call_sid") and start.call_sid and claims["call_sid"] != start.call_sid:
-            raise StreamRefused("token_call_mismatch", "stream token was issued for another call")
-        interview = await services.store.get_interview(interview_id)
-        if interview is None:
-            raise StreamRefused("unknown_interview", f"no interview {interview_id!r}")
-        script = services.scripts.get(interview["job_id"])
-        if script is None:
-            raise StreamRefused("unknown_job", f"no job script {interview['job_id']!r} loaded")
-        call_sid = start.call_sid or start.stream_sid
-        if not SAFE_SID.fullmatch(call_sid):  # it names the recording folder
+        call_sid = start.call_sid
+        if not SAFE_SID.fullmatch(call_sid or ""):  # it names the recording folder
             raise StreamRefused("bad_call_sid", "callSid must be 1-64 letters, digits, _ or -")
-        if call_sid in services.sessions or await services.store.call_exists(call_sid):
-            raise StreamRefused("duplicate_call", f"call {call_sid} already has a stream")
-        self.t0 = time.monotonic()
-        self.started_at = time.time()  # the call clock's zero on the wall clock
+        try:
+            claims = services.token_signer.verify(
+                params.get("token"), expect={"call_sid": call_sid}
+            )
+        except InvalidStreamToken as exc:
+            if exc.reason == "binding_mismatch":
+                raise StreamRefused(
+                    "token_call_mismatch", "stream token was issued for another call"
+                ) from None
+            raise StreamRefused(f"token_{exc.reason}", f"stream token refused: {exc}") from None
+        interview_id = claims["interview_id"]
+        # Claimed in the same step of the event loop as checked: of several streams for one
+        # call (or one interview) exactly one gets past here; the others touch nothing.
+        refusal = services.call_claims.claim(call_sid, interview_id)
+        if refusal is not None:
+            raise StreamRefused(refusal, f"call {call_sid} or its interview already has a stream")
+        try:
+            interview, script = await self._admit(call_sid, interview_id, start)
+        except BaseException:
+            services.call_claims.release(call_sid)
+            raise
         self.call_sid = call_sid
         self._listen_key = audio_channel(call_sid)
         self.interview = interview
@@ -486,14 +493,6 @@ class CallSession:
         self.metrics.calls_active.inc()
         self.recorder = CallRecorder(
             self.settings.recordings_dir / call_sid, files=services.recording_files
-        )
-        await services.store.create_call(
-            call_sid=call_sid,
-            interview_id=interview_id,
-            stream_sid=start.stream_sid,
-            from_number=params.get("from", ""),
-            recording_dir=str(self.recorder.directory),
-            owner=services.process.id,
         )
         await services.store.start_interview_attempt(interview_id)
         self._event("call_started", t=0.0, job_id=script.id, interview_id=interview_id)
@@ -514,6 +513,44 @@ class CallSession:
         self.engine = InterviewEngine(script)
         async with self._engine_lock:
             await self._run_actions(self.engine.start())
+
+    async def _admit(
+        self, call_sid: str, interview_id: str, start: Start
+    ) -> tuple[dict[str, Any], JobScript]:
+        """Check the claimed call's interview and store the call's row; refuse if it cannot be.
+
+        Nothing of this session is set yet: a refusal here leaves no trace but the metric.
+        """
+        store = self.services.store
+        assert store is not None
+        interview = await store.get_interview(interview_id)
+        if interview is None:
+            raise StreamRefused("unknown_interview", f"no interview {interview_id!r}")
+        status = interview["status"]
+        if status not in CALLABLE_STATUSES:
+            raise StreamRefused(f"interview_{status}", f"the interview is {status}: no more calls")
+        if await store.live_call_of_interview(interview_id) is not None:
+            raise StreamRefused("interview_busy", "the interview is on another call")
+        script = self.services.scripts.get(interview["job_id"])
+        if script is None:
+            raise StreamRefused("unknown_job", f"no job script {interview['job_id']!r} loaded")
+        if await store.call_exists(call_sid):
+            raise StreamRefused("duplicate_call", f"call {call_sid} already had a stream")
+        self.t0 = time.monotonic()
+        self.started_at = time.time()  # the call clock's zero on the wall clock
+        try:
+            await store.create_call(
+                call_sid=call_sid,
+                interview_id=interview_id,
+                stream_sid=start.stream_sid,
+                from_number=start.custom_parameters.get("from", ""),
+                recording_dir=str(self.settings.recordings_dir / call_sid),
+                started_at=self.started_at,
+                owner=self.services.process.id,
+            )
+        except sqlite3.IntegrityError:  # another process stored it first
+            raise StreamRefused("duplicate_call", f"call {call_sid} already has a stream") from None
+        return interview, script
 
     # -- inbound audio ---------------------------------------------------------------------
 
@@ -1765,6 +1802,7 @@ class CallSession:
             if self.recorder is not None:
                 await self.recorder.close()
             services.sessions.pop(self.call_sid, None)
+            services.call_claims.release(self.call_sid)
             self.metrics.calls_active.dec()
             self.metrics.calls_total.labels(reason=reason).inc()
             log.info("call %s ended (%s) after %.1f s", self.call_sid, reason, duration)

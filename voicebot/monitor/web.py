@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from voicebot.api.carrier import SERVICES_KEY
-from voicebot.api.links import signed_link
+from voicebot.api.links import report_link
 from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
@@ -281,13 +281,7 @@ def _report_url(request: web.Request, interview: dict[str, Any] | None) -> str |
     services = request.app[SERVICES_KEY]
     if interview is None or not interview.get("report") or services.link_signer is None:
         return None
-    interview_id = interview["id"]
-    return signed_link(
-        services.link_signer,
-        "",
-        f"/interviews/{interview_id}/report",
-        {"purpose": "report", "interview_id": interview_id},
-    )
+    return report_link(services.link_signer, "", interview["id"])
 
 
 def _scores_of(report: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -183,6 +183,10 @@ questions asked), ``declined`` (no consent), ``no_response`` (silent), ``incompl
 early; may be called again), ``knocked_out`` (failed a knock-out question), ``opted_out`` (asked
 not to be called again), ``failed`` (server error)."""
 
+CALLABLE_STATUSES = frozenset({"pending", "in_progress", "no_response", "incomplete", "failed"})
+"""Interview statuses that may take a call (an ``in_progress`` one only if no stream holds it:
+a call left open by a process that died)."""
+
 
 def new_id(prefix: str) -> str:
     """Return a random, URL-safe identifier with a readable prefix."""
@@ -407,6 +411,14 @@ class Store:
             ),
         )
         await self.db.commit()
+
+    async def live_call_of_interview(self, interview_id: str) -> str | None:
+        """The sid of a call of this interview still in progress in the store, if any."""
+        row = await self._one(
+            "SELECT call_sid FROM calls WHERE interview_id = ? AND status = 'in_progress'",
+            (interview_id,),
+        )
+        return None if row is None else row["call_sid"]
 
     async def call_exists(self, call_sid: str) -> bool:
         """Whether a call with this sid was stored before."""
