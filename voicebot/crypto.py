@@ -321,6 +321,22 @@ def open_private(path: Path | str, mode: str = "ab", encoding: str | None = None
     return os.fdopen(fd, mode, encoding=encoding)
 
 
+def create_private_file(path: Path | str) -> Path:
+    """Create an empty file 0600 if missing (an existing one is tightened to 0600).
+
+    SQLite gives a database's ``-wal`` and ``-shm`` files the database file's mode: creating the
+    file first keeps all three private whatever the umask.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
+    return path
+
+
 def make_private_dir(path: Path | str) -> Path:
     """Create a folder (and missing parents) as 0700; an existing one is tightened to 0700."""
     path = Path(path)

@@ -19,6 +19,7 @@ from typing import Any
 
 from voicebot.audio.frames import TELEPHONY_RATE
 from voicebot.config import Settings
+from voicebot.crypto import Keyring, make_private_dir, tighten_tree
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
 from voicebot.events.live import LiveHub
@@ -76,6 +77,8 @@ class Services:
     """Failed monitor sign-ins per user and address (shared through Redis when configured)."""
     link_signer: StreamTokenSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
+    keyring: Keyring | None = None
+    """The data keys (``VOICEBOT_DATA_KEY``): candidates' data is encrypted at rest; None: not."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
     """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
     reports: set[asyncio.Task] = field(default_factory=set)
@@ -132,7 +135,7 @@ class Services:
         from voicebot.events.bus import build_bus
 
         s = self.settings
-        self.bus = build_bus(s.redis_url, s.data_dir)
+        self.bus = build_bus(s.redis_url, s.data_dir, keyring=self.keyring)
         await self.bus.start()
         live = getattr(self.bus, "live", None)
         if live is not None:
@@ -175,7 +178,9 @@ class Services:
         )
         if not endpoints:
             return
-        self._bridge_store = await DeliveryStore.open(s.data_dir / "hris_bridge.db")
+        self._bridge_store = await DeliveryStore.open(
+            s.data_dir / "hris_bridge.db", keyring=self.keyring
+        )
         self.bridge = Bridge(self.bus, self._bridge_store, endpoints)
         self.bridge.start()
         log.info("HR bridge running in this process: %d webhook endpoints", len(endpoints))
@@ -278,9 +283,9 @@ class Services:
         """Open the store, load scripts and models, pre-render every scripted prompt."""
         s = self.settings
         s.api_client_tokens()  # a malformed VOICEBOT_API_CLIENTS stops the start, saying why
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        s.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(s.data_dir / "voicebot.sqlite3")
+        self.keyring = s.data_keyring()  # a malformed VOICEBOT_DATA_KEY stops the start
+        await asyncio.to_thread(self._private_folders)
+        self.store = Store(s.data_dir / "voicebot.sqlite3", keyring=self.keyring)
         await self.store.open()
         stale = await self.store.mark_unfinished_calls()
         if stale:
@@ -349,6 +354,22 @@ class Services:
         resumed = await self.resume_reports()
         if resumed:
             log.warning("building %d interview reports a previous process left", resumed)
+
+    def _private_folders(self) -> None:
+        """Data and recordings folders 0700, every file in them 0600 (older ones tightened)."""
+        s = self.settings
+        for folder in (s.data_dir, s.recordings_dir):
+            make_private_dir(folder)
+            loosened = tighten_tree(folder)
+            if loosened:
+                log.warning("%s: made %d files and folders private (0600/0700)", folder, loosened)
+        if self.keyring is None:
+            log.warning(
+                "VOICEBOT_DATA_KEY is not set: candidates' data is stored unencrypted "
+                "(files are private to this user)"
+            )
+        else:
+            log.info("data at rest: encrypted (key id %s)", self.keyring.primary.kid)
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""

@@ -10,6 +10,10 @@ Each outbox has a random id of its own (kept in the file): with its row numbers 
 refuse a row it already has (see :class:`voicebot.events.bus.RedisBus`), so a row sent twice (the
 connection broke after Redis stored it, before the reply came) is stored once.
 
+With a data key (``VOICEBOT_DATA_KEY``) each event's JSON is stored encrypted, bound to its event
+id (:func:`stored_event`, :func:`event_of`); rows are decrypted before they are sent to Redis. The
+files are 0600 in a 0700 folder whatever the umask.
+
 SQLite runs in one worker thread per file (:class:`SqliteThread`): the event loop never waits on
 the disk, and one thread means one connection, so no locking between our own writers.
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from voicebot.crypto import Keyring, create_private_file, make_private_dir, seal, unseal
 from voicebot.events.types import Event
 
 T = TypeVar("T")
@@ -48,7 +53,8 @@ class SqliteThread:
         self._db: sqlite3.Connection | None = None
 
     def _open(self, schema: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        create_private_file(self.path)  # -wal and -shm take its mode
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -73,6 +79,20 @@ class SqliteThread:
         if db is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._executor.shutdown(wait=False)
+
+
+EVENTS = "events/"
+"""What an event's stored JSON is bound to: ``events/<event id>``."""
+
+
+def stored_event(event: Event, keyring: Keyring | None) -> str:
+    """An event's JSON as stored: encrypted and bound to its id when a key is set."""
+    return seal(keyring, event.to_json(), EVENTS + event.id)  # type: ignore[return-value]
+
+
+def event_of(stored: str, event_id: str, keyring: Keyring | None) -> Event:
+    """The event a stored row holds (decrypted when it was stored encrypted)."""
+    return Event.from_json(unseal(keyring, stored, EVENTS + event_id))
 
 
 def transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -113,8 +133,9 @@ class OutboxRow:
 class Outbox:
     """Durable events waiting for Redis, in order."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, keyring: Keyring | None = None) -> None:
         self.path = Path(path)
+        self.keyring = keyring
         self._db = SqliteThread(path, "outbox")
         self.outbox_id = ""
         """This file's random id (stable across restarts)."""
@@ -135,13 +156,19 @@ class Outbox:
 
     async def add(self, event: Event) -> int:
         """Append an event; its row number once it is on disk."""
-        seq = await self._db.run(_add, event.id, event.to_json(), time.time())
+        seq = await self._db.run(_add, event.id, stored_event(event, self.keyring), time.time())
         self._unsent += 1
         return seq
 
     async def unsent_rows(self, limit: int = 100, max_bytes: int = 1 << 20) -> list[OutboxRow]:
         """The oldest unsent rows, at most ``limit`` and about ``max_bytes`` of JSON."""
-        return await self._db.run(_unsent_rows, limit, max_bytes)
+        rows = await self._db.run(_unsent_rows, limit, max_bytes)
+        if self.keyring is None:
+            return rows
+        return [
+            OutboxRow(row.seq, row.event_id, unseal(self.keyring, row.event, EVENTS + row.event_id))
+            for row in rows
+        ]
 
     async def mark_sent(self, last_seq: int) -> int:
         """Mark every row up to ``last_seq`` sent, prune old sent rows; how many were marked."""
