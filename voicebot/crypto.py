@@ -589,6 +589,22 @@ class EncryptedFileReader:
         self.close()
 
 
+def open_stored_file_writer(
+    path: Path | str, keyring: Keyring | None, *, append: bool = False
+) -> IO[bytes] | EncryptedFileWriter:
+    """A binary writer for a file of candidate data: ``write()``, ``flush()``, ``close()``.
+
+    Encrypted (the chunked format) when a keyring is configured, plain otherwise; 0600 either
+    way. ``flush()`` makes what was written durable against a process crash (the encrypted writer
+    seals it as a chunk): call it about once a second, not per frame. ``append`` continues an
+    existing file (a crash's leftover). Read it back with :func:`read_stored_file` or
+    :class:`EncryptedFileReader` (``allow_truncated`` for a file no ``close()`` finished).
+    """
+    if keyring is None:
+        return open_private(path, "ab" if append else "wb")
+    return EncryptedFileWriter(path, keyring, append=append)
+
+
 def read_stored_file(
     path: Path | str, keyring: Keyring | None, *, allow_truncated: bool = False
 ) -> bytes:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_links
+from voicebot.api.stored_files import stored_file_response
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.telephony.stream_token import InvalidStreamToken
@@ -320,8 +321,12 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     path = Path(call["recording_dir"]) / "call.wav"
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
-    return web.FileResponse(
-        path, headers={"Cache-Control": "no-store", "Content-Type": "audio/wav"}
+    return await stored_file_response(
+        request,
+        path,
+        services.keyring,
+        content_type="audio/wav",
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -6,11 +6,16 @@ a barge-in shows the bot channel stopping where the candidate stopped hearing it
 mu-law (one byte a sample, ~29 MB an hour for both sides) and written as 16-bit PCM at the end, in a
 worker thread. ``timeline.jsonl`` gets one JSON event a line as it happens, so a crash mid-call
 keeps the timeline up to the crash.
+
+With a data key (``VOICEBOT_DATA_KEY``) both files are encrypted (:mod:`voicebot.crypto`'s chunked
+format, one chunk per timeline event); either way they are 0600 in a 0700 folder. Read them with
+:func:`voicebot.crypto.read_stored_file`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from pathlib import Path
@@ -20,6 +25,13 @@ import numpy as np
 
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import TELEPHONY_RATE, write_wav
+from voicebot.crypto import (
+    EncryptedFileWriter,
+    Keyring,
+    make_private_dir,
+    open_private,
+    write_stored_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +55,18 @@ class _Track:
 class CallRecorder:
     """Records one call into ``<recordings_dir>/<call_sid>/``."""
 
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, keyring: Keyring | None = None):
+        self.directory = make_private_dir(directory)
+        self.keyring = keyring
         self.wav_path = self.directory / "call.wav"
         self.timeline_path = self.directory / "timeline.jsonl"
         self._candidate = _Track()
         self._bot = _Track()
-        self._timeline: IO[str] | None = self.timeline_path.open("a", encoding="utf-8")
+        self._timeline: IO[str] | EncryptedFileWriter | None = (
+            open_private(self.timeline_path, "a", encoding="utf-8")
+            if keyring is None
+            else EncryptedFileWriter(self.timeline_path, keyring, append=True)
+        )
         self.closed = False
 
     def candidate_audio(self, t: float, ulaw: bytes) -> None:
@@ -66,7 +82,8 @@ class CallRecorder:
         if self._timeline is None:
             return
         record = {"t": round(t, 3), "event": kind, **data}
-        self._timeline.write(json.dumps(record, ensure_ascii=False) + "\n")
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        self._timeline.write(line.encode() if self.keyring is not None else line)  # type: ignore[arg-type]
         self._timeline.flush()
 
     def _write_wav(self) -> None:
@@ -74,7 +91,9 @@ class CallRecorder:
         stereo = np.zeros((length, 2), dtype=np.int16)
         stereo[: len(self._candidate.buffer), 0] = ulaw_decode(bytes(self._candidate.buffer))
         stereo[: len(self._bot.buffer), 1] = ulaw_decode(bytes(self._bot.buffer))
-        write_wav(self.wav_path, stereo, TELEPHONY_RATE)
+        wav = io.BytesIO()
+        write_wav(wav, stereo, TELEPHONY_RATE)
+        write_stored_file(self.wav_path, wav.getvalue(), self.keyring)
 
     async def close(self) -> None:
         """Write the WAV (in a worker thread) and close the timeline."""

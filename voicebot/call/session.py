@@ -484,7 +484,9 @@ class CallSession:
         self.script = script
         services.sessions[call_sid] = self
         self.metrics.calls_active.inc()
-        self.recorder = CallRecorder(self.settings.recordings_dir / call_sid)
+        self.recorder = CallRecorder(
+            self.settings.recordings_dir / call_sid, keyring=getattr(self.services, "keyring", None)
+        )
         await services.store.create_call(
             call_sid=call_sid,
             interview_id=interview_id,

@@ -95,6 +95,34 @@ def event_of(stored: str, event_id: str, keyring: Keyring | None) -> Event:
     return Event.from_json(unseal(keyring, stored, EVENTS + event_id))
 
 
+def reencrypt_event_rows(
+    path: Path | str, table: str, id_column: str, json_column: str, keyring: Keyring
+) -> int:
+    """Re-encrypt every stored event of a file under the current key (key rotation).
+
+    For the event log (``events``), the outbox and the bridge's store; plaintext rows (stored
+    before the key was set) get encrypted too. Returns how many rows were rewritten.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute(f"SELECT {id_column}, {json_column} FROM {table}").fetchall()
+        for event_id, stored in rows:
+            plain = unseal(keyring, stored, EVENTS + event_id)
+            db.execute(
+                f"UPDATE {table} SET {json_column} = ? WHERE {id_column} = ?",
+                (seal(keyring, plain, EVENTS + event_id), event_id),
+            )
+        db.execute("COMMIT")
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(rows)
+    finally:
+        db.close()
+
+
 def transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(db, *args)`` in one write transaction (rolled back if it raises)."""
     db.execute("BEGIN IMMEDIATE")
