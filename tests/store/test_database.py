@@ -120,7 +120,12 @@ async def _stored_call(store: Store) -> str:
         call_sid="CA1", interview_id=interview["id"], from_number="+14155550123"
     )
     await store.add_turn(
-        call_sid="CA1", seq=1, speaker="candidate", text="I repaired analytical engines", start=1
+        call_sid="CA1",
+        seq=1,
+        speaker="candidate",
+        text="I repaired analytical engines",
+        start=1,
+        prosody={"pitch_median_hz": 187.5},
     )
     await store.record_outcome(
         "CA1", "knockouts", "q1", {"answer": "yes I hold a forklift licence", "passed": True}
@@ -135,7 +140,7 @@ def _all_bytes(directory) -> bytes:
     return b"".join(path.read_bytes() for path in directory.iterdir() if path.is_file())
 
 
-SECRETS = [b"Ada", b"4155550123", b"analytical engines", b"forklift"]
+SECRETS = [b"Ada", b"4155550123", b"analytical engines", b"forklift", b"pitch_median_hz"]
 
 
 async def test_with_a_data_key_no_candidate_data_is_in_the_files(tmp_path):
@@ -152,6 +157,7 @@ async def test_with_a_data_key_no_candidate_data_is_in_the_files(tmp_path):
     assert call["from_number"] == "+14155550123"
     assert call["turns"][0]["text"] == "I repaired analytical engines"
     assert call["outcome"]["knockouts"]["q1"]["answer"] == "yes I hold a forklift licence"
+    assert call["turns"][0]["prosody"] == {"pitch_median_hz": 187.5}
     assert found is None  # completed; the look-up by phone itself is tested below
     raw = _all_bytes(tmp_path)
     for secret in SECRETS:

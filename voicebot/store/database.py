@@ -6,8 +6,8 @@ loop), write-ahead logging, schema migrations keyed by ``PRAGMA user_version``.
 With a data key (``VOICEBOT_DATA_KEY``, :class:`voicebot.crypto.Keyring`) the candidate's data is
 stored encrypted, each value bound to its ``table/column/row``: interviews' ``candidate_name``,
 ``candidate_phone`` and ``report``, calls' ``from_number`` and ``outcome`` values (knock-out
-answers), turns' ``text``. A phone number is then found through ``phone_index``, a keyed hash
-(blind index), never through the plaintext. Values stored before the key was set stay readable
+answers), turns' ``text`` and ``prosody`` (voice measurements). A phone number is then found
+through ``phone_index``, a keyed hash (blind index), never through the plaintext. Values stored before the key was set stay readable
 (``voicebot data-key rotate`` encrypts them). The database file (and so its ``-wal`` and
 ``-shm``, which SQLite creates with the database's mode) is 0600, its folder 0700.
 """
@@ -472,7 +472,11 @@ class Store:
                 end_of_speech_to_final,
                 via,
                 int(follow_up),
-                None if prosody is None else json.dumps(prosody),
+                self._seal(
+                    None if prosody is None else json.dumps(prosody),
+                    "turns/prosody",
+                    f"{call_sid}/{seq}",
+                ),
             ),
         )
         await self.db.commit()
@@ -544,7 +548,8 @@ class Store:
             turn["interrupted"] = bool(turn["interrupted"])
             turn["mark_echoed"] = bool(turn["mark_echoed"])
             turn["follow_up"] = bool(turn["follow_up"])
-            turn["prosody"] = None if turn["prosody"] is None else json.loads(turn["prosody"])
+            prosody = self._unseal(turn["prosody"], "turns/prosody", f"{call_sid}/{turn['seq']}")
+            turn["prosody"] = None if prosody is None else json.loads(prosody)
             turn.pop("call_sid", None)
             turn.pop("id", None)
         call["turns"] = turns
@@ -637,12 +642,17 @@ class Store:
                     (self._seal(number, "calls/from_number", sid), json.dumps(sealed), sid),
                 )
                 rows += 1
-            for row in await self._all("SELECT id, call_sid, seq, text FROM turns"):
+            for row in await self._all("SELECT id, call_sid, seq, text, prosody FROM turns"):
                 where = f"{row['call_sid']}/{row['seq']}"
                 text = self._unseal(row["text"], "turns/text", where)
+                prosody = self._unseal(row["prosody"], "turns/prosody", where)
                 await self.db.execute(
-                    "UPDATE turns SET text = ? WHERE id = ?",
-                    (self._seal(text, "turns/text", where), row["id"]),
+                    "UPDATE turns SET text = ?, prosody = ? WHERE id = ?",
+                    (
+                        self._seal(text, "turns/text", where),
+                        self._seal(prosody, "turns/prosody", where),
+                        row["id"],
+                    ),
                 )
                 rows += 1
             await self.db.commit()
