@@ -7,9 +7,10 @@ With a data key (``VOICEBOT_DATA_KEY``, :class:`voicebot.crypto.Keyring`) the ca
 stored encrypted, each value bound to its ``table/column/row``: interviews' ``candidate_name``,
 ``candidate_phone`` and ``report``, calls' ``from_number`` and ``outcome`` values (knock-out
 answers), turns' ``text`` and ``prosody`` (voice measurements). A phone number is then found
-through ``phone_index``, a keyed hash (blind index), never through the plaintext. Values stored before the key was set stay readable
-(``voicebot data-key rotate`` encrypts them). The database file (and so its ``-wal`` and
-``-shm``, which SQLite creates with the database's mode) is 0600, its folder 0700.
+through ``phone_index``, a keyed hash (blind index), never through the plaintext. Values stored
+before the key was set stay readable (``voicebot data-key rotate`` encrypts them). The database
+file (and so its ``-wal`` and ``-shm``, which SQLite creates with the database's mode) is 0600,
+its folder 0700.
 """
 
 from __future__ import annotations
