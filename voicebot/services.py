@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from voicebot.audio.frames import TELEPHONY_RATE
-from voicebot.config import Settings
+from voicebot.config import ConfigError, Settings
 from voicebot.crypto import Keyring, make_private_dir, tighten_tree
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
@@ -287,6 +287,7 @@ class Services:
         await asyncio.to_thread(self._private_folders)
         self.store = Store(s.data_dir / "voicebot.sqlite3", keyring=self.keyring)
         await self.store.open()
+        await self._check_data_keys()
         stale = await self.store.mark_unfinished_calls()
         if stale:
             log.warning("marked %d calls left in progress by a previous process as failed", stale)
@@ -354,6 +355,19 @@ class Services:
         resumed = await self.resume_reports()
         if resumed:
             log.warning("building %d interview reports a previous process left", resumed)
+
+    async def _check_data_keys(self) -> None:
+        """Refuse to start when stored data needs a key ``VOICEBOT_DATA_KEY`` does not hold."""
+        assert self.store is not None
+        in_use = await self.store.key_ids_in_use()
+        missing = sorted(in_use - set(self.keyring.by_kid if self.keyring else ()))
+        if missing:
+            await self.store.close()
+            raise ConfigError(
+                f"stored candidate data is encrypted with key id(s) {', '.join(missing)}, which "
+                "VOICEBOT_DATA_KEY does not hold: add them back (after the current key), and "
+                "remove a key only after `voicebot data-key rotate` has run"
+            )
 
     def _private_folders(self) -> None:
         """Data and recordings folders 0700, every file in them 0600 (older ones tightened)."""

@@ -232,3 +232,12 @@ async def test_a_value_moved_to_another_row_is_refused(tmp_path):
     with pytest.raises(DecryptionError, match=f"interviews/candidate_name/{bob['id']}"):
         await store.get_interview(bob["id"])
     await store.close()
+
+
+async def test_the_key_ids_in_use_are_known(tmp_path):
+    store = Store(tmp_path / "db.sqlite3", keyring=Keyring.parse(KEY1))
+    await store.open()
+    assert await store.key_ids_in_use() == set()
+    await _stored_call(store)
+    assert await store.key_ids_in_use() == {"k1"}
+    await store.close()

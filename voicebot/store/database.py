@@ -590,6 +590,20 @@ class Store:
             )
         return rows
 
+    async def key_ids_in_use(self) -> set[str]:
+        """Key ids the stored candidate fields were encrypted with (names, phones, reports).
+
+        Checked at start-up: a key still in use must be configured, else its data is unreadable.
+        """
+        kids: set[str] = set()
+        for column in ("candidate_name", "candidate_phone", "report"):
+            rows = await self._all(
+                f"SELECT DISTINCT substr({column}, 8, instr(substr({column}, 8), '.') - 1) AS kid"
+                f" FROM interviews WHERE {column} LIKE 'vbenc1.%'"
+            )
+            kids.update(row["kid"] for row in rows)
+        return kids
+
     async def reencrypt(self) -> int:
         """Re-encrypt every candidate field under the current key (plaintext ones too).
 
