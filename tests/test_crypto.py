@@ -124,6 +124,7 @@ def test_a_crashed_writer_is_continued_by_appending(tmp_path):
     writer = EncryptedFileWriter(path, ring)
     writer.write(b'{"t": 1}\n')
     writer.flush()
+    writer.write(b'{"t": 1.5}\n')  # not flushed when the process died
     writer.abandon()
     with open(path, "ab") as torn:
         torn.write(b"\x00\x00\x00")  # half a chunk head, as a crash mid-write leaves
@@ -162,3 +163,30 @@ def test_private_modes_whatever_the_umask(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for path in (tmp_path / "new", loose):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_the_writer_a_recorder_streams_to_keeps_what_was_flushed_before_a_crash(tmp_path, keyed):
+    from voicebot.crypto import open_stored_file_writer
+
+    ring = Keyring.parse(KEY1) if keyed else None
+    path = tmp_path / "CA1" / "call.pcm"
+    writer = open_stored_file_writer(path, ring)
+    for second in range(3):
+        writer.write(bytes([second]) * 16000)  # one second of audio
+        writer.flush()
+    writer.write(b"\xff" * 100)  # not flushed: lost in the crash
+    if keyed:
+        writer.abandon()
+        assert is_encrypted_file(path)
+    else:
+        writer.flush()  # a plain file has no unflushed chunk; what the OS got stays
+        writer.close()
+    data = read_stored_file(path, ring, allow_truncated=True)
+    assert data[: 3 * 16000] == b"".join(bytes([s]) * 16000 for s in range(3))
+    assert len(data) == 3 * 16000 + (0 if keyed else 100)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    resumed = open_stored_file_writer(path, ring, append=True)  # the next process carries on
+    resumed.write(b"end")
+    resumed.close()
+    assert read_stored_file(path, ring).endswith(b"end")

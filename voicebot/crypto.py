@@ -438,8 +438,9 @@ class EncryptedFileWriter:
         self._file.close()
 
     def abandon(self) -> None:
-        """Close without sealing the last chunk (what a crash leaves; for tests and errors)."""
-        self.flush()
+        """Close as a crash would: what is buffered is lost, no last chunk (tests, errors)."""
+        self._buffer.clear()
+        self._file.flush()
         self.closed = True
         self._file.close()
 
