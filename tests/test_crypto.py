@@ -190,3 +190,24 @@ def test_the_writer_a_recorder_streams_to_keeps_what_was_flushed_before_a_crash(
     resumed.write(b"end")
     resumed.close()
     assert read_stored_file(path, ring).endswith(b"end")
+
+
+def test_appending_to_a_finished_or_plain_file_carries_its_content_over(tmp_path):
+    ring = Keyring.parse(KEY1)
+    path = tmp_path / "CA1" / "timeline.jsonl"
+    with EncryptedFileWriter(path, ring) as writer:
+        writer.write(b"first call\n")
+    with EncryptedFileWriter(path, ring, append=True) as writer:  # the same call sid again
+        writer.write(b"second stream\n")
+    assert read_stored_file(path, ring) == b"first call\nsecond stream\n"
+    plain = tmp_path / "CA2" / "timeline.jsonl"
+    plain.parent.mkdir()
+    plain.write_bytes(b"written before the key was set\n")
+    with EncryptedFileWriter(plain, ring, append=True) as writer:
+        writer.write(b"after\n")
+    assert is_encrypted_file(plain)
+    assert read_stored_file(plain, ring) == b"written before the key was set\nafter\n"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "timeline.jsonl",
+        "timeline.jsonl",
+    ]

@@ -391,21 +391,35 @@ class EncryptedFileWriter:
         self.chunk_size = chunk_size
         self._buffer = bytearray()
         self.closed = False
+        resumed = None
         if append and self.path.exists() and self.path.stat().st_size > 0:
-            self._header, self._cipher, self._index, end = _scan_for_append(
-                self.path, keyring, self.context
-            )
+            resumed = _scan_for_append(self.path, keyring, self.context)
+        if resumed is not None:  # an unfinished file: carry on after its last whole chunk
+            self._header, self._cipher, self._index, end = resumed
             self._file = open_private(self.path, "r+b")
             self._file.seek(end)
             self._file.truncate()
-        else:
-            salt = secrets.token_bytes(SALT_BYTES)
-            kid = keyring.primary.kid
-            self._header = _header(kid, salt)
-            self._cipher = keyring.file_cipher(kid, salt, self.context)
-            self._index = 0
-            self._file = open_private(self.path, "wb")
-            self._file.write(self._header)
+            return
+        carried = b""
+        if append and self.path.exists() and self.path.stat().st_size > 0:
+            # A finished (or plain) file: its content goes first into a new file with a new salt
+            # (a new key: no nonce is ever used twice), which then takes its place.
+            carried = read_stored_file(self.path, keyring)
+        salt = secrets.token_bytes(SALT_BYTES)
+        kid = keyring.primary.kid
+        self._header = _header(kid, salt)
+        self._cipher = keyring.file_cipher(kid, salt, self.context)
+        self._index = 0
+        target = self.path
+        if carried:
+            target = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        self._file = open_private(target, "wb")
+        self._file.write(self._header)
+        if carried:
+            self.write(carried)
+            self.flush()
+            os.fsync(self._file.fileno())
+            os.replace(target, self.path)
 
     def write(self, data: bytes) -> int:
         """Add plaintext; full chunks are sealed and written."""
@@ -466,11 +480,19 @@ class _Chunk:
     plain_start: int
 
 
-def _scan_for_append(path: Path, keyring: Keyring, context: str) -> tuple[bytes, AESGCM, int, int]:
+def _scan_for_append(
+    path: Path, keyring: Keyring, context: str
+) -> tuple[bytes, AESGCM, int, int] | None:
+    """(header, cipher, next chunk index, end offset) to continue an unfinished encrypted file.
+
+    None for a finished or a plain file (the writer carries its content into a new file).
+    """
+    if not is_encrypted_file(path):
+        return None
     reader = EncryptedFileReader(path, keyring, context=context, allow_truncated=True)
     try:
         if reader.complete:
-            raise DecryptionError(f"{context}: the encrypted file is complete; cannot append")
+            return None
         if reader.chunks:
             reader.read_chunk(len(reader.chunks) - 1)  # the tail must authenticate
         end = (
