@@ -252,6 +252,27 @@ async def test_unknown_event_types_are_refused(make_bus):
         await bus.publish(Event(id="evt_1", type="nope", timestamp="", data={}))
 
 
+async def test_with_a_data_key_the_redis_stream_holds_no_candidate_words(redis_server, tmp_path):
+    said = make_event(
+        "transcript.final",
+        {"call_sid": "CA1", "speaker": "candidate", "text": "I repaired analytical engines"},
+    )
+    async with RedisBus(
+        redis_server.url, outbox_path=tmp_path / "outbox.sqlite3", keyring=DATA_KEY
+    ) as bus:
+        await publish_all(bus, [said])
+        deliveries = await collect(bus, "hr", "c", 1)
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            entries = await client.xrange(bus.stream)
+        finally:
+            await client.aclose()
+    assert [d.event for d in deliveries] == [said]
+    stored = b"".join(value for _, fields in entries for value in fields.values())
+    assert said.id.encode() in stored and b"analytical" not in stored
+    assert b"analytical" not in (tmp_path / "outbox.sqlite3").read_bytes()
+
+
 # --- embedded only -------------------------------------------------------------------------------
 
 

@@ -17,6 +17,10 @@ acknowledged comes back to it on its next :meth:`~EventBus.read` (also after a r
 claimed by another consumer (:meth:`~EventBus.claim_stale`: a dead bridge's messages). Consumers
 deduplicate on the event id.
 
+With a data key (``VOICEBOT_DATA_KEY``) each durable event's JSON is encrypted wherever it is
+stored: the SQLite log, the outbox and the Redis stream (so Redis's AOF/RDB files hold no
+plaintext); every process that reads the bus needs the key. Live events are never stored.
+
 ``publish`` never raises because a backend is down and never waits on Redis: durable events wait
 in the outbox (Redis) or in memory (the SQLite file failing) until they can be stored.
 """
@@ -512,6 +516,8 @@ class RedisBus(EventBus):
         self.watch_key = f"{channel}:watching"
         self.origin = uuid.uuid4().hex[:12]
         """This bus's id among the processes (live events it sent come back to it: skipped)."""
+        self.keyring = keyring
+        """Data keys: events are encrypted in the outbox and the stream (every reader has them)."""
         self.outbox = Outbox(outbox_path, keyring=keyring)
         self.flushed = 0
         self.duplicates_skipped = 0
@@ -734,7 +740,11 @@ class RedisBus(EventBus):
         kept = [(message_id, fields) for message_id, fields in entries if fields]
         counts = await self._counts(group, [message_id for message_id, _ in kept])
         return [
-            Delivery(message_id, Event.from_json(fields["event"]), counts.get(message_id, 1))
+            Delivery(
+                message_id,
+                event_of(fields["event"], fields.get("id", ""), self.keyring),
+                counts.get(message_id, 1),
+            )
             for message_id, fields in kept
         ]
 
@@ -762,7 +772,7 @@ class RedisBus(EventBus):
             )
         )
         out += [
-            Delivery(message_id, Event.from_json(fields["event"]), 1)
+            Delivery(message_id, event_of(fields["event"], fields.get("id", ""), self.keyring), 1)
             for message_id, fields in new
             if fields
         ]

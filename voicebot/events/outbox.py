@@ -11,8 +11,9 @@ refuse a row it already has (see :class:`voicebot.events.bus.RedisBus`), so a ro
 connection broke after Redis stored it, before the reply came) is stored once.
 
 With a data key (``VOICEBOT_DATA_KEY``) each event's JSON is stored encrypted, bound to its event
-id (:func:`stored_event`, :func:`event_of`); rows are decrypted before they are sent to Redis. The
-files are 0600 in a 0700 folder whatever the umask.
+id (:func:`stored_event`, :func:`event_of`), and goes to the Redis stream as it is (every reader
+holds the key; Redis's own files hold no plaintext). The files are 0600 in a 0700 folder whatever
+the umask.
 
 SQLite runs in one worker thread per file (:class:`SqliteThread`): the event loop never waits on
 the disk, and one thread means one connection, so no locking between our own writers.
@@ -155,7 +156,7 @@ class OutboxRow:
     seq: int
     event_id: str
     event: str
-    """The event's JSON (:meth:`Event.to_json`)."""
+    """The event's JSON (:meth:`Event.to_json`), encrypted when a data key is set."""
 
 
 class Outbox:
@@ -190,13 +191,7 @@ class Outbox:
 
     async def unsent_rows(self, limit: int = 100, max_bytes: int = 1 << 20) -> list[OutboxRow]:
         """The oldest unsent rows, at most ``limit`` and about ``max_bytes`` of JSON."""
-        rows = await self._db.run(_unsent_rows, limit, max_bytes)
-        if self.keyring is None:
-            return rows
-        return [
-            OutboxRow(row.seq, row.event_id, unseal(self.keyring, row.event, EVENTS + row.event_id))
-            for row in rows
-        ]
+        return await self._db.run(_unsent_rows, limit, max_bytes)
 
     async def mark_sent(self, last_seq: int) -> int:
         """Mark every row up to ``last_seq`` sent, prune old sent rows; how many were marked."""
