@@ -83,7 +83,10 @@ class CallRecorder:
             return
         record = {"t": round(t, 3), "event": kind, **data}
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        self._timeline.write(line.encode() if self.keyring is not None else line)  # type: ignore[arg-type]
+        if isinstance(self._timeline, EncryptedFileWriter):
+            self._timeline.write(line.encode())  # one sealed chunk per event
+        else:
+            self._timeline.write(line)
         self._timeline.flush()
 
     def _write_wav(self) -> None:
