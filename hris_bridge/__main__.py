@@ -42,6 +42,7 @@ from hris_bridge.bridge import STORE_NAME
 from hris_bridge.endpoints import EndpointConfigError, load_endpoints
 from hris_bridge.signing import new_secret
 from hris_bridge.store import DEAD, DeliveryStore
+from voicebot.crypto import DataKeyError, Keyring
 
 log = logging.getLogger("hris_bridge")
 STATS_LOG_SECS = 60.0
@@ -55,6 +56,11 @@ def data_dir(env: dict[str, str] | None = None) -> Path:
     from voicebot.config import PROJECT_ROOT
 
     return PROJECT_ROOT / "data"
+
+
+def data_keyring() -> Keyring | None:
+    """The data keys (``VOICEBOT_DATA_KEY``): the server's encrypted events are read with them."""
+    return Keyring.parse(os.environ.get("VOICEBOT_DATA_KEY", ""))
 
 
 def store_path(args: argparse.Namespace) -> Path:
@@ -81,9 +87,10 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
     from voicebot.events.bus import build_bus
 
-    bus = build_bus(os.environ.get("VOICEBOT_REDIS_URL", ""), data_dir())
+    keyring = data_keyring()
+    bus = build_bus(os.environ.get("VOICEBOT_REDIS_URL", ""), data_dir(), keyring=keyring)
     await bus.start()
-    store = await DeliveryStore.open(store_path(args))
+    store = await DeliveryStore.open(store_path(args), keyring=keyring)
     bridge = Bridge(bus, store, endpoints, **({"consumer": args.consumer} if args.consumer else {}))
     task = bridge.start()
     loop = asyncio.get_running_loop()
@@ -122,7 +129,7 @@ async def _replay(args: argparse.Namespace) -> int:
         until = parse_time(args.until) if args.until else None
         if args.event_id and (since is not None or until is not None):
             raise ReplayError("give --event-id or --since/--until, not both")
-        async with DeliveryStore(store_path(args)) as store:
+        async with DeliveryStore(store_path(args), data_keyring()) as store:
             results = await replay(
                 store,
                 endpoints,
@@ -151,7 +158,7 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 async def _dead(args: argparse.Namespace) -> int:
-    async with DeliveryStore(store_path(args)) as store:
+    async with DeliveryStore(store_path(args), data_keyring()) as store:
         rows = await store.deliveries(status=DEAD, endpoint_id=args.endpoint)
     for row in rows:
         if args.json:
@@ -207,7 +214,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _prune(args: argparse.Namespace) -> int:
-    async with DeliveryStore(store_path(args)) as store:
+    async with DeliveryStore(store_path(args), data_keyring()) as store:
         removed = await store.prune(time.time() - args.days * 86400)
     print(f"removed {removed} settled event(s) received more than {args.days:g} day(s) ago")
     return 0
@@ -250,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    os.umask(0o077)  # what the bridge writes (its store holds candidate data) is private
     if args.command == "new-secret":
         print(new_secret())
         return 0
@@ -262,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return asyncio.run(commands[args.command](args))
-    except EndpointConfigError as exc:
+    except (EndpointConfigError, DataKeyError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -354,7 +354,7 @@ class Bridge:
         """
         from pathlib import Path
 
-        store = await DeliveryStore.open(Path(data_dir) / STORE_NAME)
+        store = await DeliveryStore.open(Path(data_dir) / STORE_NAME, kwargs.pop("keyring", None))
         bridge = cls(bus, store, endpoints, **kwargs)
         bridge._own_store = True
         bridge.start()

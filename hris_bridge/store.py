@@ -11,7 +11,8 @@ Three tables:
   ``webhook-delivery: abort-message``) or ``dead`` (the retry schedule ran out).
 * ``attempts``: every HTTP attempt: when, status code, duration, error (no payload, no headers).
 
-The store holds candidate data (the events' payloads): keep its directory private. Write-ahead
+The store holds candidate data (the events' payloads): the file is 0600 in a 0700 folder, and with
+a data key (``VOICEBOT_DATA_KEY``) each event's JSON is encrypted, bound to its id. Write-ahead
 logging lets the CLI (``replay``, ``dead``, ``status``) use the file while the bridge runs.
 """
 
@@ -29,6 +30,13 @@ from typing import Any
 
 import aiosqlite
 
+from voicebot.crypto import Keyring, create_private_file, make_private_dir
+from voicebot.events.outbox import (
+    EVENT_JSON_SQL,
+    event_json_function,
+    event_of,
+    stored_event,
+)
 from voicebot.events.types import Event
 
 PENDING = "pending"
@@ -158,24 +166,26 @@ def _delivery(row: Sequence[Any]) -> DeliveryRow:
 class DeliveryStore:
     """Delivery state of one bridge in one SQLite file (``:memory:`` for throwaway use)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, keyring: Keyring | None = None) -> None:
         self.path = str(path)
+        self.keyring = keyring
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._attempt_queue: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
         self._attempt_writer: asyncio.Task | None = None
 
     @classmethod
-    async def open(cls, path: str | Path) -> DeliveryStore:
+    async def open(cls, path: str | Path, keyring: Keyring | None = None) -> DeliveryStore:
         """Open (creating if needed) the store at ``path``."""
-        store = cls(path)
+        store = cls(path, keyring)
         await store.connect()
         return store
 
     async def connect(self) -> None:
         """Open the database and create the schema."""
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(Path(self.path).parent)
+            create_private_file(self.path)  # -wal and -shm take its mode
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a process crash; an OS crash may lose the last commits,
@@ -185,6 +195,10 @@ class DeliveryStore:
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.executescript(SCHEMA)
         await self._db.commit()
+        # events stored encrypted are matched by their JSON too (erase_interviews)
+        await self._db.create_function(
+            EVENT_JSON_SQL, 2, event_json_function(self.keyring), deterministic=True
+        )
 
     async def close(self) -> None:
         """Write what is queued, then close the database."""
@@ -233,7 +247,7 @@ class DeliveryStore:
                             event.type,
                             event.timestamp,
                             _event_ts(event, now),
-                            event.to_json(),
+                            stored_event(event, self.keyring),
                             now,
                         )
                         for event, _ in items
@@ -276,7 +290,7 @@ class DeliveryStore:
         now = time.time() if now is None else now
         skip = set(exclude)
         cursor = await self.db.execute(
-            f"SELECT {_DELIVERY_COLUMNS}, e.json FROM deliveries d JOIN events e"
+            f"SELECT {_DELIVERY_COLUMNS}, e.json, e.id FROM deliveries d JOIN events e"
             " ON e.id = d.event_id WHERE d.endpoint_id = ? AND d.status IN ('pending', 'failed')"
             " AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
             (endpoint_id, now, limit + len(skip)),
@@ -286,7 +300,7 @@ class DeliveryStore:
         for row in rows:
             if row[0] in skip:
                 continue
-            out.append(DueDelivery(_delivery(row), Event.from_json(row[13])))
+            out.append(DueDelivery(_delivery(row), event_of(row[13], row[14], self.keyring)))
             if len(out) >= limit:
                 break
         return out
@@ -446,7 +460,8 @@ class DeliveryStore:
         ids = json.dumps(list(interview_ids))
         chosen = (
             "SELECT id FROM events WHERE type != 'candidate.erased' AND"
-            " json_extract(json, '$.data.interview_id') IN (SELECT value FROM json_each(?))"
+            f" json_extract({EVENT_JSON_SQL}(json, id), '$.data.interview_id')"
+            " IN (SELECT value FROM json_each(?))"
         )
         async with self._lock:
             try:
@@ -469,9 +484,9 @@ class DeliveryStore:
 
     async def get_event(self, event_id: str) -> Event | None:
         """A stored event."""
-        cursor = await self.db.execute("SELECT json FROM events WHERE id = ?", (event_id,))
+        cursor = await self.db.execute("SELECT json, id FROM events WHERE id = ?", (event_id,))
         row = await cursor.fetchone()
-        return None if row is None else Event.from_json(row[0])
+        return None if row is None else event_of(row[0], row[1], self.keyring)
 
     async def get_delivery(self, event_id: str, endpoint_id: str) -> DeliveryRow | None:
         """The delivery of one event to one endpoint."""
@@ -524,9 +539,9 @@ class DeliveryStore:
             [("ts >= ?", since), ("ts < ?", until), ("type = ?", event_type)], "id", event_ids
         )
         cursor = await self.db.execute(
-            f"SELECT json FROM events WHERE {where} ORDER BY ts, rowid", args
+            f"SELECT json, id FROM events WHERE {where} ORDER BY ts, rowid", args
         )
-        return [Event.from_json(row[0]) for row in await cursor.fetchall()]
+        return [event_of(row[0], row[1], self.keyring) for row in await cursor.fetchall()]
 
     async def _deliveries(self, where: str, args: Sequence[Any]) -> list[DeliveryRow]:
         cursor = await self.db.execute(

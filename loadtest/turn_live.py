@@ -242,15 +242,16 @@ class LiveOutcome:
 
 
 def read_timeline(path: Path) -> list[dict[str, Any]]:
-    """The call's timeline events in time order (an unreadable line is skipped)."""
-    events = []
+    """The call's timeline events in time order (an unreadable line is skipped).
+
+    A timeline encrypted at rest is decrypted with ``VOICEBOT_DATA_KEY`` from the environment.
+    """
+    from voicebot.crypto import Keyring, json_lines, read_stored_file
+
     if not path.is_file():
-        return events
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
+        return []
+    keyring = Keyring.parse(os.environ.get("VOICEBOT_DATA_KEY", ""))
+    events = list(json_lines(read_stored_file(path, keyring, allow_truncated=True)))
     events.sort(key=lambda e: e.get("t", 0.0))
     return events
 

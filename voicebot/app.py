@@ -11,6 +11,7 @@ from voicebot import __version__
 from voicebot.api import carrier, openapi, rest
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.config import Settings
+from voicebot.crypto import DecryptionError
 from voicebot.gc_tuning import freeze_startup_objects, observe_pauses, watch_loop_lag
 from voicebot.monitor import web as monitor_web
 from voicebot.services import Services
@@ -64,13 +65,37 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": services.metrics.content_type})
 
 
+@web.middleware
+async def stored_data_errors(request: web.Request, handler):
+    """Stored data that fails to decrypt (altered, or its key not configured): a clear 500.
+
+    The message names the record (table/column/row ids, never its content) and what to check;
+    it is logged and counted (``voicebot_internal_errors_total{where="decryption"}``).
+    """
+    try:
+        return await handler(request)
+    except DecryptionError as exc:
+        services = request.app[SERVICES_KEY]
+        services.metrics.internal_errors.labels("decryption").inc()
+        log.error("%s %s: stored data cannot be decrypted: %s", request.method, request.path, exc)
+        return web.json_response(
+            {
+                "error": "stored_data_unreadable",
+                "message": f"stored data cannot be decrypted: {exc}. Check that "
+                "VOICEBOT_DATA_KEY holds the key it was written with; if it does, the stored "
+                "data was altered.",
+            },
+            status=500,
+        )
+
+
 def create_app(
     settings: Settings | None = None, services: Services | None = None
 ) -> web.Application:
     """Build the application; models load in ``on_startup`` before the server accepts calls."""
     settings = settings or Settings.from_env()
     services = services or Services(settings)
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20, middlewares=[stored_data_errors])
     app[SERVICES_KEY] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -51,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from voicebot.app import create_app
 
     settings = Settings.from_env(host=args.host, port=args.port)
+    os.umask(0o077)  # whatever else the server writes is private to its user too
     _setup_logging(settings.log_level)
     _use_event_loop(settings.event_loop)
     app = create_app(settings)
@@ -408,6 +409,83 @@ def cmd_users_passwd(args: argparse.Namespace) -> int:
     return _users(change)
 
 
+def cmd_data_key_generate(args: argparse.Namespace) -> int:
+    """Print a fresh ``kid:key`` entry for ``VOICEBOT_DATA_KEY``."""
+    from voicebot.crypto import generate_key_entry
+
+    print(generate_key_entry(args.kid))
+    return 0
+
+
+async def _rotate(settings: Settings) -> dict[str, int]:
+    from voicebot.crypto import reencrypt_file
+    from voicebot.events.outbox import reencrypt_event_rows
+    from voicebot.store.database import Store
+
+    keyring = settings.data_keyring()
+    if keyring is None:
+        raise ConfigError("VOICEBOT_DATA_KEY is not set: there is no key to encrypt with")
+    counts = {"store rows": 0, "events": 0, "files": 0}
+    database = settings.data_dir / "voicebot.sqlite3"
+    if database.exists():
+        store = Store(database, keyring=keyring)
+        await store.open()
+        try:
+            counts["store rows"] = await store.reencrypt()
+        finally:
+            await store.close()
+    for name, table, id_column, json_column in (
+        ("events.sqlite3", "events", "event_id", "event"),
+        ("outbox.sqlite3", "outbox", "event_id", "event"),
+        ("hris_bridge.db", "events", "id", "json"),
+    ):
+        if (settings.data_dir / name).exists():
+            counts["events"] += await asyncio.to_thread(
+                reencrypt_event_rows,
+                settings.data_dir / name,
+                table,
+                id_column,
+                json_column,
+                keyring,
+            )
+    recordings = settings.recordings_dir
+    if recordings.is_dir():
+        for call in sorted(recordings.iterdir()):
+            if not call.is_dir():
+                continue
+            for path in sorted(call.iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    counts["files"] += await asyncio.to_thread(reencrypt_file, path, keyring)
+    return counts
+
+
+def cmd_data_key_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt every stored candidate datum under the first key of ``VOICEBOT_DATA_KEY``."""
+    settings = Settings.from_env()
+    os.umask(0o077)
+    _setup_logging(settings.log_level)
+    from voicebot.crypto import DecryptionError
+
+    try:
+        counts = asyncio.run(_rotate(settings))
+    except DecryptionError as exc:
+        print(
+            f"voicebot: cannot re-encrypt: {exc}. Keep every key the data was written with in "
+            "VOICEBOT_DATA_KEY (after the new one) until the rotation has run.",
+            file=sys.stderr,
+        )
+        return 1
+    keyring = settings.data_keyring()
+    print(
+        f"re-encrypted under key {keyring.primary.kid}: "
+        + ", ".join(f"{count} {what}" for what, count in counts.items())
+    )
+    others = [key.kid for key in keyring.keys[1:]]
+    if others:
+        print(f"keys {', '.join(others)} are no longer needed: remove them from VOICEBOT_DATA_KEY")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     parser = argparse.ArgumentParser(
@@ -519,6 +597,25 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain; exit 1 naming the first entry that does not match"
     )
     verify.set_defaults(func=cmd_audit_verify)
+
+    data_key = commands.add_parser(
+        "data-key",
+        help="encryption at rest (VOICEBOT_DATA_KEY): generate | rotate",
+    )
+    data_key_commands = data_key.add_subparsers(
+        dest="data_key_command", metavar="ACTION", required=True
+    )
+    generate = data_key_commands.add_parser(
+        "generate", help="print a new kid:key entry (32 random bytes, base64) for VOICEBOT_DATA_KEY"
+    )
+    generate.add_argument("--kid", help="its key id (default: random, e.g. k3f09a1)")
+    generate.set_defaults(func=cmd_data_key_generate)
+    rotate = data_key_commands.add_parser(
+        "rotate",
+        help="re-encrypt the store, event files and recordings under the first key of "
+        "VOICEBOT_DATA_KEY (plaintext data too); run with the server stopped",
+    )
+    rotate.set_defaults(func=cmd_data_key_rotate)
 
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)

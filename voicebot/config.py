@@ -63,6 +63,12 @@ class Settings(BaseModel):
         description="HMAC key for stream tokens and report/recording links. Empty: random per "
         "process.",
     )
+    data_key: str = Field(
+        "",
+        description="Encrypts candidates' data at rest (AES-256-GCM): `kid:base64key` entries, "
+        "comma-separated; the first encrypts, all decrypt (rotation). `voicebot data-key "
+        "generate` prints one. Empty: stored unencrypted (files still 0600).",
+    )
     stream_token_ttl_secs: float = Field(
         120.0, description="How long a stream token in TwiML stays valid."
     )
@@ -417,6 +423,18 @@ class Settings(BaseModel):
             clients[name] = token
         return clients
 
+    def data_keyring(self) -> Any:
+        """The :class:`voicebot.crypto.Keyring` of ``data_key``, None when unset.
+
+        Raises ConfigError on a malformed key (the message says how to fix it).
+        """
+        from voicebot.crypto import DataKeyError, Keyring
+
+        try:
+            return Keyring.parse(self.data_key)
+        except DataKeyError as exc:
+            raise ConfigError(str(exc)) from None
+
     def describe(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked (for ``voicebot config`` and logs)."""
         secret_fields = {
@@ -425,6 +443,7 @@ class Settings(BaseModel):
             "twilio_auth_token",
             "stream_token_secret",
             "webhook_secret",
+            "data_key",
         }
         out: dict[str, Any] = {}
         for name in type(self).model_fields:

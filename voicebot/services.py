@@ -20,9 +20,10 @@ from typing import Any
 from voicebot.api.links import LinkSigner
 from voicebot.audio.frames import TELEPHONY_RATE
 from voicebot.call.claims import CallClaims
-from voicebot.call.recorder import PlainFiles, RecordingFiles
+from voicebot.call.recorder import PlainFiles, RecordingFiles, recording_files
 from voicebot.call.settle import CallSettler, ProcessIdentity
-from voicebot.config import Settings
+from voicebot.config import ConfigError, Settings
+from voicebot.crypto import Keyring, make_private_dir, tighten_tree
 from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
 from voicebot.events.live import LiveHub
@@ -86,6 +87,8 @@ class Services:
     """Failed monitor sign-ins per user and address (shared through Redis when configured)."""
     link_signer: LinkSigner | None = None
     """Signs the expiring links in reports (the report page, recordings)."""
+    keyring: Keyring | None = None
+    """The data keys (``VOICEBOT_DATA_KEY``): candidates' data is encrypted at rest; None: not."""
     pending_answers: set[asyncio.Task] = field(default_factory=set)
     """Ended calls' answers still waiting for their words (Whisper behind); drained at close."""
     reports: set[asyncio.Task] = field(default_factory=set)
@@ -95,7 +98,7 @@ class Services:
     settler: CallSettler | None = None
     """Heartbeat of this process; settles the calls of dead processes (``None`` before start)."""
     recording_files: RecordingFiles = field(default_factory=PlainFiles)
-    """Where call recordings are written (plain files; an encrypting store plugs in here)."""
+    """Where call recordings are written: encrypted with a data key (set at start), else plain."""
     audit: Any = None
     """The audit log (``voicebot.privacy.audit.AuditLog``): who read or changed which data."""
     _vad_batcher: VadBatcher | None = None
@@ -169,7 +172,7 @@ class Services:
         from voicebot.events.bus import build_bus
 
         s = self.settings
-        self.bus = build_bus(s.redis_url, s.data_dir)
+        self.bus = build_bus(s.redis_url, s.data_dir, keyring=self.keyring)
         await self.bus.start()
         live = getattr(self.bus, "live", None)
         if live is not None:
@@ -212,7 +215,9 @@ class Services:
         )
         if not endpoints:
             return
-        self._bridge_store = await DeliveryStore.open(s.data_dir / "hris_bridge.db")
+        self._bridge_store = await DeliveryStore.open(
+            s.data_dir / "hris_bridge.db", keyring=self.keyring
+        )
         self.bridge = Bridge(self.bus, self._bridge_store, endpoints)
         self.bridge.start()
         log.info("HR bridge running in this process: %d webhook endpoints", len(endpoints))
@@ -329,10 +334,12 @@ class Services:
         """Open the store, load scripts and models, pre-render every scripted prompt."""
         s = self.settings
         s.api_client_tokens()  # a malformed VOICEBOT_API_CLIENTS stops the start, saying why
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        s.recordings_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(s.data_dir / "voicebot.sqlite3")
+        self.keyring = s.data_keyring()  # a malformed VOICEBOT_DATA_KEY stops the start
+        self.recording_files = recording_files(self.keyring)  # the recorder's and the settler's
+        await asyncio.to_thread(self._private_folders)
+        self.store = Store(s.data_dir / "voicebot.sqlite3", keyring=self.keyring)
         await self.store.open()
+        await self._check_data_keys()
         from voicebot.privacy.audit import AuditLog
 
         self.audit = AuditLog(self.store.path, self.metrics)
@@ -408,6 +415,35 @@ class Services:
         from voicebot.privacy.retention import run_daily
 
         self._purge_task = asyncio.create_task(run_daily(self), name="retention-purge")
+
+    async def _check_data_keys(self) -> None:
+        """Refuse to start when stored data needs a key ``VOICEBOT_DATA_KEY`` does not hold."""
+        assert self.store is not None
+        in_use = await self.store.key_ids_in_use()
+        missing = sorted(in_use - set(self.keyring.by_kid if self.keyring else ()))
+        if missing:
+            await self.store.close()
+            raise ConfigError(
+                f"stored candidate data is encrypted with key id(s) {', '.join(missing)}, which "
+                "VOICEBOT_DATA_KEY does not hold: add them back (after the current key), and "
+                "remove a key only after `voicebot data-key rotate` has run"
+            )
+
+    def _private_folders(self) -> None:
+        """Data and recordings folders 0700, every file in them 0600 (older ones tightened)."""
+        s = self.settings
+        for folder in (s.data_dir, s.recordings_dir):
+            make_private_dir(folder)
+            loosened = tighten_tree(folder)
+            if loosened:
+                log.warning("%s: made %d files and folders private (0600/0700)", folder, loosened)
+        if self.keyring is None:
+            log.warning(
+                "VOICEBOT_DATA_KEY is not set: candidates' data is stored unencrypted "
+                "(files are private to this user)"
+            )
+        else:
+            log.info("data at rest: encrypted (key id %s)", self.keyring.primary.kid)
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""

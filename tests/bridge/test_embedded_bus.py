@@ -207,3 +207,35 @@ async def test_bridge_open_as_the_server_embeds_it(tmp_path, embedded, receiver)
     assert (tmp_path / "hris_bridge.db").exists() and receiver.ids() == [event.id]
     with pytest.raises(RuntimeError):
         bridge.store.db  # noqa: B018 - closed with the bridge
+
+
+async def test_cli_bridge_reads_and_keeps_encrypted_events_with_the_data_key(tmp_path, receiver):
+    """``voicebot bridge`` in its own process with the server's VOICEBOT_DATA_KEY."""
+    from voicebot.crypto import Keyring, generate_key_entry
+
+    entry = generate_key_entry("k1")
+    env = {**_env(tmp_path, receiver), "VOICEBOT_DATA_KEY": entry}
+    event = completed_event(1)
+    async with EmbeddedBus(tmp_path / "events.sqlite3", keyring=Keyring.parse(entry)) as bus:
+        await bus.publish(event)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hris_bridge",
+        "run",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await eventually(lambda: receiver.requests, timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert receiver.requests[0].payload == event.payload()  # the HR system gets the plaintext
+    code, out, err = await _cli(env, "replay", "--event-id", event.id)
+    assert code == 0 and "delivered" in out, err
+    raw = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+    assert b"Dana Whitfield" not in raw  # neither the bus's file nor the bridge's store

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hris_bridge.store import DEAD, DELIVERED, FAILED, PENDING, DeliveryStore, iso_to_epoch
 from tests.bridge.conftest import call_event, completed_event
 
@@ -107,3 +109,22 @@ async def test_prune_forgets_settled_events_only(store):
     for kept in (dead, open_, young):
         assert await store.get_event(kept.id) is not None
     assert (await store.counts())["attempts"] == 2
+
+
+async def test_with_a_data_key_stored_payloads_are_encrypted(tmp_path):
+    from voicebot.crypto import DecryptionError, Keyring, generate_key_entry
+
+    keyring = Keyring.parse(generate_key_entry("k1"))
+    event = completed_event(7)
+    path = tmp_path / "hris_bridge.db"
+    async with DeliveryStore(path, keyring) as store:
+        await store.record_event(event, ["a"])
+        assert (await store.get_event(event.id)) == event
+        assert [d.event for d in await store.due("a")] == [event]
+        assert await store.events(event_ids=[event.id]) == [event]
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert event.id.encode() in raw  # ids and types stay searchable
+    assert event.to_json()[-40:].encode() not in raw
+    async with DeliveryStore(path) as store:
+        with pytest.raises(DecryptionError):
+            await store.get_event(event.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import wave
@@ -9,7 +10,13 @@ import wave
 import numpy as np
 
 from voicebot.audio.codec import ulaw_encode
-from voicebot.call.recorder import FLUSH_SECS, CallRecorder, PlainFiles, assemble_recording
+from voicebot.call.recorder import (
+    FLUSH_SECS,
+    CallRecorder,
+    EncryptedFiles,
+    PlainFiles,
+    assemble_recording,
+)
 
 
 async def test_stereo_channels_are_placed_on_the_call_clock(tmp_path):
@@ -119,3 +126,33 @@ async def test_every_recording_byte_goes_through_the_files_interface(tmp_path):
     raw = (tmp_path / "CA4" / "call.wav").read_bytes()
     assert not raw.startswith(b"RIFF")  # on disk only as the files object wrote it
     assert files.read(tmp_path / "CA4" / "call.wav").startswith(b"RIFF")
+
+
+async def test_with_a_data_key_the_recording_and_timeline_are_encrypted_and_private(tmp_path):
+    import os
+    import stat
+
+    from voicebot.crypto import Keyring, generate_key_entry, read_stored_file
+
+    keyring = Keyring.parse(generate_key_entry("k1"))
+    previous = os.umask(0o022)
+    try:
+        recorder = CallRecorder(tmp_path / "CA1", files=EncryptedFiles(keyring))
+        tone = ulaw_encode(np.full(800, 8000, dtype=np.int16))
+        recorder.candidate_audio(0.5, tone)
+        recorder.event(0.5, "transcript", text="I repaired analytical engines")
+        await recorder.close()
+    finally:
+        os.umask(previous)
+    folder = tmp_path / "CA1"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("call.wav", "timeline.jsonl"):
+        raw = (folder / name).read_bytes()
+        assert b"RIFF" not in raw and b"analytical" not in raw, name
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    wav_bytes = read_stored_file(folder / "call.wav", keyring)
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    assert np.flatnonzero(np.abs(pcm[:, 0]) > 1000)[0] == 4000
+    timeline = read_stored_file(folder / "timeline.jsonl", keyring).decode().splitlines()
+    assert json.loads(timeline[0])["text"] == "I repaired analytical engines"

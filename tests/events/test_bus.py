@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+from voicebot.crypto import DecryptionError, Keyring, generate_key_entry
 from voicebot.events.bus import (
     BusUnavailable,
     Delivery,
@@ -62,16 +63,23 @@ async def publish_all(bus: EventBus, events: list[Event]) -> None:
     await wait_for(lambda: bus.outbox_pending() == 0)
 
 
-@pytest.fixture(params=["embedded", "redis"])
+DATA_KEY = Keyring.parse(generate_key_entry("k1"))
+
+
+@pytest.fixture(params=["embedded", "redis", "embedded+key", "redis+key"])
 async def make_bus(request, tmp_path) -> AsyncIterator[BusFactory]:
     """Makes started buses of the parametrised backend; ``name`` picks the outbox (a process).
 
-    The embedded backend has one file (its buses are restarts of one process).
+    The embedded backend has one file (its buses are restarts of one process). ``+key``: the
+    files hold the events encrypted (``VOICEBOT_DATA_KEY``); the bus behaves the same.
     """
     buses: list[EventBus] = []
-    server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    backend, _, key = request.param.partition("+")
+    server = request.getfixturevalue("redis_server") if backend == "redis" else None
 
     async def factory(name: str = "a", **kwargs) -> EventBus:
+        if key:
+            kwargs.setdefault("keyring", DATA_KEY)
         if server is None:
             bus: EventBus = EmbeddedBus(tmp_path / "events.sqlite3", **kwargs)
         else:
@@ -80,7 +88,7 @@ async def make_bus(request, tmp_path) -> AsyncIterator[BusFactory]:
         buses.append(bus)
         return bus
 
-    factory.backend = request.param  # type: ignore[attr-defined]
+    factory.backend = backend  # type: ignore[attr-defined]
     yield factory
     for bus in buses:
         await bus.close()
@@ -244,7 +252,46 @@ async def test_unknown_event_types_are_refused(make_bus):
         await bus.publish(Event(id="evt_1", type="nope", timestamp="", data={}))
 
 
+async def test_with_a_data_key_the_redis_stream_holds_no_candidate_words(redis_server, tmp_path):
+    said = make_event(
+        "transcript.final",
+        {"call_sid": "CA1", "speaker": "candidate", "text": "I repaired analytical engines"},
+    )
+    async with RedisBus(
+        redis_server.url, outbox_path=tmp_path / "outbox.sqlite3", keyring=DATA_KEY
+    ) as bus:
+        await publish_all(bus, [said])
+        deliveries = await collect(bus, "hr", "c", 1)
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            entries = await client.xrange(bus.stream)
+        finally:
+            await client.aclose()
+    assert [d.event for d in deliveries] == [said]
+    stored = b"".join(value for _, fields in entries for value in fields.values())
+    assert said.id.encode() in stored and b"analytical" not in stored
+    assert b"analytical" not in (tmp_path / "outbox.sqlite3").read_bytes()
+
+
 # --- embedded only -------------------------------------------------------------------------------
+
+
+async def test_with_a_data_key_the_event_log_holds_no_candidate_words(tmp_path):
+    path = tmp_path / "events.sqlite3"
+    said = make_event(
+        "transcript.final",
+        {"call_sid": "CA1", "speaker": "candidate", "text": "I repaired analytical engines"},
+    )
+    async with EmbeddedBus(path, keyring=DATA_KEY) as bus:
+        await bus.publish(said)
+        await wait_for(lambda: bus.outbox_pending() == 0)
+        deliveries = await bus.read("hr", "c", block_ms=0)
+    assert [d.event for d in deliveries] == [said]
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"analytical" not in raw
+    async with EmbeddedBus(path) as bus:  # a reader without the key is refused, not fooled
+        with pytest.raises(DecryptionError, match="VOICEBOT_DATA_KEY is not set"):
+            await bus.read("other", "c", block_ms=0)
 
 
 async def test_embedded_bus_is_durable_across_close_and_reopen(tmp_path):

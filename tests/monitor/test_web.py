@@ -266,3 +266,64 @@ async def test_what_a_recruiter_views_and_listens_to_is_in_the_audit_log(monitor
     finally:
         await services.audit.close()
         await services.store.close()
+
+
+async def test_replay_of_an_encrypted_call_is_decrypted_for_the_recruiter(tmp_path):
+    """With VOICEBOT_DATA_KEY the monitor's call page, timeline and recording read as plaintext."""
+    import io
+    import wave
+
+    import numpy as np
+
+    from voicebot.audio.codec import ulaw_encode
+    from voicebot.call.recorder import CallRecorder, EncryptedFiles
+    from voicebot.crypto import Keyring, generate_key_entry
+    from voicebot.store.database import Store
+
+    keyring = Keyring.parse(generate_key_entry("k1"))
+    accounts = SqliteAccounts(tmp_path / "accounts.sqlite3", 3600)
+    server, services = await monitor_server(tmp_path, accounts)
+    services.keyring = keyring
+    services.store = Store(tmp_path / "voicebot.sqlite3", keyring=keyring)
+    await services.store.open()
+    try:
+        interview, _ = await services.store.create_interview(
+            job_id="customer_service_en", candidate_id="c1", candidate_name="Ann Lee"
+        )
+        recorder = CallRecorder(tmp_path / "recordings" / "CA9", files=EncryptedFiles(keyring))
+        recorder.candidate_audio(0.0, ulaw_encode(np.full(16000, 8000, dtype=np.int16)))
+        recorder.event(0.5, "consent", given=True, via="dtmf")
+        await recorder.close()
+        await services.store.create_call(
+            call_sid="CA9", interview_id=interview["id"], recording_dir=str(recorder.directory)
+        )
+        await services.store.add_turn(
+            call_sid="CA9", seq=1, speaker="candidate", text="I fixed engines", start=1.0
+        )
+        await services.store.finish_call(
+            "CA9", status="completed", end_reason="completed", duration_secs=2.0
+        )
+        async with aiohttp.ClientSession() as http:
+            cookie = await sign_in(http, server, "admin1")
+            async with http.get(
+                server.make_url("/monitor/api/calls/CA9"), headers=cookie
+            ) as response:
+                detail = await response.json()
+            assert detail["candidate_name"] == "Ann Lee"
+            assert detail["turns"][0]["text"] == "I fixed engines"
+            assert [e["type"] for e in detail["events"]] == ["consent.recorded"]
+            url = server.make_url(detail["recording_url"])
+            async with http.get(url, headers=cookie) as response:
+                assert response.status == 200
+                whole = await response.read()
+            with wave.open(io.BytesIO(whole)) as wav:
+                assert wav.getnchannels() == 2 and wav.getnframes() == 16000
+            async with http.get(url, headers={**cookie, "Range": "bytes=44-"}) as response:
+                assert response.status == 206
+                assert await response.read() == whole[44:]
+            async with http.get(url, headers={**cookie, "Range": "bytes=99999999-"}) as response:
+                assert response.status == 416
+    finally:
+        await services.store.close()
+        await server.close()
+        await accounts.close()

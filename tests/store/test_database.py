@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from voicebot.crypto import DecryptionError, Keyring, generate_key_entry
 from voicebot.store.database import Store
 
+KEY1 = generate_key_entry("k1")
+KEY2 = generate_key_entry("k2")
 
-@pytest.fixture
-async def store(tmp_path):
-    store = Store(tmp_path / "db.sqlite3")
+
+@pytest.fixture(params=["plain", "encrypted"])
+async def store(tmp_path, request):
+    """The store without a data key and with one: it behaves the same either way."""
+    keyring = Keyring.parse(KEY1) if request.param == "encrypted" else None
+    store = Store(tmp_path / "db.sqlite3", keyring=keyring)
     await store.open()
     yield store
     await store.close()
@@ -153,4 +159,137 @@ async def test_upgrading_settles_old_ended_calls_and_leaves_stuck_interviews_to_
     ) as cursor:
         plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
     assert "calls_unsettled" in plan  # the start-up and sweep query reads no settled call
+
+
+async def _stored_call(store: Store) -> str:
+    interview, _ = await store.create_interview(
+        job_id="job",
+        candidate_id="c1",
+        candidate_name="Ada Lovelace",
+        candidate_phone="+14155550123",
+    )
+    await store.create_call(
+        call_sid="CA1", interview_id=interview["id"], from_number="+14155550123"
+    )
+    await store.add_turn(
+        call_sid="CA1",
+        seq=1,
+        speaker="candidate",
+        text="I repaired analytical engines",
+        start=1,
+        prosody={"pitch_median_hz": 187.5},
+    )
+    await store.record_outcome(
+        "CA1", "knockouts", "q1", {"answer": "yes I hold a forklift licence", "passed": True}
+    )
+    await store.save_report(
+        interview["id"], {"summary": "Ada repaired analytical engines"}, "completed"
+    )
+    return interview["id"]
+
+
+def _all_bytes(directory) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.iterdir() if path.is_file())
+
+
+SECRETS = [b"Ada", b"4155550123", b"analytical engines", b"forklift", b"pitch_median_hz"]
+
+
+async def test_with_a_data_key_no_candidate_data_is_in_the_files(tmp_path):
+    store = Store(tmp_path / "db.sqlite3", keyring=Keyring.parse(KEY1))
+    await store.open()
+    interview_id = await _stored_call(store)
+    interview = await store.get_interview(interview_id)
+    call = await store.get_call("CA1")
+    found = await store.find_pending_interview_by_phone("+14155550123")
+    await store.close()
+    assert interview["candidate_name"] == "Ada Lovelace"
+    assert interview["candidate_phone"] == "+14155550123"
+    assert interview["report"] == {"summary": "Ada repaired analytical engines"}
+    assert call["from_number"] == "+14155550123"
+    assert call["turns"][0]["text"] == "I repaired analytical engines"
+    assert call["outcome"]["knockouts"]["q1"]["answer"] == "yes I hold a forklift licence"
+    assert call["turns"][0]["prosody"] == {"pitch_median_hz": 187.5}
+    assert found is None  # completed; the look-up by phone itself is tested below
+    raw = _all_bytes(tmp_path)
+    for secret in SECRETS:
+        assert secret not in raw, secret
+
+
+async def test_phone_lookups_and_opt_outs_work_through_the_blind_index(tmp_path):
+    store = Store(tmp_path / "db.sqlite3", keyring=Keyring.parse(KEY1))
+    await store.open()
+    first, _ = await store.create_interview(
+        job_id="job", candidate_id="c1", candidate_phone="+14155550123"
+    )
+    second, _ = await store.create_interview(
+        job_id="other", candidate_id="c9", candidate_phone="+14155550123"
+    )
+    found = await store.find_pending_interview_by_phone("+14155550123")
+    assert found["id"] == second["id"] and found["candidate_phone"] == "+14155550123"
+    assert await store.find_pending_interview_by_phone("+14155550124") is None
+    assert await store.opt_out_candidate(second["id"]) == [first["id"]]
+    await store.close()
+
+
+async def test_rotation_reencrypts_under_the_new_key_and_the_old_key_can_go(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    plain = Store(path)  # data stored before any key was set is encrypted by the rotation too
+    await plain.open()
+    early, _ = await plain.create_interview(
+        job_id="job", candidate_id="c0", candidate_name="Grace Hopper", candidate_phone="+1415"
+    )
+    await plain.close()
+    store = Store(path, keyring=Keyring.parse(KEY1))
+    await store.open()
+    interview_id = await _stored_call(store)
+    await store.close()
+    both = Store(path, keyring=Keyring.parse(f"{KEY2},{KEY1}"))
+    await both.open()
+    assert (await both.get_interview(interview_id))["candidate_name"] == "Ada Lovelace"
+    assert await both.reencrypt() >= 4
+    await both.close()
+    new_only = Store(path, keyring=Keyring.parse(KEY2))
+    await new_only.open()
+    interview = await new_only.get_interview(interview_id)
+    assert interview["candidate_name"] == "Ada Lovelace"
+    assert interview["report"] == {"summary": "Ada repaired analytical engines"}
+    call = await new_only.get_call("CA1")
+    assert call["turns"][0]["text"] == "I repaired analytical engines"
+    assert call["outcome"]["knockouts"]["q1"]["passed"] is True
+    assert (await new_only.get_interview(early["id"]))["candidate_name"] == "Grace Hopper"
+    assert (await new_only.find_pending_interview_by_phone("+1415"))["id"] == early["id"]
+    await new_only.close()
+    raw = _all_bytes(tmp_path)
+    for secret in [*SECRETS, b"Grace"]:
+        assert secret not in raw, secret
+    old_only = Store(path, keyring=Keyring.parse(KEY1))
+    await old_only.open()
+    with pytest.raises(DecryptionError, match="key id 'k2'"):
+        await old_only.get_interview(interview_id)
+    await old_only.close()
+
+
+async def test_a_value_moved_to_another_row_is_refused(tmp_path):
+    store = Store(tmp_path / "db.sqlite3", keyring=Keyring.parse(KEY1))
+    await store.open()
+    ada, _ = await store.create_interview(job_id="j", candidate_id="a", candidate_name="Ada")
+    bob, _ = await store.create_interview(job_id="j", candidate_id="b", candidate_name="Bob")
+    await store.db.execute(
+        "UPDATE interviews SET candidate_name = (SELECT candidate_name FROM interviews"
+        " WHERE id = ?) WHERE id = ?",
+        (ada["id"], bob["id"]),
+    )
+    await store.db.commit()
+    with pytest.raises(DecryptionError, match=f"interviews/candidate_name/{bob['id']}"):
+        await store.get_interview(bob["id"])
+    await store.close()
+
+
+async def test_the_key_ids_in_use_are_known(tmp_path):
+    store = Store(tmp_path / "db.sqlite3", keyring=Keyring.parse(KEY1))
+    await store.open()
+    assert await store.key_ids_in_use() == set()
+    await _stored_call(store)
+    assert await store.key_ids_in_use() == {"k1"}
     await store.close()

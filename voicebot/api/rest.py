@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import RECORDING_FILE, report_links
+from voicebot.api.stored_files import stored_file_response
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import format_timestamp
@@ -389,15 +390,19 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
         return json_error(401, "unauthorized", "recording link invalid or expired")
     if call is None or not call.get("recording_dir"):
         return json_error(404, "not_found", "no recording for this call")
-    who = "api:admin" if _bearer_is_admin(request) else "link:recording"
+    who = "api:admin" if bearer else "link:recording"
     await record_access(
         services, who, "recording.open", interview_id=call.get("interview_id"), call_sid=call_sid
     )
     path = Path(call["recording_dir"]) / RECORDING_FILE
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
-    return web.FileResponse(
-        path, headers={"Cache-Control": "no-store", "Content-Type": "audio/wav"}
+    return await stored_file_response(
+        request,
+        path,
+        services.keyring,
+        content_type="audio/wav",
+        headers={"Cache-Control": "no-store"},
     )
 
 

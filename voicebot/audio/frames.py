@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -71,8 +72,11 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
-def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:
-    """Write int16 PCM as a 16-bit WAV: a 1-D array is mono, an ``(n, 2)`` array is stereo."""
+def write_wav(path: str | Path | BinaryIO, pcm: np.ndarray, rate: int) -> None:
+    """Write int16 PCM as a 16-bit WAV: a 1-D array is mono, an ``(n, 2)`` array is stereo.
+
+    ``path`` may also be a binary file object (a buffer to be encrypted, say).
+    """
     samples = np.asarray(pcm)
     if samples.dtype != np.int16:
         raise ValueError(f"write_wav {path}: expected int16 samples, got {samples.dtype}")
@@ -82,7 +86,7 @@ def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:
         channels = samples.shape[1]
     else:
         raise ValueError(f"write_wav {path}: expected shape (n,) or (n, 2), got {samples.shape}")
-    with wave.open(str(path), "wb") as wav:
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as wav:
         wav.setnchannels(channels)
         wav.setsampwidth(2)
         wav.setframerate(rate)

@@ -12,8 +12,11 @@ every call (the event loop only gathers bytes). At the end :func:`assemble_recor
 part files into ``call.wav`` (16-bit PCM) and removes them; the start-up settling of a call a dead
 process left does the same with whatever reached the disk.
 
-Every byte goes through a :class:`RecordingFiles` (plain files by default): an encrypting
-implementation plugs in there without touching the recorder.
+Every byte goes through a :class:`RecordingFiles`: :class:`PlainFiles` without a data key,
+:class:`EncryptedFiles` with one (``VOICEBOT_DATA_KEY``): then the part files, the timeline and
+``call.wav`` are all in :mod:`voicebot.crypto`'s chunked format (each half-second append one sealed
+chunk, so a crash still loses at most the unflushed tail); either way they are 0600 in a 0700
+folder. Read them with :func:`voicebot.crypto.read_stored_file`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import asyncio
 import io
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -36,6 +38,14 @@ import numpy as np
 
 from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
 from voicebot.audio.frames import TELEPHONY_RATE
+from voicebot.crypto import (
+    EncryptedFileWriter,
+    Keyring,
+    make_private_dir,
+    open_private,
+    read_stored_file,
+    write_stored_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +62,10 @@ _RECORD = struct.Struct("<QI")
 class RecordingFiles(Protocol):
     """Where a recording's bytes are kept (called from the recorder's writer thread only).
 
-    ``append`` adds one chunk to a file (creating it); ``read`` returns everything appended to a
-    file, in order (a chunk cut short by a crash may be left out); ``write`` replaces a whole file
-    atomically. An implementation that encrypts seals each appended chunk on its own.
+    ``append`` adds one chunk to a file (creating it, 0600); ``read`` returns everything appended
+    to a file, in order (a chunk cut short by a crash may be left out); ``write`` replaces a whole
+    file atomically; ``finish`` says nothing more will be appended to a file (the call ended). An
+    implementation that encrypts seals each appended chunk on its own.
     """
 
     def append(self, path: Path, chunk: bytes) -> None:
@@ -66,13 +77,16 @@ class RecordingFiles(Protocol):
     def write(self, path: Path, data: bytes) -> None:
         """Replace ``path`` with ``data`` (a reader sees the old file or the new, never half)."""
 
+    def finish(self, path: Path) -> None:
+        """Nothing more will be appended to ``path`` (a file never appended to is left alone)."""
+
 
 class PlainFiles:
-    """Recording files as they are (no encryption)."""
+    """Recording files as they are (no encryption), private (0600)."""
 
     def append(self, path: Path, chunk: bytes) -> None:
         """Append and hand the bytes to the OS (they survive the process being killed)."""
-        with open(path, "ab") as file:
+        with open_private(path, "ab") as file:
             file.write(chunk)
 
     def read(self, path: Path) -> bytes:
@@ -81,10 +95,66 @@ class PlainFiles:
 
     def write(self, path: Path, data: bytes) -> None:
         """Write beside the file, then rename over it."""
-        temporary = path.with_name(path.name + ".tmp")
-        with open(temporary, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
+        write_stored_file(path, data, None)
+
+    def finish(self, path: Path) -> None:
+        """Nothing to do: every append is complete on its own."""
+
+
+class EncryptedFiles:
+    """Recording files in :mod:`voicebot.crypto`'s chunked AES-256-GCM format (a data key is set).
+
+    Each :meth:`append` is sealed as one chunk and pushed to the OS, through a writer kept open
+    per file until :meth:`finish` or :meth:`read` (so an append costs one seal, not a re-scan of
+    the file). A file a crash left without its last chunk is read up to its last whole chunk,
+    and appending to it carries on after that chunk (or, for a plain or finished file, carries
+    its content into a fresh encrypted file). ``call.wav`` is written whole with
+    :func:`~voicebot.crypto.write_stored_file`.
+    """
+
+    def __init__(self, keyring: Keyring):
+        self.keyring = keyring
+        self._writers: dict[Path, EncryptedFileWriter] = {}
+        self._lock = threading.Lock()
+
+    def append(self, path: Path, chunk: bytes) -> None:
+        """Seal ``chunk`` as one chunk of ``path`` and hand it to the OS."""
+        with self._lock:
+            writer = self._writers.get(path)
+            if writer is None:
+                writer = EncryptedFileWriter(path, self.keyring, append=True)
+                self._writers[path] = writer
+            try:
+                writer.write(chunk)
+                writer.flush()
+            except BaseException:
+                self._writers.pop(path, None)
+                writer.abandon()
+                raise
+
+    def read(self, path: Path) -> bytes:
+        """Everything appended to ``path``, decrypted (a crash's torn last chunk left out)."""
+        with self._lock:
+            writer = self._writers.pop(path, None)
+            if writer is not None:  # every append is already flushed: no last chunk needed
+                writer.abandon()
+        return read_stored_file(path, self.keyring, allow_truncated=True)
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Replace ``path`` with ``data``, encrypted (written beside it, then renamed)."""
+        write_stored_file(path, data, self.keyring)
+
+    def finish(self, path: Path) -> None:
+        """Seal ``path``'s last chunk: a reader can tell the file is complete."""
+        with self._lock:
+            writer = self._writers.pop(path, None)
+        if writer is not None:
+            writer.close()
+
+
+def recording_files(keyring: Keyring | None) -> RecordingFiles:
+    """The recording files for a data keyring: encrypted with one, plain without."""
+    return PlainFiles() if keyring is None else EncryptedFiles(keyring)
 
 
 _writer: ThreadPoolExecutor | None = None
@@ -134,8 +204,7 @@ class CallRecorder:
         files: RecordingFiles | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = make_private_dir(directory)
         self.files: RecordingFiles = files or PlainFiles()
         self.wav_path = self.directory / WAV_NAME
         self.timeline_path = self.directory / TIMELINE_NAME
@@ -211,7 +280,15 @@ class CallRecorder:
         self.flush()
         self.closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_writer_thread(), assemble_recording, self.directory, self.files)
+        await loop.run_in_executor(_writer_thread(), self._finish)
+
+    def _finish(self) -> None:  # in the writer thread, after every write of the call
+        try:
+            self.files.finish(self.timeline_path)
+        except OSError as error:
+            self.write_errors += 1
+            log.error("recording %s: finishing the timeline failed (%s)", self.directory, error)
+        assemble_recording(self.directory, self.files)
 
 
 def _read_records(data: bytes) -> list[tuple[int, bytes]]:

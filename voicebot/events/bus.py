@@ -17,6 +17,10 @@ acknowledged comes back to it on its next :meth:`~EventBus.read` (also after a r
 claimed by another consumer (:meth:`~EventBus.claim_stale`: a dead bridge's messages). Consumers
 deduplicate on the event id.
 
+With a data key (``VOICEBOT_DATA_KEY``) each durable event's JSON is encrypted wherever it is
+stored: the SQLite log, the outbox and the Redis stream (so Redis's AOF/RDB files hold no
+plaintext); every process that reads the bus needs the key. Live events are never stored.
+
 ``publish`` never raises because a backend is down and never waits on Redis: durable events wait
 in the outbox (Redis) or in memory (the SQLite file failing) until they can be stored.
 """
@@ -36,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voicebot.crypto import Keyring
 from voicebot.events.live import LiveFeed
-from voicebot.events.outbox import Outbox, SqliteThread, transaction
+from voicebot.events.outbox import Outbox, SqliteThread, event_of, stored_event, transaction
 from voicebot.events.types import EVENT_TYPES, Event
 
 log = logging.getLogger(__name__)
@@ -247,9 +252,18 @@ class EmbeddedBus(EventBus):
     ``poll_ms`` while blocking); one process should publish to it.
     """
 
-    def __init__(self, db_path: Path | str, *, maxlen: int = 100_000, poll_ms: int = 500) -> None:
+    def __init__(
+        self,
+        db_path: Path | str,
+        *,
+        maxlen: int = 100_000,
+        poll_ms: int = 500,
+        keyring: Keyring | None = None,
+    ) -> None:
         super().__init__()
         self.path = Path(db_path)
+        self.keyring = keyring
+        """Data keys: the events' JSON is stored encrypted (``VOICEBOT_DATA_KEY``)."""
         self.maxlen = maxlen
         self.poll_ms = poll_ms
         self._db = SqliteThread(self.path, "events")
@@ -273,7 +287,7 @@ class EmbeddedBus(EventBus):
     async def _store(self, event: Event) -> None:
         self._appends += 1
         trim = self.maxlen if self._appends % TRIM_EVERY == 0 else None
-        await self._db.run(transaction, _append, event, time.time(), trim)
+        await self._db.run(transaction, _append, event, time.time(), trim, self.keyring)
         arrived, self._arrived = self._arrived, asyncio.Event()
         arrived.set()
 
@@ -284,7 +298,9 @@ class EmbeddedBus(EventBus):
         deadline = time.monotonic() + max(0, block_ms) / 1000
         while True:
             arrived = self._arrived
-            deliveries = await self._db.run(transaction, _read, group, consumer, count, time.time())
+            deliveries = await self._db.run(
+                transaction, _read, group, consumer, count, time.time(), self.keyring
+            )
             remaining = deadline - time.monotonic()
             if deliveries or remaining <= 0:
                 return deliveries
@@ -299,7 +315,14 @@ class EmbeddedBus(EventBus):
     ) -> list[Delivery]:
         """Take over idle unacked messages (see :meth:`EventBus.claim_stale`)."""
         return await self._db.run(
-            transaction, _claim, group, consumer, time.time(), min_idle_ms / 1000, count
+            transaction,
+            _claim,
+            group,
+            consumer,
+            time.time(),
+            min_idle_ms / 1000,
+            count,
+            self.keyring,
         )
 
     async def pending(self, group: str) -> int:
@@ -307,10 +330,12 @@ class EmbeddedBus(EventBus):
         return await self._db.run(_pending, group)
 
 
-def _append(db: sqlite3.Connection, event: Event, now: float, trim: int | None) -> None:
+def _append(
+    db: sqlite3.Connection, event: Event, now: float, trim: int | None, keyring: Keyring | None
+) -> None:
     db.execute(
         "INSERT OR IGNORE INTO events (event_id, type, event, created) VALUES (?, ?, ?, ?)",
-        (event.id, event.type, event.to_json(), now),
+        (event.id, event.type, stored_event(event, keyring), now),
     )
     if trim is not None:
         (top,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -319,18 +344,24 @@ def _append(db: sqlite3.Connection, event: Event, now: float, trim: int | None) 
 
 
 def _read(
-    db: sqlite3.Connection, group: str, consumer: str, count: int, now: float
+    db: sqlite3.Connection,
+    group: str,
+    consumer: str,
+    count: int,
+    now: float,
+    keyring: Keyring | None,
 ) -> list[Delivery]:
     db.execute(
         "INSERT OR IGNORE INTO groups (name, last_seq, created) VALUES (?, 0, ?)", (group, now)
     )
     out: list[Delivery] = []
     own = db.execute(
-        "SELECT p.seq, p.deliveries, e.event FROM pending p LEFT JOIN events e ON e.seq = p.seq"
+        "SELECT p.seq, p.deliveries, e.event, e.event_id FROM pending p"
+        " LEFT JOIN events e ON e.seq = p.seq"
         " WHERE p.grp = ? AND p.consumer = ? ORDER BY p.seq LIMIT ?",
         (group, consumer, count),
     ).fetchall()
-    for seq, deliveries, body in own:
+    for seq, deliveries, body, event_id in own:
         if body is None:  # trimmed from the log
             db.execute("DELETE FROM pending WHERE grp = ? AND seq = ?", (group, seq))
             continue
@@ -338,21 +369,21 @@ def _read(
             "UPDATE pending SET deliveries = ?, delivered = ? WHERE grp = ? AND seq = ?",
             (deliveries + 1, now, group, seq),
         )
-        out.append(Delivery(str(seq), Event.from_json(body), deliveries + 1))
+        out.append(Delivery(str(seq), event_of(body, event_id, keyring), deliveries + 1))
     if len(own) >= count:
         return out
     (last,) = db.execute("SELECT last_seq FROM groups WHERE name = ?", (group,)).fetchone()
     new = db.execute(
-        "SELECT seq, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        "SELECT seq, event, event_id FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
         (last, count - len(own)),
     ).fetchall()
-    for seq, body in new:
+    for seq, body, event_id in new:
         db.execute(
             "INSERT OR REPLACE INTO pending (grp, seq, consumer, delivered, deliveries)"
             " VALUES (?, ?, ?, ?, 1)",
             (group, seq, consumer, now),
         )
-        out.append(Delivery(str(seq), Event.from_json(body), 1))
+        out.append(Delivery(str(seq), event_of(body, event_id, keyring), 1))
     if new:
         db.execute("UPDATE groups SET last_seq = ? WHERE name = ?", (new[-1][0], group))
     return out
@@ -363,15 +394,22 @@ def _ack(db: sqlite3.Connection, group: str, seq: int) -> bool:
 
 
 def _claim(
-    db: sqlite3.Connection, group: str, consumer: str, now: float, min_idle: float, count: int
+    db: sqlite3.Connection,
+    group: str,
+    consumer: str,
+    now: float,
+    min_idle: float,
+    count: int,
+    keyring: Keyring | None,
 ) -> list[Delivery]:
     rows = db.execute(
-        "SELECT p.seq, p.deliveries, e.event FROM pending p LEFT JOIN events e ON e.seq = p.seq"
+        "SELECT p.seq, p.deliveries, e.event, e.event_id FROM pending p"
+        " LEFT JOIN events e ON e.seq = p.seq"
         " WHERE p.grp = ? AND p.delivered <= ? ORDER BY p.seq LIMIT ?",
         (group, now - min_idle, count),
     ).fetchall()
     out = []
-    for seq, deliveries, body in rows:
+    for seq, deliveries, body, event_id in rows:
         if body is None:
             db.execute("DELETE FROM pending WHERE grp = ? AND seq = ?", (group, seq))
             continue
@@ -380,7 +418,7 @@ def _claim(
             " WHERE grp = ? AND seq = ?",
             (consumer, deliveries + 1, now, group, seq),
         )
-        out.append(Delivery(str(seq), Event.from_json(body), deliveries + 1))
+        out.append(Delivery(str(seq), event_of(body, event_id, keyring), deliveries + 1))
     return out
 
 
@@ -468,6 +506,7 @@ class RedisBus(EventBus):
         maxlen: int = 100_000,
         channel: str = "voicebot:live",
         outbox_path: Path | str,
+        keyring: Keyring | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -477,7 +516,9 @@ class RedisBus(EventBus):
         self.watch_key = f"{channel}:watching"
         self.origin = uuid.uuid4().hex[:12]
         """This bus's id among the processes (live events it sent come back to it: skipped)."""
-        self.outbox = Outbox(outbox_path)
+        self.keyring = keyring
+        """Data keys: events are encrypted in the outbox and the stream (every reader has them)."""
+        self.outbox = Outbox(outbox_path, keyring=keyring)
         self.flushed = 0
         self.duplicates_skipped = 0
         self.redis_errors = 0
@@ -699,7 +740,11 @@ class RedisBus(EventBus):
         kept = [(message_id, fields) for message_id, fields in entries if fields]
         counts = await self._counts(group, [message_id for message_id, _ in kept])
         return [
-            Delivery(message_id, Event.from_json(fields["event"]), counts.get(message_id, 1))
+            Delivery(
+                message_id,
+                event_of(fields["event"], fields.get("id", ""), self.keyring),
+                counts.get(message_id, 1),
+            )
             for message_id, fields in kept
         ]
 
@@ -727,7 +772,7 @@ class RedisBus(EventBus):
             )
         )
         out += [
-            Delivery(message_id, Event.from_json(fields["event"]), 1)
+            Delivery(message_id, event_of(fields["event"], fields.get("id", ""), self.keyring), 1)
             for message_id, fields in new
             if fields
         ]
@@ -894,9 +939,12 @@ class RedisBus(EventBus):
             )
 
 
-def build_bus(redis_url: str, data_dir: Path) -> EventBus:
-    """The bus for a server: Redis when a URL is given (outbox in ``data_dir``), else embedded."""
+def build_bus(redis_url: str, data_dir: Path, keyring: Keyring | None = None) -> EventBus:
+    """The bus for a server: Redis when a URL is given (outbox in ``data_dir``), else embedded.
+
+    With ``keyring`` the events' JSON is encrypted in the files (the embedded log, the outbox).
+    """
     data_dir = Path(data_dir)
     if redis_url:
-        return RedisBus(redis_url, outbox_path=data_dir / "outbox.sqlite3")
-    return EmbeddedBus(data_dir / "events.sqlite3")
+        return RedisBus(redis_url, outbox_path=data_dir / "outbox.sqlite3", keyring=keyring)
+    return EmbeddedBus(data_dir / "events.sqlite3", keyring=keyring)

@@ -10,6 +10,11 @@ Each outbox has a random id of its own (kept in the file): with its row numbers 
 refuse a row it already has (see :class:`voicebot.events.bus.RedisBus`), so a row sent twice (the
 connection broke after Redis stored it, before the reply came) is stored once.
 
+With a data key (``VOICEBOT_DATA_KEY``) each event's JSON is stored encrypted, bound to its event
+id (:func:`stored_event`, :func:`event_of`), and goes to the Redis stream as it is (every reader
+holds the key; Redis's own files hold no plaintext). The files are 0600 in a 0700 folder whatever
+the umask.
+
 SQLite runs in one worker thread per file (:class:`SqliteThread`): the event loop never waits on
 the disk, and one thread means one connection, so no locking between our own writers.
 """
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from voicebot.crypto import Keyring, create_private_file, make_private_dir, seal, unseal
 from voicebot.events.types import Event
 
 T = TypeVar("T")
@@ -48,7 +54,8 @@ class SqliteThread:
         self._db: sqlite3.Connection | None = None
 
     def _open(self, schema: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
+        create_private_file(self.path)  # -wal and -shm take its mode
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -73,6 +80,73 @@ class SqliteThread:
         if db is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._executor.shutdown(wait=False)
+
+
+EVENTS = "events/"
+"""What an event's stored JSON is bound to: ``events/<event id>``."""
+
+
+def stored_event(event: Event, keyring: Keyring | None) -> str:
+    """An event's JSON as stored: encrypted and bound to its id when a key is set."""
+    return seal(keyring, event.to_json(), EVENTS + event.id)  # type: ignore[return-value]
+
+
+def event_of(stored: str, event_id: str, keyring: Keyring | None) -> Event:
+    """The event a stored row holds (decrypted when it was stored encrypted)."""
+    return Event.from_json(unseal(keyring, stored, EVENTS + event_id))
+
+
+EVENT_JSON_SQL = "voicebot_event_json"
+"""Name of the SQL function :func:`add_event_json_function` adds: ``(stored, event id) -> JSON``."""
+
+
+def event_json_function(keyring: Keyring | None) -> Callable[[Any, Any], Any]:
+    """The SQL function ``voicebot_event_json(stored column, id column)``: an event's JSON.
+
+    With a data key the stored column is an envelope ``json_extract`` cannot read; this
+    decrypts it (a row it cannot decrypt fails the statement: nothing is skipped silently).
+    Plaintext rows pass through.
+    """
+
+    def plain(stored: Any, event_id: Any) -> Any:
+        if stored is None:
+            return None
+        return unseal(keyring, stored, EVENTS + (event_id or ""))
+
+    return plain
+
+
+def add_event_json_function(db: sqlite3.Connection, keyring: Keyring | None) -> None:
+    """Add ``voicebot_event_json`` (:func:`event_json_function`) to a connection."""
+    db.create_function(EVENT_JSON_SQL, 2, event_json_function(keyring), deterministic=True)
+
+
+def reencrypt_event_rows(
+    path: Path | str, table: str, id_column: str, json_column: str, keyring: Keyring
+) -> int:
+    """Re-encrypt every stored event of a file under the current key (key rotation).
+
+    For the event log (``events``), the outbox and the bridge's store; plaintext rows (stored
+    before the key was set) get encrypted too. Returns how many rows were rewritten.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute("BEGIN IMMEDIATE")
+        rows = db.execute(f"SELECT {id_column}, {json_column} FROM {table}").fetchall()
+        for event_id, stored in rows:
+            plain = unseal(keyring, stored, EVENTS + event_id)
+            db.execute(
+                f"UPDATE {table} SET {json_column} = ? WHERE {id_column} = ?",
+                (seal(keyring, plain, EVENTS + event_id), event_id),
+            )
+        db.execute("COMMIT")
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(rows)
+    finally:
+        db.close()
 
 
 def transaction(db: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -107,14 +181,15 @@ class OutboxRow:
     seq: int
     event_id: str
     event: str
-    """The event's JSON (:meth:`Event.to_json`)."""
+    """The event's JSON (:meth:`Event.to_json`), encrypted when a data key is set."""
 
 
 class Outbox:
     """Durable events waiting for Redis, in order."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, keyring: Keyring | None = None) -> None:
         self.path = Path(path)
+        self.keyring = keyring
         self._db = SqliteThread(path, "outbox")
         self.outbox_id = ""
         """This file's random id (stable across restarts)."""
@@ -135,7 +210,7 @@ class Outbox:
 
     async def add(self, event: Event) -> int:
         """Append an event; its row number once it is on disk."""
-        seq = await self._db.run(_add, event.id, event.to_json(), time.time())
+        seq = await self._db.run(_add, event.id, stored_event(event, self.keyring), time.time())
         self._unsent += 1
         return seq
 

@@ -38,7 +38,9 @@ from aiohttp import web
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_link
+from voicebot.api.stored_files import stored_file_response
 from voicebot.call.listen import audio_channel, chunk_frame
+from voicebot.crypto import Keyring, json_lines, read_stored_file
 from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
 from voicebot.monitor.registry import CALLS_CHANNEL
@@ -370,7 +372,7 @@ async def call_detail(request: web.Request) -> web.Response:
         for turn in call["turns"]
     ]
     report = None if interview is None else interview.get("report")
-    events = await asyncio.to_thread(_timeline_events, call.get("recording_dir"))
+    events = await asyncio.to_thread(_timeline_events, call.get("recording_dir"), services.keyring)
     return web.json_response(
         {
             **summary,
@@ -395,24 +397,23 @@ TIMELINE_KINDS = {
 """Events of a finished call's recorded timeline shown on the monitor's timeline (live names)."""
 
 
-def _timeline_events(recording_dir: str | None) -> list[dict[str, Any]]:
-    """Consent, knock-outs, opt-outs, skips and repeats from the call's ``timeline.jsonl``."""
+def _timeline_events(recording_dir: str | None, keyring: Keyring | None) -> list[dict[str, Any]]:
+    """Consent, knock-outs, opt-outs, skips and repeats from the call's ``timeline.jsonl``.
+
+    An encrypted timeline is decrypted (one a crash cut short is read up to the crash).
+    """
     if not recording_dir:
         return []
     path = Path(recording_dir) / "timeline.jsonl"
     events = []
     try:
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut by a crash
-                kind = TIMELINE_KINDS.get(record.pop("event", None))
-                if kind is not None:
-                    events.append({"t": record.pop("t", None), "type": kind, "data": record})
+        data = read_stored_file(path, keyring, allow_truncated=True)
     except OSError:
         return []
+    for record in json_lines(data):  # a line cut by a crash is skipped
+        kind = TIMELINE_KINDS.get(record.pop("event", None))
+        if kind is not None:
+            events.append({"t": record.pop("t", None), "type": kind, "data": record})
     return events
 
 
@@ -437,8 +438,12 @@ async def recording(request: web.Request) -> web.StreamResponse:
         interview=interview,
         call_sid=call["call_sid"],
     )
-    return web.FileResponse(
-        path, headers={"Cache-Control": "no-store", "Content-Type": "audio/wav"}
+    return await stored_file_response(
+        request,
+        path,
+        services.keyring,
+        content_type="audio/wav",
+        headers={"Cache-Control": "no-store"},
     )
 
 

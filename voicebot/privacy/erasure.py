@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voicebot.crypto import Keyring, unseal
+from voicebot.events.outbox import EVENTS
 from voicebot.events.types import format_timestamp
 from voicebot.privacy.audit import candidate_ref
 from voicebot.privacy.event_stores import erase_events
@@ -207,10 +209,11 @@ async def _erase_copies(
             await asyncio.to_thread(remove_recording, folder, root, sid)
         if services.events is not None:  # events of these interviews still queued reach the bus
             await services.events.flush()
+        keyring = getattr(services, "keyring", None)
         removed = await asyncio.to_thread(
-            erase_events, Path(services.settings.data_dir), interview_ids, call_sids
+            erase_events, Path(services.settings.data_dir), interview_ids, call_sids, keyring
         )
-        removed += await _erase_redis_stream(services.bus, interview_ids, call_sids)
+        removed += await _erase_redis_stream(services.bus, interview_ids, call_sids, keyring)
         await _forget_in_registry(services.registry, interview_ids, call_sids)
     except Exception as exc:
         services.metrics.internal_errors.labels("erasure").inc()
@@ -223,8 +226,14 @@ async def _erase_copies(
     return removed
 
 
-async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: list[str]) -> int:
-    """Delete the events about these interviews or calls from the Redis stream (``XDEL``)."""
+async def _erase_redis_stream(
+    bus: Any, interview_ids: list[str], call_sids: list[str], keyring: Keyring | None = None
+) -> int:
+    """Delete the events about these interviews or calls from the Redis stream (``XDEL``).
+
+    Entries stored encrypted (``VOICEBOT_DATA_KEY``) are decrypted to be matched; one that does
+    not decrypt fails the erasure (a repeat, with the key, finishes it).
+    """
     redis = getattr(bus, "_redis", None)
     stream = getattr(bus, "stream", None)
     if redis is None or stream is None:
@@ -235,8 +244,9 @@ async def _erase_redis_stream(bus: Any, interview_ids: list[str], call_sids: lis
     while True:  # a Redis failure raises: the erasure is incomplete, a repeat finishes it
         entries = await redis.xrange(stream, min=start, max="+", count=REDIS_SCAN_BATCH)
         for entry_id, fields in entries:
+            stored = unseal(keyring, fields.get("event", "{}"), EVENTS + fields.get("id", ""))
             try:
-                event = json.loads(fields.get("event", "{}"))
+                event = json.loads(stored)
             except ValueError:
                 continue
             data = event.get("data") or {}

@@ -14,6 +14,12 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voicebot.events.outbox import EVENT_JSON_SQL, add_event_json_function
+
+if TYPE_CHECKING:
+    from voicebot.crypto import Keyring
 
 BUS_LOG = "events.sqlite3"
 OUTBOX = "outbox.sqlite3"
@@ -25,7 +31,15 @@ _MATCH = (
     " (json_extract({col}, '$.data.interview_id') IN (SELECT value FROM json_each(?1))"
     " OR json_extract({col}, '$.data.call_sid') IN (SELECT value FROM json_each(?2))))"
 )
-"""Events about the interviews or calls; never the ``candidate.erased`` notice itself."""
+"""Events about the interviews or calls; never the ``candidate.erased`` notice itself.
+
+``{col}`` is the event's JSON: ``voicebot_event_json(<stored column>, <id column>)``, which
+decrypts events stored encrypted (``VOICEBOT_DATA_KEY``) and passes plaintext ones through.
+"""
+
+
+def _event_json(column: str, id_column: str) -> str:
+    return f"{EVENT_JSON_SQL}({column}, {id_column})"
 
 
 @contextlib.contextmanager
@@ -57,8 +71,16 @@ def _in_transaction(db: sqlite3.Connection, statements: list[tuple[str, tuple]])
     return counts
 
 
-def erase_events(data_dir: Path, interview_ids: list[str], call_sids: list[str]) -> int:
-    """Delete every stored event about these interviews or calls; how many events went."""
+def erase_events(
+    data_dir: Path,
+    interview_ids: list[str],
+    call_sids: list[str],
+    keyring: Keyring | None = None,
+) -> int:
+    """Delete every stored event about these interviews or calls; how many events went.
+
+    ``keyring`` reads the events stored encrypted (the server's ``VOICEBOT_DATA_KEY``).
+    """
     import json
 
     ids, sids = json.dumps(interview_ids), json.dumps(call_sids)
@@ -68,9 +90,10 @@ def erase_events(data_dir: Path, interview_ids: list[str], call_sids: list[str])
         if not path.is_file():
             continue
         with _open(path) as db:
+            add_event_json_function(db, keyring)
             tables = _tables(db)
             if name == BUS_LOG and "events" in tables:
-                match = _MATCH.format(col="event")
+                match = _MATCH.format(col=_event_json("event", "event_id"))
                 counts = _in_transaction(
                     db,
                     [
@@ -84,12 +107,12 @@ def erase_events(data_dir: Path, interview_ids: list[str], call_sids: list[str])
                 )
                 removed += counts[1]
             elif name == OUTBOX and "outbox" in tables:
-                match = _MATCH.format(col="event")
+                match = _MATCH.format(col=_event_json("event", "event_id"))
                 removed += _in_transaction(
                     db, [(f"DELETE FROM outbox WHERE {match}", (ids, sids))]
                 )[0]
             elif name == BRIDGE_STORE and "events" in tables:
-                match = _MATCH.format(col="json")
+                match = _MATCH.format(col=_event_json("json", "id"))
                 chosen = f"SELECT id FROM events WHERE {match}"
                 counts = _in_transaction(
                     db,

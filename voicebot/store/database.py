@@ -2,6 +2,15 @@
 
 One connection per process (aiosqlite runs it in its own thread, so queries never block the event
 loop), write-ahead logging, schema migrations keyed by ``PRAGMA user_version``.
+
+With a data key (``VOICEBOT_DATA_KEY``, :class:`voicebot.crypto.Keyring`) the candidate's data is
+stored encrypted, each value bound to its ``table/column/row``: interviews' ``candidate_name``,
+``candidate_phone`` and ``report``, calls' ``from_number`` and ``outcome`` values (knock-out
+answers), turns' ``text`` and ``prosody`` (voice measurements). A phone number is then found
+through ``phone_index``, a keyed hash (blind index), never through the plaintext. Values stored
+before the key was set stay readable (``voicebot data-key rotate`` encrypts them). The database
+file (and so its ``-wal`` and ``-shm``, which SQLite creates with the database's mode) is 0600,
+its folder 0700.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from voicebot.crypto import Keyring, create_private_file, make_private_dir, seal, unseal
 
 MIGRATIONS: list[str] = [
     """
@@ -163,7 +174,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE calls ADD COLUMN purged TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE interviews ADD COLUMN purged TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: data at rest: encrypted phone numbers are looked up by a keyed hash (blind index)
+    """
+    ALTER TABLE interviews ADD COLUMN phone_index TEXT;
+    CREATE INDEX interviews_phone_index ON interviews (phone_index, status);
+    """,
 ]
+
+PHONE_INDEX = "phone"
+"""The blind index's purpose label for candidates' phone numbers."""
 
 INTERVIEW_STATUSES = (
     "pending",
@@ -196,13 +215,15 @@ def new_id(prefix: str) -> str:
 class Store:
     """Async repository over one SQLite database file."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, keyring: Keyring | None = None):
         self.path = Path(path)
+        self.keyring = keyring
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        """Open the database, creating it and applying migrations as needed."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open the database, creating it (0600, folder 0700) and applying migrations as needed."""
+        make_private_dir(self.path.parent)
+        create_private_file(self.path)
         self._db = await aiosqlite.connect(self.path)
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
@@ -268,22 +289,29 @@ class Store:
                 return interview, False
         now = time.time()
         interview_id = new_id("iv")
+        phone_index = (
+            self.keyring.blind_index(candidate_phone, PHONE_INDEX)
+            if self.keyring is not None and candidate_phone
+            else None
+        )
         await self.db.execute(
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
-            " candidate_timezone, external_key, created_at, updated_at, status_history, client)"
+            " candidate_timezone, external_key, created_at, updated_at, status_history, client,"
+            " phone_index)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " json_array(json_object('status', 'pending', 'at', ?8)), ?10)",
+            " json_array(json_object('status', 'pending', 'at', ?8)), ?10, ?11)",
             (
                 interview_id,
                 job_id,
                 candidate_id,
-                candidate_name,
-                candidate_phone,
+                self._seal(candidate_name, "interviews/candidate_name", interview_id),
+                self._seal(candidate_phone, "interviews/candidate_phone", interview_id),
                 candidate_timezone,
                 external_key,
                 now,
                 now,
                 client,
+                phone_index,
             ),
         )
         await self.db.commit()
@@ -294,12 +322,38 @@ class Store:
     async def get_interview(self, interview_id: str) -> dict[str, Any] | None:
         """Return one interview row (``status_history`` and ``report`` decoded), or None."""
         row = await self._one("SELECT * FROM interviews WHERE id = ?", (interview_id,))
-        if row is not None:
-            row["status_history"] = json.loads(row.get("status_history") or "[]")
-            row["report"] = None if row.get("report") is None else json.loads(row["report"])
-            row["opted_out"] = bool(row.get("opted_out"))
-            row["purged"] = json.loads(row.get("purged") or "[]")
+        return None if row is None else self._interview(row)
+
+    def _interview(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An interview row as callers see it: decrypted, JSON decoded, no blind index."""
+        interview_id = row["id"]
+        row.pop("phone_index", None)
+        for column in ("candidate_name", "candidate_phone"):
+            row[column] = self._unseal(row.get(column), f"interviews/{column}", interview_id)
+        row["status_history"] = json.loads(row.get("status_history") or "[]")
+        report = self._unseal(row.get("report"), "interviews/report", interview_id)
+        row["report"] = None if report is None else json.loads(report)
+        row["opted_out"] = bool(row.get("opted_out"))
+        row["purged"] = json.loads(row.get("purged") or "[]")
         return row
+
+    def _seal(self, value: str | None, column: str, row_id: Any) -> str | None:
+        """A value as stored: encrypted and bound to ``column/row`` when a key is set."""
+        return seal(self.keyring, value, f"{column}/{row_id}")
+
+    def _unseal(self, value: Any, column: str, row_id: Any) -> Any:
+        return unseal(self.keyring, value, f"{column}/{row_id}")
+
+    def _phone_match(self, phone: str) -> tuple[str, list[Any]]:
+        """SQL condition (and its parameters) for "this interview's phone number is ``phone``".
+
+        By blind index under every configured key, and by plaintext (rows stored without a key).
+        """
+        if self.keyring is None:
+            return "candidate_phone = ?", [phone]
+        indexes = self.keyring.blind_indexes(phone, PHONE_INDEX)
+        marks = ", ".join("?" for _ in indexes)
+        return f"(phone_index IN ({marks}) OR candidate_phone = ?)", [*indexes, phone]
 
     async def opt_out_candidate(self, interview_id: str) -> list[str]:
         """The candidate asked not to be called again: no interview of theirs is held any more.
@@ -314,11 +368,13 @@ class Store:
         if row is None:
             return []
         await self.update_interview(interview_id, opted_out=1)
+        phone = self._unseal(row["candidate_phone"], "interviews/candidate_phone", interview_id)
+        same_phone, phone_params = self._phone_match(phone) if phone else ("0", [])
         others = await self._all(
             "SELECT id FROM interviews WHERE id != ? AND status IN"
             " ('pending', 'no_response', 'incomplete')"
-            " AND (candidate_id = ? OR (candidate_phone != '' AND candidate_phone = ?))",
-            (interview_id, row["candidate_id"], row["candidate_phone"]),
+            f" AND (candidate_id = ? OR {same_phone})",
+            (interview_id, row["candidate_id"], *phone_params),
         )
         for other in others:
             await self.update_interview(other["id"], status="opted_out", opted_out=1)
@@ -332,11 +388,13 @@ class Store:
 
     async def find_pending_interview_by_phone(self, phone: str) -> dict[str, Any] | None:
         """The newest interview still to be held for this phone number (inbound calls)."""
-        return await self._one(
-            "SELECT * FROM interviews WHERE candidate_phone = ? AND status IN"
+        same_phone, params = self._phone_match(phone)
+        row = await self._one(
+            f"SELECT * FROM interviews WHERE {same_phone} AND status IN"
             " ('pending', 'no_response', 'incomplete') ORDER BY created_at DESC LIMIT 1",
-            (phone,),
+            params,
         )
+        return None if row is None else self._interview(row)
 
     async def update_interview(self, interview_id: str, **fields: Any) -> None:
         """Set columns of an interview (status, consent, consent_via, attempts, opted_out).
@@ -371,7 +429,13 @@ class Store:
         """Store an interview's report (JSON) and its outcome status."""
         await self.db.execute(
             "UPDATE interviews SET report = ?, report_at = ? WHERE id = ?",
-            (json.dumps(report, ensure_ascii=False), time.time(), interview_id),
+            (
+                self._seal(
+                    json.dumps(report, ensure_ascii=False), "interviews/report", interview_id
+                ),
+                time.time(),
+                interview_id,
+            ),
         )
         await self.update_interview(interview_id, status=status)
 
@@ -404,7 +468,7 @@ class Store:
                 call_sid,
                 interview_id,
                 stream_sid,
-                from_number,
+                self._seal(from_number, "calls/from_number", call_sid),
                 started_at or time.time(),
                 recording_dir,
                 owner,
@@ -478,7 +542,7 @@ class Store:
                 speaker,
                 prompt_id,
                 question_id,
-                text,
+                self._seal(text, "turns/text", f"{call_sid}/{seq}"),
                 start,
                 end,
                 asr_latency,
@@ -486,13 +550,27 @@ class Store:
                 end_of_speech_to_final,
                 via,
                 int(follow_up),
-                None if prosody is None else json.dumps(prosody),
+                self._seal(
+                    None if prosody is None else json.dumps(prosody),
+                    "turns/prosody",
+                    f"{call_sid}/{seq}",
+                ),
             ),
         )
         await self.db.commit()
 
     async def record_outcome(self, call_sid: str, section: str, key: str, value: Any) -> None:
-        """Set ``outcome[section][key] = value`` on a call (JSON; ``knockouts``, ``opt_out``...)."""
+        """Set ``outcome[section][key] = value`` on a call (JSON; ``knockouts``, ``opt_out``...).
+
+        With a data key the value is stored as its encrypted JSON text (a knock-out holds the
+        candidate's answer).
+        """
+        if self.keyring is not None:
+            value = self._seal(
+                json.dumps(value, ensure_ascii=False),
+                "calls/outcome",
+                f"{call_sid}/{section}/{key}",
+            )
         await self.db.execute(
             "UPDATE calls SET outcome = json_set(outcome, '$.' || ?,"
             " json_set(COALESCE(json_extract(outcome, '$.' || ?), '{}'), '$.' || ?, json(?)))"
@@ -538,20 +616,34 @@ class Store:
         if call is None:
             return None
         call["stats"] = json.loads(call.get("stats") or "{}")
-        call["outcome"] = json.loads(call.get("outcome") or "{}")
+        call["outcome"] = self._outcome(call_sid, json.loads(call.get("outcome") or "{}"))
+        call["from_number"] = self._unseal(call.get("from_number"), "calls/from_number", call_sid)
         call["purged"] = json.loads(call.get("purged") or "[]")
         turns = await self._all(
             "SELECT * FROM turns WHERE call_sid = ? ORDER BY start, seq", (call_sid,)
         )
         for turn in turns:
+            turn["text"] = self._unseal(turn["text"], "turns/text", f"{call_sid}/{turn['seq']}")
             turn["interrupted"] = bool(turn["interrupted"])
             turn["mark_echoed"] = bool(turn["mark_echoed"])
             turn["follow_up"] = bool(turn["follow_up"])
-            turn["prosody"] = None if turn["prosody"] is None else json.loads(turn["prosody"])
+            prosody = self._unseal(turn["prosody"], "turns/prosody", f"{call_sid}/{turn['seq']}")
+            turn["prosody"] = None if prosody is None else json.loads(prosody)
             turn.pop("call_sid", None)
             turn.pop("id", None)
         call["turns"] = turns
         return call
+
+    def _outcome(self, call_sid: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        """A call's outcome with its encrypted values decrypted."""
+        for section, values in outcome.items():
+            if not isinstance(values, dict):
+                continue
+            for key, value in values.items():
+                plain = self._unseal(value, "calls/outcome", f"{call_sid}/{section}/{key}")
+                if plain is not value:
+                    values[key] = json.loads(plain)
+        return outcome
 
     async def calls_for_interview(self, interview_id: str) -> list[dict[str, Any]]:
         """Calls of one interview, oldest first (without turns)."""
@@ -563,13 +655,106 @@ class Store:
 
     async def recent_calls(self, limit: int = 50) -> list[dict[str, Any]]:
         """Finished calls, newest first, with their interview's job, candidate and status."""
-        return await self._all(
+        rows = await self._all(
             "SELECT c.call_sid, c.interview_id, c.started_at, c.ended_at, c.duration_secs,"
             " c.end_reason, i.job_id, i.candidate_name, i.status FROM calls c"
             " JOIN interviews i ON i.id = c.interview_id"
             " WHERE c.ended_at IS NOT NULL ORDER BY c.started_at DESC LIMIT ?",
             (limit,),
         )
+        for row in rows:
+            row["candidate_name"] = self._unseal(
+                row["candidate_name"], "interviews/candidate_name", row["interview_id"]
+            )
+        return rows
+
+    async def key_ids_in_use(self) -> set[str]:
+        """Key ids the stored candidate fields were encrypted with (names, phones, reports).
+
+        Checked at start-up: a key still in use must be configured, else its data is unreadable.
+        """
+        kids: set[str] = set()
+        for column in ("candidate_name", "candidate_phone", "report"):
+            rows = await self._all(
+                f"SELECT DISTINCT substr({column}, 8, instr(substr({column}, 8), '.') - 1) AS kid"
+                f" FROM interviews WHERE {column} LIKE 'vbenc1.%'"
+            )
+            kids.update(row["kid"] for row in rows)
+        return kids
+
+    async def reencrypt(self) -> int:
+        """Re-encrypt every candidate field under the current key (plaintext ones too).
+
+        Key rotation: with the new key first in ``VOICEBOT_DATA_KEY`` and the old one still
+        after it, this moves every value to the new key (and its blind index), after which the
+        old key may be dropped. One transaction; returns how many rows were rewritten.
+        """
+        if self.keyring is None:
+            raise RuntimeError("re-encrypting needs VOICEBOT_DATA_KEY")
+        rows = 0
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in await self._all(
+                "SELECT id, candidate_name, candidate_phone, report FROM interviews"
+            ):
+                iv = row["id"]
+                name = self._unseal(row["candidate_name"], "interviews/candidate_name", iv)
+                phone = self._unseal(row["candidate_phone"], "interviews/candidate_phone", iv)
+                report = self._unseal(row["report"], "interviews/report", iv)
+                await self.db.execute(
+                    "UPDATE interviews SET candidate_name = ?, candidate_phone = ?, report = ?,"
+                    " phone_index = ? WHERE id = ?",
+                    (
+                        self._seal(name, "interviews/candidate_name", iv),
+                        self._seal(phone, "interviews/candidate_phone", iv),
+                        self._seal(report, "interviews/report", iv),
+                        self.keyring.blind_index(phone, PHONE_INDEX) if phone else None,
+                        iv,
+                    ),
+                )
+                rows += 1
+            for row in await self._all("SELECT call_sid, from_number, outcome FROM calls"):
+                sid = row["call_sid"]
+                outcome = self._outcome(sid, json.loads(row["outcome"] or "{}"))
+                sealed = {
+                    section: {
+                        key: self._seal(
+                            json.dumps(value, ensure_ascii=False),
+                            "calls/outcome",
+                            f"{sid}/{section}/{key}",
+                        )
+                        for key, value in values.items()
+                    }
+                    if isinstance(values, dict)
+                    else values
+                    for section, values in outcome.items()
+                }
+                number = self._unseal(row["from_number"], "calls/from_number", sid)
+                await self.db.execute(
+                    "UPDATE calls SET from_number = ?, outcome = ? WHERE call_sid = ?",
+                    (self._seal(number, "calls/from_number", sid), json.dumps(sealed), sid),
+                )
+                rows += 1
+            for row in await self._all("SELECT id, call_sid, seq, text, prosody FROM turns"):
+                where = f"{row['call_sid']}/{row['seq']}"
+                text = self._unseal(row["text"], "turns/text", where)
+                prosody = self._unseal(row["prosody"], "turns/prosody", where)
+                await self.db.execute(
+                    "UPDATE turns SET text = ?, prosody = ? WHERE id = ?",
+                    (
+                        self._seal(text, "turns/text", where),
+                        self._seal(prosody, "turns/prosody", where),
+                        row["id"],
+                    ),
+                )
+                rows += 1
+            await self.db.commit()
+        except BaseException:
+            await self.db.rollback()
+            raise
+        await self.db.execute("VACUUM")  # the old ciphertexts (and any plaintext) leave the file
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return rows
 
     # -- server processes and the calls they leave ---------------------------------------
 
