@@ -128,3 +128,16 @@ async def test_with_a_data_key_stored_payloads_are_encrypted(tmp_path):
     async with DeliveryStore(path) as store:
         with pytest.raises(DecryptionError):
             await store.get_event(event.id)
+
+
+async def test_with_a_data_key_an_erased_candidates_encrypted_events_are_forgotten(tmp_path):
+    from voicebot.crypto import Keyring, generate_key_entry
+
+    keyring = Keyring.parse(generate_key_entry("k1"))
+    erased, kept = completed_event(1), completed_event(2)
+    async with DeliveryStore(tmp_path / "hris_bridge.db", keyring) as store:
+        await store.record_events([(erased, ["a"]), (kept, ["a"])])
+        assert await store.erase_interviews([erased.data["interview_id"]]) == 1
+        assert await store.get_event(erased.id) is None
+        assert await store.get_event(kept.id) == kept
+        assert [d.event.id for d in await store.due("a")] == [kept.id]

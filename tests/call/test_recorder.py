@@ -156,3 +156,36 @@ async def test_with_a_data_key_the_recording_and_timeline_are_encrypted_and_priv
     assert np.flatnonzero(np.abs(pcm[:, 0]) > 1000)[0] == 4000
     timeline = read_stored_file(folder / "timeline.jsonl", keyring).decode().splitlines()
     assert json.loads(timeline[0])["text"] == "I repaired analytical engines"
+
+
+async def test_rotation_moves_a_crash_s_part_files_to_the_new_key(tmp_path):
+    """``voicebot data-key rotate`` re-encrypts leftover part files; the settling reads them."""
+    from voicebot.cli import _rotate
+    from voicebot.config import Settings
+    from voicebot.crypto import FILE_MAGIC, Keyring, generate_key_entry, read_stored_file
+
+    old, new = generate_key_entry("k1"), generate_key_entry("k2")
+    tone = ulaw_encode(np.full(8000, 8000, dtype=np.int16))  # 1 s
+    crashed = CallRecorder(tmp_path / "rec" / "CA5", files=EncryptedFiles(Keyring.parse(old)))
+    crashed.candidate_audio(0.0, tone)
+    crashed.event(0.0, "call_started")
+    crashed.wait_written()  # on disk; the process dies without close()
+    plain = CallRecorder(tmp_path / "rec" / "CA6")  # left before the key was set
+    plain.bot_audio(0.0, tone)
+    plain.wait_written()
+    settings = Settings(
+        data_dir=tmp_path / "data", recordings_dir=tmp_path / "rec", data_key=f"{new},{old}"
+    )
+    counts = await _rotate(settings)
+    assert counts["files"] == 3  # a part file and a timeline, and a plain part file
+    only_new = Keyring.parse(new)
+    for folder, channel in (("CA5", 0), ("CA6", 1)):
+        for part in (tmp_path / "rec" / folder).glob("*.part"):
+            assert part.read_bytes().startswith(FILE_MAGIC)
+        assert assemble_recording(tmp_path / "rec" / folder, EncryptedFiles(only_new)) == 1.0
+        wav = read_stored_file(tmp_path / "rec" / folder / "call.wav", only_new)
+        with wave.open(io.BytesIO(wav)) as reader:
+            pcm = np.frombuffer(reader.readframes(8000), dtype=np.int16).reshape(-1, 2)
+        assert (np.abs(pcm[:, channel]) > 1000).all()
+    timeline = read_stored_file(tmp_path / "rec" / "CA5" / "timeline.jsonl", only_new)
+    assert json.loads(timeline)["event"] == "call_started"

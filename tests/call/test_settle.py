@@ -56,7 +56,9 @@ async def _events(services) -> list:
     return [delivery.event for delivery in deliveries]
 
 
-async def _dead_process_call(services, tmp_path, owner: str = "proc_dead", sid: str = "CA1"):
+async def _dead_process_call(
+    services, tmp_path, owner: str = "proc_dead", sid: str = "CA1", files=None
+):
     """An interview in progress with one answer stored and 2 s of candidate audio on disk."""
     store = services.store
     await store.register_process(owner, host="elsewhere", pid=1)
@@ -64,7 +66,7 @@ async def _dead_process_call(services, tmp_path, owner: str = "proc_dead", sid: 
     interview, _ = await store.create_interview(
         job_id=JOB, candidate_id="c1", candidate_name="Ann Lee"
     )
-    recorder = CallRecorder(tmp_path / "rec" / sid)
+    recorder = CallRecorder(tmp_path / "rec" / sid, files=files)
     await store.create_call(
         call_sid=sid,
         interview_id=interview["id"],
@@ -120,6 +122,66 @@ async def test_a_dead_process_call_is_settled_fully_and_only_once(services, tmp_
     assert await again.start() == 0
     await again.close()
     assert await _events(services) == []  # nothing new after what the group already read
+
+
+async def test_with_a_data_key_a_crashed_call_settles_into_an_encrypted_recording(tmp_path):
+    """Part files encrypted as the call went are assembled into an encrypted ``call.wav``."""
+    import io
+    import stat
+
+    from voicebot.call.recorder import EncryptedFiles, recording_files
+    from voicebot.crypto import FILE_MAGIC, Keyring, generate_key_entry, read_stored_file
+
+    keyring = Keyring.parse(generate_key_entry("k1"))
+    settings = Settings(
+        data_dir=tmp_path / "data", recordings_dir=tmp_path / "rec", stream_token_secret="s"
+    )
+    services = Services(settings)
+    services.keyring = keyring
+    services.recording_files = recording_files(keyring)  # as Services.start chooses
+    services.store = Store(tmp_path / "data" / "voicebot.sqlite3", keyring=keyring)
+    await services.store.open()
+    services.scripts = {JOB: load_scripts(settings.dialogues_dir)[JOB]}
+    services.bus = EmbeddedBus(tmp_path / "data" / "events.sqlite3", keyring=keyring)
+    await services.bus.start()
+    services.events = EventEmitter(services.bus)
+    services.events.start()
+    services.registry = CallRegistry(services.live, services.store)
+    try:
+        # the dead process had files objects of its own (its writers die with it)
+        interview = await _dead_process_call(services, tmp_path, files=EncryptedFiles(keyring))
+        folder = tmp_path / "rec" / "CA1"
+        part = folder / "candidate.ulaw.part"
+        raw_part = part.read_bytes()
+        assert raw_part.startswith(FILE_MAGIC)  # the audio never reached the disk in the clear
+        assert bytes(ulaw_encode(np.full(160, 8000, dtype=np.int16))) not in raw_part
+        assert stat.S_IMODE(part.stat().st_mode) == 0o600
+        with part.open("ab") as file:  # the crash tore the next chunk: its head and a bit
+            file.write(b"\x00\x00\x00\x10\x00" + b"\x42" * 100)
+        await services.store.db.execute("UPDATE processes SET heartbeat_at = 0")
+
+        settler = CallSettler(services, ProcessIdentity.current())
+        assert await settler.start() == 1
+        await settler.close()
+
+        wav_path = folder / "call.wav"
+        assert not list(folder.glob("*.part"))
+        raw = wav_path.read_bytes()
+        assert raw.startswith(FILE_MAGIC) and b"RIFF" not in raw
+        assert stat.S_IMODE(wav_path.stat().st_mode) == 0o600
+        with wave.open(io.BytesIO(read_stored_file(wav_path, keyring))) as wav:
+            assert wav.getnchannels() == 2 and wav.getnframes() == 16000
+            pcm = np.frombuffer(wav.readframes(16000), dtype=np.int16).reshape(-1, 2)
+        assert (np.abs(pcm[:, 0]) > 1000).all()  # every sample the candidate said, decrypted
+        stored = await services.store.get_interview(interview["id"])
+        assert stored["status"] == "incomplete"
+        assert stored["report"]["questions"][0]["answer"].startswith("I worked three years")
+        for path in (tmp_path / "data").iterdir():
+            assert b"call centre" not in path.read_bytes(), path.name
+    finally:
+        await services.events.close()
+        await services.bus.close()
+        await services.store.close()
 
 
 async def test_settling_cut_short_by_another_crash_is_finished_with_the_same_events(

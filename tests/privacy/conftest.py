@@ -7,7 +7,9 @@ name, phone number and words in it, so a test can search the files for them afte
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,6 +18,7 @@ import pytest
 
 from hris_bridge.store import DeliveryStore
 from voicebot.config import Settings
+from voicebot.crypto import Keyring, generate_key_entry, write_stored_file
 from voicebot.events.bus import EmbeddedBus
 from voicebot.events.emitter import EventEmitter, interview_refs
 from voicebot.events.types import make_event
@@ -52,6 +55,7 @@ class World:
     bus: EmbeddedBus
     bridge: DeliveryStore
     services: SimpleNamespace
+    keyring: Keyring | None = None
 
     def files(self) -> list[Path]:
         """Every file under the data and recordings directories."""
@@ -87,9 +91,13 @@ async def add_candidate(
         candidate.call_sids.append(call_sid)
         recording = world.settings.recordings_dir / call_sid
         recording.mkdir(parents=True)
-        (recording / "call.wav").write_bytes(b"RIFF" + candidate.answer.encode() * 20)
-        (recording / "timeline.jsonl").write_text(
-            json.dumps({"t": 1.0, "type": "final", "text": candidate.answer}) + "\n"
+        write_stored_file(
+            recording / "call.wav", b"RIFF" + candidate.answer.encode() * 20, world.keyring
+        )
+        write_stored_file(
+            recording / "timeline.jsonl",
+            (json.dumps({"t": 1.0, "type": "final", "text": candidate.answer}) + "\n").encode(),
+            world.keyring,
         )
         await store.start_interview_attempt(row["id"])
         await store.create_call(
@@ -144,6 +152,20 @@ async def add_candidate(
 
 @pytest.fixture
 async def world(tmp_path):
+    async with open_world(tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def keyed_world(tmp_path):
+    """The same with ``VOICEBOT_DATA_KEY`` set: every store, event file and recording encrypted."""
+    async with open_world(tmp_path, Keyring.parse(generate_key_entry("k1"))) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_world(tmp_path: Path, keyring: Keyring | None = None) -> AsyncIterator[World]:
+    """A world's stores opened (encrypted with ``keyring``), closed after."""
     settings = Settings(
         data_dir=tmp_path / "data",
         recordings_dir=tmp_path / "recordings",
@@ -152,14 +174,14 @@ async def world(tmp_path):
     )
     settings.data_dir.mkdir()
     settings.recordings_dir.mkdir()
-    store = Store(settings.data_dir / "voicebot.sqlite3")
+    store = Store(settings.data_dir / "voicebot.sqlite3", keyring=keyring)
     await store.open()
     metrics = Metrics()
     audit = AuditLog(store.path, metrics)
     await audit.open()
-    bus = EmbeddedBus(settings.data_dir / "events.sqlite3")
+    bus = EmbeddedBus(settings.data_dir / "events.sqlite3", keyring=keyring)
     await bus.start()
-    bridge = await DeliveryStore.open(settings.data_dir / "hris_bridge.db")
+    bridge = await DeliveryStore.open(settings.data_dir / "hris_bridge.db", keyring=keyring)
     emitter = EventEmitter(bus)
     emitter.start()
     services = SimpleNamespace(
@@ -171,10 +193,13 @@ async def world(tmp_path):
         metrics=metrics,
         sessions={},
         registry=None,
+        keyring=keyring,
     )
-    yield World(tmp_path, settings, store, audit, bus, bridge, services)
-    await emitter.close()
-    await bridge.close()
-    await bus.close()
-    await audit.close()
-    await store.close()
+    try:
+        yield World(tmp_path, settings, store, audit, bus, bridge, services, keyring)
+    finally:
+        await emitter.close()
+        await bridge.close()
+        await bus.close()
+        await audit.close()
+        await store.close()

@@ -47,6 +47,54 @@ async def test_erasure_leaves_no_trace_of_the_candidate_in_any_file(world):
     assert world.services.metrics.erasures._value.get() == 1
 
 
+async def test_with_a_data_key_erasure_finds_the_encrypted_events_and_leaves_the_others(
+    keyed_world,
+):
+    world = keyed_world
+    dana = await add_candidate(world, Candidate(*DANA), calls=2)
+    omar = await add_candidate(world, Candidate(*OMAR))
+    for secret in [*dana.secrets(), *omar.secrets()]:
+        assert world.files_containing(secret) == [], secret  # encrypted at rest, before too
+
+    def events_about(candidate: Candidate) -> dict[str, int]:
+        """Stored events (decrypted) that name the candidate, per file."""
+        from voicebot.events.outbox import event_of
+
+        counts = {}
+        for name, sql in (
+            ("events.sqlite3", "SELECT event, event_id FROM events"),
+            ("hris_bridge.db", "SELECT json, id FROM events"),
+        ):
+            db = sqlite3.connect(world.settings.data_dir / name)
+            rows = db.execute(sql).fetchall()
+            db.close()
+            assert rows and all(stored.startswith("vbenc1.") for stored, _ in rows)
+            events = [event_of(stored, event_id, world.keyring) for stored, event_id in rows]
+            counts[name] = sum(
+                e.type != "candidate.erased"
+                and e.data.get("interview_id") == candidate.interview_id
+                for e in events
+            )
+        return counts
+
+    assert events_about(dana) == {"events.sqlite3": 5, "hris_bridge.db": 5}
+    erasure = await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
+    await world.services.events.flush()
+    assert erasure is not None and not erasure.already_erased
+    assert events_about(dana) == {"events.sqlite3": 0, "hris_bridge.db": 0}
+    assert events_about(omar) == {"events.sqlite3": 3, "hris_bridge.db": 3}
+    for call_sid in dana.call_sids:
+        assert not (world.settings.recordings_dir / call_sid).exists()
+    assert await world.store.get_interview(dana.interview_id) is None
+    assert (await world.store.get_interview(omar.interview_id))["candidate_name"] == OMAR[1]
+    db = sqlite3.connect(world.store.path)  # the blind index went with the row
+    assert (
+        db.execute("SELECT COUNT(*) FROM interviews WHERE phone_index IS NOT NULL").fetchone()[0]
+        == 1
+    )
+    db.close()
+
+
 async def test_a_second_erasure_answers_with_the_tombstone(world):
     dana = await add_candidate(world, Candidate(*DANA))
     first = await erase_candidate(world.services, dana.candidate_id, "admin", "api:admin")
