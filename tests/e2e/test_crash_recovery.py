@@ -4,12 +4,14 @@ the same data directory settles the call it left.
 What a user notices: the call is ``failed``/``server_restart``, the interview ``incomplete`` with a
 report of what was said before the crash, the recording holds the candidate's audio up to about a
 second before the kill, the HR system hears of the end exactly once (also after another restart),
-and the monitor lists no call as live.
+and the monitor lists no call as live. With ``VOICEBOT_DATA_KEY`` set the same holds, and what the
+killed process left on disk (the recording's part files, the timeline) is encrypted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -26,6 +28,7 @@ from tests.e2e.monitor_helpers import PASSWORD, add_user
 from tests.webhook_receiver import WebhookReceiver
 from voicebot.audio.codec import ulaw_decode
 from voicebot.audio.frames import TELEPHONY_RATE
+from voicebot.crypto import FILE_MAGIC, Keyring, generate_key_entry, read_stored_file
 
 pytestmark = pytest.mark.e2e
 
@@ -117,18 +120,29 @@ def _matched_secs(recorded: np.ndarray, answer: CandidateAnswer) -> tuple[float,
     return start / TELEPHONY_RATE, matched / TELEPHONY_RATE
 
 
-def test_a_call_killed_mid_answer_is_settled_by_the_next_process(tmp_path, audio_dir):
+@pytest.mark.parametrize("data_key", [None, generate_key_entry("k1")], ids=["plain", "data_key"])
+def test_a_call_killed_mid_answer_is_settled_by_the_next_process(tmp_path, audio_dir, data_key):
     receiver = WebhookReceiver(WEBHOOK_SECRET).start()
     env = {
         "VOICEBOT_WEBHOOK_URL": receiver.url,
         "VOICEBOT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "VOICEBOT_PUBLIC_URL": "",
     }
+    keyring = None
+    if data_key is not None:
+        env["VOICEBOT_DATA_KEY"] = data_key
+        keyring = Keyring.parse(data_key)
     server = start_server(tmp_path, **env)
     try:
         interview_id = server.create_interview("customer_service_en", name="Ada Crashley")
         call_sid = "CAcrash" + os.urandom(8).hex()
         killed_at = asyncio.run(_call_until_killed(server, interview_id, call_sid, audio_dir))
+        left = sorted((tmp_path / "recordings" / call_sid).iterdir())
+        assert {p.name for p in left} >= {"candidate.ulaw.part", "bot.ulaw.part", "timeline.jsonl"}
+        if keyring is not None:  # what the killed process left is ciphertext
+            for path in left:
+                raw = path.read_bytes()
+                assert raw.startswith(FILE_MAGIC) and b"prompt_started" not in raw, path.name
 
         server = start_server(tmp_path, **env)  # the same data and recordings directories
         status, call = server.request("GET", f"/api/calls/{call_sid}")
@@ -143,7 +157,9 @@ def test_a_call_killed_mid_answer_is_settled_by_the_next_process(tmp_path, audio
         assert any(t["speaker"] == "candidate" for t in report["transcript"])
 
         # The recording: call.wav with the candidate's audio up to about a second before the kill.
-        with wave.open(str(tmp_path / "recordings" / call_sid / "call.wav")) as wav:
+        wav_path = tmp_path / "recordings" / call_sid / "call.wav"
+        assert wav_path.read_bytes().startswith(FILE_MAGIC) == (keyring is not None)
+        with wave.open(io.BytesIO(read_stored_file(wav_path, keyring))) as wav:
             assert wav.getnchannels() == 2 and wav.getframerate() == TELEPHONY_RATE
             pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
         answer = CandidateAnswer.from_wav(audio_dir / "en_jfk.wav")
