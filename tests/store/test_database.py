@@ -159,6 +159,7 @@ async def test_upgrading_settles_old_ended_calls_and_leaves_stuck_interviews_to_
     ) as cursor:
         plan = " ".join(str(row[-1]) for row in await cursor.fetchall())
     assert "calls_unsettled" in plan  # the start-up and sweep query reads no settled call
+    await store.close()
 
 
 async def _stored_call(store: Store) -> str:
