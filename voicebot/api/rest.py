@@ -28,6 +28,8 @@ from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""A query parameter the document calls an integer: ASCII digits (fullmatch)."""
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -559,14 +561,13 @@ async def audit_log(request: web.Request) -> web.Response:
     if request[CLIENT_KEY] != ADMIN_CLIENT:
         services.metrics.http_errors.labels("audit", "forbidden").inc()
         return json_error(403, "forbidden", "the audit log is readable with the admin token only")
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
+    after_text, limit_text = request.query.get("after", "0"), request.query.get("limit", "100")
+    if not (INTEGER.fullmatch(after_text) and INTEGER.fullmatch(limit_text)):  # int() takes "５"
         services.metrics.http_errors.labels("audit", "bad_query").inc()
         return json_error(
             400, "bad_query", "after and limit must be integers, e.g. ?after=0&limit=100"
         )
+    after, limit = int(after_text), int(limit_text)
     if not 0 <= after < 2**63 or not 1 <= limit <= AUDIT_PAGE_MAX:
         services.metrics.http_errors.labels("audit", "bad_query").inc()
         return json_error(
