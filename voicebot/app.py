@@ -10,6 +10,7 @@ from aiohttp import web
 from voicebot import __version__
 from voicebot.api import carrier, rest
 from voicebot.api.carrier import SERVICES_KEY
+from voicebot.api.errors import unexpected_errors
 from voicebot.config import Settings
 from voicebot.gc_tuning import freeze_startup_objects, observe_pauses, watch_loop_lag
 from voicebot.monitor import web as monitor_web
@@ -70,7 +71,7 @@ def create_app(
     """Build the application; models load in ``on_startup`` before the server accepts calls."""
     settings = settings or Settings.from_env()
     services = services or Services(settings)
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20, middlewares=[unexpected_errors])
     app[SERVICES_KEY] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

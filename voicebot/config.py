@@ -299,6 +299,11 @@ class Settings(BaseModel):
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
+    api_max_body_bytes: int = Field(
+        262144,
+        gt=0,
+        description="Largest JSON request body of the REST API; larger ones get a 413.",
+    )
     prompt_cache_dir: Path | None = Field(
         None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
     )

@@ -23,6 +23,7 @@ from voicebot.telephony.twiml import (
     connect_stream_twiml,
     say_and_hangup_twiml,
     stream_url_from_public_url,
+    without_xml_forbidden,
 )
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,13 @@ async def voice_webhook(request: web.Request) -> web.Response:
     """Twilio's voice webhook: which interview is this call, and where to stream it."""
     services = request.app[SERVICES_KEY]
     assert services.store is not None and services.token_signer is not None
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a body that is not a form (or a bad multipart boundary)
+        services.metrics.http_errors.labels("twilio_voice", "bad_form").inc()
+        raise web.HTTPBadRequest(
+            text="the body must be a form (application/x-www-form-urlencoded)"
+        ) from None
     params = {key: form.getall(key) for key in set(form.keys())}
     flat = {key: str(values[0]) for key, values in params.items()}
     auth_token = services.settings.twilio_auth_token
@@ -122,7 +129,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
                 "interview_id": interview["id"],
                 "job_id": interview["job_id"],
                 "token": token,
-                "from": from_number,
+                "from": without_xml_forbidden(from_number),
             },
         )
     )
