@@ -196,7 +196,8 @@ async def login(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     throttle = services.login_throttle
     ip = _client_ip(request)
-    wait = await throttle.wait_secs(username, ip)
+    # Decided and counted before the slow password check: concurrent guesses cannot all pass.
+    wait = await throttle.begin_attempt(username, ip)
     if wait > 0:
         metrics.monitor_logins.labels("throttled").inc()
         minutes = max(1, round(wait / 60))
@@ -212,13 +213,14 @@ async def login(request: web.Request) -> web.Response:
             else None
         )
     except AccountsUnavailable:
+        await throttle.end_attempt(username, ip, "undecided")
         return _page(login_page("Sign-in is unavailable for a moment; try again shortly."), 503)
     if account is None:
-        await throttle.record_failure(username, ip)
+        await throttle.end_attempt(username, ip, "failed")
         metrics.monitor_logins.labels("failed").inc()
         log.info("monitor sign-in failed from %s", ip)
         return _page(login_page("Wrong username or password."), 401)
-    await throttle.record_success(username, ip)
+    await throttle.end_attempt(username, ip, "ok")
     try:
         token, session = await _accounts(request, services.accounts.create_session(account))
     except (AccountsUnavailable, AccountError):
