@@ -9,16 +9,14 @@ all, so every bad body is a :class:`BadJsonBody` (a 400 or 413 with a message), 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
+from voicebot.json_nesting import json_depth
+
 MAX_JSON_DEPTH = 32
 """Nesting levels (objects and arrays) a request body may have; the API's bodies need 2-3."""
-
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 class BadJsonBody(ValueError):
@@ -29,19 +27,6 @@ class BadJsonBody(ValueError):
         self.status = status
         self.code = code
         self.message = message
-
-
-def json_depth(text: str) -> int:
-    """The deepest nesting of objects/arrays in JSON text (strings skipped; no recursion)."""
-    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
-    depth = deepest = 0
-    for char in brackets:
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
 
 
 async def read_json_body(
