@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from voicebot.api.request_bodies import read_form
 from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
@@ -53,12 +54,10 @@ async def voice_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     assert services.store is not None and services.token_signer is not None
     try:
-        form = await request.post()
-    except ValueError:  # a body that is not a form (or a bad multipart boundary)
+        form = await read_form(request)
+    except web.HTTPBadRequest:
         services.metrics.http_errors.labels("twilio_voice", "bad_form").inc()
-        raise web.HTTPBadRequest(
-            text="the body must be a form (application/x-www-form-urlencoded)"
-        ) from None
+        raise
     params = {key: form.getall(key) for key in set(form.keys())}
     flat = {key: str(values[0]) for key, values in params.items()}
     auth_token = services.settings.twilio_auth_token

@@ -18,8 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
-from voicebot.api.json_body import BadJsonBody, read_json_body
 from voicebot.api.links import report_links
+from voicebot.api.request_bodies import BadJsonBody, read_json_body
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.telephony.stream_token import InvalidStreamToken

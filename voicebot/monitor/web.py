@@ -38,6 +38,7 @@ from aiohttp import web
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import signed_link
+from voicebot.api.request_bodies import read_form
 from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
@@ -191,7 +192,7 @@ async def login(request: web.Request) -> web.Response:
     if not _same_origin(request):
         metrics.monitor_logins.labels("refused").inc()
         return _page(login_page("Sign in from this server's own page."), 403)
-    form = await request.post()
+    form = await read_form(request)
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))
     throttle = services.login_throttle
@@ -245,7 +246,7 @@ async def logout(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     token = request.cookies.get(COOKIE)
     session = await current_session(request)
-    form = await request.post()
+    form = await read_form(request)
     if session is not None:
         if form.get("csrf") != session.csrf or not _same_origin(request):
             return _json_error(403, "csrf", "sign out from the monitor page")

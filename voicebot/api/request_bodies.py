@@ -1,9 +1,13 @@
-"""Reading a JSON request body safely: a size limit and a nesting limit, checked before parsing.
+"""Reading request bodies safely: every unreadable body is a 4xx with a message, never a 500.
 
-Python's ``json`` parser recurses once per nesting level, so a body of ``[[[[...`` a hundred
-thousand levels deep raises ``RecursionError`` inside the handler. :func:`read_json_body` counts
-the nesting without recursion first, and refuses a body above ``max_bytes`` before reading it
-all, so every bad body is a :class:`BadJsonBody` (a 400 or 413 with a message), never a 500.
+JSON (the REST API): a size limit and a nesting limit, checked before parsing. Python's ``json``
+parser recurses once per nesting level, so a body of ``[[[[...`` a hundred thousand levels deep
+raised ``RecursionError`` inside the handler; :func:`read_json_body` counts the nesting without
+recursion first and refuses a body above ``max_bytes`` before reading it all.
+
+Forms (the Twilio webhooks, the monitor's sign-in): :func:`read_form` turns what aiohttp's form
+parser raises on a body it cannot read (an unknown charset, bytes that are not in it, a broken
+multipart body) into a 400.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
 
 from voicebot.json_nesting import json_depth
 
@@ -67,4 +74,16 @@ async def read_json_body(
         where = f" (line {exc.lineno}, column {exc.colno})" if hasattr(exc, "lineno") else ""
         raise BadJsonBody(
             400, "bad_json", f"request body is not valid JSON{where}: send a JSON object"
+        ) from None
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileField]:
+    """The request's form fields; ``HTTPBadRequest`` (400) for a body that is not a form."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError, AssertionError, HttpProcessingError):
+        # ValueError: bytes not in the charset, bad multipart; LookupError: unknown charset;
+        # AssertionError, HttpProcessingError: a multipart part aiohttp's reader cannot parse.
+        raise web.HTTPBadRequest(
+            text="the body must be a form (application/x-www-form-urlencoded, UTF-8)"
         ) from None
