@@ -299,6 +299,13 @@ class Settings(BaseModel):
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
+    unauth_requests_per_min: int = Field(
+        600,
+        ge=0,
+        description="Requests a minute one client address may make to the routes anyone can"
+        " reach (Twilio webhooks, monitor sign-in, signed report/recording links); more get a"
+        " 429. 0: no limit (behind a reverse proxy, which shows one address for everyone).",
+    )
     api_max_body_bytes: int = Field(
         262144,
         gt=0,

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from voicebot.app import create_app
 from voicebot.config import PROJECT_ROOT, Settings
 from voicebot.dialogue.script import load_scripts
+from voicebot.monitor.accounts import LoginThrottle
 from voicebot.services import Services
 from voicebot.store.database import Store
 from voicebot.telephony.stream_token import StreamTokenSigner
@@ -41,6 +42,7 @@ async def start_app_server(tmp_path: Path, **settings: object) -> tuple[TestServ
     services.scripts = dict(SCRIPTS)
     services.token_signer = StreamTokenSigner(b"s" * 32, ttl_secs=60)
     services.link_signer = StreamTokenSigner(b"s" * 32, ttl_secs=60)
+    services.login_throttle = LoginThrottle()
 
     async def close_store(app: object) -> None:
         await services.store.close()

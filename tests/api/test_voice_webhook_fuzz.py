@@ -48,7 +48,9 @@ class Webhook:
 
     def __init__(self, tmp_path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.server, self.services = self.loop.run_until_complete(start_app_server(tmp_path))
+        self.server, self.services = self.loop.run_until_complete(
+            start_app_server(tmp_path, unauth_requests_per_min=0)  # the handler, not the limit
+        )
         self.http = self.loop.run_until_complete(self._session())
         row, _ = self.loop.run_until_complete(
             self.services.store.create_interview(
