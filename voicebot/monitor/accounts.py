@@ -943,8 +943,10 @@ class RedisLoginThrottle:
 
     Behind a load balancer each process would otherwise allow its own five guesses. Failures are
     counted per username and per address in fixed windows (``INCR`` + ``EXPIRE NX``); a key at
-    its limit makes attempts wait for the key's expiry. While Redis is unreachable the process
-    falls back to its own in-memory throttle (guessing never gets easier than with one process).
+    its limit makes attempts wait for the key's expiry. :meth:`begin_attempt` checks both limits
+    and counts the attempt in one Lua script, so concurrent guesses on several processes cannot
+    all slip under a limit. While Redis is unreachable the process falls back to its own
+    in-memory throttle (guessing never gets easier than with one process).
     """
 
     _BEGIN_ATTEMPT = """
