@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from voicebot.app import create_app
 from voicebot.config import PROJECT_ROOT, Settings
 from voicebot.dialogue.script import load_scripts
-from voicebot.monitor.accounts import LoginThrottle
+from voicebot.monitor.accounts import LoginThrottle, SqliteAccounts
 from voicebot.services import Services
 from voicebot.store.database import Store
 from voicebot.telephony.stream_token import StreamTokenSigner
@@ -43,9 +43,12 @@ async def start_app_server(tmp_path: Path, **settings: object) -> tuple[TestServ
     services.token_signer = StreamTokenSigner(b"s" * 32, ttl_secs=60)
     services.link_signer = StreamTokenSigner(b"s" * 32, ttl_secs=60)
     services.login_throttle = LoginThrottle()
+    services.accounts = SqliteAccounts(tmp_path / "data" / "accounts.sqlite3", 3600)
+    await services.accounts.open()
 
     async def close_store(app: object) -> None:
         await services.store.close()
+        await services.accounts.close()
 
     app.on_cleanup.append(close_store)
     server = TestServer(app, host="127.0.0.1")

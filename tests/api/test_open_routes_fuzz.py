@@ -1,9 +1,11 @@
-"""Fuzzing the Twilio voice webhook with Hypothesis, over a real socket against the real app.
+"""Fuzzing the routes anyone can reach with Hypothesis, over a real socket against the real app.
 
-Form bodies of any names and values (control characters, other scripts, repeated names), with a
-valid ``X-Twilio-Signature`` (so they reach the handler's logic), with a wrong one, and raw
-bodies of any bytes under any content type: every answer is a 2xx with well-formed TwiML or a
-clean 4xx, never a 500, and nothing is counted as an internal error. Bounded: a few seconds.
+The Twilio voice webhook: form bodies of any names and values (control characters, other
+scripts, repeated names), with a valid ``X-Twilio-Signature`` (so they reach the handler's
+logic), with a wrong one, and raw bodies of any bytes under any content type: every answer is a
+2xx with well-formed TwiML or a clean 4xx. The signed report and recording links with any id and
+token, and the monitor's sign-in with any form: a clean 4xx (or the sign-in's redirect). Never a
+500, and nothing is counted as an internal error. Bounded: a few seconds a test.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ forms = st.builds(
 interview_ids = st.one_of(st.none(), st.just("REAL"), any_text)
 
 
-class Webhook:
+class AppOnLoop:
     """A real app server on its own event loop, and a client to post to it from sync tests."""
 
     def __init__(self, tmp_path) -> None:
@@ -72,8 +74,19 @@ class Webhook:
         return base + "?interview_id=" + quote(interview_id, safe="")
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str, str]:
+        return self.request("POST", url, body, headers)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str, str]:
         async def send() -> tuple[int, str, str]:
-            async with self.http.post(URL(url, encoded=True), data=body, headers=headers) as r:
+            async with self.http.request(
+                method, URL(url, encoded=True), data=body, headers=headers, allow_redirects=False
+            ) as r:
                 return r.status, r.content_type, await r.text(errors="replace")
 
         return self.loop.run_until_complete(send())
@@ -93,7 +106,7 @@ class Webhook:
 
 @pytest.fixture(scope="module")
 def webhook(tmp_path_factory):
-    running = Webhook(tmp_path_factory.mktemp("webhook"))
+    running = AppOnLoop(tmp_path_factory.mktemp("webhook"))
     yield running
     assert running.internal_errors() == [], running.internal_errors()
     running.close()
@@ -158,3 +171,33 @@ def test_raw_bodies_of_any_bytes_get_twiml_or_a_4xx(webhook, body, content_type,
     if signed:  # signed over what a parser would make of the body, if anything
         headers["X-Twilio-Signature"] = compute_twilio_signature(TWILIO_AUTH_TOKEN, url, {})
     check_answer(*webhook.post(url, body, headers))
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(["/interviews/{}/report", "/recordings/{}/call.wav"]),
+    ident=st.one_of(st.just("REAL"), any_text.filter(bool)),
+    token=st.one_of(st.none(), any_text, st.just("a.b"), header_text.map(lambda t: t + "." + t)),
+)
+def test_signed_links_with_any_id_and_token_are_refused_cleanly(webhook, kind, ident, token):
+    ident = webhook.interview_id if ident == "REAL" else ident
+    url = str(webhook.server.make_url("/")).rstrip("/") + kind.format(quote(ident, safe=""))
+    if token is not None:
+        url += "?token=" + quote(token, safe="")
+    status, _, text = webhook.request("GET", url)
+    assert status in (401, 404), (status, text)
+
+
+@FUZZ
+@given(
+    form=st.lists(
+        st.tuples(st.sampled_from(["username", "password", "csrf"]) | any_text, any_text),
+        max_size=4,
+    ),
+    path=st.sampled_from(["/monitor/login", "/monitor/logout"]),
+)
+def test_sign_in_and_out_with_any_form_are_answered_cleanly(webhook, form, path):
+    status, _, text = webhook.request(
+        "POST", str(webhook.server.make_url(path)), urlencode(form).encode(), FORM
+    )
+    assert status in (303, 400, 401, 403, 429), (status, text)
