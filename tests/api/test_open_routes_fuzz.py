@@ -11,6 +11,7 @@ token, and the monitor's sign-in with any form: a clean 4xx (or the sign-in's re
 from __future__ import annotations
 
 import asyncio
+import json
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlencode
 
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from tests.api.app_server import TWILIO_AUTH_TOKEN, start_app_server
+from tests.api.app_server import API_TOKEN, TWILIO_AUTH_TOKEN, start_app_server
 from voicebot.telephony.signature import compute_twilio_signature
 
 FUZZ = settings(
@@ -201,3 +202,39 @@ def test_sign_in_and_out_with_any_form_are_answered_cleanly(webhook, form, path)
         "POST", str(webhook.server.make_url(path)), urlencode(form).encode(), FORM
     )
     assert status in (303, 400, 401, 403, 429), (status, text)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            any_text | st.sampled_from(["job_id", "candidate", "id", "phone"]), children
+        )
+    ),
+    max_leaves=15,
+)
+interview_bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"job_id": st.just("customer_service_en") | any_text},
+        optional={
+            "candidate": st.dictionaries(
+                st.sampled_from(["id", "name", "phone", "timezone"]) | any_text, json_values
+            ),
+            "external_key": json_values,
+        },
+    ).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=200),
+)
+
+
+@FUZZ
+@given(body=interview_bodies)
+def test_interview_creation_with_any_body_is_answered_cleanly(webhook, body):
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_TOKEN}"}
+    status, _, text = webhook.request(
+        "POST", str(webhook.server.make_url("/api/interviews")), body, headers
+    )
+    assert status in (200, 201, 400, 413, 422), (status, text)
+    assert json.loads(text)["error" if status >= 400 else "id"]
