@@ -268,11 +268,14 @@ class Store:
                 return interview, False
         now = time.time()
         interview_id = new_id("iv")
-        await self.db.execute(
+        # ON CONFLICT DO NOTHING: of concurrent creations with one key, one inserts and the
+        # others find its row below (the SELECT above and this INSERT are not one step).
+        cursor = await self.db.execute(
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
             " candidate_timezone, external_key, created_at, updated_at, status_history, client)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " json_array(json_object('status', 'pending', 'at', ?8)), ?10)",
+            " json_array(json_object('status', 'pending', 'at', ?8)), ?10)"
+            " ON CONFLICT (client, external_key) DO NOTHING",
             (
                 interview_id,
                 job_id,
@@ -286,7 +289,17 @@ class Store:
                 client,
             ),
         )
+        inserted = cursor.rowcount == 1
         await self.db.commit()
+        if not inserted:
+            existing = await self._one(
+                "SELECT id FROM interviews WHERE client = ? AND external_key = ?",
+                (client, external_key),
+            )
+            assert existing is not None
+            interview = await self.get_interview(existing["id"])
+            assert interview is not None
+            return interview, False
         interview = await self.get_interview(interview_id)
         assert interview is not None
         return interview, True
