@@ -9,7 +9,9 @@ from aiohttp import web
 
 from voicebot import __version__
 from voicebot.api import carrier, openapi, rest
+from voicebot.api.address_limits import ADDRESS_LIMIT_KEY, AddressRateLimit, address_limits
 from voicebot.api.carrier import SERVICES_KEY
+from voicebot.api.errors import unexpected_errors
 from voicebot.config import Settings
 from voicebot.crypto import DecryptionError
 from voicebot.gc_tuning import freeze_startup_objects, observe_pauses, watch_loop_lag
@@ -95,7 +97,11 @@ def create_app(
     """Build the application; models load in ``on_startup`` before the server accepts calls."""
     settings = settings or Settings.from_env()
     services = services or Services(settings)
-    app = web.Application(client_max_size=1 << 20, middlewares=[stored_data_errors])
+    app = web.Application(
+        client_max_size=1 << 20,
+        middlewares=[unexpected_errors, address_limits, stored_data_errors],
+    )
+    app[ADDRESS_LIMIT_KEY] = AddressRateLimit(settings.unauth_requests_per_min)
     app[SERVICES_KEY] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -346,6 +346,18 @@ class Settings(BaseModel):
         description="Of those, how many may come from one remote address (behind a reverse "
         "proxy, the proxy's address).",
     )
+    unauth_requests_per_min: int = Field(
+        600,
+        ge=0,
+        description="Requests a minute one client address may make to the routes anyone can"
+        " reach (Twilio webhooks, monitor sign-in, signed report/recording links); more get a"
+        " 429. 0: no limit (behind a reverse proxy, which shows one address for everyone).",
+    )
+    api_max_body_bytes: int = Field(
+        262144,
+        gt=0,
+        description="Largest JSON request body of the REST API; larger ones get a 413.",
+    )
     prompt_cache_dir: Path | None = Field(
         None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
     )

@@ -305,3 +305,57 @@ def test_an_empty_external_key_is_no_key(api):
     second = api.call("POST", "/api/interviews", body=body)
     assert first[0] == second[0] == 201
     assert first[1]["id"] != second[1]["id"] and second[1]["external_key"] is None
+
+
+@pytest.mark.e2e
+def test_erasure_and_the_audit_log_answer_as_documented(api):
+    """``DELETE /api/candidates/{id}`` (a candidate with no call), again, unknown; the audit log."""
+    body = {
+        "job_id": "customer_service_en",
+        "candidate": {"id": "oa-erase-1", "name": "Grace", "phone": "+14155550177"},
+    }
+    status, created = api.call("POST", "/api/interviews", body=body, token=CLIENTS["acme_ats"])
+    assert status == 201
+    interview = f"/api/interviews/{created['id']}"
+    assert api.call("GET", "/api/interviews/{interview_id}", interview)[0] == 200
+    template = "/api/candidates/{candidate_id}"
+    # Another client cannot erase (or learn about) acme's candidate.
+    beta = CLIENTS["beta_hris"]
+    assert api.call("DELETE", template, "/api/candidates/oa-erase-1", token=beta)[0] == 404
+    status, erased = api.call(
+        "DELETE", template, "/api/candidates/oa-erase-1", token=CLIENTS["acme_ats"]
+    )
+    assert status == 200 and erased["status"] == "erased"
+    (stone,) = erased["erasures"]
+    assert stone["client"] == "acme_ats" and stone["interview_ids"] == [created["id"]]
+    assert stone["calls"] == 0 and "Grace" not in json.dumps(erased)
+    status, again = api.call("DELETE", template, "/api/candidates/oa-erase-1")
+    assert status == 200 and again["status"] == "already_erased"
+    assert again["erasures"] == erased["erasures"]
+    assert api.call("DELETE", template, "/api/candidates/oa-never-seen")[0] == 404
+    assert api.call("DELETE", template, "/api/candidates/oa-erase-1", token="wrong")[0] == 401
+    # The erased interview is gone, and says so.
+    status, error = api.call("GET", "/api/interviews/{interview_id}", interview)
+    assert status == 410 and error["error"]["code"] == "erased"
+    status, error = api.call("GET", "/api/interviews/{interview_id}/report", interview + "/report")
+    assert status == 410 and error["error"]["code"] == "erased"
+    # The audit log: the admin reads it (the erasure is in it), a client may not.
+    status, page = api.call(
+        "GET", "/api/audit", f"/api/audit?limit=500&interview_id={created['id']}"
+    )
+    assert status == 200 and page["entries"]
+    assert {"interview.create", "interview.read"} <= {e["action"] for e in page["entries"]}
+    status, page = api.call("GET", "/api/audit", "/api/audit?limit=1")
+    assert status == 200 and len(page["entries"]) == 1 and page["next_after"] == 1
+    assert api.call("GET", "/api/audit", token=CLIENTS["acme_ats"])[0] == 403
+    assert api.call("GET", "/api/audit", "/api/audit?limit=0")[0] == 400
+    assert api.call("GET", "/api/audit", "/api/audit?after=x")[0] == 400
+    assert api.call("GET", "/api/audit", token=None)[0] == 401
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("query", ["limit=%EF%BC%95", "after=1_0", "after=%205", "limit=+5"])
+def test_audit_paging_that_is_no_plain_integer_is_a_400(api, query):
+    """What the document calls an integer: ASCII digits (Python's int() takes "５", "1_0", " 5")."""
+    status, error = api.call("GET", "/api/audit", f"/api/audit?{query}")
+    assert status == 400 and error["error"]["code"] == "bad_query"

@@ -58,3 +58,19 @@ async def test_in_memory_throttle_has_the_same_async_face():
     assert await throttle.wait_secs("dana", "10.0.0.1") > 0
     await throttle.record_success("dana", "10.0.0.1")
     assert await throttle.wait_secs("dana", "10.0.0.1") == 0
+
+
+async def test_attempts_are_counted_when_they_begin_and_taken_back_unless_they_fail(redis_server):
+    for throttle in (LoginThrottle(), pair(redis_server.url)[0]):
+        for _ in range(4):
+            assert await throttle.begin_attempt("dana", "10.0.0.1") == 0
+            await throttle.end_attempt("dana", "10.0.0.1", "undecided")  # the store was down
+        for _ in range(4):
+            assert await throttle.begin_attempt("dana", "10.0.0.1") == 0
+            await throttle.end_attempt("dana", "10.0.0.1", "failed")
+        assert await throttle.begin_attempt("dana", "10.0.0.1") == 0  # the fifth is checked
+        assert await throttle.begin_attempt("dana", "10.0.0.1") > 0  # the sixth waits
+        await throttle.end_attempt("dana", "10.0.0.1", "ok")  # the fifth was right
+        assert await throttle.begin_attempt("dana", "10.0.0.1") == 0
+        if isinstance(throttle, RedisLoginThrottle):
+            await throttle.close()

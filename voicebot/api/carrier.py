@@ -17,6 +17,7 @@ from collections import Counter
 from aiohttp import WSMsgType, web
 
 from voicebot.api.admission import PendingStreams
+from voicebot.api.request_bodies import read_form
 from voicebot.call.session import SAFE_SID, CallSession, StreamRefused
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
@@ -28,6 +29,7 @@ from voicebot.telephony.twiml import (
     connect_stream_twiml,
     say_and_hangup_twiml,
     stream_url_from_public_url,
+    without_xml_forbidden,
 )
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,10 @@ async def voice_webhook(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     assert services.store is not None and services.token_signer is not None
     try:
-        form = await request.post()
-    except ValueError:  # a multipart body without its boundary, a part without a name
+        form = await read_form(request)
+    except web.HTTPBadRequest:
         services.metrics.http_errors.labels("twilio_voice", "bad_form").inc()
-        raise web.HTTPBadRequest(
-            text="the body must be a form (application/x-www-form-urlencoded), as Twilio sends"
-        ) from None
+        raise
     params = {key: form.getall(key) for key in set(form.keys())}
     flat = {key: str(values[0]) for key, values in params.items()}
     auth_token = services.settings.twilio_auth_token
@@ -134,7 +134,7 @@ async def voice_webhook(request: web.Request) -> web.Response:
                 "interview_id": interview["id"],
                 "job_id": interview["job_id"],
                 "token": token,
-                "from": from_number,
+                "from": without_xml_forbidden(from_number),
             },
         )
     )

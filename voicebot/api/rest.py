@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import RECORDING_FILE, report_links
+from voicebot.api.request_bodies import BadJsonBody, read_json_body
 from voicebot.api.stored_files import stored_file_response
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
@@ -28,7 +28,10 @@ from voicebot.privacy.audit import record_access
 from voicebot.telephony.stream_token import InvalidStreamToken
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+"""A phone number in E.164 form: ``+``, then 7-15 ASCII digits (fullmatch)."""
+INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""A query parameter the document calls an integer: ASCII digits (fullmatch)."""
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -132,8 +135,11 @@ class CandidateIn(BaseModel):
     @classmethod
     def _phone(cls, value: str) -> str:
         value = value.replace(" ", "").replace("-", "")
-        if value and not E164.fullmatch(value):  # fullmatch: "$" lets a final "\n" through
-            raise ValueError("phone must be in E.164 form, e.g. +14155550100")
+        if value and not E164.fullmatch(value):
+            raise ValueError(
+                "phone must be in E.164 form: '+' then 7-15 ASCII digits 0-9 (no other digit"
+                " scripts), e.g. +14155550100"
+            )
         return value
 
     @field_validator("timezone")
@@ -192,9 +198,10 @@ async def create_interview(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     assert services.store is not None
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return json_error(400, "bad_json", "request body must be a JSON object")
+        body = await read_json_body(request, services.settings.api_max_body_bytes)
+    except BadJsonBody as exc:
+        services.metrics.http_errors.labels("api", exc.code).inc()
+        return json_error(exc.status, exc.code, exc.message)
     try:
         data = InterviewIn.model_validate(body)
     except ValidationError as exc:
@@ -564,14 +571,13 @@ async def audit_log(request: web.Request) -> web.Response:
     if request[CLIENT_KEY] != ADMIN_CLIENT:
         services.metrics.http_errors.labels("audit", "forbidden").inc()
         return json_error(403, "forbidden", "the audit log is readable with the admin token only")
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
+    after_text, limit_text = request.query.get("after", "0"), request.query.get("limit", "100")
+    if not (INTEGER.fullmatch(after_text) and INTEGER.fullmatch(limit_text)):  # int() takes "５"
         services.metrics.http_errors.labels("audit", "bad_query").inc()
         return json_error(
             400, "bad_query", "after and limit must be integers, e.g. ?after=0&limit=100"
         )
+    after, limit = int(after_text), int(limit_text)
     if not 0 <= after < 2**63 or not 1 <= limit <= AUDIT_PAGE_MAX:
         services.metrics.http_errors.labels("audit", "bad_query").inc()
         return json_error(

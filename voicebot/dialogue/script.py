@@ -307,7 +307,8 @@ class JobScript(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _default_texts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("language") in DEFAULT_TEXTS:
+        language = data.get("language") if isinstance(data, dict) else None
+        if isinstance(language, str) and language in DEFAULT_TEXTS:
             defaults = DEFAULT_TEXTS[data["language"]]
             data = {**data, **{k: v for k, v in defaults.items() if not data.get(k)}}
         return data
@@ -523,8 +524,8 @@ def load_script(path: str | Path) -> JobScript:
                 )
             ]
         )
-    _reject_duplicate_keys(root, file)
-    data = _construct(root)
+    _check_nodes(root, file)
+    data = _construct(root, file)
     try:
         return JobScript.model_validate(data)
     except ValidationError as error:
@@ -585,11 +586,20 @@ def _reference_problems(file: str, root: yaml.Node, data: Any) -> list[ScriptPro
     """
     if not isinstance(data, dict):
         return []
-    competencies = data.get("competencies") or []
-    known = {c.get("id") for c in competencies if isinstance(c, dict)}
+    competencies = data.get("competencies")
+    questions = data.get("questions")
+    if not isinstance(competencies, list):
+        competencies = []
+    if not isinstance(questions, list):
+        return []
+    known = {
+        c.get("id") for c in competencies if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
     problems = []
-    for index, question in enumerate(data.get("questions") or []):
-        if not isinstance(question, dict) or question.get("competency") in (None, *known):
+    for index, question in enumerate(questions):
+        if not isinstance(question, dict) or not isinstance(question.get("competency"), str):
+            continue
+        if question["competency"] in known:
             continue
         loc = ("questions", index, "competency")
         listed = ", ".join(sorted(str(k) for k in known if k)) or "none defined"
@@ -613,6 +623,18 @@ def _reference_problems(file: str, root: yaml.Node, data: Any) -> list[ScriptPro
 def _compose(text: str, file: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # PyYAML's composer recurses once per level
+        raise ScriptError(
+            [
+                ScriptProblem(
+                    file,
+                    None,
+                    None,
+                    f"the YAML is nested more than {MAX_NESTING} levels deep",
+                    "write the script as in dialogues/README.md (a few levels of indentation)",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         line = None if mark is None else mark.line + 1
@@ -635,36 +657,122 @@ def _compose(text: str, file: str) -> yaml.Node | None:
         ) from error
 
 
-def _construct(root: yaml.Node) -> Any:
+def _construct(root: yaml.Node, file: str) -> Any:
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_document(root)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError) as error:
+        # An explicit tag PyYAML's safe loader does not know (!foo, !!python/...), or a value
+        # its tag cannot take (!!int x, !!timestamp nope, !!binary that is not base64).
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error) or type(error).__name__
+        raise ScriptError(
+            [
+                ScriptProblem(
+                    file,
+                    None,
+                    None if mark is None else mark.line + 1,
+                    f"a value cannot be read: {problem}",
+                    "remove YAML tags (`!...`, `!!...`) and write plain texts, numbers, lists"
+                    " and mappings",
+                )
+            ]
+        ) from None
     finally:
         loader.dispose()
 
 
-def _reject_duplicate_keys(node: yaml.Node, file: str, path: tuple[str | int, ...] = ()) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                raise ScriptError(
-                    [
-                        ScriptProblem(
-                            file,
-                            _field_path((*path, key)),
-                            key_node.start_mark.line + 1,
-                            f"key '{key}' appears twice",
-                            "keep only one of them",
-                        )
-                    ]
+MAX_NESTING = 16
+"""Levels of mappings and lists a script may nest (the format needs 5)."""
+MAX_NODES = 100_000
+"""Values a script may hold once YAML aliases are expanded (a real one holds a few hundred)."""
+
+
+def _check_nodes(root: yaml.Node, file: str) -> None:
+    """Refuse what the model cannot take or would take forever on, before anything is built.
+
+    A key that is not a plain name (``? [a, b]``), a key given twice, an alias inside its own
+    anchor (``&x [*x]``), nesting deeper than :data:`MAX_NESTING` and aliases that expand to
+    more than :data:`MAX_NODES` values ("billion laughs"). Iterative: no recursion per level.
+    """
+
+    def problem(node: yaml.Node, path: tuple[str | int, ...], message: str, hint: str):
+        return ScriptError(
+            [
+                ScriptProblem(
+                    file, _field_path(path) or None, node.start_mark.line + 1, message, hint
                 )
-            seen.add(key)
-            _reject_duplicate_keys(value_node, file, (*path, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _reject_duplicate_keys(item, file, (*path, index))
+            ]
+        )
+
+    too_deep = (
+        f"the YAML is nested more than {MAX_NESTING} levels deep",
+        "write the script as in dialogues/README.md (a few levels of indentation)",
+    )
+    sizes: dict[int, int] = {}  # expanded size of each node checked, by id (aliases share nodes)
+    heights: dict[int, int] = {}  # levels below and including each node checked
+    on_path: set[int] = set()
+    # (node, path, depth, children entered?)
+    stack: list[tuple[yaml.Node, tuple[str | int, ...], int, bool]] = [(root, (), 1, False)]
+    while stack:
+        node, path, depth, entered = stack.pop()
+        if entered:
+            on_path.discard(id(node))
+            children = _children(node)
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for _, child in children)
+            heights[id(node)] = 1 + max((heights[id(child)] for _, child in children), default=0)
+            if sizes[id(node)] > MAX_NODES:
+                raise problem(
+                    node,
+                    path,
+                    f"YAML aliases expand this to more than {MAX_NODES} values",
+                    "write the values out instead of repeating aliases (*name) of aliases",
+                )
+            continue
+        if id(node) in sizes:  # an alias of a node already checked
+            if depth - 1 + heights[id(node)] > MAX_NESTING:
+                raise problem(node, path, *too_deep)
+            continue
+        if id(node) in on_path:
+            raise problem(
+                node,
+                path,
+                "an alias (*name) refers to the anchor (&name) it is inside of",
+                "remove the alias, or write the value out",
+            )
+        if depth > MAX_NESTING:
+            raise problem(node, path, *too_deep)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise problem(
+                        key_node,
+                        path,
+                        "a key is a list or a mapping",
+                        "write each key as a plain name followed by a colon (`prompt: ...`)",
+                    )
+                key = key_node.value
+                if key in seen:
+                    raise problem(
+                        key_node,
+                        (*path, key),
+                        f"key '{key}' appears twice",
+                        "keep only one of them",
+                    )
+                seen.add(key)
+        on_path.add(id(node))
+        stack.append((node, path, depth, True))
+        for step, child in _children(node):
+            stack.append((child, (*path, step), depth + 1, False))
+
+
+def _children(node: yaml.Node) -> list[tuple[str | int, yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        return [(key.value, value) for key, value in node.value]
+    if isinstance(node, yaml.SequenceNode):
+        return list(enumerate(node.value))
+    return []
 
 
 def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:

@@ -825,6 +825,10 @@ class LoginThrottle:
     After ``max_per_user`` failures for one username (or ``max_per_ip`` from one address) within
     ``window_secs``, further attempts wait until the oldest of those failures leaves the window.
     A successful login clears the username's failures.
+
+    The web layer calls :meth:`begin_attempt` before the slow password check: it decides and
+    counts the attempt as a failure in one step, so guesses sent all at once cannot all pass
+    the check before the first failure is counted; a success then takes the count back.
     """
 
     MAX_KEYS = 10_000
@@ -886,6 +890,28 @@ class LoginThrottle:
         """A successful login: forget that username's failures."""
         self._users.pop(self._user_key(username), None)
 
+    def attempt(self, username: str, ip: str) -> float:
+        """Decide and count an attempt at once: 0 (allowed, counted as a failure) or the wait."""
+        wait = self.retry_after(username, ip)
+        if wait <= 0:
+            self.failed(username, ip)
+        return wait
+
+    def _uncount(self, username: str, ip: str) -> None:
+        for failures, key in ((self._users, self._user_key(username)), (self._ips, ip)):
+            times = failures.get(key)
+            if times:
+                times.pop()
+
+    def attempt_succeeded(self, username: str, ip: str) -> None:
+        """An attempt counted by :meth:`attempt` succeeded: forget the username's failures."""
+        self._uncount(username, ip)
+        self.succeeded(username, ip)
+
+    def attempt_abandoned(self, username: str, ip: str) -> None:
+        """An attempt counted by :meth:`attempt` was not decided (the store was down)."""
+        self._uncount(username, ip)
+
     # The web layer awaits these, so the shared (Redis) throttle can stand in for this one.
 
     async def wait_secs(self, username: str, ip: str) -> float:
@@ -900,14 +926,50 @@ class LoginThrottle:
         """As :meth:`succeeded`."""
         self.succeeded(username, ip)
 
+    async def begin_attempt(self, username: str, ip: str) -> float:
+        """As :meth:`attempt`."""
+        return self.attempt(username, ip)
+
+    async def end_attempt(self, username: str, ip: str, outcome: str) -> None:
+        """After :meth:`begin_attempt`: ``"ok"``, ``"failed"`` (stays counted), ``"undecided"``."""
+        if outcome == "ok":
+            self.attempt_succeeded(username, ip)
+        elif outcome == "undecided":
+            self.attempt_abandoned(username, ip)
+
 
 class RedisLoginThrottle:
     """:class:`LoginThrottle`'s limits shared by every server process through Redis.
 
     Behind a load balancer each process would otherwise allow its own five guesses. Failures are
     counted per username and per address in fixed windows (``INCR`` + ``EXPIRE NX``); a key at
-    its limit makes attempts wait for the key's expiry. While Redis is unreachable the process
-    falls back to its own in-memory throttle (guessing never gets easier than with one process).
+    its limit makes attempts wait for the key's expiry. :meth:`begin_attempt` checks both limits
+    and counts the attempt in one Lua script, so concurrent guesses on several processes cannot
+    all slip under a limit. While Redis is unreachable the process falls back to its own
+    in-memory throttle (guessing never gets easier than with one process).
+    """
+
+    _BEGIN_ATTEMPT = """
+    local wait = 0
+    for i, key in ipairs(KEYS) do
+        if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+            wait = math.max(wait, redis.call('PTTL', key))
+        end
+    end
+    if wait > 0 then return wait end
+    for _, key in ipairs(KEYS) do
+        redis.call('INCR', key)
+        if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3]) end
+    end
+    return 0
+    """
+    """Both limits checked and both counts raised in one step (milliseconds to wait, or 0)."""
+
+    _UNCOUNT = """
+    for _, key in ipairs(KEYS) do
+        if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+    end
+    return 0
     """
 
     def __init__(
@@ -971,6 +1033,47 @@ class RedisLoginThrottle:
         self.local.succeeded(username, ip)
         try:
             await self._client().delete(self._keys(username, ip)[0])
+        except Exception as error:
+            log.warning("login throttle: redis unreachable (%s)", error)
+
+    async def begin_attempt(self, username: str, ip: str) -> float:
+        """Decide and count an attempt in one Redis step: 0 (allowed, counted) or the wait."""
+        wait = self.local.retry_after(username, ip)
+        if wait > 0:
+            return wait
+        window_ms = max(1, int(self.window_secs * 1000))
+        try:
+            wait_ms = await self._client().eval(
+                self._BEGIN_ATTEMPT,
+                2,
+                *self._keys(username, ip),
+                self.max_per_user,
+                self.max_per_ip,
+                window_ms,
+            )
+        except Exception as error:
+            log.warning("login throttle: redis unreachable (%s); this process's counts", error)
+            return self.local.attempt(username, ip)
+        if int(wait_ms) > 0:
+            return int(wait_ms) / 1000
+        self.local.failed(username, ip)
+        return 0.0
+
+    async def end_attempt(self, username: str, ip: str, outcome: str) -> None:
+        """After :meth:`begin_attempt`: ``"ok"``, ``"failed"`` (stays counted), ``"undecided"``."""
+        if outcome == "failed":
+            return
+        user_key, ip_key = self._keys(username, ip)
+        if outcome == "ok":
+            self.local.attempt_succeeded(username, ip)
+        else:
+            self.local.attempt_abandoned(username, ip)
+        try:
+            if outcome == "ok":
+                await self._client().delete(user_key)
+                await self._client().eval(self._UNCOUNT, 1, ip_key)
+            else:
+                await self._client().eval(self._UNCOUNT, 2, user_key, ip_key)
         except Exception as error:
             log.warning("login throttle: redis unreachable (%s)", error)
 

@@ -38,6 +38,7 @@ from aiohttp import web
 
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_link
+from voicebot.api.request_bodies import read_form
 from voicebot.api.stored_files import stored_file_response
 from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.crypto import Keyring, json_lines, read_stored_file
@@ -194,12 +195,13 @@ async def login(request: web.Request) -> web.Response:
     if not _same_origin(request):
         metrics.monitor_logins.labels("refused").inc()
         return _page(login_page("Sign in from this server's own page."), 403)
-    form = await request.post()
+    form = await read_form(request)
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))
     throttle = services.login_throttle
     ip = _client_ip(request)
-    wait = await throttle.wait_secs(username, ip)
+    # Decided and counted before the slow password check: concurrent guesses cannot all pass.
+    wait = await throttle.begin_attempt(username, ip)
     if wait > 0:
         metrics.monitor_logins.labels("throttled").inc()
         minutes = max(1, round(wait / 60))
@@ -215,13 +217,14 @@ async def login(request: web.Request) -> web.Response:
             else None
         )
     except AccountsUnavailable:
+        await throttle.end_attempt(username, ip, "undecided")
         return _page(login_page("Sign-in is unavailable for a moment; try again shortly."), 503)
     if account is None:
-        await throttle.record_failure(username, ip)
+        await throttle.end_attempt(username, ip, "failed")
         metrics.monitor_logins.labels("failed").inc()
         log.info("monitor sign-in failed from %s", ip)
         return _page(login_page("Wrong username or password."), 401)
-    await throttle.record_success(username, ip)
+    await throttle.end_attempt(username, ip, "ok")
     try:
         token, session = await _accounts(request, services.accounts.create_session(account))
     except (AccountsUnavailable, AccountError):
@@ -246,7 +249,7 @@ async def logout(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     token = request.cookies.get(COOKIE)
     session = await current_session(request)
-    form = await request.post()
+    form = await read_form(request)
     if session is not None:
         if form.get("csrf") != session.csrf or not _same_origin(request):
             return _json_error(403, "csrf", "sign out from the monitor page")

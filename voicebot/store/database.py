@@ -294,12 +294,15 @@ class Store:
             if self.keyring is not None and candidate_phone
             else None
         )
-        await self.db.execute(
+        # ON CONFLICT DO NOTHING: of concurrent creations with one key, one inserts and the
+        # others find its row below (the SELECT above and this INSERT are not one step).
+        cursor = await self.db.execute(
             "INSERT INTO interviews (id, job_id, candidate_id, candidate_name, candidate_phone,"
             " candidate_timezone, external_key, created_at, updated_at, status_history, client,"
             " phone_index)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " json_array(json_object('status', 'pending', 'at', ?8)), ?10, ?11)",
+            " json_array(json_object('status', 'pending', 'at', ?8)), ?10, ?11)"
+            " ON CONFLICT (client, external_key) DO NOTHING",
             (
                 interview_id,
                 job_id,
@@ -314,7 +317,17 @@ class Store:
                 phone_index,
             ),
         )
+        inserted = cursor.rowcount == 1
         await self.db.commit()
+        if not inserted:
+            existing = await self._one(
+                "SELECT id FROM interviews WHERE client = ? AND external_key = ?",
+                (client, external_key),
+            )
+            assert existing is not None
+            interview = await self.get_interview(existing["id"])
+            assert interview is not None
+            return interview, False
         interview = await self.get_interview(interview_id)
         assert interview is not None
         return interview, True

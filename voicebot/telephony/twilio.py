@@ -24,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from voicebot.json_nesting import json_depth
+
 TWILIO_ENCODING = "audio/x-mulaw"
 """The only media encoding bidirectional Media Streams carry."""
 
@@ -35,6 +37,9 @@ TWILIO_CHANNELS = 1
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 """Digits a DTMF event may carry."""
+
+MAX_JSON_DEPTH = 16
+"""Nesting levels a message may have (Twilio's have 3); deeper ones are dropped unparsed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,12 @@ class TwilioMediaStream:
                 "after_stop",
                 f"message received after the stream's stop event: {message[:80]!r}; dropped "
                 "(the peer should close the socket after stop)",
+            )
+        if json_depth(message) > MAX_JSON_DEPTH:
+            raise _Reject(
+                "bad_json",
+                f"message is nested more than {MAX_JSON_DEPTH} levels deep (Twilio's nest 3):"
+                f" {message[:80]!r}; dropped",
             )
         try:
             data = json.loads(message)

@@ -41,6 +41,15 @@ def _check_xml_chars(value: str, where: str) -> None:
         )
 
 
+def without_xml_forbidden(value: str) -> str:
+    """``value`` with the characters XML 1.0 cannot carry (C0 controls but tab/CR/LF) removed.
+
+    For values from outside (a caller's ``From``) echoed in TwiML: the builders below refuse
+    them, so what a carrier or a caller sent is cleaned first.
+    """
+    return _XML_FORBIDDEN.sub("", value)
+
+
 def _attribute(value: str, where: str) -> str:
     _check_xml_chars(value, where)
     return '"' + _ATTRIBUTE_SPECIAL.sub(lambda m: _ATTRIBUTE_ESCAPES[m.group()], value) + '"'
