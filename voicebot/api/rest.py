@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import RECORDING_FILE, report_links
 from voicebot.api.request_bodies import BadJsonBody, read_json_body
-from voicebot.api.stored_files import stored_file_response
+from voicebot.api.stored_files import recording_response
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import format_timestamp
@@ -404,13 +404,7 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     path = Path(call["recording_dir"]) / RECORDING_FILE
     if not path.is_file():
         return json_error(404, "not_found", "the recording file is missing")
-    return await stored_file_response(
-        request,
-        path,
-        services.keyring,
-        content_type="audio/wav",
-        headers={"Cache-Control": "no-store"},
-    )
+    return await recording_response(request, path, services.keyring)
 
 
 LIVE_HEARTBEAT_SECS = 15.0

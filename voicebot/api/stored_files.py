@@ -19,6 +19,15 @@ from voicebot.crypto import EncryptedFileReader, Keyring, is_encrypted_file
 log = logging.getLogger(__name__)
 
 
+async def recording_response(
+    request: web.Request, path: Path, keyring: Keyring | None
+) -> web.StreamResponse:
+    """A call's recording (``call.wav``), decrypted, never cached by the browser or a proxy."""
+    return await stored_file_response(
+        request, path, keyring, content_type="audio/wav", headers={"Cache-Control": "no-store"}
+    )
+
+
 async def stored_file_response(
     request: web.Request,
     path: Path,

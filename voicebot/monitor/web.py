@@ -39,7 +39,7 @@ from aiohttp import web
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import report_link
 from voicebot.api.request_bodies import read_form
-from voicebot.api.stored_files import stored_file_response
+from voicebot.api.stored_files import recording_response
 from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.crypto import Keyring, json_lines, read_stored_file
 from voicebot.monitor.accounts import AccountError, MonitorSession
@@ -441,13 +441,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
         interview=interview,
         call_sid=call["call_sid"],
     )
-    return await stored_file_response(
-        request,
-        path,
-        services.keyring,
-        content_type="audio/wav",
-        headers={"Cache-Control": "no-store"},
-    )
+    return await recording_response(request, path, services.keyring)
 
 
 # -- WebSockets ------------------------------------------------------------------------------
