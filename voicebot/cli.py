@@ -207,7 +207,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the effective configuration (secrets masked)."""
     settings = Settings.from_env()
-    for name, value in settings.describe().items():
+    described = settings.describe()
+    try:  # the Whisper model of each loaded script's language, as the server would load them
+        from voicebot.dialogue.script import load_scripts
+
+        languages = {script.language for script in load_scripts(settings.dialogues_dir).values()}
+        effective = settings.asr_model_map(languages)
+        described["VOICEBOT_ASR_MODELS"] = ",".join(f"{k}={v}" for k, v in effective.items())
+    except Exception as exc:  # noqa: BLE001 - the rest of the configuration still prints
+        print(f"# ASR models by language unknown: {exc}", file=sys.stderr)
+    for name, value in described.items():
         print(f"{name}={value}")
     return 0
 

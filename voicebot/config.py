@@ -113,9 +113,20 @@ class Settings(BaseModel):
         "configured (auto), or not (off: run `voicebot bridge` separately).",
     )
     asr_model: str = Field(
-        "tiny.en", description="faster-whisper model name or local path ('tiny.en' is bundled)."
+        "",
+        description="One faster-whisper model name or local path for every language (as before"
+        " VOICEBOT_ASR_MODELS). Empty: each language gets its bundled model ('tiny.en' for"
+        " English, the multilingual 'base' for the others).",
     )
-    asr_workers: int = Field(1, description="Parallel Whisper decodes (one shared model).")
+    asr_models: str = Field(
+        "",
+        description="Whisper model per language, `en=tiny.en,zh=base` (name or local path);"
+        " languages not named take VOICEBOT_ASR_MODEL, else their bundled model. Only the"
+        " loaded scripts' languages are loaded; each model is shared by all calls in it.",
+    )
+    asr_workers: int = Field(
+        1, description="Parallel Whisper decodes (shared by every language's model)."
+    )
     asr_cpu_threads: int = Field(
         1,
         ge=1,
@@ -380,6 +391,9 @@ class Settings(BaseModel):
                 "VOICEBOT_TURN_END_SECS <= VOICEBOT_TURN_MAX_SILENCE_SECS, got "
                 f"{' / '.join(str(w) for w in waits)}"
             )
+        from voicebot.speech.asr import parse_model_map
+
+        parse_model_map(self.asr_models)  # a malformed map stops the start, saying which entry
         if self.turn_hesitant_threshold > self.smart_turn_threshold:
             raise ValueError(
                 "VOICEBOT_TURN_HESITANT_THRESHOLD must not exceed VOICEBOT_SMART_TURN_THRESHOLD,"
@@ -446,6 +460,14 @@ class Settings(BaseModel):
             return Keyring.parse(self.data_key)
         except DataKeyError as exc:
             raise ConfigError(str(exc)) from None
+
+    def asr_model_map(self, languages: Any) -> dict[str, str]:
+        """The Whisper model each of ``languages`` (the loaded scripts') is transcribed with."""
+        from voicebot.speech.asr import models_for_languages, parse_model_map
+
+        return models_for_languages(
+            languages, models=parse_model_map(self.asr_models), model=self.asr_model
+        )
 
     def describe(self) -> dict[str, Any]:
         """Settings as a dict with secrets masked (for ``voicebot config`` and logs)."""

@@ -364,8 +364,9 @@ class Services:
             initializer=name_native_thread,
             initargs=("smart-turn",),
         )
+        asr_models = s.asr_model_map(script.language for script in self.scripts.values())
         self.asr = ASRPool(
-            s.asr_model,
+            models=asr_models,
             workers=s.asr_workers,
             cpu_threads=s.asr_cpu_threads,
             compute_type=s.asr_compute_type,
@@ -390,14 +391,16 @@ class Services:
             else asyncio.sleep(0, None),
             self.asr.start(),
         )
+        log.info(
+            "ASR models by language: %s",
+            ", ".join(f"{lang}={name}" for lang, name in asr_models.items()),
+        )
         for script in self.scripts.values():
             if script.language not in self.asr.languages:
-                log.warning(
-                    "job %s is in %r but ASR model %r cannot transcribe it: set "
-                    "VOICEBOT_ASR_MODEL=base (multilingual, bundled) to hold these interviews",
+                log.error(
+                    "job %s cannot be interviewed (its calls are refused): %s",
                     script.id,
-                    script.language,
-                    s.asr_model,
+                    self.asr.unserved_reason(script.language),
                 )
         if any(script.language == "zh" for script in self.scripts.values()):
             from voicebot.dialogue.text import prewarm

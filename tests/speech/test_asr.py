@@ -326,10 +326,10 @@ async def test_worker_process_hears_the_same_words_and_survives_being_killed(poo
         result = await separate.transcribe(clip, "en")
         assert result.text == in_thread.text
         assert separate.stats().fitted == 1
-        worker = separate._backends[0]
+        worker = separate._processes[0]
         other = phone_clip("en_speaker_a.wav")
         floats = [a.astype(np.float32) / 32768.0 for a in (other, clip)]  # as the pool sends
-        batched = await asyncio.to_thread(worker.transcribe_batch, floats, "en", None)
+        batched = await asyncio.to_thread(worker.transcribe_batch, "tiny.en", floats, "en", None)
         assert batched == [
             ((await pool.transcribe(other, "en")).text, True),
             (in_thread.text, True),

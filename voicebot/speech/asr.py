@@ -1,6 +1,10 @@
-"""Speech recognition: one shared faster-whisper model behind a prioritised worker pool.
+"""Speech recognition: shared faster-whisper models behind one prioritised worker pool.
 
-Every call in the process shares one ``WhisperModel``. Requests wait in a priority queue: final
+Every call in the process shares the model of its job's language: one ``WhisperModel`` per
+distinct model (e.g. ``tiny.en`` for English and the multilingual ``base`` for Chinese, see
+:func:`models_for_languages`), all served by the same workers from the same queue, so a Chinese
+and an English utterance wait their turn together and never run more decodes at once than there
+are workers. Requests wait in a priority queue: final
 transcriptions (end of a candidate's turn, on the latency path) run before live partials, FIFO
 within a priority. Partials go stale: a newer partial for the same ``key`` (usually the call), or
 a full queue, drops the older one and its caller gets :class:`ASRDropped`. Finals are never
@@ -40,6 +44,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib import metadata
@@ -232,6 +237,61 @@ def _base_language(language: str) -> str:
     return language.strip().replace("_", "-").split("-")[0].lower()
 
 
+MULTILINGUAL_MODEL = "base"
+"""The bundled multilingual model: the default for every language but English."""
+
+
+def default_model_for(language: str) -> str:
+    """The bundled model a language gets by default: ``tiny.en`` for English, else ``base``."""
+    return DEFAULT_MODEL if _base_language(language) == "en" else MULTILINGUAL_MODEL
+
+
+def parse_model_map(text: str, *, setting: str = "VOICEBOT_ASR_MODELS") -> dict[str, str]:
+    """Parse ``"en=tiny.en,zh=base"`` into ``{"en": "tiny.en", "zh": "base"}``.
+
+    Raises ``ValueError`` saying which entry is wrong and what is expected.
+    """
+    models: dict[str, str] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        language, sep, model = entry.partition("=")
+        language, model = language.strip(), model.strip()
+        if not sep or not language or not model:
+            raise ValueError(
+                f"{setting}: entry {entry!r} is not LANGUAGE=MODEL; write e.g. "
+                "'en=tiny.en,zh=base' (a Whisper language code, '=', a model name or path)"
+            )
+        lang = _base_language(language)
+        if not lang.isalpha() or len(lang) > 8:
+            raise ValueError(
+                f"{setting}: {language!r} in entry {entry!r} is not a language code; "
+                "use a Whisper language code such as 'en' or 'zh'"
+            )
+        if lang in models and models[lang] != model:
+            raise ValueError(
+                f"{setting}: language {lang!r} is given two models ({models[lang]!r} and "
+                f"{model!r}); name each language once"
+            )
+        models[lang] = model
+    return models
+
+
+def models_for_languages(
+    languages: Iterable[str], *, models: Mapping[str, str] | None = None, model: str = ""
+) -> dict[str, str]:
+    """The model each language's calls use.
+
+    ``models[lang]``, else ``model`` (one model for every language), else the bundled default
+    (:func:`default_model_for`). With no languages (no scripts loaded) English gets its model,
+    as a server with only ``tiny.en`` always had.
+    """
+    models = {_base_language(k): v for k, v in (models or {}).items()}
+    wanted = sorted({_base_language(lang) for lang in languages} or {"en"})
+    return {lang: models.get(lang) or model or default_model_for(lang) for lang in wanted}
+
+
 @dataclass(eq=False)
 class _Request:
     priority: Priority
@@ -242,6 +302,8 @@ class _Request:
     key: str | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[ASRResult]
+    model: str = DEFAULT_MODEL
+    """The model (by configured name) that transcribes this request's language."""
     window: float | None = None
     """The fitted window's seconds (None: Whisper's own 30 s path, never batched)."""
     submitted: float = field(default_factory=time.monotonic)
@@ -258,6 +320,7 @@ class _Request:
             and other.window == self.window
             and other.priority is self.priority
             and other.language == self.language
+            and other.model == self.model
             and other.prompt == self.prompt
         )
 
@@ -450,9 +513,12 @@ class ASRWorkerDied(RuntimeError):
     """The Whisper worker process exited while transcribing; the next request restarts it."""
 
 
-def _worker_process_main(conn: Any, options: dict[str, Any], niceness: int | None) -> None:
-    """Body of a Whisper worker process: load the model, then answer requests until told to stop.
+def _worker_process_main(
+    conn: Any, options: dict[str, dict[str, Any]], niceness: int | None
+) -> None:
+    """Body of a Whisper worker process: load the models, then answer requests until told to stop.
 
+    ``options`` holds each model's :class:`WhisperTranscriber` options by model name.
     ``niceness`` (absolute) is set in the main thread before the model loads, so CTranslate2's
     threads inherit it. Nothing here shares the server's GIL.
     """
@@ -460,11 +526,11 @@ def _worker_process_main(conn: Any, options: dict[str, Any], niceness: int | Non
     if niceness is not None:
         set_thread_niceness(niceness)
     try:
-        transcriber = WhisperTranscriber(**options)
+        transcribers = {name: WhisperTranscriber(**opts) for name, opts in options.items()}
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then exit
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", sorted(transcriber.languages)))
+    conn.send(("ready", {name: sorted(t.languages) for name, t in transcribers.items()}))
     while True:
         try:
             message = conn.recv()
@@ -472,15 +538,15 @@ def _worker_process_main(conn: Any, options: dict[str, Any], niceness: int | Non
             return  # the server went away
         if message is None:
             return
-        audios, language, prompt = message
+        model, audios, language, prompt = message
         try:
-            conn.send(("ok", transcriber.transcribe_batch(audios, language, prompt)))
+            conn.send(("ok", transcribers[model].transcribe_batch(audios, language, prompt)))
         except Exception as exc:  # noqa: BLE001 - reported to the request's caller
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 class _WorkerProcess:
-    """A Whisper model in a child process, driven over a pipe by one of the pool's threads.
+    """Whisper models in a child process, driven over a pipe by one of the pool's threads.
 
     Only the thread that owns it calls :meth:`transcribe`. A child that dies fails the request
     it was running with :class:`ASRWorkerDied` and is started again for the next one.
@@ -488,10 +554,11 @@ class _WorkerProcess:
 
     START_TIMEOUT_SECS = 300.0
 
-    def __init__(self, options: dict[str, Any], nice: int) -> None:
+    def __init__(self, options: dict[str, dict[str, Any]], nice: int) -> None:
         self.options = options
         self.nice = nice
-        self.languages: frozenset[str] = frozenset()
+        self.languages: dict[str, frozenset[str]] = {}
+        """Languages each loaded model (by name) can transcribe."""
         self.restarts = 0
         self._process: Any = None
         self._conn: Any = None
@@ -527,17 +594,17 @@ class _WorkerProcess:
         if kind != "ready":
             process.join(5)
             raise RuntimeError(f"Whisper worker process failed to load the model: {payload}")
-        self.languages = frozenset(payload)
+        self.languages = {name: frozenset(langs) for name, langs in payload.items()}
         self._process, self._conn = process, parent
 
     def transcribe_batch(
-        self, audios: list[np.ndarray], language: str, prompt: str | None
+        self, model: str, audios: list[np.ndarray], language: str, prompt: str | None
     ) -> list[tuple[str, bool]]:
         if self._conn is None:
             self.restarts += 1
             self._start()
         try:
-            self._conn.send((audios, language, prompt))
+            self._conn.send((model, audios, language, prompt))
             kind, payload = self._conn.recv()
         except (EOFError, OSError) as exc:
             process, self._conn = self._process, None
@@ -572,16 +639,21 @@ class _WorkerProcess:
 
 
 class ASRPool:
-    """A shared faster-whisper model served by ``workers`` threads from a priority queue.
+    """Shared faster-whisper models served by ``workers`` threads from one priority queue.
 
-    Each worker decodes the next request together with up to ``batch - 1`` waiting requests of
-    the same language, prompt, priority and window.
+    ``model`` alone: that one model transcribes every language it knows (as before per-language
+    models). ``models`` (language -> model name): each language's requests go to its model; each
+    distinct model is loaded once and shared by every call in that language. Either way the same
+    workers take requests in priority, then arrival, order whatever their language. Each worker
+    decodes the next request together with up to ``batch - 1`` waiting requests of the same
+    language, prompt, priority and window.
     """
 
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
         *,
+        models: Mapping[str, str] | None = None,
         workers: int = 1,
         cpu_threads: int = 0,
         compute_type: str = "int8",
@@ -602,6 +674,10 @@ class ASRPool:
         if max_queue < 1:
             raise ValueError(f"ASRPool: max_queue must be at least 1, got {max_queue}")
         self.model_name = model
+        self.models: dict[str, str] | None = (
+            {_base_language(lang): name for lang, name in models.items()} if models else None
+        )
+        """Language -> model name (None: ``model_name`` for every language)."""
         self.workers = workers
         self.cpu_threads = cpu_threads
         self.compute_type = compute_type
@@ -612,9 +688,14 @@ class ASRPool:
         self.min_window_secs = min_window_secs
         self.process = process
         self.batch = batch
-        self._backends: list[Any] = []  # one WhisperTranscriber, or a _WorkerProcess per worker
+        # A WhisperTranscriber per model name, or (process mode) a _WorkerProcess per worker
+        # holding every model.
+        self._transcribers: dict[str, WhisperTranscriber] = {}
+        self._processes: list[_WorkerProcess] = []
         self._fitted = 0
         self._languages: frozenset[str] = frozenset()
+        self._route: dict[str, str] = {}  # language -> model name, for the languages served
+        self._unserved: dict[str, str] = {}
         self._cond = threading.Condition()
         self._heap: list[_Request] = []
         self._pending_by_key: dict[str, _Request] = {}
@@ -639,8 +720,24 @@ class ASRPool:
 
     @property
     def languages(self) -> frozenset[str]:
-        """Language codes the loaded model can transcribe (empty before ``start``)."""
+        """Language codes the loaded models can transcribe (empty before ``start``)."""
         return self._languages
+
+    @property
+    def model_names(self) -> list[str]:
+        """The distinct models this pool loads, in a stable order."""
+        if self.models is None:
+            return [self.model_name]
+        return list(dict.fromkeys(self.models[lang] for lang in sorted(self.models)))
+
+    def model_for(self, language: str) -> str | None:
+        """The model that transcribes ``language`` (None: no loaded model can; after ``start``)."""
+        return self._route.get(_base_language(language))
+
+    @property
+    def unserved(self) -> dict[str, str]:
+        """Languages mapped to a model that cannot transcribe them: language -> model name."""
+        return dict(self._unserved)
 
     async def start(self) -> None:
         """Load the model (in a thread) and start the workers; calling it again is a no-op.
@@ -673,39 +770,64 @@ class ASRPool:
                 return
             if self._closed:
                 raise ASRPoolClosed("ASRPool.start: the pool is closed; create a new one")
-            path = resolve_model(self.model_name, cache_dir=self.cache_dir)
             started = time.monotonic()
-            options = {
-                "path": path,
-                "compute_type": self.compute_type,
-                "cpu_threads": self.cpu_threads,
-                "num_workers": 1 if self.process else self.workers,
-                "beam_size": self.beam_size,
-                "min_window_secs": self.min_window_secs,
+            paths = {
+                name: resolve_model(name, cache_dir=self.cache_dir) for name in self.model_names
             }
+            options = {
+                name: {
+                    "path": path,
+                    "compute_type": self.compute_type,
+                    "cpu_threads": self.cpu_threads,
+                    "num_workers": 1 if self.process else self.workers,
+                    "beam_size": self.beam_size,
+                    "min_window_secs": self.min_window_secs,
+                }
+                for name, path in paths.items()
+            }
+            known: dict[str, frozenset[str]]
             if self.process:
-                backends: list[Any] = []
+                processes: list[_WorkerProcess] = []
                 try:
                     for _ in range(self.workers):
-                        backends.append(_WorkerProcess(options, self.nice))
+                        processes.append(_WorkerProcess(options, self.nice))
                 except BaseException:
-                    for backend in backends:
+                    for backend in processes:
                         backend.close()
                     raise
-                self._backends = backends
+                self._processes = processes
+                known = processes[0].languages
             else:
-                self._backends = [WhisperTranscriber(**options)]
-            self._languages = self._backends[0].languages
-            logger.info(
-                "ASR model %r loaded from %s in %.1f s (%s, %d worker(s)%s, %s)",
-                self.model_name,
-                path,
-                time.monotonic() - started,
-                self.compute_type,
-                self.workers,
-                " in worker processes" if self.process else "",
-                "multilingual" if len(self._languages) > 1 else "English only",
-            )
+                self._transcribers = {
+                    name: WhisperTranscriber(**opts) for name, opts in options.items()
+                }
+                known = {name: t.languages for name, t in self._transcribers.items()}
+            if self.models is None:
+                self._route = {lang: self.model_name for lang in known[self.model_name]}
+            else:
+                self._route = {
+                    lang: name for lang, name in self.models.items() if lang in known[name]
+                }
+                self._unserved = {
+                    lang: name for lang, name in self.models.items() if lang not in known[name]
+                }
+            self._languages = frozenset(self._route)
+            for name, path in paths.items():
+                langs = known[name]
+                logger.info(
+                    "ASR model %r loaded from %s (%s, %d worker(s)%s, %s)%s",
+                    name,
+                    path,
+                    self.compute_type,
+                    self.workers,
+                    " in worker processes" if self.process else "",
+                    "multilingual" if len(langs) > 1 else "English only",
+                    ""
+                    if self.models is None
+                    else " for "
+                    + ", ".join(sorted(lang for lang, m in self._route.items() if m == name)),
+                )
+            logger.info("ASR: %d model(s) loaded in %.1f s", len(paths), time.monotonic() - started)
             for index in range(self.workers):
                 thread = threading.Thread(
                     target=self._work, args=(index,), name=f"asr-worker-{index}", daemon=True
@@ -731,17 +853,9 @@ class ASRPool:
         if not self._threads:
             await self.start()
         lang = _base_language(language)
-        if lang not in self._languages:
-            if self._languages == {"en"}:
-                raise ValueError(
-                    f"ASR model {self.model_name!r} is English-only and cannot transcribe "
-                    f"language {language!r}; configure a multilingual model "
-                    "(e.g. VOICEBOT_ASR_MODEL=base)"
-                )
-            raise ValueError(
-                f"ASR model {self.model_name!r} does not know language {language!r}; "
-                "use a Whisper language code such as 'en' or 'zh'"
-            )
+        model = self._route.get(lang)
+        if model is None:
+            raise ValueError(self.unserved_reason(language))
         samples = as_float32(audio, "ASR audio (16 kHz)")
         if samples.size == 0:
             return ASRResult("", lang, 0.0, 0.0, 0.0, Priority(priority))
@@ -756,6 +870,7 @@ class ASRPool:
             key=key,
             loop=loop,
             future=loop.create_future(),
+            model=model,
             window=self.window_secs(audio_secs, lang)
             if fits_window(audio_secs, lang, self.min_window_secs)
             else None,
@@ -875,13 +990,22 @@ class ASRPool:
             return texts
         first = batch[heard[0]]
         audios = [batch[i].audio for i in heard]
-        backend = self._backends[worker] if self.process else self._backends[0]
-        try:
-            results = backend.transcribe_batch(audios, first.language, first.prompt)
-        except ASRWorkerDied as exc:
-            # Once more on a fresh worker: a final transcript is not lost to a killed process.
-            logger.warning("%s; trying again on a new worker process", exc)
-            results = backend.transcribe_batch(audios, first.language, first.prompt)
+        if self.process:
+            backend = self._processes[worker]
+            try:
+                results = backend.transcribe_batch(
+                    first.model, audios, first.language, first.prompt
+                )
+            except ASRWorkerDied as exc:
+                # Once more on a fresh worker: a final transcript is not lost to a killed process.
+                logger.warning("%s; trying again on a new worker process", exc)
+                results = backend.transcribe_batch(
+                    first.model, audios, first.language, first.prompt
+                )
+        else:
+            results = self._transcribers[first.model].transcribe_batch(
+                audios, first.language, first.prompt
+            )
         fitted = 0
         for i, (text, was_fitted) in zip(heard, results, strict=True):
             texts[i] = text
@@ -890,6 +1014,32 @@ class ASRPool:
             with self._cond:
                 self._fitted += fitted
         return texts
+
+    def unserved_reason(self, language: str) -> str:
+        """Why ``language`` cannot be transcribed, and which setting fixes it."""
+        lang = _base_language(language)
+        model = self.model_name if self.models is None else self.models.get(lang)
+        if model is None:
+            return (
+                f"no ASR model is configured for language {language!r}; add {lang}=MODEL to "
+                f"VOICEBOT_ASR_MODELS (e.g. {lang}={default_model_for(lang)})"
+            )
+        if self._started_languages_known(model) == {"en"}:
+            return (
+                f"ASR model {model!r} is English-only and cannot transcribe language "
+                f"{language!r}; set VOICEBOT_ASR_MODELS={lang}={default_model_for(lang)} "
+                "(or leave VOICEBOT_ASR_MODEL unset: each language then gets its bundled model)"
+            )
+        return (
+            f"ASR model {model!r} does not know language {language!r}; "
+            "use a Whisper language code such as 'en' or 'zh'"
+        )
+
+    def _started_languages_known(self, model: str) -> frozenset[str]:
+        if self._processes:
+            return self._processes[0].languages.get(model, frozenset())
+        transcriber = self._transcribers.get(model)
+        return transcriber.languages if transcriber is not None else frozenset()
 
     def window_secs(self, audio_secs: float, language: str = "en") -> float:
         """Seconds of audio the encoder looks at for an utterance this long in ``language``."""
@@ -936,7 +1086,7 @@ class ASRPool:
             _deliver(request, None, ASRPoolClosed("ASR pool closed before this request ran"))
         threads, self._threads = self._threads, []
         await asyncio.to_thread(lambda: [thread.join() for thread in threads])
-        backends, self._backends = self._backends, []
-        for backend in backends:
-            if isinstance(backend, _WorkerProcess):
-                await asyncio.to_thread(backend.close)
+        processes, self._processes = self._processes, []
+        self._transcribers = {}
+        for backend in processes:
+            await asyncio.to_thread(backend.close)
