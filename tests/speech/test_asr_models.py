@@ -7,12 +7,16 @@ speech through the 8 kHz phone path.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import jiwer
 import pytest
 
-from tests.conftest import AUDIO_DIR
+from tests.conftest import AUDIO_DIR, ROOT
 from tests.speech.test_asr import until_busy
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
 from voicebot.config import ConfigError, Settings
@@ -203,3 +207,29 @@ async def test_worker_processes_hold_every_language_model(tmp_path):
         await pool.close()
     assert "协会" in chinese.text, chinese.text
     assert english_error(english.text) <= 0.2, english.text
+
+
+def voicebot_config(**env: str) -> dict[str, str]:
+    """``voicebot config`` as an operator runs it: the effective settings it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "voicebot.cli", "config"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def test_voicebot_config_prints_the_effective_map_of_the_loaded_scripts(tmp_path):
+    assert voicebot_config()["VOICEBOT_ASR_MODELS"] == "en=tiny.en,zh=base"
+    english_only = tmp_path / "dialogues"
+    english_only.mkdir()
+    shutil.copy(ROOT / "dialogues" / "customer_service_en.yaml", english_only)
+    printed = voicebot_config(VOICEBOT_DIALOGUES_DIR=str(english_only))
+    assert printed["VOICEBOT_ASR_MODELS"] == "en=tiny.en"
+    printed = voicebot_config(VOICEBOT_ASR_MODEL="tiny.en")
+    assert printed["VOICEBOT_ASR_MODELS"] == "en=tiny.en,zh=tiny.en"
+    assert printed["VOICEBOT_ASR_MODEL"] == "tiny.en"
