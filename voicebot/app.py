@@ -33,7 +33,7 @@ async def healthz(request: web.Request) -> web.Response:
             "calls_active": len(services.sessions),
             "jobs": len(services.scripts),
             "asr_model": services.settings.asr_model,
-            "asr_models": services.asr.models if services.asr is not None else None,
+            "asr_models": getattr(services.asr, "models", None) or {},
             "tts_engine": services.settings.tts_engine,
             "bus": "redis" if services.settings.redis_url else "embedded",
             "redis_up": getattr(services.bus, "redis_up", None),
