@@ -91,11 +91,11 @@ def manifest_clips(path: Path) -> list[Clip]:
     return [Clip(e["id"], path.parent / e["file"], e["transcript"]) for e in entries]
 
 
-async def recognise(clips: Sequence[Clip], model: str) -> dict[str, str]:
-    """Each clip through the phone codec and the ASR pool the server uses (greedy, int8)."""
+async def recognise(clips: Sequence[Clip], model: str, beam: int = 1) -> dict[str, str]:
+    """Each clip through the phone codec and the ASR pool the server uses (int8)."""
     from voicebot.speech.asr import ASRPool
 
-    pool = ASRPool(model)
+    pool = ASRPool(model, beam_size=beam)
     texts = {}
     try:
         for clip in clips:
@@ -268,7 +268,7 @@ def correct_texts() -> list[str]:
 def with_homophones(text: str, phrases: Iterable[str], rng: random.Random) -> str:
     """``text`` with one character of each phrase it contains swapped for a homophone."""
     by_reading = homophone_table()
-    for phrase in sorted(phrases, key=len, reverse=True):
+    for phrase in sorted(phrases, key=lambda p: (-len(p), p)):
         if len(phrase) < 2 or phrase not in text:
             continue
         readings = zh_text._phrase_readings(phrase)
@@ -385,6 +385,7 @@ def main(argv: Sequence[str] | None = None, run: Callable[..., object] = asyncio
     parser.add_argument("--manifest", type=Path, help="[{id, file, transcript}] JSON")
     parser.add_argument("--hypotheses", type=Path, help="reuse recognised texts {id: text}")
     parser.add_argument("--model", default="base", help="ASR model (default: bundled base)")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (server default: 1)")
     parser.add_argument("--json", type=Path, help="write numbers and recognised texts here")
     args = parser.parse_args(argv)
     clips = manifest_clips(args.manifest) if args.manifest else default_clips()
@@ -392,8 +393,11 @@ def main(argv: Sequence[str] | None = None, run: Callable[..., object] = asyncio
         recognised = json.loads(args.hypotheses.read_text(encoding="utf-8"))
         clips = [clip for clip in clips if clip.id in recognised]
     else:
-        print(f"recognising {len(clips)} clips (phone path, {args.model})", file=sys.stderr)
-        recognised = run(recognise(clips, args.model))
+        print(
+            f"recognising {len(clips)} clips (phone path, {args.model}, beam {args.beam})",
+            file=sys.stderr,
+        )
+        recognised = run(recognise(clips, args.model, args.beam))
     rows, examples = measure(clips, recognised)
     print(f"{len(clips)} clips\n")
     print(table(rows))
