@@ -721,3 +721,11 @@ def test_report_page_marks_keywords_found_by_sound_only(zh_script: JobScript) ->
     page = render_report({"scores": scores})
     assert ">两班倒 (pinyin)</span>" in page
     assert "<span class=kw>交接班</span>" in page
+
+
+def test_follow_up_counts_a_keyword_heard_as_a_homophone(zh_script: JobScript) -> None:
+    question = zh_script.questions[0]  # asks its follow-up when the answer misses the evidence
+    heard = "那次我很耐新地听他把整个经过讲完了，后来也帮他处理好了。"  # 耐新 for 耐心
+    assert needs_follow_up(zh_script, question, heard) is False
+    missing = heard.replace("耐新", "认真")
+    assert needs_follow_up(zh_script, question, missing) is True
