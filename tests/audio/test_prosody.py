@@ -352,6 +352,17 @@ def test_english_fillers(text: str, fillers: int) -> None:
         ("额，也就是说金额不多，额外的工作也不多。", 1),  # not 也就是说, 金额, 额外
         ("那个那个我想想", 1),
         ("我在那个公司工作了三年。", 0),
+        # 就是 hesitated on (before a pause mark or repeated), not 就是 as "is exactly"
+        ("就是，我觉得这个工作挺适合我的。", 1),
+        ("我就是就是想找个稳定的工作。", 1),
+        ("我就是想找个稳定的工作，也就是，不用总换。", 0),  # not 也就是
+        ("这就是我的优点。", 0),
+        ("不就是加班嘛，那就是，多干一点。", 0),  # not 不就是 / 那就是
+        # 然后 repeated (a connective the speaker is stuck on), not a single "and then"
+        ("然后，然后我就去找了班长。", 1),
+        ("然后然后然后我就走了。", 1),
+        ("先做首件，然后批量做。", 0),
+        ("然后，我把记录写好。", 0),
     ],
 )
 def test_chinese_fillers(text: str, fillers: int) -> None:

@@ -265,6 +265,51 @@ def test_chinese_levels_keywords_and_quotes(zh_script: JobScript) -> None:
     assert quote.quote == "我们那边是两班倒，交接班的时候我会把设备情况写清楚再走。"
 
 
+def test_chinese_keyword_heard_as_a_homophone_still_counts_and_is_marked(
+    zh_script: JobScript,
+) -> None:
+    # Speech recognition wrote 两班到 for 两班倒 (the example).
+    heard = ZH_STRONG["attendance"].replace("两班倒", "两班到")
+    exact = score_interview(zh_script, [AnswerText("attendance", ZH_STRONG["attendance"])])
+    misheard = score_interview(zh_script, [AnswerText("attendance", heard)])
+    reliability = misheard.competency("reliability")
+    assert reliability.level_score == 80  # 交接班 and 两班倒: the top level, as spelled right
+    assert reliability.score == exact.competency("reliability").score
+    assert "两班倒" in reliability.keywords_hit
+    assert reliability.keywords_pinyin == ("两班倒",)
+    assert "‘两班倒’ matched by sound only (pinyin)" in reliability.reason
+    data = misheard.to_dict()["competencies"][1]
+    assert data["keywords_pinyin"] == ["两班倒"]
+    quote = next(q for q in data["evidence"] if "两班倒" in q["matched"])
+    assert quote["quote"] == "我们那边是两班到，交接班的时候我会把设备情况写清楚再走。"
+    assert quote["matches"] == [
+        {"phrase": "两班倒", "match": "pinyin", "heard": "两班到"},
+        {"phrase": "交接班", "match": "exact"},
+    ]
+    # Spelled right, nothing is marked.
+    right = exact.to_dict()["competencies"][1]
+    assert right["keywords_pinyin"] == []
+    assert all(m["match"] == "exact" for q in right["evidence"] for m in q["matches"])
+
+
+def test_keyword_also_spelled_right_elsewhere_is_not_marked_as_pinyin(
+    zh_script: JobScript,
+) -> None:
+    answer = "我们那边是两班倒。夜班也能上，两班到我都习惯了，交接班的时候写清楚。"
+    reliability = score_interview(zh_script, [AnswerText("attendance", answer)]).competency(
+        "reliability"
+    )
+    assert "两班倒" in reliability.keywords_hit
+    assert reliability.keywords_pinyin == ()
+    assert "pinyin" not in reliability.reason
+    marks = {
+        (quote.quote, phrase): heard
+        for quote in reliability.evidence
+        for phrase, heard in quote.pinyin
+    }
+    assert marks == {("夜班也能上，两班到我都习惯了，交接班的时候写清楚。", "两班倒"): "两班到"}
+
+
 def test_traditional_chinese_answer_scores_like_simplified(zh_script: JobScript) -> None:
     simplified = score_interview(zh_script, [AnswerText("attendance", ZH_STRONG["attendance"])])
     traditional = score_interview(
@@ -463,7 +508,7 @@ def test_to_dict_is_json_with_the_documented_fields(en_script: JobScript) -> Non
         "answered",
     } <= set(competency)
     assert set(competency["level"]) == {"score", "description"}
-    assert set(competency["evidence"][0]) == {"question_id", "quote", "matched"}
+    assert set(competency["evidence"][0]) == {"question_id", "quote", "matched", "matches"}
     assert set(competency["structure"]["star"]) == {"situation", "action", "result"}
     assert isinstance(competency["score"], int) and 0 <= competency["score"] <= 100
     assert 0 <= data["completeness"] <= 1
@@ -666,3 +711,21 @@ def test_sample_strong_answer_outscores_weak_one(path: Path | None, competency_i
     weak_score = weak.competency(competency_id)
     assert strong_score.score > weak_score.score, (strong_score.reason, weak_score.reason)
     assert strong_score.evidence, strong_score.reason
+
+
+def test_report_page_marks_keywords_found_by_sound_only(zh_script: JobScript) -> None:
+    from voicebot.dialogue.report_html import render_report
+
+    heard = ZH_STRONG["attendance"].replace("两班倒", "两班到")
+    scores = score_interview(zh_script, [AnswerText("attendance", heard)]).to_dict()
+    page = render_report({"scores": scores})
+    assert ">两班倒 (pinyin)</span>" in page
+    assert "<span class=kw>交接班</span>" in page
+
+
+def test_follow_up_counts_a_keyword_heard_as_a_homophone(zh_script: JobScript) -> None:
+    question = zh_script.questions[0]  # asks its follow-up when the answer misses the evidence
+    heard = "那次我很耐新地听他把整个经过讲完了，后来也帮他处理好了。"  # 耐新 for 耐心
+    assert needs_follow_up(zh_script, question, heard) is False
+    missing = heard.replace("耐新", "认真")
+    assert needs_follow_up(zh_script, question, missing) is True

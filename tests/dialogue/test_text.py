@@ -185,3 +185,66 @@ def test_matching_is_thread_safe() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(work, texts))
     assert all(result == {"两班倒": [0], "按时": [0]} for result in results)
+
+
+# --- pinyin matching (speech recognition writes homophones) -------------------------------------
+
+PINYIN_PHRASES = {"两班倒": ["倒班"], "肯德基": [], "客服": [], "门店": [], "前台": [], "班": []}
+
+
+@pytest.fixture(scope="module")
+def pinyin_matcher() -> PhraseMatcher:
+    return PhraseMatcher("zh", PINYIN_PHRASES)
+
+
+@pytest.mark.parametrize(
+    ("heard", "phrase", "as_heard"),
+    [
+        ("我能接受两班到。", "两班倒", "两班到"),  # the example: 到 for 倒
+        ("我以前在肯德及做过。", "肯德基", "肯德及"),  # the recognised clip
+        ("两班到岗没问题", "两班倒", "两班到"),  # the misheard character joined the next word
+        ("我能接受兩班到。", "两班倒", "两班到"),  # Traditional input
+        ("I can do 两班到, OK", "两班倒", "两班到"),  # mixed Chinese and English
+        ("我们那边是到班的", "两班倒", "到班"),  # a synonym heard as a homophone
+    ],
+)
+def test_chinese_phrase_heard_as_a_homophone_hits_by_pinyin(
+    pinyin_matcher: PhraseMatcher, heard: str, phrase: str, as_heard: str
+) -> None:
+    assert pinyin_matcher.find_pinyin(heard) == {phrase: as_heard}
+    assert phrase in pinyin_matcher.find(heard)
+    assert phrase not in pinyin_matcher.find_words(segment(heard, "zh"))  # characters miss it
+
+
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "我会克服困难",  # 克服 reads as 客服 but is a word of its own
+        "有一次我们店一款连衣裙卖得很好",  # 们店: would start inside the word 我们
+        "平台活动前一般怎么准备",  # 前一: 台 reads yi only in classical texts, not in 前台
+        "两班，到了再说",  # never across punctuation
+        "两班 OK 到",  # nor across English words
+        "上般的时候",  # single-character keywords never match by pinyin
+        "刻浮",  # a two-character phrase needs one of its own characters
+        "肯得及",  # a three-character phrase needs two of its own characters
+    ],
+)
+def test_pinyin_does_not_hit_other_words(pinyin_matcher: PhraseMatcher, heard: str) -> None:
+    assert pinyin_matcher.find_pinyin(heard) == {}
+    assert pinyin_matcher.find(heard) == {}
+
+
+def test_exact_hits_are_not_reported_as_pinyin(pinyin_matcher: PhraseMatcher) -> None:
+    sentence = "我们那边是两班倒，我在肯德及做过客服。"
+    exact = pinyin_matcher.find_words(segment(sentence, "zh"))
+    assert exact == ["两班倒", "客服"]
+    assert pinyin_matcher.find_pinyin(sentence, skip=exact) == {"肯德基": "肯德及"}
+    assert pinyin_matcher.find_pinyin("我们那边是两班倒") == {}  # spelled right: not by pinyin
+    assert pinyin_matcher.find(sentence) == {"两班倒": [0], "肯德基": [0], "客服": [0]}
+
+
+def test_pinyin_matching_is_off_for_english_and_when_asked() -> None:
+    assert PhraseMatcher("en", {"shift": []}).find_pinyin("两班到 shift") == {}
+    off = PhraseMatcher("zh", {"两班倒": []}, pinyin=False)
+    assert off.find_pinyin("我能接受两班到") == {}
+    assert off.find("我能接受两班到") == {}

@@ -208,6 +208,9 @@ _ZH_FILLERS = re.compile(
             rf"{_ZH_CLAUSE_START}啊+",  # not the sentence-final particle (好啊)
             r"那个(?=那个|\s*[，,、…])",  # hesitation, not the demonstrative (那个项目)
             r"(?<!也)就是说",  # not 也就是说 ("that is to say")
+            # 就是 hesitated on, not 也就是 / 不就是 / 那就是 ("that is") or 就是 as "is exactly"
+            r"(?<![也不那还可正只要都这])(?:就是)+(?=\s*[，,、…]|\s*就是)",
+            r"然后(?:\s*[，,、…]?\s*然后)+",  # 然后 repeated, not a single "and then"
         )
     )
 )
@@ -236,8 +239,10 @@ def count_fillers(text: str, language: str) -> int:
 
     Chinese: 嗯 and 呃 (always interjections), 额 and 啊 at the start of a clause (not 额外/额度
     or the sentence-final 啊 in 好啊), 那个 when hesitated on (repeated or followed by a pause
-    mark, not the demonstrative in 那个项目) and 就是说 (not 也就是说). A run such as 嗯嗯
-    counts once.
+    mark, not the demonstrative in 那个项目), 就是说 (not 也就是说), 就是 when hesitated on
+    (before a pause mark or repeated: 就是，... / 就是就是; not 也就是, 不就是, 那就是 or 就是 as
+    "is exactly" in 这就是我的优点) and 然后 repeated (然后，然后; a single 然后 is the connective
+    "and then"). A run such as 嗯嗯 or 然后然后然后 counts once.
 
     Whisper tends to leave fillers out of its transcripts, so this is a lower bound.
     """

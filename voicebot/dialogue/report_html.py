@@ -67,8 +67,13 @@ def _competency_rows(scores: dict[str, Any]) -> str:
             )
             or "<p class=muted>No evidence in the answers.</p>"
         )
+        by_sound = set(comp.get("keywords_pinyin") or ())
         keywords = "".join(
-            f"<span class=kw>{escape(str(k))}</span>" for k in comp.get("keywords_hit", [])
+            f"<span class=kw title='matched by sound only (pinyin): check the quote'>"
+            f"{escape(str(k))} (pinyin)</span>"
+            if k in by_sound
+            else f"<span class=kw>{escape(str(k))}</span>"
+            for k in comp.get("keywords_hit", [])
         )
         structure = ", ".join(
             escape(str(m)) for m in (comp.get("structure") or {}).get("markers", [])

@@ -12,7 +12,10 @@ auditor can check it. The method, per competency of the job script (``competenci
    its ``score`` is the base. Every answered competency reaches at least the lowest level. A
    phrase counts when its words appear in the answer: whole words, English compared by stem
    ("handled" counts for "handle"), Chinese by jieba word segmentation (班 does not count inside
-   上班); the competency's ``synonyms`` count as the phrase they belong to.
+   上班); the competency's ``synonyms`` count as the phrase they belong to. A Chinese phrase of
+   two or more characters also counts when it was heard as a homophone (pinyin, tones relaxed:
+   "两班到" counts for 两班倒, see :mod:`voicebot.dialogue.text` for the rules); the report marks
+   such matches (``match: "pinyin"`` in the evidence, ``keywords_pinyin``) for the reviewer.
 3. **Bonus, inside the gap to the next level.** Up to 60 % of the distance to the next level's
    score (to 100 at the top level), so a bonus never lifts an answer to a level whose evidence it
    lacks:
@@ -146,10 +149,28 @@ class EvidenceQuote:
     quote: str
     matched: tuple[str, ...]
     """The keywords / evidence phrases found in the sentence, as the script spells them."""
+    pinyin: tuple[tuple[str, str], ...] = ()
+    """(phrase, characters heard) for the matched phrases found only by pinyin (Chinese)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The quote as JSON."""
-        return {"question_id": self.question_id, "quote": self.quote, "matched": list(self.matched)}
+        """The quote as JSON; ``matches`` says how each phrase was found.
+
+        ``{"phrase": ..., "match": "exact"}``, or for a Chinese phrase found only by its sound
+        (speech recognition wrote a homophone) ``{"phrase": ..., "match": "pinyin", "heard":
+        ...}``, so a reviewer can check it.
+        """
+        heard = dict(self.pinyin)
+        return {
+            "question_id": self.question_id,
+            "quote": self.quote,
+            "matched": list(self.matched),
+            "matches": [
+                {"phrase": phrase, "match": "pinyin", "heard": heard[phrase]}
+                if phrase in heard
+                else {"phrase": phrase, "match": "exact"}
+                for phrase in self.matched
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +226,8 @@ class CompetencyScore:
     """How many of them were answered."""
     reason: str
     """One sentence explaining the score, for the report's ``reasons``."""
+    keywords_pinyin: tuple[str, ...] = ()
+    """Those of ``keywords_hit`` found only by pinyin (Chinese homophones), in script order."""
 
     def to_dict(self) -> dict[str, Any]:
         """The competency score as JSON."""
@@ -221,6 +244,7 @@ class CompetencyScore:
             "base": self.base,
             "bonus": round(self.bonus, 1),
             "keywords_hit": list(self.keywords_hit),
+            "keywords_pinyin": list(self.keywords_pinyin),
             "evidence": [quote.to_dict() for quote in self.evidence],
             "structure": self.structure.to_dict(),
             "completeness": round(self.completeness, 2),
@@ -460,7 +484,9 @@ def _structure_matchers(language: str) -> _StructureMatchers:
     def matcher(phrases: tuple[str, ...]) -> PhraseMatcher:
         # Sequences of ordinary words: not registered as dictionary words (that would change how
         # 我先 or 有个 segment everywhere else).
-        return PhraseMatcher(language, {phrase: [] for phrase in phrases}, register=False)
+        return PhraseMatcher(
+            language, {phrase: [] for phrase in phrases}, register=False, pinyin=False
+        )
 
     return _StructureMatchers(
         matcher(_MARKERS[lang]),
@@ -601,6 +627,8 @@ class _Sentence:
     text: str
     words: list[str]
     matched: list[str]
+    pinyin: dict[str, str]
+    """Matched phrases found only by pinyin, with the characters heard."""
 
 
 def _question_completeness(question: Question, answer: AnswerText | None, words: int) -> float:
@@ -634,8 +662,10 @@ def _score_competency(
                 for sentence in split_sentences(text, language):
                     words_of = segment(sentence, language)
                     if words_of:
-                        matched = index.matcher.find_words(words_of)
-                        own.append(_Sentence(question.id, sentence, words_of, matched))
+                        exact = index.matcher.find_words(words_of)
+                        pinyin = index.matcher.find_pinyin(sentence, skip=exact)
+                        matched = [p for p in index.matcher.phrases if p in exact or p in pinyin]
+                        own.append(_Sentence(question.id, sentence, words_of, matched, pinyin))
         words = sum(len(sentence.words) for sentence in own)
         completeness_by_question.append(_question_completeness(question, answer, words))
         if words:
@@ -702,8 +732,13 @@ def _score_competency(
         )
     )
     kept = sorted(quoted[:MAX_QUOTES], key=lambda item: item[0])
-    evidence = tuple(EvidenceQuote(s.question_id, s.text, tuple(s.matched)) for _, s in kept)
+    evidence = tuple(
+        EvidenceQuote(s.question_id, s.text, tuple(s.matched), tuple(s.pinyin.items()))
+        for _, s in kept
+    )
     keywords_hit = tuple(phrase for phrase in index.matcher.phrases if phrase in hit)
+    exact_hit = {p for s in sentences for p in s.matched if p not in s.pinyin}
+    keywords_pinyin = tuple(phrase for phrase in keywords_hit if phrase not in exact_hit)
 
     level_evidence = [item for item in level.evidence if item in hit]
     why = (
@@ -716,6 +751,8 @@ def _score_competency(
         f"; +{bonus:.1f} for keywords ({len(keywords_found)} found) and answer structure"
         f" ({round(100 * structure.quality)}/100)"
     )
+    if keywords_pinyin:
+        why += f"; {_list(keywords_pinyin)} matched by sound only (pinyin), check the quotes"
     if completeness < 1:
         why += f"; answers {round(100 * completeness)}% complete"
         if unanswered:
@@ -737,6 +774,7 @@ def _score_competency(
         questions=question_ids,
         answered=answered,
         reason=why,
+        keywords_pinyin=keywords_pinyin,
     )
     return score, completeness_by_question
 

@@ -11,6 +11,17 @@ to work).
   predictable). Phrases a script names are added to the dictionary, so a multi-character phrase
   such as 两班倒 comes out as one word. Traditional input is converted to Simplified first, and
   English words and digits inside Chinese ("我会Python和SQL") stay words of their own.
+* Chinese phrases also match by pinyin with tones relaxed, because speech recognition writes a
+  homophone as often as it drops a word: "两班到" still hits 两班倒 and "肯德及" 肯德基. Such a hit
+  is reported apart (:meth:`PhraseMatcher.find_pinyin`) so a reviewer can see it. To keep false
+  matches rare (``loadtest/pinyin_match.py`` measures them, docs/PERFORMANCE.md has the table):
+  only phrases of two or more Chinese characters match by pinyin, within one run of Chinese
+  characters (never across punctuation, spaces or English words), syllable by syllable, the
+  phrase's characters read as in the phrase (倒 in 两班倒: dao) and the heard ones by any of
+  their readings (行: xing or hang); at least half of the phrase's characters (two-character
+  phrases: one) must be the very characters heard; the stretch heard must start where a word of
+  the answer starts (们店 in 我们店 is not 门店) and must not be a dictionary word of its own
+  (克服, to overcome, reads exactly as 客服 but is a word, not a mishearing).
 
 jieba's dictionary takes about a second to load: call :func:`prewarm` once at start-up, in a
 worker thread. Everything here is thread-safe; the module uses a private ``jieba.Tokenizer``, never
@@ -22,7 +33,8 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PhraseMatcher",
+    "PINYIN_MIN_CHARS",
     "normalise",
     "prewarm",
     "segment",
@@ -75,6 +88,7 @@ def prewarm() -> None:
     """
     _converter()
     _jieba().initialize()
+    _readings("\u5012")  # loads pypinyin's dictionary
 
 
 def to_simplified(text: str) -> str:
@@ -236,17 +250,28 @@ class PhraseMatcher:
     dictionary word inside a longer word (服务 in 客户服务, as jieba's search mode splits it),
     but a single character never hits inside a word (班 does not hit 上班).
 
+    Chinese phrases (and variants) of :data:`PINYIN_MIN_CHARS` or more Chinese characters also
+    match by pinyin, tones relaxed (unless ``pinyin`` is false): :meth:`find_pinyin` finds them,
+    and :meth:`find_sentences` / :meth:`find` count them too.
+
     Building a matcher for Chinese loads jieba's dictionary if :func:`prewarm` has not yet.
     Matchers are read-only once built and safe to share between threads.
     """
 
     def __init__(
-        self, language: str, phrases: Mapping[str, Iterable[str]], *, register: bool = True
+        self,
+        language: str,
+        phrases: Mapping[str, Iterable[str]],
+        *,
+        register: bool = True,
+        pinyin: bool = True,
     ) -> None:
         self.language = language
         self.phrases: tuple[str, ...] = tuple(phrases)
         """The canonical phrases, in the order given."""
         self._index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self._pinyin: list[tuple[str, tuple[str, ...], str]] = []
+        """(variant as Simplified characters, its readings, canonical phrase) for pinyin."""
         for canonical, variants in phrases.items():
             seen: set[tuple[str, ...]] = set()
             for variant in (canonical, *variants):
@@ -254,6 +279,12 @@ class PhraseMatcher:
                 if keys and keys not in seen:
                     seen.add(keys)
                     self._index.setdefault(keys[0], []).append((keys, canonical))
+                if pinyin and language == "zh":
+                    chars = normalise(variant, "zh")
+                    if len(chars) >= PINYIN_MIN_CHARS and _HAN_RUN.fullmatch(chars):
+                        entry = (chars, _phrase_readings(chars), canonical)
+                        if entry not in self._pinyin:
+                            self._pinyin.append(entry)
 
     def _phrase_keys(self, phrase: str, register: bool) -> tuple[str, ...]:
         text = normalise(phrase, self.language)
@@ -285,11 +316,46 @@ class PhraseMatcher:
                             found.add(canonical)
         return [phrase for phrase in self.phrases if phrase in found]
 
+    def find_pinyin(self, sentence: str, skip: Collection[str] = ()) -> dict[str, str]:
+        """Return ``{canonical phrase: the characters heard}`` for phrases found only by pinyin.
+
+        ``sentence`` is one sentence as written (from :func:`split_sentences`); phrases in
+        ``skip`` (those :meth:`find_words` already found) are not looked for. A phrase hits when a
+        stretch of one run of Chinese characters reads, syllable by syllable and tones relaxed,
+        as the phrase (or one of its variants) does, at least half of its characters (rounded
+        up; two-character phrases: one) are the phrase's own, not all of them are (a stretch
+        spelled exactly like the phrase is left to :meth:`find_words`' word rules), the stretch
+        starts where a word of the sentence starts, and it is not a dictionary word of its own
+        (克服 is a word, so it does not hit 客服). The phrase's characters are read as in the
+        phrase, the heard ones by any of their readings (行 reads xing or hang). The result
+        follows the order the phrases were given in. Empty for English and when the matcher was
+        built with ``pinyin=False``.
+        """
+        if not self._pinyin:
+            return {}
+        runs = _HAN_RUN.findall(normalise(sentence, "zh"))
+        if not runs:
+            return {}
+        frequencies = _jieba().FREQ
+        edges = [_word_edges(run) for run in runs]
+        found: dict[str, str] = {}
+        for chars, readings, canonical in self._pinyin:
+            if canonical in found or canonical in skip:
+                continue
+            heard = _pinyin_hit(chars, readings, runs, frequencies, edges)
+            if heard is not None:
+                found[canonical] = heard
+        return {phrase: found[phrase] for phrase in self.phrases if phrase in found}
+
     def find_sentences(self, sentences: Sequence[str]) -> dict[str, list[int]]:
-        """Return ``{canonical phrase: [indexes of the sentences it occurs in]}`` (hits only)."""
+        """Return ``{canonical phrase: [indexes of the sentences it occurs in]}`` (hits only).
+
+        Pinyin-only hits (:meth:`find_pinyin`) count as hits here.
+        """
         hits: dict[str, list[int]] = {}
         for index, sentence in enumerate(sentences):
-            for phrase in self.find_words(segment(sentence, self.language)):
+            exact = self.find_words(segment(sentence, self.language))
+            for phrase in (*exact, *self.find_pinyin(sentence, skip=exact)):
                 hits.setdefault(phrase, []).append(index)
         return {phrase: hits[phrase] for phrase in self.phrases if phrase in hits}
 
@@ -315,3 +381,59 @@ def _inner_words(word: str, frequencies: Mapping[str, int]) -> list[str]:
                 if frequencies.get(gram):
                     inner.append(gram)
     return inner
+
+
+# --- pinyin matching ----------------------------------------------------------------------------
+
+PINYIN_MIN_CHARS = 2
+"""Shortest Chinese phrase (in characters) that also matches by pinyin."""
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+@lru_cache(maxsize=8192)
+def _readings(char: str) -> frozenset[str]:
+    """Every toneless pinyin reading of one Chinese character (``"行"`` -> xing, hang, heng)."""
+    from pypinyin import Style, pinyin
+
+    return frozenset(pinyin(char, style=Style.NORMAL, heteronym=True, errors="default")[0])
+
+
+def _phrase_readings(phrase: str) -> tuple[str, ...]:
+    """The toneless reading of each character of ``phrase`` as read in it (倒 in 两班倒: dao)."""
+    from pypinyin import Style, lazy_pinyin
+
+    readings = tuple(lazy_pinyin(phrase, style=Style.NORMAL, errors="default"))
+    return readings if len(readings) == len(phrase) else tuple(min(_readings(c)) for c in phrase)
+
+
+def _word_edges(run: str) -> frozenset[int]:
+    """Offsets in ``run`` where a jieba word starts or ends."""
+    edges = {0}
+    for word in _jieba().cut(run, HMM=False):
+        edges.add(max(edges) + len(word))
+    return frozenset(edges)
+
+
+def _pinyin_hit(
+    phrase: str,
+    readings: Sequence[str],
+    runs: Sequence[str],
+    words: Mapping[str, int],
+    edges: Sequence[frozenset[int]],
+) -> str | None:
+    """The first stretch of ``runs`` that matches ``phrase`` by pinyin (see ``find_pinyin``)."""
+    size = len(phrase)
+    need_same = (size + 1) // 2
+    for run, run_edges in zip(runs, edges, strict=True):
+        for start in range(len(run) - size + 1):
+            same = 0
+            for offset, char in enumerate(run[start : start + size]):
+                if char == phrase[offset]:
+                    same += 1
+                elif readings[offset] not in _readings(char):
+                    break
+            else:
+                heard = run[start : start + size]
+                if need_same <= same < size and not words.get(heard) and start in run_edges:
+                    return heard
+    return None
