@@ -148,7 +148,37 @@ def cmd_dialogues_check(args: argparse.Namespace) -> int:
             continue
         seen[script.id] = path
         print(f"ok   {path}: {script.id} ({script.language}, {len(script.questions)} questions)")
+        failed += _check_recordings(script)
     return 1 if failed else 0
+
+
+def _check_recordings(script) -> int:
+    """Check a script's recorded prompts, print what was found; return how many are unusable."""
+    from voicebot.dialogue.script import recorded_prompts, synthesised_prompts
+    from voicebot.speech.recorded import check_recording
+
+    failed = 0
+    for prompt_id, (text, path) in recorded_prompts(script).items():
+        found = check_recording(path, text, script.language)
+        for error in found.errors:
+            print(f"FAIL   {script.id} recording {prompt_id}: {error}")
+        for warning in found.warnings:
+            print(f"warn   {script.id} recording {prompt_id}: {warning}")
+        if not found.errors:
+            print(
+                f"ok     {script.id} recording {prompt_id}: {path.name} "
+                f"({found.duration_secs:.1f} s, {found.speech_secs:.1f} s speech)"
+            )
+        failed += bool(found.errors)
+    synthesised = synthesised_prompts(script)
+    if synthesised:
+        print(
+            f"tts    {script.id}: {len(synthesised)} prompts fall back to speech synthesis: "
+            + ", ".join(synthesised)
+        )
+    else:
+        print(f"ok     {script.id}: every prompt is recorded")
+    return failed
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
