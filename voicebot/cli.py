@@ -125,6 +125,79 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     return asyncio.run(render())
 
 
+def _prompt_cache_dir(settings: Settings):
+    return settings.prompt_cache_dir or settings.data_dir / "prompt-cache"
+
+
+def _describe_cached_prompts(settings: Settings) -> int:
+    """Describe (``<key>.json``) the scripts' renderings cached before descriptions existed."""
+    from voicebot.dialogue.script import fixed_prompts, load_scripts
+    from voicebot.speech.prompt_cache import rendering_key, write_metadata
+    from voicebot.speech.tts import build_tts
+
+    directory = _prompt_cache_dir(settings)
+    tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
+    described = 0
+    for script in load_scripts(settings.dialogues_dir).values():
+        for engine in getattr(tts, "engines", [tts]):
+            if not engine.supports(script.language):
+                continue
+            voice = engine.voice_id(script.language, script.voice)
+            for text in fixed_prompts(script):
+                key = rendering_key(engine.name, voice, script.language, text)
+                if (directory / f"{key}.ulaw").is_file() and not (
+                    directory / f"{key}.json"
+                ).exists():
+                    write_metadata(
+                        directory / f"{key}.json",
+                        {
+                            "engine": engine.name,
+                            "voice": voice,
+                            "language": script.language,
+                            "text": text,
+                        },
+                    )
+                    described += 1
+    return described
+
+
+def cmd_prompts_export(args: argparse.Namespace) -> int:
+    """Pack the rendered prompts of the prompt cache into a zip another server can import."""
+    from voicebot.speech.prompt_pack import PromptPackError, export_pack
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    _describe_cached_prompts(settings)
+    engines = set(args.engine) if args.engine else None
+    try:
+        summary = export_pack(_prompt_cache_dir(settings), args.file, engines)
+    except PromptPackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    by_engine = ", ".join(f"{n} by {e}" for e, n in sorted(summary.engines.items()))
+    print(f"exported {summary.prompts} prompts ({by_engine}) to {args.file}")
+    return 0
+
+
+def cmd_prompts_import(args: argparse.Namespace) -> int:
+    """Verify a prompt pack and add its prompts to the prompt cache (played from then on)."""
+    from voicebot.speech.prompt_pack import PromptPackError, import_pack
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    try:
+        summary = import_pack(args.file, _prompt_cache_dir(settings))
+    except PromptPackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    by_engine = ", ".join(f"{n} by {e}" for e, n in sorted(summary.engines.items()))
+    print(
+        f"imported {summary.prompts} prompts ({by_engine}) into {_prompt_cache_dir(settings)}; "
+        "a running server plays them after a restart"
+    )
+    return 0
+
+
 def cmd_dialogues_check(args: argparse.Namespace) -> int:
     """Validate job scripts; every error with file, line and a fix hint."""
     from pathlib import Path
@@ -555,8 +628,27 @@ def build_parser() -> argparse.ArgumentParser:
     interview.add_argument("--json", action="store_true", help="print the whole response")
     interview.set_defaults(func=cmd_interview)
 
-    prompts = commands.add_parser("prompts", help="pre-render every scripted prompt to audio")
+    prompts = commands.add_parser(
+        "prompts",
+        help="pre-render every scripted prompt to audio; export/import FILE: prompt packs",
+    )
     prompts.set_defaults(func=cmd_prompts)
+    prompt_commands = prompts.add_subparsers(dest="prompts_command", metavar="ACTION")
+    export = prompt_commands.add_parser(
+        "export", help="pack the rendered prompts into a zip another server can import"
+    )
+    export.add_argument("file", help="the zip file to write")
+    export.add_argument(
+        "--engine",
+        action="append",
+        help="only prompts rendered by this engine (edge, piper, espeak...); may be repeated",
+    )
+    export.set_defaults(func=cmd_prompts_export)
+    imports = prompt_commands.add_parser(
+        "import", help="verify a prompt pack and add its prompts to the prompt cache"
+    )
+    imports.add_argument("file", help="the zip file written by `voicebot prompts export`")
+    imports.set_defaults(func=cmd_prompts_import)
 
     dialogues = commands.add_parser("dialogues", help="job script tools")
     dialogue_commands = dialogues.add_subparsers(
