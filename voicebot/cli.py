@@ -221,16 +221,51 @@ def cmd_dialogues_check(args: argparse.Namespace) -> int:
             continue
         seen[script.id] = path
         print(f"ok   {path}: {script.id} ({script.language}, {len(script.questions)} questions)")
-        failed += _check_recordings(script)
+        unusable, recorded = _check_recordings(script)
+        failed += unusable
+        failed += _check_voice(script, recorded, settings)
     return 1 if failed else 0
 
 
-def _check_recordings(script) -> int:
-    """Check a script's recorded prompts, print what was found; return how many are unusable."""
+def _check_voice(script, recorded: set[str], settings: Settings) -> int:
+    """Say whether the server would refuse the job for lack of a voice; 1 if it would."""
+    from voicebot.dialogue.script import prompt_texts
+    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.speech.tts import build_tts
+    from voicebot.speech.voices import (
+        ESPEAK_UNFIT_LANGUAGES,
+        allowed_languages,
+        espeak_only_prompts,
+        refusal_message,
+    )
+
+    if script.language not in ESPEAK_UNFIT_LANGUAGES:
+        return 0
+    tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
+    cache = PromptCache(_prompt_cache_dir(settings), tts)
+    missing = asyncio.run(espeak_only_prompts(script, tts, cache, recorded))
+    if not missing:
+        return 0
+    if script.language in allowed_languages(settings.allow_espeak_voice):
+        print(
+            f"warn   {script.id}: {len(missing)} prompts are spoken by espeak-ng "
+            f"(VOICEBOT_ALLOW_ESPEAK_VOICE={settings.allow_espeak_voice})"
+        )
+        return 0
+    print(f"FAIL   {refusal_message(script, missing, len(prompt_texts(script)))}")
+    return 1
+
+
+def _check_recordings(script) -> tuple[int, set[str]]:
+    """Check a script's recorded prompts, print what was found.
+
+    Returns how many are unusable and the ids of the usable ones.
+    """
     from voicebot.dialogue.script import recorded_prompts, synthesised_prompts
     from voicebot.speech.recorded import check_recording
 
     failed = 0
+    usable: set[str] = set()
     for prompt_id, (text, path) in recorded_prompts(script).items():
         found = check_recording(path, text, script.language)
         for error in found.errors:
@@ -243,6 +278,8 @@ def _check_recordings(script) -> int:
                 f"({found.duration_secs:.1f} s, {found.speech_secs:.1f} s speech)"
             )
         failed += bool(found.errors)
+        if not found.errors:
+            usable.add(prompt_id)
     synthesised = synthesised_prompts(script)
     if synthesised:
         print(
@@ -251,7 +288,7 @@ def _check_recordings(script) -> int:
         )
     else:
         print(f"ok     {script.id}: every prompt is recorded")
-    return failed
+    return failed, usable
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

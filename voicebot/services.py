@@ -61,6 +61,8 @@ class Services:
     tts: TTSEngine | None = None
     prompts: PromptCache | None = None
     recordings: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    refused_jobs: dict[str, str] = field(default_factory=dict)
+    """Jobs not served, by id, with why (a Chinese job only espeak-ng could speak)."""
     """Recorded prompts as 8 kHz mu-law, by job id then prompt id (played instead of TTS)."""
     vad_model: SileroModel | None = None
     smart_turn: SmartTurnModel | None = None
@@ -406,6 +408,7 @@ class Services:
 
             await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
         await self.load_recordings()
+        await self.refuse_voiceless_jobs()
         if s.prerender_prompts:
             await self.prerender()
         self.settler = CallSettler(self, self.process)
@@ -470,6 +473,35 @@ class Services:
         if loaded:
             log.info("loaded %d recorded prompts", loaded)
         return loaded
+
+    async def refuse_voiceless_jobs(self) -> dict[str, str]:
+        """Stop serving the jobs with a prompt only espeak-ng could say, in Chinese.
+
+        espeak-ng's Mandarin is unintelligible; ``VOICEBOT_ALLOW_ESPEAK_VOICE=zh`` accepts it.
+        English jobs are never affected. Returns the refused jobs with why (also logged).
+        """
+        from voicebot.speech.voices import allowed_languages, espeak_only_prompts, refusal_message
+
+        assert self.tts is not None and self.prompts is not None
+        allowed = allowed_languages(self.settings.allow_espeak_voice)
+        for script in list(self.scripts.values()):
+            recorded = self.recordings.get(script.id, {})
+            missing = await espeak_only_prompts(script, self.tts, self.prompts, recorded)
+            if not missing:
+                continue
+            if script.language in allowed:
+                log.warning(
+                    "job %s: %d prompts are spoken by espeak-ng (VOICEBOT_ALLOW_ESPEAK_VOICE=%s)",
+                    script.id,
+                    len(missing),
+                    self.settings.allow_espeak_voice,
+                )
+                continue
+            message = refusal_message(script, missing, len(prompt_texts(script)))
+            log.error("%s", message)
+            self.refused_jobs[script.id] = message
+            del self.scripts[script.id]
+        return self.refused_jobs
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""

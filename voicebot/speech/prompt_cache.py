@@ -191,8 +191,10 @@ class PromptCache:
         """Where what made the rendering with this key (engine, voice, language, text) lives."""
         return self.directory / f"{key}.json"
 
-    async def imported(self, text: str, *, language: str, voice: str | None = None) -> str | None:
-        """Return the key of an imported rendering of ``text``, or ``None``.
+    async def imported_rendering(
+        self, text: str, *, language: str, voice: str | None = None
+    ) -> dict | None:
+        """Return what describes an imported rendering of ``text`` (engine, voice, key...).
 
         With ``voice`` given (a script's voice), only a rendering with that voice counts.
         The folder is read once, on the first call (prompts imported later need a restart).
@@ -201,8 +203,13 @@ class PromptCache:
             self._imported = await asyncio.to_thread(_imported_index, self.directory)
         for entry in self._imported.get((language, text), ()):
             if voice is None or entry.get("voice") == voice:
-                return entry["key"]
+                return entry
         return None
+
+    async def imported(self, text: str, *, language: str, voice: str | None = None) -> str | None:
+        """Return the key of an imported rendering of ``text``, or ``None``."""
+        entry = await self.imported_rendering(text, language=language, voice=voice)
+        return None if entry is None else entry["key"]
 
     def _remember(self, key: str, data: bytes) -> None:
         if self.memory_items <= 0:
