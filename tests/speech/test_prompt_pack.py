@@ -178,3 +178,14 @@ async def test_cli_export_and_import(tmp_path):
     assert result.returncode == 1
     assert "checksum mismatch" in result.stderr and "nothing was changed" in result.stderr
     assert not (tmp_path / "third").exists() or not list((tmp_path / "third").iterdir())
+
+
+async def test_an_imported_espeak_rendering_does_not_replace_a_better_local_voice(tmp_path):
+    online, offline = tmp_path / "online", tmp_path / "offline"
+    await PromptCache(online, CountingEngine("espeak")).get("Welcome.", language="en")
+    export_pack(online, tmp_path / "pack.zip")
+    import_pack(tmp_path / "pack.zip", offline)
+    piper = CountingEngine("piper")
+    cache = PromptCache(offline, piper)
+    await cache.get("Welcome.", language="en")
+    assert piper.calls == 1 and cache.imported_hits == 0

@@ -126,3 +126,33 @@ def test_check_warns_when_the_length_does_not_fit_the_text(tmp_path):
     assert too_long.errors == () and "11.0 s long" in too_long.warnings[0]
     too_short = check_recording(speech, JFK_TEXT * 5, "en")
     assert too_short.errors == () and "whole text" in too_short.warnings[0]
+
+
+async def test_server_loads_the_recordings_and_synthesises_only_the_rest(tmp_path, caplog):
+    from tests.dialogue.test_script import VALID
+    from tests.speech.test_prompt_cache import CountingEngine
+    from voicebot.config import Settings
+    from voicebot.dialogue.script import load_script, prompt_texts
+    from voicebot.services import Services
+    from voicebot.speech.prompt_cache import PromptCache
+
+    (tmp_path / "audio").mkdir()
+    write_wav(tmp_path / "audio" / "hello.wav", speech_clip("en_jfk.wav")[:32000], 16000)
+    (tmp_path / "audio" / "broken.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        VALID + "recordings:\n  greeting: audio/hello.wav\n  closing: audio/broken.wav\n"
+    )
+    script = load_script(job)
+    engine = CountingEngine()
+    server = Services(Settings(data_dir=tmp_path / "data"))
+    server.scripts = {script.id: script}
+    server.tts = engine
+    server.prompts = PromptCache(tmp_path / "cache", engine)
+    assert await server.load_recordings() == 1
+    assert server.recordings[script.id]["greeting"] == load_recording(tmp_path / "audio/hello.wav")
+    assert "closing" not in server.recordings[script.id]
+    assert "prompt closing" in caplog.text and "broken.wav" in caplog.text
+    await server.prerender()
+    texts = set(prompt_texts(script).values()) - {script.greeting}
+    assert engine.calls == len(texts)  # the greeting was not synthesised; the closing was

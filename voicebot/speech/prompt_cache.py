@@ -135,6 +135,8 @@ def _imported_index(directory: Path) -> dict[tuple[str, str], list[dict]]:
         metadata = read_metadata(path)
         if not metadata or not metadata.get("imported"):
             continue
+        if metadata.get("engine") == "espeak":
+            continue  # the last resort, the same on every machine: never preferred
         if not (directory / f"{path.stem}.ulaw").is_file():
             continue
         language, text = metadata.get("language"), metadata.get("text")
