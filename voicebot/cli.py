@@ -105,7 +105,7 @@ def cmd_interview(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     """Render every scripted prompt into the audio cache (what the server does at start-up)."""
-    from voicebot.dialogue.script import fixed_prompts, load_scripts
+    from voicebot.dialogue.script import load_scripts, synthesised_prompts
     from voicebot.speech.prompt_cache import PromptCache
     from voicebot.speech.tts import build_tts
 
@@ -116,7 +116,11 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         scripts = load_scripts(settings.dialogues_dir)
         tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
         cache = PromptCache(settings.prompt_cache_dir or settings.data_dir / "prompt-cache", tts)
-        items = [(t, s.language, s.voice) for s in scripts.values() for t in fixed_prompts(s)]
+        items = [  # recorded prompts are not synthesised
+            (t, s.language, s.voice)
+            for s in scripts.values()
+            for t in dict.fromkeys(synthesised_prompts(s).values())
+        ]
         rendered = await cache.prerender(items)
         await tts.close()
         print(f"{len(items)} prompts in {len(scripts)} scripts; {rendered} newly rendered")
