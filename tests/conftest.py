@@ -163,6 +163,9 @@ def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
         "VOICEBOT_LOG_LEVEL": "INFO",
         **env_overrides,
     }
+    # The shipped Chinese jobs have no recorded prompts nor prompt pack here: serve them with
+    # espeak-ng (a test of the refusal sets this to "").
+    env.setdefault("VOICEBOT_ALLOW_ESPEAK_VOICE", "zh")
     # Share the rendered prompt audio between test sessions on this machine: rendering is slow.
     env.setdefault("VOICEBOT_PROMPT_CACHE_DIR", str(ROOT / ".cache" / "test-prompts"))
     log_file = log_path.open("w")

@@ -105,7 +105,7 @@ def cmd_interview(args: argparse.Namespace) -> int:
 
 def cmd_prompts(args: argparse.Namespace) -> int:
     """Render every scripted prompt into the audio cache (what the server does at start-up)."""
-    from voicebot.dialogue.script import fixed_prompts, load_scripts
+    from voicebot.dialogue.script import load_scripts, synthesised_prompts
     from voicebot.speech.prompt_cache import PromptCache
     from voicebot.speech.tts import build_tts
 
@@ -116,13 +116,90 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         scripts = load_scripts(settings.dialogues_dir)
         tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
         cache = PromptCache(settings.prompt_cache_dir or settings.data_dir / "prompt-cache", tts)
-        items = [(t, s.language, s.voice) for s in scripts.values() for t in fixed_prompts(s)]
+        items = [  # recorded prompts are not synthesised
+            (t, s.language, s.voice)
+            for s in scripts.values()
+            for t in dict.fromkeys(synthesised_prompts(s).values())
+        ]
         rendered = await cache.prerender(items)
         await tts.close()
         print(f"{len(items)} prompts in {len(scripts)} scripts; {rendered} newly rendered")
         return 0
 
     return asyncio.run(render())
+
+
+def _prompt_cache_dir(settings: Settings):
+    return settings.prompt_cache_dir or settings.data_dir / "prompt-cache"
+
+
+def _describe_cached_prompts(settings: Settings) -> int:
+    """Describe (``<key>.json``) the scripts' renderings cached before descriptions existed."""
+    from voicebot.dialogue.script import fixed_prompts, load_scripts
+    from voicebot.speech.prompt_cache import rendering_key, write_metadata
+    from voicebot.speech.tts import build_tts
+
+    directory = _prompt_cache_dir(settings)
+    tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
+    described = 0
+    for script in load_scripts(settings.dialogues_dir).values():
+        for engine in getattr(tts, "engines", [tts]):
+            if not engine.supports(script.language):
+                continue
+            voice = engine.voice_id(script.language, script.voice)
+            for text in fixed_prompts(script):
+                key = rendering_key(engine.name, voice, script.language, text)
+                if (directory / f"{key}.ulaw").is_file() and not (
+                    directory / f"{key}.json"
+                ).exists():
+                    write_metadata(
+                        directory / f"{key}.json",
+                        {
+                            "engine": engine.name,
+                            "voice": voice,
+                            "language": script.language,
+                            "text": text,
+                        },
+                    )
+                    described += 1
+    return described
+
+
+def cmd_prompts_export(args: argparse.Namespace) -> int:
+    """Pack the rendered prompts of the prompt cache into a zip another server can import."""
+    from voicebot.speech.prompt_pack import PromptPackError, export_pack
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    _describe_cached_prompts(settings)
+    engines = set(args.engine) if args.engine else None
+    try:
+        summary = export_pack(_prompt_cache_dir(settings), args.file, engines)
+    except PromptPackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    by_engine = ", ".join(f"{n} by {e}" for e, n in sorted(summary.engines.items()))
+    print(f"exported {summary.prompts} prompts ({by_engine}) to {args.file}")
+    return 0
+
+
+def cmd_prompts_import(args: argparse.Namespace) -> int:
+    """Verify a prompt pack and add its prompts to the prompt cache (played from then on)."""
+    from voicebot.speech.prompt_pack import PromptPackError, import_pack
+
+    settings = Settings.from_env()
+    _setup_logging(settings.log_level)
+    try:
+        summary = import_pack(args.file, _prompt_cache_dir(settings))
+    except PromptPackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    by_engine = ", ".join(f"{n} by {e}" for e, n in sorted(summary.engines.items()))
+    print(
+        f"imported {summary.prompts} prompts ({by_engine}) into {_prompt_cache_dir(settings)}; "
+        "a running server plays them after a restart"
+    )
+    return 0
 
 
 def cmd_dialogues_check(args: argparse.Namespace) -> int:
@@ -148,7 +225,74 @@ def cmd_dialogues_check(args: argparse.Namespace) -> int:
             continue
         seen[script.id] = path
         print(f"ok   {path}: {script.id} ({script.language}, {len(script.questions)} questions)")
+        unusable, recorded = _check_recordings(script)
+        failed += unusable
+        failed += _check_voice(script, recorded, settings)
     return 1 if failed else 0
+
+
+def _check_voice(script, recorded: set[str], settings: Settings) -> int:
+    """Say whether the server would refuse the job for lack of a voice; 1 if it would."""
+    from voicebot.dialogue.script import prompt_texts
+    from voicebot.speech.prompt_cache import PromptCache
+    from voicebot.speech.tts import build_tts
+    from voicebot.speech.voices import (
+        ESPEAK_UNFIT_LANGUAGES,
+        allowed_languages,
+        espeak_only_prompts,
+        refusal_message,
+    )
+
+    if script.language not in ESPEAK_UNFIT_LANGUAGES:
+        return 0
+    tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
+    cache = PromptCache(_prompt_cache_dir(settings), tts)
+    missing = asyncio.run(espeak_only_prompts(script, tts, cache, recorded))
+    if not missing:
+        return 0
+    if script.language in allowed_languages(settings.allow_espeak_voice):
+        print(
+            f"warn   {script.id}: {len(missing)} prompts are spoken by espeak-ng "
+            f"(VOICEBOT_ALLOW_ESPEAK_VOICE={settings.allow_espeak_voice})"
+        )
+        return 0
+    print(f"FAIL   {refusal_message(script, missing, len(prompt_texts(script)))}")
+    return 1
+
+
+def _check_recordings(script) -> tuple[int, set[str]]:
+    """Check a script's recorded prompts, print what was found.
+
+    Returns how many are unusable and the ids of the usable ones.
+    """
+    from voicebot.dialogue.script import recorded_prompts, synthesised_prompts
+    from voicebot.speech.recorded import check_recording
+
+    failed = 0
+    usable: set[str] = set()
+    for prompt_id, (text, path) in recorded_prompts(script).items():
+        found = check_recording(path, text, script.language)
+        for error in found.errors:
+            print(f"FAIL   {script.id} recording {prompt_id}: {error}")
+        for warning in found.warnings:
+            print(f"warn   {script.id} recording {prompt_id}: {warning}")
+        if not found.errors:
+            print(
+                f"ok     {script.id} recording {prompt_id}: {path.name} "
+                f"({found.duration_secs:.1f} s, {found.speech_secs:.1f} s speech)"
+            )
+        failed += bool(found.errors)
+        if not found.errors:
+            usable.add(prompt_id)
+    synthesised = synthesised_prompts(script)
+    if synthesised:
+        print(
+            f"tts    {script.id}: {len(synthesised)} prompts fall back to speech synthesis: "
+            + ", ".join(synthesised)
+        )
+    else:
+        print(f"ok     {script.id}: every prompt is recorded")
+    return failed, usable
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -534,8 +678,27 @@ def build_parser() -> argparse.ArgumentParser:
     interview.add_argument("--json", action="store_true", help="print the whole response")
     interview.set_defaults(func=cmd_interview)
 
-    prompts = commands.add_parser("prompts", help="pre-render every scripted prompt to audio")
+    prompts = commands.add_parser(
+        "prompts",
+        help="pre-render every scripted prompt to audio; export/import FILE: prompt packs",
+    )
     prompts.set_defaults(func=cmd_prompts)
+    prompt_commands = prompts.add_subparsers(dest="prompts_command", metavar="ACTION")
+    export = prompt_commands.add_parser(
+        "export", help="pack the rendered prompts into a zip another server can import"
+    )
+    export.add_argument("file", help="the zip file to write")
+    export.add_argument(
+        "--engine",
+        action="append",
+        help="only prompts rendered by this engine (edge, piper, espeak...); may be repeated",
+    )
+    export.set_defaults(func=cmd_prompts_export)
+    imports = prompt_commands.add_parser(
+        "import", help="verify a prompt pack and add its prompts to the prompt cache"
+    )
+    imports.add_argument("file", help="the zip file written by `voicebot prompts export`")
+    imports.set_defaults(func=cmd_prompts_import)
 
     dialogues = commands.add_parser("dialogues", help="job script tools")
     dialogue_commands = dialogues.add_subparsers(

@@ -169,6 +169,13 @@ class Settings(BaseModel):
         "piper", description="piper | espeak | edge (each falls back to the offline engines)."
     )
     tts_voice: str = Field("", description="Piper voice model path; empty = bundled en_US-joe.")
+    allow_espeak_voice: str = Field(
+        "",
+        description="Languages (comma-separated, e.g. `zh`) whose jobs may be spoken by"
+        " espeak-ng. A Chinese job with a prompt that only espeak-ng could say (no recording,"
+        " no imported prompt pack, no Chinese neural engine configured) is not served"
+        " otherwise: its Mandarin is unintelligible.",
+    )
     vad_threshold: float = Field(0.5, description="Silero speech probability threshold.")
     vad_max_batch: int = Field(
         64,

@@ -24,7 +24,7 @@ from voicebot.call.recorder import PlainFiles, RecordingFiles, recording_files
 from voicebot.call.settle import CallSettler, ProcessIdentity
 from voicebot.config import ConfigError, Settings
 from voicebot.crypto import Keyring, make_private_dir, tighten_tree
-from voicebot.dialogue.script import JobScript, fixed_prompts, load_scripts
+from voicebot.dialogue.script import JobScript, load_scripts, prompt_texts, recorded_prompts
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
 from voicebot.events.live import LiveHub
 from voicebot.metrics import Metrics
@@ -60,6 +60,10 @@ class Services:
     asr: ASRPool | None = None
     tts: TTSEngine | None = None
     prompts: PromptCache | None = None
+    recordings: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    refused_jobs: dict[str, str] = field(default_factory=dict)
+    """Jobs not served, by id, with why (a Chinese job only espeak-ng could speak)."""
+    """Recorded prompts as 8 kHz mu-law, by job id then prompt id (played instead of TTS)."""
     vad_model: SileroModel | None = None
     smart_turn: SmartTurnModel | None = None
     token_signer: TokenSigner | None = None
@@ -406,6 +410,8 @@ class Services:
             from voicebot.dialogue.text import prewarm
 
             await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
+        await self.load_recordings()
+        await self.refuse_voiceless_jobs()
         if s.prerender_prompts:
             await self.prerender()
         self.settler = CallSettler(self, self.process)
@@ -448,13 +454,69 @@ class Services:
         else:
             log.info("data at rest: encrypted (key id %s)", self.keyring.primary.kid)
 
+    async def load_recordings(self) -> int:
+        """Decode every script's recorded prompts (``recordings:``); returns how many loaded.
+
+        A recording that cannot be decoded is logged and its prompt is synthesised instead
+        (``voicebot dialogues check`` says what is wrong with it).
+        """
+        from voicebot.speech.recorded import RecordingError, load_recording
+
+        loaded = 0
+        for script in self.scripts.values():
+            audio: dict[str, bytes] = {}
+            for prompt_id, (_text, path) in recorded_prompts(script).items():
+                try:
+                    audio[prompt_id] = await asyncio.to_thread(load_recording, path)
+                except RecordingError as exc:
+                    log.error("job %s, prompt %s: %s; using TTS", script.id, prompt_id, exc)
+            if audio:
+                self.recordings[script.id] = audio
+                loaded += len(audio)
+        if loaded:
+            log.info("loaded %d recorded prompts", loaded)
+        return loaded
+
+    async def refuse_voiceless_jobs(self) -> dict[str, str]:
+        """Stop serving the jobs with a prompt only espeak-ng could say, in Chinese.
+
+        espeak-ng's Mandarin is unintelligible; ``VOICEBOT_ALLOW_ESPEAK_VOICE=zh`` accepts it.
+        English jobs are never affected. Returns the refused jobs with why (also logged).
+        """
+        from voicebot.speech.voices import allowed_languages, espeak_only_prompts, refusal_message
+
+        assert self.tts is not None and self.prompts is not None
+        allowed = allowed_languages(self.settings.allow_espeak_voice)
+        for script in list(self.scripts.values()):
+            recorded = self.recordings.get(script.id, {})
+            missing = await espeak_only_prompts(script, self.tts, self.prompts, recorded)
+            if not missing:
+                continue
+            if script.language in allowed:
+                log.warning(
+                    "job %s: %d prompts are spoken by espeak-ng (VOICEBOT_ALLOW_ESPEAK_VOICE=%s)",
+                    script.id,
+                    len(missing),
+                    self.settings.allow_espeak_voice,
+                )
+                continue
+            message = refusal_message(script, missing, len(prompt_texts(script)))
+            log.error("%s", message)
+            self.refused_jobs[script.id] = message
+            del self.scripts[script.id]
+        return self.refused_jobs
+
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""
         assert self.prompts is not None
         items = [
             (text, script.language, script.voice)
             for script in self.scripts.values()
-            for text in fixed_prompts(script)
+            for text in dict.fromkeys(
+                text
+                for prompt_id, text in prompt_texts(script).items()
+                if prompt_id not in self.recordings.get(script.id, {})
+            )
         ]
         rendered = await self.prompts.prerender(items)
         log.info("prompt cache: %d prompts, %d newly rendered", len(items), rendered)

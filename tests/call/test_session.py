@@ -864,3 +864,50 @@ async def test_an_answer_past_its_time_limit_gets_a_wrap_up_at_its_next_pause(tm
         assert "answer_time_limit" in names and ended[-1]["reason"] == "max_answer"
         # The whole answer, to its pause: not cut at the 1 s limit.
         assert ended[-1]["speech_end"] - ended[-1]["speech_start"] >= 1.4
+
+
+def _audio_by_mark(call: Harness) -> dict[str, bytes]:
+    """Outbound audio the carrier received, cut at each mark: ``{mark name: audio before it}``."""
+    pieces: dict[str, bytes] = {}
+    audio = b""
+    for message in call.sent:
+        if message["event"] == "media":
+            audio += base64.b64decode(message["media"]["payload"])
+        elif message["event"] == "mark":
+            pieces[message["mark"]["name"]] = audio
+            audio = b""
+    return pieces
+
+
+async def test_recorded_prompts_are_played_instead_of_synthesised_speech(services, tmp_path):
+    import wave
+
+    from tests.conftest import speech_clip
+    from voicebot.speech.recorded import load_recording
+
+    def recording(name: str, start: float) -> bytes:
+        path = tmp_path / name
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(16000)
+            clip = speech_clip("en_jfk.wav")[int(start * 16000) : int((start + 0.8) * 16000)]
+            wav.writeframes(clip.astype("<i2").tobytes())
+        return load_recording(path)
+
+    greeting, question = recording("greeting.wav", 0.5), recording("q1.wav", 3.0)
+    services.recordings = {SCRIPT.id: {"greeting": greeting, "q:q1": question}}
+    call = await make_call(services, [])
+    await call.wait_for_mark("consent:await")
+    await call.dtmf("1")
+    await call.wait_for_mark("q:q1:await")
+    await call.hang_up()
+    said = _audio_by_mark(call)
+    greeting_mark = next(m for m in call.marks() if m.endswith("greeting"))
+    question_mark = next(m for m in call.marks() if m.endswith("q:q1:await"))
+    assert said[greeting_mark].rstrip(b"\xff") == greeting.rstrip(b"\xff")
+    assert said[question_mark].rstrip(b"\xff") == question.rstrip(b"\xff")
+    # The TTS was asked only for the prompts with no recording.
+    assert SCRIPT.greeting not in services.prompts.said
+    assert "Question one?" not in services.prompts.said
+    assert SCRIPT.consent_question in services.prompts.said

@@ -475,3 +475,88 @@ def test_a_question_s_answer_kind_and_pause_ceiling():
         Question(id="x", prompt="?", answer="maybe")
     with pytest.raises(ValidationError):
         Question(id="x", prompt="?", max_pause_secs=0)
+
+
+# --- recorded prompts ------------------------------------------------------------------------
+
+
+def _write_speech_wav(path: Path, clip: str = "en_jfk.wav", secs: float | None = None) -> Path:
+    import wave
+
+    from tests.conftest import speech_clip
+
+    pcm = speech_clip(clip)
+    if secs is not None:
+        pcm = pcm[: int(secs * 16000)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def test_recordings_resolve_against_the_script_s_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    text = VALID + "recordings:\n  greeting: audio/greeting.wav\n  q:first: /abs/first.mp3\n"
+    script = load_script(write(folder, text))
+    assert script.recordings == {
+        "greeting": str(folder.resolve() / "audio" / "greeting.wav"),
+        "q:first": "/abs/first.mp3",
+    }
+
+
+def test_recording_for_a_prompt_the_script_does_not_say(tmp_path: Path) -> None:
+    text = VALID + "recordings:\n  q:third: third.wav\n"
+    error = load_error(tmp_path, text)
+    assert error.field == "recordings.q:third"
+    assert error.line == line_of(text, "q:third")
+    assert "prompt 'q:third'" in str(error) and "q:first" in str(error)
+
+
+def test_cli_check_verifies_every_recording_and_lists_synthesised_prompts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import wave
+
+    _write_speech_wav(tmp_path / "audio" / "greeting.wav", secs=4.0)
+    _write_speech_wav(tmp_path / "audio" / "first.wav", secs=2.0)
+    good = write(
+        tmp_path,
+        VALID + "recordings:\n  greeting: audio/greeting.wav\n  q:first: audio/first.wav\n",
+        "good.yaml",
+    )
+    with wave.open(str(tmp_path / "audio" / "silent.wav"), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0\0" * 16000)
+    bad_text = VALID.replace("id: test-job", "id: bad-job") + (
+        "recordings:\n  greeting: audio/missing.wav\n  q:second: audio/silent.wav\n"
+    )
+    bad = write(tmp_path, bad_text, "bad.yaml")
+
+    def check(*paths: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "voicebot.cli", "dialogues", "check", *map(str, paths)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = check(good)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok     test-job recording greeting: greeting.wav (4.0 s" in result.stdout
+    assert "ok     test-job recording q:first: first.wav (2.0 s" in result.stdout
+    synthesised = next(line for line in result.stdout.splitlines() if line.startswith("tts"))
+    assert "consent, " in synthesised and "q:second" in synthesised
+    assert "greeting" not in synthesised and "q:first" not in synthesised
+
+    result = check(good, bad)
+    assert result.returncode != 0
+    assert "FAIL   bad-job recording greeting:" in result.stdout
+    assert "missing.wav: no such file" in result.stdout
+    assert "FAIL   bad-job recording q:second:" in result.stdout
+    assert "no speech heard" in result.stdout

@@ -209,6 +209,8 @@ async def create_interview(request: web.Request) -> web.Response:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         return json_error(422, "invalid_interview", problems)
+    if data.job_id in services.refused_jobs:
+        return json_error(422, "unknown_job", services.refused_jobs[data.job_id])
     if data.job_id not in services.scripts:
         known = ", ".join(sorted(services.scripts)) or "none loaded"
         return json_error(422, "unknown_job", f"job_id {data.job_id!r} is unknown; known: {known}")

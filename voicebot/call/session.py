@@ -791,9 +791,7 @@ class CallSession:
         text = getattr(self.script, prompt_id, "")
         if not text or self.finished:
             return
-        audio = await self.services.prompts.get(
-            text, language=self.script.language, voice=self.script.voice
-        )
+        audio = await self._prompt_audio(prompt_id, text)
         if not self.finished:
             self._enqueue_prompt(Say(prompt_id, text), audio, awaits=False)
 
@@ -1115,9 +1113,7 @@ class CallSession:
         assert self.services.prompts is not None and self.script is not None
         awaits = self.engine is not None and not self.engine.ended
         for index, say in enumerate(continuation.says):
-            audio = await self.services.prompts.get(
-                say.text, language=self.script.language, voice=self.script.voice
-            )
+            audio = await self._prompt_audio(say.prompt_id, say.text)
             last = index == len(continuation.says) - 1
             segment = self._enqueue_prompt(say, audio, awaits=awaits and last)
             if continuation.question_id is not None:
@@ -1176,9 +1172,7 @@ class CallSession:
             await self._say_wrap_up()
             segments = []
             for say in says:
-                audio = await self.services.prompts.get(
-                    say.text, language=self.script.language, voice=self.script.voice
-                )
+                audio = await self._prompt_audio(say.prompt_id, say.text)
                 segment = self._enqueue_prompt(say, audio, awaits=False)
                 segment.extra["answered_question"] = listen.question_id
                 segments.append(segment)
@@ -1557,9 +1551,7 @@ class CallSession:
             None,
         )
         for index, say in enumerate(says):
-            audio = await self.services.prompts.get(
-                say.text, language=self.script.language, voice=self.script.voice
-            )
+            audio = await self._prompt_audio(say.prompt_id, say.text)
             segment = self._enqueue_prompt(
                 say, audio, awaits=listen is not None and index == len(says) - 1
             )
@@ -1586,9 +1578,7 @@ class CallSession:
         self._wrap_up_pending = False
         assert self.services.prompts is not None and self.script is not None
         if self.script.wrap_up:
-            audio = await self.services.prompts.get(
-                self.script.wrap_up, language=self.script.language, voice=self.script.voice
-            )
+            audio = await self._prompt_audio("wrap_up", self.script.wrap_up)
             self._enqueue_prompt(Say("wrap_up", self.script.wrap_up), audio, awaits=False)
 
     def _apply_ceiling(self) -> None:
@@ -1632,6 +1622,16 @@ class CallSession:
             follow_up=action.follow_up,
             start=t,
             end=t,
+        )
+
+    async def _prompt_audio(self, prompt_id: str, text: str) -> bytes:
+        """Return a prompt's audio: the script's recording of it if any, else the TTS rendering."""
+        assert self.services.prompts is not None and self.script is not None
+        recorded = self.services.recordings.get(self.script.id, {}).get(prompt_id)
+        if recorded is not None:
+            return recorded
+        return await self.services.prompts.get(
+            text, language=self.script.language, voice=self.script.voice
         )
 
     def _enqueue_prompt(self, say: Say, audio: bytes, *, awaits: bool) -> Segment:

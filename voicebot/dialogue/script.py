@@ -303,6 +303,10 @@ class JobScript(BaseModel):
     """Questions in a row left unanswered (silent) before ``no_response_goodbye`` ends the call."""
     max_answer_secs: Seconds = 90.0
     """Default longest answer for every question (and for the consent answer)."""
+    recordings: dict[str, Text] = Field(default_factory=dict)
+    """Recorded audio files played instead of synthesised speech, by prompt id (``greeting``,
+    ``q:<question id>``, ``take_your_time``...; see :func:`prompt_texts`). WAV (or anything PyAV
+    decodes); relative paths start at the script's folder (:func:`load_script` resolves them)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -392,6 +396,19 @@ class JobScript(BaseModel):
                     "follow_up_on_knockout",
                     "question '{question}' is a knock-out: a yes/no question takes no follow-up",
                     {"question": question.id, "at": ("questions", index, "follow_up")},
+                )
+        prompt_ids = prompt_texts(self)
+        for prompt_id in self.recordings:
+            if prompt_id not in prompt_ids:
+                raise PydanticCustomError(
+                    "unknown_prompt_id",
+                    "recordings names prompt '{prompt_id}', which the script does not say "
+                    "(prompts: {listed})",
+                    {
+                        "prompt_id": prompt_id,
+                        "listed": ", ".join(prompt_ids),
+                        "at": ("recordings", prompt_id),
+                    },
                 )
         if self.thresholds.hold > self.thresholds.advance:
             raise PydanticCustomError(
@@ -527,7 +544,7 @@ def load_script(path: str | Path) -> JobScript:
     _check_nodes(root, file)
     data = _construct(root, file)
     try:
-        return JobScript.model_validate(data)
+        script = JobScript.model_validate(data)
     except ValidationError as error:
         problems = [_problem_from_error(file, root, detail) for detail in error.errors()]
         reported = {problem.field for problem in problems}
@@ -535,6 +552,24 @@ def load_script(path: str | Path) -> JobScript:
             if problem.field not in reported:  # the script's own checks did not get to run
                 problems.append(problem)
         raise ScriptError(problems) from error
+    if not script.recordings:
+        return script
+    folder = path.resolve().parent
+    resolved = {
+        pid: str(folder / Path(file).expanduser()) for pid, file in script.recordings.items()
+    }
+    return script.model_copy(update={"recordings": resolved})
+
+
+def recorded_prompts(script: JobScript) -> dict[PromptId, tuple[str, Path]]:
+    """Return ``{prompt id: (text, recording path)}`` of the prompts the script has recorded."""
+    texts = prompt_texts(script)
+    return {pid: (texts[pid], Path(file)) for pid, file in script.recordings.items()}
+
+
+def synthesised_prompts(script: JobScript) -> dict[PromptId, str]:
+    """Return ``{prompt id: text}`` of the prompts with no recording (spoken by TTS)."""
+    return {pid: t for pid, t in prompt_texts(script).items() if pid not in script.recordings}
 
 
 def load_scripts(directory: str | Path) -> dict[str, JobScript]:
@@ -862,6 +897,8 @@ def _hint(error_type: str, loc: tuple[str | int, ...], context: dict[str, Any]) 
         return "give every competency its own id"
     if error_type == "unknown_competency":
         return "use the id of one of the script's `competencies`, or add that competency"
+    if error_type == "unknown_prompt_id":
+        return "use a prompt id: greeting, consent, q:<question id>, f:<question id>, closing..."
     if error_type == "follow_up_on_knockout":
         return "remove `follow_up` from the knock-out question, or make it an open question"
     if error_type == "threshold_order":

@@ -2,15 +2,21 @@
 
 Every fixed prompt of a job script is rendered once, before the call, so it starts playing with no
 TTS wait. Renders are kept on disk as ``<directory>/<key>.ulaw`` (raw mu-law bytes, 8 kHz, mono)
-and in a small in-memory LRU. The key hashes engine, voice, language and text, so changing the
-engine or voice never replays a stale rendering. Concurrent requests for one prompt synthesise it
-once.
+with what made them beside it in ``<key>.json`` (engine, voice, language, text: what prompt packs
+carry, see :mod:`voicebot.speech.prompt_pack`), and in a small in-memory LRU. The key hashes
+engine, voice, language and text, so changing the engine or voice never replays a stale rendering.
+Concurrent requests for one prompt synthesise it once.
+
+A prompt imported from a pack (``"imported": true`` in its ``.json``) is played instead of what
+the engine that would speak now made or would make: a pack rendered with edge-tts on a machine
+that reaches it serves an offline server whose only Chinese engine is espeak-ng.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -100,6 +106,45 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def rendering_key(engine: str, voice: str, language: str, text: str) -> str:
+    """Return the cache key (hex SHA-256) of a rendering by ``engine`` with ``voice``."""
+    material = f"v{RENDER_VERSION}|{engine}|{voice}|{language}|{text}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def write_metadata(path: Path, metadata: dict) -> None:
+    """Write a rendering's ``.json`` (atomically)."""
+    _write_atomically(path, json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode())
+
+
+def read_metadata(path: Path) -> dict | None:
+    """Read a rendering's ``.json``; ``None`` when it is missing or unreadable."""
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def _imported_index(directory: Path) -> dict[tuple[str, str], list[dict]]:
+    """Imported renderings in a cache folder by (language, text)."""
+    index: dict[tuple[str, str], list[dict]] = {}
+    if not directory.is_dir():
+        return index
+    for path in sorted(directory.glob("*.json")):
+        metadata = read_metadata(path)
+        if not metadata or not metadata.get("imported"):
+            continue
+        if metadata.get("engine") == "espeak":
+            continue  # the last resort, the same on every machine: never preferred
+        if not (directory / f"{path.stem}.ulaw").is_file():
+            continue
+        language, text = metadata.get("language"), metadata.get("text")
+        if isinstance(language, str) and isinstance(text, str):
+            index.setdefault((language, text), []).append({**metadata, "key": path.stem})
+    return index
+
+
 class PromptCache:
     """Rendered prompts on disk and in memory, keyed by engine, voice, language and text."""
 
@@ -109,6 +154,8 @@ class PromptCache:
         self.memory_items = memory_items
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._rendering: dict[str, asyncio.Future[tuple[bytes, bool]]] = {}
+        self._imported: dict[tuple[str, str], list[dict]] | None = None
+        self.imported_hits = 0
         self.memory_hits = 0
         self.disk_hits = 0
         self.renders = 0
@@ -136,12 +183,35 @@ class PromptCache:
             engine, voice_id = speaker.name, speaker.voice_id(language, voice)
         else:
             voice_id = voice or ""
-        material = f"v{RENDER_VERSION}|{engine}|{voice_id}|{language}|{text}"
-        return hashlib.sha256(material.encode("utf-8")).hexdigest()
+        return rendering_key(engine, voice_id, language, text)
 
     def path(self, key: str) -> Path:
         """Where the rendering with this key lives on disk."""
         return self.directory / f"{key}.ulaw"
+
+    def metadata_path(self, key: str) -> Path:
+        """Where what made the rendering with this key (engine, voice, language, text) lives."""
+        return self.directory / f"{key}.json"
+
+    async def imported_rendering(
+        self, text: str, *, language: str, voice: str | None = None
+    ) -> dict | None:
+        """Return what describes an imported rendering of ``text`` (engine, voice, key...).
+
+        With ``voice`` given (a script's voice), only a rendering with that voice counts.
+        The folder is read once, on the first call (prompts imported later need a restart).
+        """
+        if self._imported is None:
+            self._imported = await asyncio.to_thread(_imported_index, self.directory)
+        for entry in self._imported.get((language, text), ()):
+            if voice is None or entry.get("voice") == voice:
+                return entry
+        return None
+
+    async def imported(self, text: str, *, language: str, voice: str | None = None) -> str | None:
+        """Return the key of an imported rendering of ``text``, or ``None``."""
+        entry = await self.imported_rendering(text, language=language, voice=voice)
+        return None if entry is None else entry["key"]
 
     def _remember(self, key: str, data: bytes) -> None:
         if self.memory_items <= 0:
@@ -180,9 +250,8 @@ class PromptCache:
         if not text or not text.strip():
             raise ValueError("PromptCache: cannot render a blank prompt")
         speaker = self._engine_for(language)
-        key = self.key(
-            text, language=language, voice=speaker.voice_id(language, voice), engine=speaker.name
-        )
+        voice_id = speaker.voice_id(language, voice)
+        key = self.key(text, language=language, voice=voice_id, engine=speaker.name)
         data = self._memory.get(key)
         if data is not None:
             self._memory.move_to_end(key)
@@ -191,20 +260,48 @@ class PromptCache:
         pending = self._rendering.get(key)
         if pending is None:
             pending = asyncio.ensure_future(
-                self._load_or_render(key, speaker.name, text, language, voice)
+                self._load_or_render(key, speaker.name, voice_id, text, language, voice)
             )
             self._rendering[key] = pending
             pending.add_done_callback(lambda _done: self._rendering.pop(key, None))
         # Shielded: a caller cancelled by barge-in does not abort a render others wait for.
         return await asyncio.shield(pending)
 
+    def _metadata(self, engine: str, voice_id: str, language: str, text: str) -> dict:
+        return {
+            "engine": engine,
+            "voice": voice_id,
+            "language": language,
+            "text": text,
+            "sample_rate": PROMPT_RATE,
+            "render_version": RENDER_VERSION,
+        }
+
+    def _describe_if_undescribed(self, key: str, metadata: dict) -> None:
+        path = self.metadata_path(key)
+        if path.exists():
+            return
+        try:  # renderings cached before the .json existed: described on their next use
+            write_metadata(path, metadata)
+        except OSError as exc:
+            logger.debug("cannot describe prompt %s: %s", key[:12], exc)
+
     async def _load_or_render(
-        self, key: str, engine: str, text: str, language: str, voice: str | None
+        self, key: str, engine: str, voice_id: str, text: str, language: str, voice: str | None
     ) -> tuple[bytes, bool]:
+        imported = await self.imported(text, language=language, voice=voice)
+        if imported is not None:  # the operator's pack beats what this machine's engine made
+            data = await asyncio.to_thread(_read_if_exists, self.path(imported))
+            if data is not None:
+                self.imported_hits += 1
+                self._remember(key, data)
+                return data, False
         data = await asyncio.to_thread(_read_if_exists, self.path(key))
         if data is not None:
             self.disk_hits += 1
             self._remember(key, data)
+            metadata = self._metadata(engine, voice_id, language, text)
+            await asyncio.to_thread(self._describe_if_undescribed, key, metadata)
             return data, False
         audio = await self.tts.synthesize(text, language=language, voice=voice)
         data = await asyncio.to_thread(render_ulaw, audio)
@@ -212,7 +309,13 @@ class PromptCache:
             # A failover engine spoke instead: file it under what really spoke, so the
             # preferred engine renders this prompt again once it is back.
             key = self.key(text, language=language, voice=audio.voice, engine=audio.engine)
+            engine, voice_id = audio.engine, audio.voice
         await asyncio.to_thread(_write_atomically, self.path(key), data)
+        await asyncio.to_thread(
+            write_metadata,
+            self.metadata_path(key),
+            self._metadata(engine, voice_id, language, text),
+        )
         self.renders += 1
         self._remember(key, data)
         logger.debug(
