@@ -138,6 +138,7 @@ def _describe_cached_prompts(settings: Settings) -> int:
     from voicebot.dialogue.script import fixed_prompts, load_scripts
     from voicebot.speech.prompt_cache import rendering_key, write_metadata
     from voicebot.speech.tts import build_tts
+    from voicebot.speech.zh_text import speech_text
 
     directory = _prompt_cache_dir(settings)
     tts = build_tts(settings.tts_engine, voice_path=settings.tts_voice or None)
@@ -147,7 +148,8 @@ def _describe_cached_prompts(settings: Settings) -> int:
             if not engine.supports(script.language):
                 continue
             voice = engine.voice_id(script.language, script.voice)
-            for text in fixed_prompts(script):
+            for written in fixed_prompts(script):
+                text = speech_text(written, script.language)  # as PromptCache keys it
                 key = rendering_key(engine.name, voice, script.language, text)
                 if (directory / f"{key}.ulaw").is_file() and not (
                     directory / f"{key}.json"

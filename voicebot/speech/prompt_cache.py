@@ -10,6 +10,10 @@ Concurrent requests for one prompt synthesise it once.
 A prompt imported from a pack (``"imported": true`` in its ``.json``) is played instead of what
 the engine that would speak now made or would make: a pack rendered with edge-tts on a machine
 that reaches it serves an offline server whose only Chinese engine is espeak-ng.
+
+The text of a Chinese prompt is normalised first (:func:`voicebot.speech.zh_text.speech_text`:
+"按1" -> "按一", "9:00-18:00" -> "九点到十八点"): the engine speaks the normalised text, and the
+key and the ``.json`` carry it, so the written and the spoken form of a prompt are one rendering.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from voicebot.audio.codec import ulaw_encode
 from voicebot.audio.resample import resample
 from voicebot.speech.tts import SynthesizedAudio, TTSEngine, TTSUnavailable
+from voicebot.speech.zh_text import speech_text
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +181,10 @@ class PromptCache:
         """Return the cache key (hex SHA-256) of a prompt, for the engine that would speak it now.
 
         The voice part is the voice that engine would really use (:meth:`TTSEngine.voice_id`).
-        With ``engine`` given, the name and ``voice`` are taken as they are.
+        With ``engine`` given, the name and ``voice`` are taken as they are. The text part is
+        the text as spoken (Chinese digits written out, see :mod:`voicebot.speech.zh_text`).
         """
+        text = speech_text(text, language)
         if engine is None:
             speaker = self._engine_for(language)
             engine, voice_id = speaker.name, speaker.voice_id(language, voice)
@@ -200,12 +207,15 @@ class PromptCache:
 
         With ``voice`` given (a script's voice), only a rendering with that voice counts.
         The folder is read once, on the first call (prompts imported later need a restart).
+        A rendering of the text as spoken is looked for first, then one of the text as written
+        (packs made before Chinese prompts were normalised).
         """
         if self._imported is None:
             self._imported = await asyncio.to_thread(_imported_index, self.directory)
-        for entry in self._imported.get((language, text), ()):
-            if voice is None or entry.get("voice") == voice:
-                return entry
+        for form in dict.fromkeys((speech_text(text, language), text)):
+            for entry in self._imported.get((language, form), ()):
+                if voice is None or entry.get("voice") == voice:
+                    return entry
         return None
 
     async def imported(self, text: str, *, language: str, voice: str | None = None) -> str | None:
@@ -249,6 +259,7 @@ class PromptCache:
     async def _fetch(self, text: str, language: str, voice: str | None) -> tuple[bytes, bool]:
         if not text or not text.strip():
             raise ValueError("PromptCache: cannot render a blank prompt")
+        written, text = text, speech_text(text, language)  # text: what is spoken, keyed, described
         speaker = self._engine_for(language)
         voice_id = speaker.voice_id(language, voice)
         key = self.key(text, language=language, voice=voice_id, engine=speaker.name)
@@ -260,7 +271,7 @@ class PromptCache:
         pending = self._rendering.get(key)
         if pending is None:
             pending = asyncio.ensure_future(
-                self._load_or_render(key, speaker.name, voice_id, text, language, voice)
+                self._load_or_render(key, speaker.name, voice_id, text, language, voice, written)
             )
             self._rendering[key] = pending
             pending.add_done_callback(lambda _done: self._rendering.pop(key, None))
@@ -287,9 +298,16 @@ class PromptCache:
             logger.debug("cannot describe prompt %s: %s", key[:12], exc)
 
     async def _load_or_render(
-        self, key: str, engine: str, voice_id: str, text: str, language: str, voice: str | None
+        self,
+        key: str,
+        engine: str,
+        voice_id: str,
+        text: str,
+        language: str,
+        voice: str | None,
+        written: str,
     ) -> tuple[bytes, bool]:
-        imported = await self.imported(text, language=language, voice=voice)
+        imported = await self.imported(written, language=language, voice=voice)
         if imported is not None:  # the operator's pack beats what this machine's engine made
             data = await asyncio.to_thread(_read_if_exists, self.path(imported))
             if data is not None:
