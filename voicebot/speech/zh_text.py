@@ -18,6 +18,8 @@ written                   spoken                                rule
 9:00, 14:30, 9:05         九点, 十四点三十分, 九点零五分            time, 24-hour clock
 9:00-18:00, 3-5年          九点到十八点, 三到五年                   range
 138 0013 8000             幺三八 零零幺三 八零零零                 phone number, 幺 for 1
+拨打95588                  拨打九五五八八                          after 拨打/电话/热线...: phone
+验证码2580                 验证码二五八零                          after 验证码/编号/工号...
 0755, 123456789           零七五五, 一二三四五六七八九              digit string
 按1                       按一                                   keypad key
 ========================  ====================================  ==============================
@@ -33,7 +35,8 @@ import re
 
 _DIGITS = "零一二三四五六七八九"
 _PHONE_DIGITS = "零幺二三四五六七八九"
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９％：．－～￥", "0123456789%:.-~¥")
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９％．－～￥", "0123456789%.-~¥")
+_FULL_WIDTH_COLON = re.compile(r"(?<=\d)：(?=\d)")  # ９：３０; a label's "时间：" is kept
 
 _MEASURE_WORDS = (
     "个 班 年 天 次 位 名 件 小时 分钟 秒 周 星期 礼拜 种 项 家 份 本 张 条 台 岁 倍 块 元 "
@@ -153,13 +156,18 @@ _DATE_FULL = re.compile(
 _YEAR_MONTH = re.compile(r"(?<!\d)([12]\d{3})年(?:(\d{1,2})月)?")
 _MONTH_DAY = re.compile(r"(?<![\d.])(\d{1,2})月(\d{1,2})([日号])")
 _TIME = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
-_TIME_RANGE = re.compile(rf"(?<![\d:]){_TIME}{_RANGE}{_TIME}(?![\d:])")
-_TIME_ONE = re.compile(rf"(?<![\d:]){_TIME}(?![\d:])")
+_TIME_RANGE = re.compile(rf"(?<!\d)(?<!\d:){_TIME}{_RANGE}{_TIME}(?!\d|:\d)")
+_TIME_ONE = re.compile(rf"(?<!\d)(?<!\d:){_TIME}(?!\d|:\d)")
 _MONEY = re.compile(rf"[¥]\s*({_NUM})(\s*元)?")
 _PERCENT_RANGE = re.compile(rf"(?<![\d.])({_NUM})%?{_RANGE}({_NUM})%")
 _PERCENT = re.compile(rf"(?<![\d.])({_NUM})\s*%")
 _ORDINAL = re.compile(r"第\s*(\d+)")
 _RANGE_NUMBERS = re.compile(rf"(?<![\d.:-])({_NUM})(?:-|~|–|—)({_NUM})(?![\d.:])")
+_DIALLED = re.compile(
+    r"((?:拨打|致电|电话|热线|号码|手机|分机|座机|打给)(?:号码?|是|为){0,2}[：:]?\s*)"
+    r"(\d{3,}(?:[ -]\d{3,})*)"
+)
+_CODE = re.compile(r"((?:验证码|编号|工号|订单号|邮编|尾号|代码)(?:是|为)?[：:]?\s*)(\d{2,})")
 _LONG_DIGITS = re.compile(r"(?<![\d.])\d{9,}(?![\d.])")
 _NUMBER = re.compile(_NUM)
 
@@ -214,8 +222,10 @@ def normalize_zh(text: str) -> str:
     """Write out the digits of Chinese text as they are read aloud (see the module's table)."""
     if not any(ch.isdigit() for ch in text):
         return text
-    text = text.translate(_FULL_WIDTH)
+    text = _FULL_WIDTH_COLON.sub(":", text.translate(_FULL_WIDTH))
     text = _PHONE.sub(_phone, text)
+    text = _DIALLED.sub(lambda m: m.group(1) + _digits(m.group(2), _PHONE_DIGITS), text)
+    text = _CODE.sub(lambda m: m.group(1) + _digits(m.group(2)), text)
     text = _DATE_FULL.sub(_full_date, text)
     text = _YEAR_MONTH.sub(
         lambda m: (
