@@ -1,9 +1,10 @@
 """The report's words for people, per language: scoring reasons, the report and its page.
 
 Everything a recruiter or a candidate reads in an interview report (the scoring reasons, the
-prosody note, the report page's headings and labels) comes from :data:`CATALOGUE`, in the job
-script's ``language``: Simplified Chinese for ``"zh"``, English otherwise. Machine-readable codes
-(recommendations, end reasons, field names, ids) stay as they are in every language.
+prosody note, the report page's headings and labels, the transcript text the HR bridge sends)
+comes from :data:`CATALOGUE`, in the job script's ``language``: Simplified Chinese for ``"zh"``,
+English otherwise. Machine-readable codes (recommendations, end reasons, field names, ids) stay as
+they are in every language.
 
 :func:`simplified` converts the person-readable strings of a Chinese report to Simplified
 characters (a script or an answer may hold Traditional ones).
@@ -136,6 +137,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "semitones": "semitones",
         "bot": "Bot",
         "candidate": "Candidate",
+        # transcript text for the HR system
+        "transcript_line": "{who}: {text}",
+        "transcript_bot": "Interviewer (AI)",
+        "transcript_candidate": "Candidate",
     },
     "zh": {
         "competency_unanswered": "{name}：{questions} 未作答，得 0 分。",
@@ -234,6 +239,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "semitones": "半音",
         "bot": "机器人",
         "candidate": "候选人",
+        "transcript_line": "{who}：{text}",
+        "transcript_bot": "面试官（AI）",
+        "transcript_candidate": "候选人",
         # codes shown on the page (English shows the codes themselves)
         "code_completed": "完成",
         "code_consent_declined": "拒绝同意",
