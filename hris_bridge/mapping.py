@@ -16,6 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from voicebot.dialogue.messages import message
+
 SCHEMA = "voicebot.ats_application_result"
 SCHEMA_VERSION = 1
 STRONG_YES_AT = 85.0
@@ -97,9 +99,17 @@ def _transcript(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _transcript_text(turns: list[dict[str, Any]]) -> str:
-    names = {"bot": "Interviewer (AI)", "candidate": "Candidate"}
-    return "\n".join(f"{names.get(t['speaker'], t['speaker'])}: {t['text']}" for t in turns)
+def _transcript_text(turns: list[dict[str, Any]], language: str | None) -> str:
+    """The transcript as lines of text, the speakers named in the job's language."""
+
+    def who(speaker: str) -> str:
+        if speaker in ("bot", "candidate"):
+            return message(language, f"transcript_{speaker}")
+        return speaker
+
+    return "\n".join(
+        message(language, "transcript_line", who=who(t["speaker"]), text=t["text"]) for t in turns
+    )
 
 
 def to_ats_application_result(report_event_data: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +182,7 @@ def to_ats_application_result(report_event_data: dict[str, Any]) -> dict[str, An
             for q in report.get("questions") or []
         ],
         "transcript": transcript,
-        "transcript_text": _transcript_text(transcript),
+        "transcript_text": _transcript_text(transcript, job.get("language")),
         "transcript_url": links.get("report_html") or links.get("transcript"),
         "recordings": [
             {

@@ -147,3 +147,16 @@ def test_example_event_and_bare_report_and_missing_parts():
     not_screened = to_ats_application_result({**copy.deepcopy(EXAMPLE), "status": "no_response"})
     assert not_screened["stage"] == "ai_screen_not_completed"
     assert not_screened["scorecard"]["overall_recommendation"] == "NO_DECISION"
+
+
+def test_a_chinese_interviews_transcript_text_names_the_speakers_in_chinese() -> None:
+    data = full_data()
+    report = data["report"]
+    report["job"] = {"id": "customer_service_zh", "title": "客服代表", "language": "zh"}
+    report["transcript"][0]["text"] = "请讲一次您帮助顾客的经历。"
+    report["transcript"][1]["text"] = "有一次顾客很生气。"
+    result = to_ats_application_result(data)
+    assert result["transcript_text"].splitlines() == [
+        "面试官（AI）：请讲一次您帮助顾客的经历。",
+        "候选人：有一次顾客很生气。",
+    ]

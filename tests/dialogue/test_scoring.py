@@ -277,7 +277,7 @@ def test_chinese_keyword_heard_as_a_homophone_still_counts_and_is_marked(
     assert reliability.score == exact.competency("reliability").score
     assert "两班倒" in reliability.keywords_hit
     assert reliability.keywords_pinyin == ("两班倒",)
-    assert "‘两班倒’ matched by sound only (pinyin)" in reliability.reason
+    assert "“两班倒” 仅按读音（拼音）匹配" in reliability.reason
     data = misheard.to_dict()["competencies"][1]
     assert data["keywords_pinyin"] == ["两班倒"]
     quote = next(q for q in data["evidence"] if "两班倒" in q["matched"])

@@ -6,7 +6,9 @@ the call outcomes (knock-outs, opt-out, skipped questions) and each answer's pro
 (:mod:`voicebot.dialogue.scoring`) runs in a worker thread: word segmentation is CPU work.
 
 The report is plain JSON (``GET /api/interviews/{id}``, the ``interview.completed`` event) and is
-rendered as a page by :func:`voicebot.dialogue.report_html.render_report`. Every recommendation in
+rendered as a page by :func:`voicebot.dialogue.report_html.render_report`. Its words for people
+are in the job's language (:mod:`voicebot.dialogue.messages`); a Chinese job's report is in
+Simplified characters throughout. Every recommendation in
 it is for a human to review; prosody is descriptive.
 """
 
@@ -16,6 +18,7 @@ import asyncio
 import time
 from typing import Any
 
+from voicebot.dialogue.messages import catalogue_language, message, simplified
 from voicebot.dialogue.script import JobScript
 from voicebot.store.database import Store
 
@@ -162,16 +165,17 @@ async def build_report(store: Store, script: JobScript, interview_id: str) -> di
             }
         )
     last = calls[-1] if calls else None
-    return {
+    candidate = {
+        "id": interview["candidate_id"],
+        "name": interview["candidate_name"],
+        "timezone": interview["candidate_timezone"],
+    }
+    report = {
         "report_version": REPORT_VERSION,
         "interview_id": interview_id,
         "generated_at": time.time(),
         "job": {"id": script.id, "title": script.title, "language": script.language},
-        "candidate": {
-            "id": interview["candidate_id"],
-            "name": interview["candidate_name"],
-            "timezone": interview["candidate_timezone"],
-        },
+        "candidate": candidate,
         "outcome": None if last is None else last.get("end_reason"),
         "consent": None if interview["consent"] is None else bool(interview["consent"]),
         "opted_out": bool(interview.get("opted_out")) or opt_out is not None,
@@ -183,15 +187,14 @@ async def build_report(store: Store, script: JobScript, interview_id: str) -> di
         "prosody": {
             "call": call_prosody,
             "descriptive_only": not script.prosody_in_recommendation,
-            "note": (
-                "Speech rate, pauses, pitch and loudness describe how the answers were spoken. "
-                "They are not used in the recommendation"
-                + (
-                    " except as the script's documented fluency adjustment"
+            "note": message(
+                script.language,
+                "prosody_note",
+                exception=(
+                    message(script.language, "prosody_note_exception")
                     if script.prosody_in_recommendation
                     else ""
-                )
-                + " and are no measure of emotion or personality."
+                ),
             ),
         },
         "calls": [
@@ -219,6 +222,12 @@ async def build_report(store: Store, script: JobScript, interview_id: str) -> di
         ],
         "candidate_feedback": feedback,
     }
+    if catalogue_language(script.language) == "zh":
+        # Script, answers, quotes and transcript in Simplified characters; the candidate's
+        # name stays as the HR system spells it.
+        report = await asyncio.to_thread(simplified, report)
+        report["candidate"] = candidate
+    return report
 
 
 def interview_status(end_reason: str | None, report: dict[str, Any] | None = None) -> str:

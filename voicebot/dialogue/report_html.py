@@ -3,7 +3,9 @@
 Self-contained (inline CSS, no scripts, no external assets), every value escaped. Shows the
 recommendation as a suggestion for human review, the per-competency scores with the transcript
 quotes and keywords behind them, knock-outs, the answers question by question, descriptive prosody,
-the transcript, recording links and the candidate-facing thank-you text.
+the transcript, recording links and the candidate-facing thank-you text. Its headings and labels
+are in the job's language (:mod:`voicebot.dialogue.messages`): a Chinese job's page is
+``lang="zh-CN"``, in Simplified characters throughout.
 """
 
 from __future__ import annotations
@@ -12,11 +14,7 @@ import datetime as dt
 from html import escape
 from typing import Any
 
-_RECOMMENDATION_LABEL = {
-    "advance": "Advance",
-    "hold": "Hold",
-    "reject": "Do not advance",
-}
+from voicebot.dialogue.messages import catalogue_language, code_label, message, simplified
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans SC',sans-serif;
@@ -54,7 +52,7 @@ def _num(value: Any, digits: int = 0, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def _competency_rows(scores: dict[str, Any]) -> str:
+def _competency_rows(scores: dict[str, Any], lang: str) -> str:
     rows = []
     for comp in scores.get("competencies", []):
         score = comp.get("score", 0)
@@ -65,12 +63,12 @@ def _competency_rows(scores: dict[str, Any]) -> str:
                 f" <span class=muted>({escape(str(e.get('question_id', '')))})</span></blockquote>"
                 for e in comp.get("evidence", [])
             )
-            or "<p class=muted>No evidence in the answers.</p>"
+            or f"<p class=muted>{message(lang, 'no_evidence')}</p>"
         )
         by_sound = set(comp.get("keywords_pinyin") or ())
         keywords = "".join(
-            f"<span class=kw title='matched by sound only (pinyin): check the quote'>"
-            f"{escape(str(k))} (pinyin)</span>"
+            f"<span class=kw title='{message(lang, 'by_sound')}'>"
+            f"{escape(str(k))} ({message(lang, 'pinyin')})</span>"
             if k in by_sound
             else f"<span class=kw>{escape(str(k))}</span>"
             for k in comp.get("keywords_hit", [])
@@ -80,51 +78,63 @@ def _competency_rows(scores: dict[str, Any]) -> str:
         )
         rows.append(
             f"<div class=card><b>{escape(comp.get('name', comp.get('id', '')))}</b>"
-            f" <span class=muted>weight {escape(_num(comp.get('weight'), 2))}</span>"
+            f" <span class=muted>{message(lang, 'weight')} {escape(_num(comp.get('weight'), 2))}"
+            "</span>"
             f"<div style='display:flex;gap:10px;align-items:center'>"
             f"<div class=bar style='flex:1'><span style='width:{int(score)}%'></span></div>"
             f"<b>{int(score)}</b></div>"
             f"<p>{escape(level.get('description', ''))}</p>"
             f"{quotes}"
-            + (f"<p>Keywords: {keywords}</p>" if keywords else "")
-            + (f"<p class=muted>Structure: {structure}</p>" if structure else "")
-            + f"<p class=muted>Completeness {int(100 * (comp.get('completeness') or 0))}%</p>"
+            + (f"<p>{message(lang, 'keywords')} {keywords}</p>" if keywords else "")
+            + (f"<p class=muted>{message(lang, 'structure')} {structure}</p>" if structure else "")
+            + "<p class=muted>"
+            + message(lang, "completeness", percent=int(100 * (comp.get("completeness") or 0)))
+            + "</p>"
             "</div>"
         )
     return "".join(rows)
 
 
-def _question_rows(report: dict[str, Any]) -> str:
+def _question_rows(report: dict[str, Any], lang: str) -> str:
     rows = []
     for q in report.get("questions", []):
         answer = q.get("answer")
         if q.get("skipped") and not answer:
-            answer_html = "<i class=muted>No answer (skipped after silence)</i>"
+            answer_html = f"<i class=muted>{message(lang, 'skipped')}</i>"
         elif not answer:
-            answer_html = "<i class=muted>Not asked or not answered</i>"
+            answer_html = f"<i class=muted>{message(lang, 'not_answered')}</i>"
         else:
             answer_html = escape(answer)
             if q.get("via") == "dtmf":
-                answer_html += " <span class=muted>(keypad)</span>"
+                answer_html += f" <span class=muted>({message(lang, 'keypad')})</span>"
         if q.get("follow_up_answer"):
             answer_html += (
-                f"<br><span class=muted>Follow-up:</span> {escape(q['follow_up_answer'])}"
+                f"<br><span class=muted>{message(lang, 'follow_up')}</span> "
+                f"{escape(q['follow_up_answer'])}"
             )
         knockout = q.get("knockout")
         if knockout:
             passed = knockout.get("passed")
-            verdict = {True: "passed", False: "FAILED", None: "unclear"}[passed]
+            verdict = {
+                True: "knockout_passed",
+                False: "knockout_failed_short",
+                None: "knockout_unclear_short",
+            }[passed]
+            detail = message(
+                lang,
+                "knockout_detail",
+                expected=escape(code_label(lang, knockout.get("expected"))),
+                answer=escape(code_label(lang, knockout.get("answer"))),
+            )
             answer_html += (
-                f"<br><b>Knock-out {verdict}</b> <span class=muted>(needs "
-                f"{escape(str(knockout.get('expected')))}, answered "
-                f"{escape(str(knockout.get('answer')))})</span>"
+                f"<br><b>{message(lang, verdict)}</b> <span class=muted>({detail})</span>"
             )
         prosody = q.get("prosody") or {}
         prosody_html = ""
         if prosody:
             prosody_html = (
                 f"<span class=muted>{_num(prosody.get('speech_rate'))} "
-                f"{escape(str(prosody.get('rate_unit', '')))}, pauses "
+                f"{_unit(prosody.get('rate_unit'), lang)}, {message(lang, 'pauses')} "
                 f"{_num(100 * (prosody.get('pause_ratio') or 0))}%</span>"
             )
         rows.append(
@@ -134,32 +144,43 @@ def _question_rows(report: dict[str, Any]) -> str:
     return "".join(rows)
 
 
-def _prosody_section(report: dict[str, Any]) -> str:
+def _unit(rate_unit: Any, lang: str) -> str:
+    """The speech rate's unit as a reader of ``lang`` writes it (``wpm``, ``字/分钟``)."""
+    if rate_unit in ("wpm", "cpm"):
+        return message(lang, f"unit_{rate_unit}")
+    return escape(str(rate_unit or ""))
+
+
+def _prosody_section(report: dict[str, Any], lang: str) -> str:
     prosody = report.get("prosody") or {}
     call = prosody.get("call") or {}
     if not call:
-        return "<p class=muted>No speech to describe.</p>"
+        return f"<p class=muted>{message(lang, 'no_speech')}</p>"
+    semitones = " " + message(lang, "semitones")
     items = [
         (
-            "Speech rate",
-            f"{_num(call.get('speech_rate'))} {escape(str(call.get('rate_unit', '')))}",
+            message(lang, "speech_rate"),
+            f"{_num(call.get('speech_rate'))} {_unit(call.get('rate_unit'), lang)}",
         ),
-        ("Pause ratio", f"{_num(100 * (call.get('pause_ratio') or 0))}%"),
-        ("Mean pause", _num(call.get("mean_pause_secs"), 2, " s")),
-        ("Pitch median", _num(call.get("pitch_median_hz"), 0, " Hz")),
-        ("Pitch range", _num(call.get("pitch_range_semitones"), 1, " semitones")),
-        ("Loudness", _num(call.get("loudness_dbfs"), 1, " dBFS")),
-        ("Fillers", f"{_num(call.get('filler_count'))} ({_num(call.get('filler_rate'), 1)})"),
+        (message(lang, "pause_ratio"), f"{_num(100 * (call.get('pause_ratio') or 0))}%"),
+        (message(lang, "mean_pause"), _num(call.get("mean_pause_secs"), 2, " s")),
+        (message(lang, "pitch_median"), _num(call.get("pitch_median_hz"), 0, " Hz")),
+        (message(lang, "pitch_range"), _num(call.get("pitch_range_semitones"), 1, semitones)),
+        (message(lang, "loudness"), _num(call.get("loudness_dbfs"), 1, " dBFS")),
+        (
+            message(lang, "fillers"),
+            f"{_num(call.get('filler_count'))} ({_num(call.get('filler_rate'), 1)})",
+        ),
     ]
     cells = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in items)
     return f"<table>{cells}</table><p class=muted>{escape(prosody.get('note', ''))}</p>"
 
 
-def _transcript(report: dict[str, Any]) -> str:
+def _transcript(report: dict[str, Any], lang: str) -> str:
     lines = []
     for turn in report.get("transcript", []):
         speaker = turn.get("speaker", "")
-        who = "Bot" if speaker == "bot" else "Candidate"
+        who = message(lang, "bot" if speaker == "bot" else "candidate")
         lines.append(
             f"<tr class={escape(speaker)}><td class=muted>{_num(turn.get('start'), 1, ' s')}</td>"
             f"<td>{who}</td><td>{escape(turn.get('text', ''))}</td></tr>"
@@ -168,65 +189,95 @@ def _transcript(report: dict[str, Any]) -> str:
 
 
 def render_report(report: dict[str, Any], *, recording_urls: dict[str, str] | None = None) -> str:
-    """Return the report page (HTML) for one interview report."""
+    """Return the report page (HTML) for one interview report, in its job's language."""
     recording_urls = recording_urls or {}
+    job = report.get("job") or {}
+    lang = catalogue_language(job.get("language"))
+    candidate = report.get("candidate") or {}
+    if lang == "zh":
+        # Reports stored before they were converted may hold Traditional characters.
+        report = {**simplified(report), "candidate": candidate}
     scores = report.get("scores") or {}
     recommendation = report.get("recommendation") or "hold"
-    candidate = report.get("candidate") or {}
-    job = report.get("job") or {}
-    lang = "zh-CN" if job.get("language") == "zh" else "en"
+    html_lang = "zh-CN" if lang == "zh" else "en"
+    label = (
+        message(lang, f"recommendation_{recommendation}")
+        if recommendation in ("advance", "hold", "reject")
+        else ""
+    )
+    name = escape(candidate.get("name") or candidate.get("id", ""))
     reasons = "".join(f"<li>{escape(str(r))}</li>" for r in scores.get("reasons", []))
     knockouts = [q for q in report.get("questions", []) if q.get("knockout")]
+    verdicts = {True: "passed", False: "failed", None: "unclear"}
     knockout_html = "".join(
         f"<li>{escape(q['prompt'])}: "
-        f"<b>{ {True: 'passed', False: 'failed', None: 'unclear'}[q['knockout'].get('passed')] }"
-        f"</b></li>"
+        f"<b>{message(lang, verdicts[q['knockout'].get('passed')])}</b></li>"
         for q in knockouts
     )
     recordings = "".join(
-        f"<li><a href='{escape(recording_urls[c['call_sid']])}'>Recording of call "
-        f"{escape(c['call_sid'])}</a> ({_num(c.get('duration_secs'), 0, ' s')}, "
-        f"{escape(str(c.get('end_reason')))})</li>"
+        f"<li><a href='{escape(recording_urls[c['call_sid']])}'>"
+        f"{message(lang, 'recording_of_call', call_sid=escape(c['call_sid']))}</a>"
+        f" ({_num(c.get('duration_secs'), 0, ' s')},"
+        f" {escape(code_label(lang, c.get('end_reason')))})</li>"
         for c in report.get("calls", [])
         if c.get("call_sid") in recording_urls
     )
     opted_out = (
-        "<section class=review><b>The candidate asked not to be called again.</b> "
-        "Honour this in the HR system.</section>"
+        f"<section class=review>{message(lang, 'opted_out')}</section>"
         if report.get("opted_out")
         else ""
     )
+    outcome = message(
+        lang,
+        "outcome_consent",
+        outcome=escape(code_label(lang, report.get("outcome"))),
+        consent=escape(code_label(lang, report.get("consent"))),
+    )
+    knockout_section = (
+        f"<h2>{message(lang, 'knockouts_heading')}</h2><section><ul>{knockout_html}</ul></section>"
+        if knockouts
+        else ""
+    )
+    competencies = (
+        _competency_rows(scores, lang) or f"<p class=muted>{message(lang, 'no_competencies')}</p>"
+    )
+    recordings_html = (
+        f"<ul>{recordings}</ul>"
+        if recordings
+        else f"<p class=muted>{message(lang, 'no_recording')}</p>"
+    )
+    interview_label = message(lang, "interview")
+    interview_id = escape(report.get("interview_id", ""))
+    feedback = escape(report.get("candidate_feedback", "")).replace(chr(10), "<br>")
     return f"""<!doctype html>
-<html lang="{lang}"><head><meta charset="utf-8">
+<html lang="{html_lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Interview report: {escape(candidate.get("name") or candidate.get("id", ""))}</title>
+<title>{message(lang, "page_title", name=name)}</title>
 <style>{_CSS}</style></head>
 <body><main>
-<p class=muted>{escape(job.get("title", ""))} · interview {escape(report.get("interview_id", ""))}
+<p class=muted>{escape(job.get("title", ""))} · {interview_label} {interview_id}
  · {_fmt_time(report.get("generated_at"))}</p>
-<h1>{escape(candidate.get("name") or candidate.get("id", ""))}</h1>
+<h1>{name}</h1>
 {opted_out}
 <section class=review>
-<span class="badge {escape(recommendation)}">{_RECOMMENDATION_LABEL.get(recommendation, "")}</span>
- Overall <b>{_num(scores.get("overall"), 1)}</b> / 100
- <p><b>Suggestion for human review.</b> The AI interviewer's score is not a decision: read the
- evidence and listen to the recording before deciding.</p>
+<span class="badge {escape(recommendation)}">{label}</span>
+ {message(lang, "overall")} <b>{_num(scores.get("overall"), 1)}</b> / 100
+ <p>{message(lang, "review_notice")}</p>
  <ul>{reasons}</ul>
- <p class=muted>Outcome of the call: {escape(str(report.get("outcome")))}.
- Consent: {escape(str(report.get("consent")))}.</p>
+ <p class=muted>{outcome}</p>
 </section>
-{f"<h2>Knock-out questions</h2><section><ul>{knockout_html}</ul></section>" if knockouts else ""}
-<h2>Competencies</h2>
-{_competency_rows(scores) or "<p class=muted>No competencies scored.</p>"}
-<h2>Answers</h2>
-<section><table>{_question_rows(report)}</table></section>
-<h2>How the answers were spoken (descriptive)</h2>
-<section>{_prosody_section(report)}</section>
-<h2>Recordings</h2>
-<section>{f"<ul>{recordings}</ul>" if recordings else "<p class=muted>No recording.</p>"}</section>
-<h2>Transcript</h2>
-<section>{_transcript(report)}</section>
-<h2>Message for the candidate</h2>
-<section><p>{escape(report.get("candidate_feedback", "")).replace(chr(10), "<br>")}</p></section>
+{knockout_section}
+<h2>{message(lang, "competencies_heading")}</h2>
+{competencies}
+<h2>{message(lang, "answers_heading")}</h2>
+<section><table>{_question_rows(report, lang)}</table></section>
+<h2>{message(lang, "prosody_heading")}</h2>
+<section>{_prosody_section(report, lang)}</section>
+<h2>{message(lang, "recordings_heading")}</h2>
+<section>{recordings_html}</section>
+<h2>{message(lang, "transcript_heading")}</h2>
+<section>{_transcript(report, lang)}</section>
+<h2>{message(lang, "feedback_heading")}</h2>
+<section><p>{feedback}</p></section>
 </main></body></html>
 """

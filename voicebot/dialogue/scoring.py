@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
+from voicebot.dialogue.messages import catalogue_language, code_label, message, quoted_list
 from voicebot.dialogue.script import Competency, JobScript, Question
 from voicebot.dialogue.text import PhraseMatcher, segment, split_sentences, word_count
 
@@ -694,7 +695,12 @@ def _score_competency(
             completeness=0.0,
             questions=question_ids,
             answered=0,
-            reason=f"{competency.name}: no answer to {_list(question_ids)}, so it scores 0.",
+            reason=message(
+                language,
+                "competency_unanswered",
+                name=competency.name,
+                questions=quoted_list(language, question_ids),
+            ),
         )
         return score, completeness_by_question
 
@@ -741,23 +747,30 @@ def _score_competency(
     keywords_pinyin = tuple(phrase for phrase in keywords_hit if phrase not in exact_hit)
 
     level_evidence = [item for item in level.evidence if item in hit]
-    why = (
-        f"{competency.name}: {value}/100, rubric level {level.score} "
-        f"(\u201c{level.description}\u201d)"
+    why = message(
+        language,
+        "competency_score",
+        name=competency.name,
+        value=value,
+        level=level.score,
+        description=level.description,
     )
     if level_evidence:
-        why += f" from the evidence {_list(level_evidence)}"
-    why += (
-        f"; +{bonus:.1f} for keywords ({len(keywords_found)} found) and answer structure"
-        f" ({round(100 * structure.quality)}/100)"
+        why += message(language, "competency_evidence", items=quoted_list(language, level_evidence))
+    why += message(
+        language,
+        "competency_bonus",
+        bonus=f"{bonus:.1f}",
+        found=len(keywords_found),
+        structure=round(100 * structure.quality),
     )
     if keywords_pinyin:
-        why += f"; {_list(keywords_pinyin)} matched by sound only (pinyin), check the quotes"
+        why += message(language, "competency_pinyin", items=quoted_list(language, keywords_pinyin))
     if completeness < 1:
-        why += f"; answers {round(100 * completeness)}% complete"
+        why += message(language, "competency_incomplete", percent=round(100 * completeness))
         if unanswered:
-            why += f" (no answer to {_list(unanswered)})"
-    why += "."
+            why += message(language, "competency_missing", items=quoted_list(language, unanswered))
+    why += message(language, "sentence_end")
     score = CompetencyScore(
         id=competency.id,
         name=competency.name,
@@ -783,10 +796,6 @@ def _round_half_up(value: float) -> float:
     return math.floor(value + 0.5)
 
 
-def _list(items: Sequence[str]) -> str:
-    return ", ".join(f"\u2018{item}\u2019" for item in items)
-
-
 def _fluency_adjustment(language: str, prosody: Mapping[str, Any]) -> tuple[float, str, bool]:
     """The opt-in fluency adjustment: (points, at most +/-5; the reason; whether data was used)."""
 
@@ -803,7 +812,9 @@ def _fluency_adjustment(language: str, prosody: Mapping[str, Any]) -> tuple[floa
         span = _PAUSE_POOR - _PAUSE_GOOD
         points = 2.5 - 5.0 * min(1.0, max(0.0, (pause_ratio - _PAUSE_GOOD) / span))
         total += points
-        parts.append(f"pause ratio {pause_ratio:.2f} ({points:+.1f})")
+        parts.append(
+            message(language, "fluency_pause", ratio=f"{pause_ratio:.2f}", points=f"{points:+.1f}")
+        )
     rate = number("speech_rate")
     if rate is not None:
         unit = prosody.get("rate_unit") or ("cpm" if language == "zh" else "wpm")
@@ -815,19 +826,21 @@ def _fluency_adjustment(language: str, prosody: Mapping[str, Any]) -> tuple[floa
         else:
             points = 2.5 - 5.0 * min(1.0, (rate - high) / (far_high - high))
         total += points
-        parts.append(f"speech rate {rate:.0f} {unit} ({points:+.1f})")
+        unit_text = message(language, f"unit_{unit}") if unit in ("wpm", "cpm") else str(unit)
+        parts.append(
+            message(
+                language,
+                "fluency_rate",
+                rate=f"{rate:.0f}",
+                unit=unit_text,
+                points=f"{points:+.1f}",
+            )
+        )
     total = round(max(-MAX_PROSODY_ADJUSTMENT, min(MAX_PROSODY_ADJUSTMENT, total)), 1)
     if not parts:
-        why = (
-            "Prosody counts for this job (prosody_in_recommendation), but no speech rate or "
-            "pause measurement was available: no fluency adjustment."
-        )
-        return 0.0, why, False
-    why = (
-        f"Fluency adjustment {total:+.1f} points to the overall score, because this job script "
-        f"opts in to prosody (prosody_in_recommendation): {', '.join(parts)}. "
-        "It reflects fluency only, not emotion or personality."
-    )
+        return 0.0, message(language, "fluency_no_data"), False
+    separator = "\uff1b" if catalogue_language(language) == "zh" else ", "
+    why = message(language, "fluency", total=f"{total:+.1f}", parts=separator.join(parts))
     return total, why, True
 
 
@@ -865,8 +878,7 @@ def score_interview(
     for competency_index in index.competencies.values():
         if not competency_index.questions:
             reasons.append(
-                f"{competency_index.competency.name}: no question of the script scores it; "
-                "left out of the overall score."
+                message(language, "competency_unscored", name=competency_index.competency.name)
             )
             continue
         score, completeness = _score_competency(competency_index, by_question, language)
@@ -893,44 +905,45 @@ def score_interview(
     recommendation: Recommendation
     if overall is None:
         recommendation = "hold"
-        reasons.append("The script scores no competency: no overall score; a recruiter decides.")
+        reasons.append(message(language, "no_competency"))
     elif overall >= thresholds.advance:
         recommendation = "advance"
         reasons.append(
-            f"Overall {overall} (weighted mean of the competency scores) is at or above the "
-            f"advance threshold {thresholds.advance}: advance."
+            message(language, "overall_advance", overall=overall, advance=thresholds.advance)
         )
     elif overall >= thresholds.hold:
         recommendation = "hold"
         reasons.append(
-            f"Overall {overall} (weighted mean of the competency scores) is below the advance "
-            f"threshold {thresholds.advance} and at or above the hold threshold "
-            f"{thresholds.hold}: hold."
+            message(
+                language,
+                "overall_hold",
+                overall=overall,
+                advance=thresholds.advance,
+                hold=thresholds.hold,
+            )
         )
     else:
         recommendation = "reject"
-        reasons.append(
-            f"Overall {overall} (weighted mean of the competency scores) is below the hold "
-            f"threshold {thresholds.hold}: reject."
-        )
+        reasons.append(message(language, "overall_reject", overall=overall, hold=thresholds.hold))
 
     for knockout in knockouts:
         if knockout.passed is False:
             recommendation = "reject"
             reasons.append(
-                f"Knock-out question \u2018{knockout.question_id}\u2019 failed: the job needs "
-                f"\u2018{knockout.expected}\u2019, the answer was \u2018{knockout.answer}\u2019. "
-                "Recommendation: reject."
+                message(
+                    language,
+                    "knockout_failed",
+                    question=knockout.question_id,
+                    expected=code_label(language, knockout.expected),
+                    answer=code_label(language, knockout.answer),
+                )
             )
     for knockout in knockouts:
         if knockout.passed is None:
             if recommendation == "advance":
                 recommendation = "hold"
-            reasons.append(
-                f"Knock-out question \u2018{knockout.question_id}\u2019 was answered unclearly: "
-                "the recommendation is at most hold until a recruiter checks the answer."
-            )
-    reasons.append("A recruiter reviews this interview before any decision is made.")
+            reasons.append(message(language, "knockout_unclear", question=knockout.question_id))
+    reasons.append(message(language, "human_review"))
 
     return InterviewScore(
         competencies=tuple(scores),
