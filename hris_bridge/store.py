@@ -186,7 +186,11 @@ class DeliveryStore:
         if self.path != ":memory:":
             make_private_dir(Path(self.path).parent)
             create_private_file(self.path)  # -wal and -shm take its mode
-        self._db = await aiosqlite.connect(self.path)
+        # Writes take the write lock when their transaction begins (BEGIN IMMEDIATE), so another
+        # connection's commit in between (the server's erasure, a CLI beside it) is waited for
+        # (busy_timeout) rather than failing at once with "database is locked" (a deferred
+        # transaction cannot upgrade a read snapshot another writer has moved past).
+        self._db = await aiosqlite.connect(self.path, isolation_level="IMMEDIATE")
         await self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a process crash; an OS crash may lose the last commits,
         # and the bus re-delivers the messages whose ack had not been sent (acks follow commits).

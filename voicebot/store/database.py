@@ -224,7 +224,9 @@ class Store:
         """Open the database, creating it (0600, folder 0700) and applying migrations as needed."""
         make_private_dir(self.path.parent)
         create_private_file(self.path)
-        self._db = await aiosqlite.connect(self.path)
+        # BEGIN IMMEDIATE: a write waits for the audit log's connection (or a CLI's) instead of
+        # failing with "database is locked" when its read snapshot is overtaken.
+        self._db = await aiosqlite.connect(self.path, isolation_level="IMMEDIATE")
         self._db.row_factory = aiosqlite.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
