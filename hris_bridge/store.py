@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ FAILED = "failed"
 DELIVERED = "delivered"
 ABORTED = "aborted"
 DEAD = "dead"
+LOCKED_RETRIES = 6
+"""Retries of a batch of attempts that met "database is locked" (0.02 s, doubling: ~1.3 s)."""
 STATUSES = (PENDING, FAILED, DELIVERED, ABORTED, DEAD)
 OPEN_STATUSES = (PENDING, FAILED)
 """Statuses the scheduler still sends."""
@@ -362,11 +365,13 @@ class DeliveryStore:
         # Shielded: a cancelled caller does not cancel the write others share.
         await asyncio.shield(future)
 
-    async def _write_attempts(self) -> None:
-        while self._attempt_queue:
-            batch, self._attempt_queue = self._attempt_queue, []
-            now = time.time()
-            rows = [params for params, _ in batch]
+    async def _store_attempts(self, rows: list[tuple], now: float) -> BaseException | None:
+        """One transaction for a batch of attempts; the failure, if it could not be stored.
+
+        "database is locked" at once (another connection, such as the server's erasure or a
+        checkpoint, moved the database on under this one) is retried a few times, briefly.
+        """
+        for retry in range(LOCKED_RETRIES + 1):
             failure: BaseException | None = None
             async with self._lock:
                 try:
@@ -393,6 +398,21 @@ class DeliveryStore:
                     failure = exc
                     with contextlib.suppress(Exception):
                         await self.db.rollback()
+            if not (
+                isinstance(failure, sqlite3.OperationalError)
+                and "locked" in str(failure)
+                and retry < LOCKED_RETRIES
+            ):
+                return failure
+            await asyncio.sleep(0.02 * 2**retry)
+        return failure
+
+    async def _write_attempts(self) -> None:
+        while self._attempt_queue:
+            batch, self._attempt_queue = self._attempt_queue, []
+            now = time.time()
+            rows = [params for params, _ in batch]
+            failure = await self._store_attempts(rows, now)
             for _, future in batch:
                 if future.done():
                     continue

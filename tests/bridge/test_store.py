@@ -141,3 +141,30 @@ async def test_with_a_data_key_an_erased_candidates_encrypted_events_are_forgott
         assert await store.get_event(erased.id) is None
         assert await store.get_event(kept.id) == kept
         assert [d.event.id for d in await store.due("a")] == [kept.id]
+
+
+async def test_an_attempt_that_meets_a_locked_database_is_stored_on_a_retry(store, monkeypatch):
+    # Another connection (the server erasing a candidate, a checkpoint) can make SQLite answer
+    # "database is locked" at once; the attempt is written a moment later, not lost.
+    import sqlite3
+
+    event = call_event("call.started", 1)
+    await store.record_event(event, ["a"])
+    [due] = await store.due("a")
+    real = store.db.executemany
+    locked = {"left": 2}
+
+    async def executemany(sql, params):
+        if locked["left"] and sql.startswith("INSERT INTO attempts"):
+            locked["left"] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return await real(sql, params)
+
+    monkeypatch.setattr(store.db, "executemany", executemany)
+    now = time.time()
+    await store.record_attempt(
+        due.row.id, status=DELIVERED, attempted_at=now, duration_ms=3, status_code=200, error=None
+    )
+    delivered = await store.get_delivery(event.id, "a")
+    assert delivered.status == DELIVERED and locked["left"] == 0
+    assert len(await store.attempts(delivered.id)) == 1
