@@ -179,7 +179,68 @@ MIGRATIONS: list[str] = [
     ALTER TABLE interviews ADD COLUMN phone_index TEXT;
     CREATE INDEX interviews_phone_index ON interviews (phone_index, status);
     """,
+    # 7: outbound campaigns (issue 20): a campaign dials its interviews; each attempt is a row the
+    # dialer claims under a lease (two processes never place one attempt); the do-not-call list
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL DEFAULT 'admin',
+        job_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        policy TEXT NOT NULL DEFAULT '{}',
+        paused INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX campaigns_client ON campaigns (client, created_at);
+    ALTER TABLE interviews ADD COLUMN campaign_id TEXT REFERENCES campaigns (id);
+    ALTER TABLE interviews ADD COLUMN next_attempt_at REAL;
+    CREATE INDEX interviews_campaign ON interviews (campaign_id, status);
+    CREATE INDEX interviews_due ON interviews (next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+    CREATE TABLE dial_attempts (
+        id TEXT PRIMARY KEY,
+        interview_id TEXT NOT NULL REFERENCES interviews (id),
+        campaign_id TEXT NOT NULL REFERENCES campaigns (id),
+        number INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'claimed',
+        lease_owner TEXT,
+        lease_until REAL,
+        call_sid TEXT UNIQUE,
+        created_at REAL NOT NULL,
+        placed_at REAL,
+        answered_at REAL,
+        ended_at REAL,
+        outcome TEXT,
+        answered_by TEXT,
+        detail TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (interview_id, number)
+    );
+    CREATE INDEX dial_attempts_campaign ON dial_attempts (campaign_id, state);
+    CREATE INDEX dial_attempts_open ON dial_attempts (lease_until) WHERE state != 'ended';
+    CREATE TABLE opt_outs (
+        phone_key TEXT PRIMARY KEY,
+        phone TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    """,
 ]
+
+DIAL_ATTEMPT_STATES = ("claimed", "placing", "dialing", "up", "ended")
+"""A dial attempt (migration 7): ``claimed`` (a dialer holds its lease: ``lease_owner`` until
+``lease_until``) -> ``placing`` (the carrier's REST call is in flight) -> ``dialing`` (the carrier
+took it: ``call_sid``; ringing) -> ``up`` (answered) -> ``ended`` with an ``outcome``."""
+
+DIAL_OUTCOMES = ("answered", "no_answer", "busy", "failed", "voicemail", "canceled")
+"""How an attempt ended. A carrier error (401/429/5xx/timeout) is not an outcome: the attempt is
+released and placed again later, and never counted as the candidate's."""
+
+OPT_OUT_SOURCES = ("api", "voice", "import")
+"""How a number reached the do-not-call list (``opt_outs``). ``phone_key`` is a keyed hash of
+the E.164 number, so an erased candidate's number stays listed without the number itself;
+``phone`` (sealed with the data key when one is set) is kept for listing until erasure."""
 
 PHONE_INDEX = "phone"
 """The blind index's purpose label for candidates' phone numbers."""
