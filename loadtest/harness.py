@@ -12,10 +12,13 @@ failed calls; the bot talking over answers; server CPU and RSS over time. Output
 summary and a PNG plot. ``--search`` finds the largest number of calls at which p95
 voice-to-voice <= 900 ms with no late frames and no failed calls. ``--target both`` also drives a
 peer built the way pipecat's Twilio example builds one (``loadtest/peers/pipecat_bot.py``) in the
-same session and reports ours/pipecat ratios.
+same session and reports ours/pipecat ratios. ``--mix en=10,zh=10`` holds calls in several
+languages at once (each language's job, its callers answering with its own clips: the Mandarin
+clips of ``../shared/audio`` for ``zh``) and reports voice-to-voice per language beside the total.
 
     voicebot loadtest --calls 10                       # one level
     voicebot loadtest --search --levels 5,10,20,30,40  # capacity search
+    voicebot loadtest --mix en=10,zh=10 --duration 120 # 10 English beside 10 Chinese calls
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,18 @@ DEFAULT_CLIPS = (
     "en_speaker_a.wav",
     "en_speaker_b.wav",
 )
+DEFAULT_ZH_CLIPS = (
+    "zh_aishell_BAC009S0724W0121.wav",
+    "zh_news_mid.wav",
+    "zh_news_long.wav",
+    "zh_aishell_BAC009S0724W0121.wav",
+)
+"""The Chinese callers' answers: the Mandarin speech in ``../shared/audio`` (4 to 8 s each)."""
+LANGUAGE_CALLERS = {
+    "en": ("customer_service_en", DEFAULT_CLIPS),
+    "zh": ("customer_service_zh", DEFAULT_ZH_CLIPS),
+}
+"""Language of a ``--mix`` -> the job its callers are interviewed for and their answer clips."""
 P95_BUDGET_SECS = 0.9
 """The latency budget a level must meet in the capacity search (ARCHITECTURE.md)."""
 API_TOKEN = "loadtest-token"
@@ -57,6 +73,62 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class CallerGroup:
+    """Callers of one kind in a level: how many, the job they are interviewed for, their answers.
+
+    ``language`` is None for the single group of a level without ``--mix``.
+    """
+
+    language: str | None
+    calls: int
+    job_id: str
+    answers: tuple[Path, ...]
+
+
+def parse_mix(text: str, audio_dir: Path = DEFAULT_AUDIO) -> list[CallerGroup]:
+    """``"en=10,zh=10"`` -> one :class:`CallerGroup` a language (:data:`LANGUAGE_CALLERS`).
+
+    Raises ValueError saying what is wrong and what would do.
+    """
+    groups: list[CallerGroup] = []
+    known = ", ".join(LANGUAGE_CALLERS)
+    for item in (part.strip() for part in text.split(",")):
+        language, equals, count = item.partition("=")
+        language = language.strip().lower()
+        if not equals or not language:
+            raise ValueError(f"--mix item {item!r} is not LANGUAGE=CALLS (e.g. en=10,zh=10)")
+        if language not in LANGUAGE_CALLERS:
+            raise ValueError(f"--mix language {language!r} is not one of {known}")
+        if any(group.language == language for group in groups):
+            raise ValueError(f"--mix names {language!r} twice")
+        try:
+            calls = int(count)
+        except ValueError:
+            raise ValueError(
+                f"--mix {language}={count.strip()!r}: the number of calls must be a whole number"
+            ) from None
+        if calls < 1:
+            raise ValueError(f"--mix {language}={calls}: the number of calls must be at least 1")
+        job_id, clips = LANGUAGE_CALLERS[language]
+        groups.append(
+            CallerGroup(language, calls, job_id, tuple(audio_dir / clip for clip in clips))
+        )
+    return groups
+
+
+def interleave(groups: Sequence[CallerGroup]) -> list[CallerGroup]:
+    """Each caller's group, the groups taken in turn (en, zh, en, zh, ...): the ramp mixes them."""
+    order: list[CallerGroup] = []
+    left = {id(group): group.calls for group in groups}
+    while any(left.values()):
+        for group in groups:
+            if left[id(group)]:
+                order.append(group)
+                left[id(group)] -= 1
+    return order
 
 
 # ------------------------------------------------------------------------------ targets
@@ -404,9 +476,17 @@ async def run_level(
     ramp_secs: float | None = None,
     answers: list[Path],
     progress: bool = True,
+    mix: Sequence[CallerGroup] | None = None,
 ) -> dict[str, Any]:
-    """Hold ``calls`` concurrent interviews against ``target``; return the level's report."""
-    loaded = load_answers(answers)
+    """Hold ``calls`` concurrent interviews against ``target``; return the level's report.
+
+    With ``mix`` the callers are its groups' (``calls`` is then their sum) and the level also
+    reports each language's figures under ``by_language``.
+    """
+    groups = list(mix) if mix else [CallerGroup(None, calls, target.job_id, tuple(answers))]
+    calls = sum(group.calls for group in groups)
+    of_caller = interleave(groups)
+    loaded = {id(group): load_answers(group.answers) for group in groups}
     probe = cpu_probe_ms()
     ramp = ramp_secs if ramp_secs is not None else min(0.5 * calls, 20.0)
     started = time.monotonic()
@@ -423,6 +503,7 @@ async def run_level(
 
     async def caller(index: int) -> None:
         nonlocal live
+        group = of_caller[index]
         await asyncio.sleep(ramp * index / max(calls, 1))
         while True:
             interview_id = None
@@ -432,14 +513,14 @@ async def run_level(
                         target.api,
                         "POST",
                         "/api/interviews",
-                        {"job_id": target.job_id, "candidate": {"id": f"load-{index}"}},
+                        {"job_id": group.job_id, "candidate": {"id": f"load-{index}"}},
                     )
                 )["id"]
             live += 1
             try:
                 result = await run_call(
                     target.base_url,
-                    answers=loaded,
+                    answers=loaded[id(group)],
                     dtmf={0: "1"},
                     interview_id=interview_id,
                     max_call_secs=300,
@@ -504,6 +585,8 @@ async def run_level(
         per_call.append(
             {
                 "caller": index,
+                "language": of_caller[index].language,
+                "job_id": of_caller[index].job_id,
                 "call_sid": result.call_sid,
                 "duration_secs": round(result.duration_secs, 2),
                 "voice_to_voice": [round(v, 4) for v in result.voice_to_voice],
@@ -530,7 +613,7 @@ async def run_level(
         "cpu_probe_ms": probe,
         "cpu_steal_percent": stolen,
         "voice_to_voice": _stats(v2v_all),
-        "voice_to_voice_by_answer": _by_answer(per_call, answers),
+        "voice_to_voice_by_answer": _by_answer_of_groups(per_call, groups),
         "end_of_speech_to_final": _stats(
             [e for c in per_call for e in c["end_of_speech_to_final"]]
         ),
@@ -549,8 +632,46 @@ async def run_level(
         "timeseries": sampler.series,
         "per_call": per_call,
     }
+    if mix:
+        level["by_language"] = by_language(per_call, groups)
     level["meets_budget"] = meets_budget(level)
     return level
+
+
+def by_language(per_call: list[dict[str, Any]], groups: Sequence[CallerGroup]) -> dict[str, Any]:
+    """Each language's callers, interviews, failures and voice-to-voice statistics."""
+    out: dict[str, Any] = {}
+    for group in groups:
+        calls = [call for call in per_call if call.get("language") == group.language]
+        out[str(group.language)] = {
+            "job_id": group.job_id,
+            "calls": group.calls,
+            "interviews": len(calls),
+            "failed_calls": sum(1 for call in calls if call["failure"]),
+            "talked_over": sum(call["talked_over"] for call in calls),
+            "voice_to_voice": _stats([v for call in calls for v in call["voice_to_voice"]]),
+            "end_of_speech_to_final": _stats(
+                [e for call in calls for e in call["end_of_speech_to_final"]]
+            ),
+        }
+    return out
+
+
+def _by_answer_of_groups(
+    per_call: list[dict[str, Any]], groups: Sequence[CallerGroup]
+) -> dict[str, Any]:
+    """:func:`_by_answer` of each group's calls (a clip both groups use: both groups' answers)."""
+    if len(groups) == 1:
+        return _by_answer(per_call, list(groups[0].answers))
+    values: dict[str, list[float]] = {}
+    for group in groups:
+        names = [Path(a).name for a in group.answers]
+        for call in per_call:
+            if call.get("language") != group.language:
+                continue
+            for index, value in enumerate(call["voice_to_voice"]):
+                values.setdefault(names[index % len(names)], []).append(value)
+    return {name: _stats(found) for name, found in values.items()}
 
 
 def _by_answer(per_call: list[dict[str, Any]], answers: list[Path]) -> dict[str, Any]:
@@ -653,6 +774,26 @@ def markdown(report: dict[str, Any]) -> str:
             for name in report["answers"]
         ]
         lines.append(f"| {lv['target']} | {lv['calls']} | " + " | ".join(cells) + " |")
+    mixed = [lv for lv in report["levels"] if lv.get("by_language")]
+    if mixed:
+        lines += [
+            "",
+            "Voice-to-voice by language (callers of each language's job at once, answering in "
+            "that language):",
+            "",
+            "| target | calls | language | job | calls of it | interviews | v2v p50 | p95 | "
+            "p99 (ms) | EoS->final p50/p95 (ms) | failed | talked over |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for lv in mixed:
+            for language, part in lv["by_language"].items():
+                v, e = part["voice_to_voice"], part["end_of_speech_to_final"]
+                lines.append(
+                    f"| {lv['target']} | {lv['calls']} | {language} | {part['job_id']} | "
+                    f"{part['calls']} | {part['interviews']} | {_ms(v['p50'])} | "
+                    f"{_ms(v['p95'])} | {_ms(v['p99'])} | {_ms(e['p50'])}/{_ms(e['p95'])} | "
+                    f"{part['failed_calls']} | {part['talked_over']} |"
+                )
     worked = [lv for lv in report["levels"] if lv.get("server_work")]
     if worked:
         lines += [
@@ -827,6 +968,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WAV",
         help="answer clips in order (default: four English clips in ../shared/audio)",
     )
+    jobs = ", ".join(f"{language}: {job}" for language, (job, _) in LANGUAGE_CALLERS.items())
+    parser.add_argument(
+        "--mix",
+        metavar="LANG=CALLS,...",
+        help="hold calls in several languages at once, e.g. en=10,zh=10: each language's "
+        f"callers are interviewed for its job ({jobs}) "
+        "and answer with its clips in ../shared/audio; the report gives voice-to-voice per "
+        "language (replaces --calls, --levels and --answer)",
+    )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "loadtest" / "results", help="where the report files go"
     )
@@ -859,7 +1009,23 @@ def main(argv: list[str] | None = None) -> int:
             "--url needs the server's API token (--api-token or VOICEBOT_API_TOKEN) "
             "to create the interviews it calls into"
         )
+    mix = None
+    if args.mix is not None:
+        if args.target != "voicebot":
+            parser.error("--mix drives voicebot only (the pipecat peer holds English calls)")
+        if args.search or args.levels or args.answer:
+            parser.error(
+                "--mix sets the calls and each language's answers: leave out --search, "
+                "--levels and --answer"
+            )
+        try:
+            mix = parse_mix(args.mix)
+        except ValueError as error:
+            parser.error(str(error))
+        args.calls = sum(group.calls for group in mix)
     answers = args.answer or [DEFAULT_AUDIO / clip for clip in DEFAULT_CLIPS]
+    if mix:
+        answers = list(dict.fromkeys(a for group in mix for a in group.answers))
     if args.levels:
         levels = [int(x) for x in args.levels.split(",")]
     else:
@@ -869,6 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cores": os.cpu_count()},
         "answers": [Path(a).name for a in answers],
+        "mix": None if mix is None else {str(g.language): g.calls for g in mix},
         "duration_secs": args.duration,
         "levels": [],
         "capacity": {},
@@ -879,6 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         "ramp_secs": args.ramp,
         "answers": answers,
         "progress": not args.quiet,
+        "mix": mix,
     }
     for name in names:
         if args.url and name == "voicebot":
