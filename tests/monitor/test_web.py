@@ -327,3 +327,36 @@ async def test_replay_of_an_encrypted_call_is_decrypted_for_the_recruiter(tmp_pa
         await services.store.close()
         await server.close()
         await accounts.close()
+
+
+async def test_each_call_says_its_language_and_the_page_carries_its_words(monitor):
+    """A Chinese job's call is shown in Chinese, an English one beside it in English."""
+    import json
+    from html import unescape
+
+    server, services = monitor
+    services.registry.upsert(live_call("CA_zh", "customer_service_zh"))
+    services.registry.upsert(live_call("CA_en", "customer_service_en"))
+    async with aiohttp.ClientSession() as http:
+        cookie = await sign_in(http, server, "admin1")
+        async with http.get(server.make_url("/monitor/api/calls"), headers=cookie) as response:
+            listed = {c["call_sid"]: c for c in (await response.json())["live"]}
+        assert listed["CA_zh"]["language"] == "zh" and listed["CA_zh"]["job_title"] == "客服代表"
+        assert listed["CA_en"]["language"] == "en"
+        watch = await http.ws_connect(server.make_url("/monitor/ws/calls/CA_zh"), headers=cookie)
+        snapshot = (await watch.receive_json(timeout=5))["data"]
+        assert snapshot["language"] == "zh" and snapshot["questions"][0]["prompt"]
+        await watch.close()
+        async with http.get(server.make_url("/monitor"), headers=cookie) as response:
+            page = await response.text()
+    # The catalogue travels as a JSON data block (no inline script runs: the CSP holds).
+    block = page.split('<script id="monitor-messages" type="application/json">')[1]
+    block = block.split("</script>")[0]
+    assert "<" not in block and unescape(block) == block
+    words = json.loads(block)
+    assert words["zh"]["transcript_bot"] == "面试官（AI）"
+    assert words["zh"]["transcript_candidate"] == "候选人"
+    assert words["zh"]["unit_cpm"] == "字/分钟" and "嗯/那个/就是" in words["zh"]["monitor_fillers"]
+    assert words["zh"]["code_scoring"] == "评分中"
+    assert words["en"]["transcript_bot"] == "Interviewer (AI)"
+    assert set(words["en"]) <= set(words["zh"])  # nothing of a Chinese call falls back to English

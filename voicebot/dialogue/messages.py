@@ -20,6 +20,7 @@ __all__ = [
     "catalogue_language",
     "code_label",
     "message",
+    "monitor_catalogue",
     "quoted_list",
     "simplified",
 ]
@@ -141,6 +142,82 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "transcript_line": "{who}: {text}",
         "transcript_bot": "Interviewer (AI)",
         "transcript_candidate": "Candidate",
+        # the live monitor: what it shows about one call (its page chrome stays English)
+        "monitor_unknown_candidate": "Unknown candidate",
+        "monitor_follow_up": "{position} (follow-up)",
+        "monitor_question_n": "question {n}",
+        "monitor_questions": "Questions",
+        "monitor_scores": "Scores",
+        "monitor_transcript": "Transcript",
+        "monitor_timeline": "Timeline",
+        "monitor_voice": "Candidate\u2019s voice",
+        "monitor_voice_note": (
+            "Descriptive measures of the audio only (rate, pitch, loudness, pauses): not a "
+            "judgement of the candidate, their emotions or their personality, and not used for "
+            "scoring."
+        ),
+        "monitor_chart_label": (
+            "Loudness and pitch of the candidate\u2019s voice over the last 60 seconds"
+        ),
+        "monitor_chart_loudness": "loudness (dBFS)",
+        "monitor_chart_pitch": "pitch (Hz)",
+        "monitor_chart_window": "last 60 s",
+        "monitor_meter_rate": "Speech rate",
+        "monitor_meter_pitch": "Pitch",
+        "monitor_meter_loudness": "Loudness",
+        "monitor_meter_pauses": "Pauses",
+        "monitor_speaking": "candidate speaking\u2026",
+        "monitor_scores_running": "running scores \u2014 provisional, for human review",
+        "monitor_scores_final": "scores \u2014 a suggestion for human review, never a decision",
+        "monitor_scoring": "scoring in progress\u2026",
+        "monitor_no_scores": "no scores",
+        "monitor_overall": "Overall {score} / 100",
+        "monitor_so_far": "So far (answered competencies) {score} / 100",
+        "monitor_suggestion": "suggestion: {label}",
+        "monitor_competency": "competency: {name}",
+        "monitor_no_transcript": "No transcript.",
+        "monitor_cut_off": "cut off",
+        "monitor_no_recording": "No recording",
+        "monitor_report": "Report",
+        "monitor_connecting": "connecting\u2026",
+        "monitor_loading": "loading\u2026",
+        "monitor_retrying": "connection lost \u00b7 retrying in {secs} s",
+        "monitor_call_started": "call started",
+        "monitor_call_ended": "call ended",
+        "monitor_call_ended_reason": "call ended ({reason})",
+        "monitor_response": "response {secs} s",
+        "monitor_barge_in": "barge-in",
+        "monitor_barge_in_at": "barge-in at {secs} s",
+        "monitor_barge_in_cut": "{text} (cut {prompts})",
+        "monitor_cut_after": "{prompt} after {secs} s",
+        "monitor_consent_granted": "consent granted",
+        "monitor_consent_declined": "consent declined",
+        "monitor_via": " ({via})",
+        "monitor_via_dtmf": "keypad",
+        "monitor_via_voice": "voice",
+        "monitor_knockout": "knock-out {question}: {result}",
+        "monitor_knockout_passed": "passed",
+        "monitor_knockout_not_passed": "not passed",
+        "monitor_knockout_answer": " (answer: {answer})",
+        "monitor_opt_out": "opt-out",
+        "monitor_opt_out_via": "opt-out via {via}",
+        "monitor_skipped": "question skipped: {question}",
+        "monitor_repeat": "repeat requested: {question}",
+        "monitor_answered": "answered {question}",
+        "monitor_answered_follow_up": " (follow-up)",
+        "monitor_answered_keypad": " by keypad",
+        "monitor_answer_voice": "answer voice: {text}",
+        "monitor_rate": "{value} {unit}",
+        "monitor_articulation": "articulation {value} {unit}",
+        "monitor_pause_ratio": "pauses {value}%",
+        "monitor_pause_count": "{value} pauses",
+        "monitor_mean_pause": "mean pause {value} s",
+        "monitor_pitch": "pitch {value} Hz",
+        "monitor_pitch_range": "range {value} st",
+        "monitor_loudness": "{value} dBFS",
+        "monitor_fillers": "{value} fillers",
+        "monitor_words": "{value} words",
+        "monitor_seconds": "{value} s",
     },
     "zh": {
         "competency_unanswered": "{name}：{questions} 未作答，得 0 分。",
@@ -257,6 +334,91 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "code_yes": "是",
         "code_no": "否",
         "code_unclear": "不明确",
+        # the live monitor (see the English keys)
+        "code_connecting": "连接中",
+        "code_not_started": "未开始",
+        "code_consent": "征求同意",
+        "code_question": "提问中",
+        "code_ended": "已结束",
+        "code_pending": "待通话",
+        "code_in_progress": "通话中",
+        "code_scoring": "评分中",
+        "code_declined": "拒绝同意",
+        "code_incomplete": "未完成",
+        "code_failed": "失败",
+        "code_stream_closed": "通话中断",
+        "code_server_shutdown": "服务器关闭中断",
+        "monitor_unknown_candidate": "未知候选人",
+        "monitor_follow_up": "{position}（追问）",
+        "monitor_question_n": "第 {n} 题",
+        "monitor_questions": "问题",
+        "monitor_scores": "评分",
+        "monitor_transcript": "通话记录",
+        "monitor_timeline": "时间线",
+        "monitor_voice": "候选人的声音",
+        "monitor_voice_note": (
+            "只描述声音本身（语速、音高、音量、停顿）：不评判候选人，不推断其情绪或性格，也不用于评分。"
+        ),
+        "monitor_chart_label": "候选人最近 60 秒声音的音量和音高",
+        "monitor_chart_loudness": "音量（dBFS）",
+        "monitor_chart_pitch": "音高（Hz）",
+        "monitor_chart_window": "最近 60 秒",
+        "monitor_meter_rate": "语速",
+        "monitor_meter_pitch": "音高",
+        "monitor_meter_loudness": "音量",
+        "monitor_meter_pauses": "停顿",
+        "monitor_speaking": "候选人正在说话\u2026",
+        "monitor_scores_running": "实时评分——暂定，供人工复核",
+        "monitor_scores_final": "评分——供人工复核的建议，不是决定",
+        "monitor_scoring": "正在评分\u2026",
+        "monitor_no_scores": "没有评分",
+        "monitor_overall": "总分 {score} / 100",
+        "monitor_so_far": "目前（已作答的能力项）{score} / 100",
+        "monitor_suggestion": "建议：{label}",
+        "monitor_competency": "能力项：{name}",
+        "monitor_no_transcript": "没有通话记录。",
+        "monitor_cut_off": "被打断",
+        "monitor_no_recording": "没有录音",
+        "monitor_report": "面试报告",
+        "monitor_connecting": "连接中\u2026",
+        "monitor_loading": "加载中\u2026",
+        "monitor_retrying": "连接断开 \u00b7 {secs} 秒后重试",
+        "monitor_call_started": "通话开始",
+        "monitor_call_ended": "通话结束",
+        "monitor_call_ended_reason": "通话结束（{reason}）",
+        "monitor_response": "响应 {secs} 秒",
+        "monitor_barge_in": "候选人插话",
+        "monitor_barge_in_at": "候选人在 {secs} 秒插话",
+        "monitor_barge_in_cut": "{text}（打断了 {prompts}）",
+        "monitor_cut_after": "{prompt}（播放 {secs} 秒后）",
+        "monitor_consent_granted": "同意继续",
+        "monitor_consent_declined": "不同意继续",
+        "monitor_via": "（{via}）",
+        "monitor_via_dtmf": "按键",
+        "monitor_via_voice": "语音",
+        "monitor_knockout": "淘汰题 {question}：{result}",
+        "monitor_knockout_passed": "通过",
+        "monitor_knockout_not_passed": "未通过",
+        "monitor_knockout_answer": "（回答：{answer}）",
+        "monitor_opt_out": "要求不再来电",
+        "monitor_opt_out_via": "要求不再来电（{via}）",
+        "monitor_skipped": "跳过问题：{question}",
+        "monitor_repeat": "要求重复：{question}",
+        "monitor_answered": "已回答 {question}",
+        "monitor_answered_follow_up": "（追问）",
+        "monitor_answered_keypad": "（按键）",
+        "monitor_answer_voice": "回答的声音：{text}",
+        "monitor_rate": "{value} {unit}",
+        "monitor_articulation": "发音速率 {value} {unit}",
+        "monitor_pause_ratio": "停顿占比 {value}%",
+        "monitor_pause_count": "停顿 {value} 次",
+        "monitor_mean_pause": "平均停顿 {value} 秒",
+        "monitor_pitch": "音高 {value} Hz",
+        "monitor_pitch_range": "音域 {value} 半音",
+        "monitor_loudness": "音量 {value} dBFS",
+        "monitor_fillers": "填充词（嗯/那个/就是）{value} 个",
+        "monitor_words": "{value} 字",
+        "monitor_seconds": "{value} 秒",
     },
 }
 """Message key -> text, per language (``str.format`` fields in braces)."""
@@ -280,6 +442,34 @@ def code_label(language: str | None, code: Any) -> str:
     """
     texts = CATALOGUE[catalogue_language(language)]
     return texts.get(f"code_{code}", str(code))
+
+
+MONITOR_SHARED_KEYS = (
+    "transcript_bot",
+    "transcript_candidate",
+    "unit_wpm",
+    "unit_cpm",
+    "recommendation_advance",
+    "recommendation_hold",
+    "recommendation_reject",
+)
+"""Keys of the report the live monitor shows too (speaker labels as the HR bridge writes them)."""
+
+
+def monitor_catalogue() -> dict[str, dict[str, str]]:
+    """The live monitor's words, per language: what it shows about a call in the call's language.
+
+    The ``monitor_*`` keys, the codes' labels (``code_*``: statuses, end reasons, script states;
+    English shows the code itself) and :data:`MONITOR_SHARED_KEYS`. Fields are ``{name}``.
+    """
+    return {
+        language: {
+            key: text
+            for key, text in texts.items()
+            if key.startswith(("monitor_", "code_")) or key in MONITOR_SHARED_KEYS
+        }
+        for language, texts in CATALOGUE.items()
+    }
 
 
 def quoted_list(language: str | None, items: Sequence[str]) -> str:

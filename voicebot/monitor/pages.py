@@ -4,11 +4,19 @@ Both are complete, static documents: every interpolated value is escaped, and ne
 inline script or an inline ``style`` attribute, so the strict Content-Security-Policy in
 :data:`SECURITY_HEADERS` holds. The app shell is filled in by ``/monitor/static/monitor.js`` from
 the monitor's REST and WebSocket API; its look is ``/monitor/static/monitor.css``.
+
+The page's chrome (sign-in, lists, buttons) is English. What the app shows about one call comes
+from the message catalogue (:func:`voicebot.dialogue.messages.monitor_catalogue`) in the call's
+own language: the app shell carries the catalogue as a JSON data block (not a script: the CSP
+holds), and elements of the call's detail name their message key in ``data-msg``.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
+
+from voicebot.dialogue.messages import monitor_catalogue
 
 TITLE = "voicebot · call monitor"
 STYLESHEET = "/monitor/static/monitor.css"
@@ -62,7 +70,8 @@ def login_page(error: str | None = None) -> str:
 def _meter(meter_id: str, label: str, unit: str) -> str:
     return (
         f'<div class="meter" id="{meter_id}">'
-        f'<span class="label">{escape(label)}</span>'
+        f'<span class="label" data-msg="monitor_{meter_id.replace("-", "_")}">'
+        f"{escape(label)}</span>"
         '<span class="reading"><span class="value">–</span>'
         f' <span class="unit">{escape(unit)}</span></span>'
         '<span class="bar" aria-hidden="true"><span class="fill"></span></span>'
@@ -90,6 +99,13 @@ RECENT_COLUMNS = (
     ("duration", "Duration"),
     ("status", "Outcome"),
 )
+
+
+def messages_block() -> str:
+    """The monitor's catalogue as a JSON data block (``<`` escaped: it cannot end the element)."""
+    data = json.dumps(monitor_catalogue(), ensure_ascii=False, separators=(",", ":"))
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script id="monitor-messages" type="application/json">{data}</script>\n'
 
 
 def app_page(username: str, role: str, department: str | None, csrf: str) -> str:
@@ -135,7 +151,8 @@ def app_page(username: str, role: str, department: str | None, csrf: str) -> str
 </div>
 <section id="call-detail" class="card" aria-labelledby="call-title" hidden>
 <div class="detail-head">
-<button id="close-detail" type="button" aria-label="Close this call and return to the lists">
+<button id="close-detail" type="button" lang="en"
+ aria-label="Close this call and return to the lists">
 ← Calls</button>
 <div class="detail-heading">
 <h2 id="call-title" tabindex="-1"></h2>
@@ -146,53 +163,60 @@ def app_page(username: str, role: str, department: str | None, csrf: str) -> str
 </div>
 <p id="detail-status" role="status" aria-live="polite"></p>
 <div id="live-panel" hidden>
-<div class="listen-bar">
+<div class="listen-bar" lang="en">
 <button id="listen" type="button" aria-pressed="false">Listen in</button>
 <label class="volume" for="volume">Volume</label>
 <input id="volume" type="range" min="0" max="100" step="5" value="80">
 <span id="listen-stats" data-frames="0" data-buffer-ms="0" data-underruns="0" data-gaps="0"
  aria-live="off">not listening</span>
 </div>
-<p id="speaking" hidden>candidate speaking…</p>
+<p id="speaking" data-msg="monitor_speaking" hidden>candidate speaking…</p>
 <div id="prosody" class="sub">
-<h3>Candidate's voice</h3>
-<p class="note">Descriptive measures of the audio only (rate, pitch, loudness, pauses): not a
-judgement of the candidate, their emotions or their personality, and not used for scoring.</p>
+<h3 data-msg="monitor_voice">Candidate's voice</h3>
+<p class="note" data-msg="monitor_voice_note">Descriptive measures of the audio only (rate, pitch,
+loudness, pauses): not a judgement of the candidate, their emotions or their personality, and not
+used for scoring.</p>
 <div class="meters">
 {meters}</div>
 <canvas id="prosody-chart" width="600" height="120" role="img"
+ data-msg-label="monitor_chart_label"
  aria-label="Loudness and pitch of the candidate's voice over the last 60 seconds"></canvas>
-<p class="legend"><span class="key loudness">loudness (dBFS)</span>
-<span class="key pitch">pitch (Hz)</span> <span class="muted">last 60 s</span></p>
+<p class="legend"><span class="key loudness"
+ data-msg="monitor_chart_loudness">loudness (dBFS)</span>
+<span class="key pitch" data-msg="monitor_chart_pitch">pitch (Hz)</span>
+<span class="muted" data-msg="monitor_chart_window">last 60 s</span></p>
 </div>
 <div id="questions-box" class="sub">
-<h3>Questions</h3>
+<h3 data-msg="monitor_questions">Questions</h3>
 <ol id="questions"></ol>
 </div>
 </div>
 <div id="finished-panel" hidden>
 <audio id="recording" controls preload="metadata" hidden></audio>
-<p id="no-recording" class="muted" hidden>No recording</p>
-<p><a id="report-link" target="_blank" rel="noopener" hidden>Report</a></p>
+<p id="no-recording" class="muted" data-msg="monitor_no_recording" hidden>No recording</p>
+<p><a id="report-link" target="_blank" rel="noopener" data-msg="monitor_report"
+ hidden>Report</a></p>
 </div>
 <div id="scores-box" class="sub">
-<h3>Scores</h3>
-<p id="scores-note" class="note">running scores — provisional, for human review</p>
+<h3 data-msg="monitor_scores">Scores</h3>
+<p id="scores-note" class="note">running scores — provisional,
+for human review</p>
 <p id="score-overall"></p>
 <div id="scores"></div>
 </div>
 <div id="transcript-box" class="sub">
-<h3>Transcript</h3>
+<h3 data-msg="monitor_transcript">Transcript</h3>
 <div id="transcript"></div>
 </div>
 <div id="timeline-box" class="sub">
-<h3>Timeline</h3>
+<h3 data-msg="monitor_timeline">Timeline</h3>
 <ol id="timeline"></ol>
 </div>
 </section>
 </main>
 """
     head = (
-        f'<meta name="csrf-token" content="{csrf_value}">\n<script defer src="{SCRIPT}"></script>\n'
+        f'<meta name="csrf-token" content="{csrf_value}">\n{messages_block()}'
+        f'<script defer src="{SCRIPT}"></script>\n'
     )
     return _document(head, "monitor-app", body)

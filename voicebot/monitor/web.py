@@ -42,6 +42,7 @@ from voicebot.api.request_bodies import read_form
 from voicebot.api.stored_files import recording_response
 from voicebot.call.listen import audio_channel, chunk_frame
 from voicebot.crypto import Keyring, json_lines, read_stored_file
+from voicebot.dialogue.messages import catalogue_language
 from voicebot.monitor.accounts import AccountError, MonitorSession
 from voicebot.monitor.pages import SECURITY_HEADERS, app_page, login_page
 from voicebot.monitor.registry import CALLS_CHANNEL
@@ -148,11 +149,27 @@ def can_view(session: MonitorSession, department: str | None) -> bool:
 
 
 def _with_job(request: web.Request, call: dict[str, Any]) -> dict[str, Any]:
-    """A call summary with its job's title and department from the loaded scripts."""
+    """A call summary with its job's title, department and language from the loaded scripts.
+
+    ``language`` is the message catalogue's (``"zh"``, ``"en"``): the page shows what it says
+    about the call in it.
+    """
     script = request.app[SERVICES_KEY].scripts.get(call.get("job_id") or "")
     if script is None:
         return call
-    return {**call, "job_title": script.title, "department": script.department}
+    return {
+        **call,
+        "job_title": script.title,
+        "department": script.department,
+        "language": catalogue_language(script.language),
+    }
+
+
+def _questions(script: Any) -> list[dict[str, Any]]:
+    """A script's questions as the monitor lists them."""
+    if script is None:
+        return []
+    return [{"id": q.id, "prompt": q.prompt, "competency": q.competency} for q in script.questions]
 
 
 def _visible(request: web.Request, session: MonitorSession, calls: list[dict]) -> list[dict]:
@@ -386,6 +403,7 @@ async def call_detail(request: web.Request) -> web.Response:
             "report_url": _report_url(request, interview),
             "scores": _scores_of(report),
             "events": events,
+            "questions": _questions(services.scripts.get(summary.get("job_id") or "")),
         }
     )
 
@@ -567,11 +585,7 @@ async def call_socket(request: web.Request) -> web.WebSocketResponse:
     snapshot = {
         **call,
         "transcript": await services.registry.transcript(call_sid),
-        "questions": []
-        if script is None
-        else [
-            {"id": q.id, "prompt": q.prompt, "competency": q.competency} for q in script.questions
-        ],
+        "questions": _questions(script),
         "competencies": []
         if script is None
         else [{"id": c.id, "name": c.name} for c in script.competencies],

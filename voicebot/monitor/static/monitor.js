@@ -8,6 +8,12 @@
 //      (recording synced with the transcript);
 //   3. small helpers (formatting, DOM, reconnecting sockets).
 //
+// The page's chrome (lists, buttons, listen-in) is English. What it shows about one call (its
+// position and state in the lists, and the whole detail: speaker labels, timeline, scores,
+// prosody units, fillers, notices, times) is in the call's own language, the job script's
+// ("language" on every call the server sends), from the server's message catalogue
+// (voicebot/dialogue/messages.py), which the page carries as JSON in #monitor-messages.
+//
 // Everything the server sends is untrusted (transcripts are a candidate's words): it only
 // ever reaches the page through textContent / createElement, never innerHTML. The page runs
 // under a strict CSP (script-src 'self', style-src 'self'), so there is no inline script and
@@ -36,8 +42,6 @@
     4403: "You may not watch this call.",
     4404: "This call was not found.",
   };
-
-  const RECOMMENDATION_LABEL = { advance: "Advance", hold: "Hold", reject: "Do not advance" };
 
   // ---------------------------------------------------------------------------------------
   // DOM and formatting helpers
@@ -84,29 +88,68 @@
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
   }
 
+  // ---------------------------------------------------------------------------------------
+  // A call's language: the server's message catalogue
+  // ---------------------------------------------------------------------------------------
+
+  /** language -> key -> text, from the page's JSON data block (English only if it is missing). */
+  const MESSAGES = (() => {
+    try {
+      const data = JSON.parse(document.getElementById("monitor-messages")?.textContent || "{}");
+      return data && typeof data === "object" ? data : {};
+    } catch {
+      return {};
+    }
+  })();
+  const LOCALES = { en: "en", zh: "zh-CN" }; // the lang attribute of a call's text
+
+  /** The catalogue language of a call ("en" when the server did not say or does not know it). */
+  const langOf = (call) => (call && MESSAGES[call.language] ? call.language : "en");
+
+  /** `key`'s text in `lang` with its {fields} filled in (English, then the key, when missing). */
+  function msg(lang, key, fields) {
+    const text = MESSAGES[lang]?.[key] ?? MESSAGES.en?.[key] ?? key;
+    return text.replace(/\{(\w+)\}/g, (all, name) =>
+      fields && name in fields ? String(fields[name]) : all,
+    );
+  }
+
+  /** A machine code (script state, status, end reason) as `lang` reads it; English: the code. */
+  const codeLabel = (lang, code) =>
+    code === null || code === undefined || code === ""
+      ? ""
+      : (MESSAGES[lang]?.[`code_${code}`] ?? humanize(code));
+
   /** An epoch time in local time: the time alone today, with the date otherwise. */
-  function fmtWhen(epoch) {
+  function fmtWhen(epoch, lang = "en") {
     if (!isNum(epoch)) return "";
+    // English calls in the browser's own format; others in their language's.
+    const locale = lang === "en" ? [] : LOCALES[lang] || [];
     const date = new Date(epoch * 1000);
     const sameDay = date.toDateString() === new Date().toDateString();
     return sameDay
-      ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : date.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+      ? date.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" })
+      : date.toLocaleString(locale, { dateStyle: "short", timeStyle: "short" });
   }
 
-  /** "2/5", "consent", "3/5 (follow-up)": where a call is in its script. */
+  /** "2/5", "consent", "3/5 (follow-up)": where a call is in its script, in its language. */
   function positionText(call) {
+    const lang = langOf(call);
     let text;
     if (isNum(call.question_index) && isNum(call.question_count) && call.question_count > 0) {
       text = `${call.question_index + 1}/${call.question_count}`;
     } else {
-      text = humanize(call.state || "connecting");
+      text = codeLabel(lang, call.state || "connecting");
     }
-    return call.in_follow_up ? `${text} (follow-up)` : text;
+    return call.in_follow_up ? msg(lang, "monitor_follow_up", { position: text }) : text;
+  }
+
+  function candidateName(call) {
+    return call.candidate_name || msg(langOf(call), "monitor_unknown_candidate");
   }
 
   function callTitle(call) {
-    const who = call.candidate_name || "Unknown candidate";
+    const who = candidateName(call);
     return call.job_title ? `${who} · ${call.job_title}` : who;
   }
 
@@ -284,14 +327,25 @@
 
   const cell = (row, name) => row.querySelector(`td.${name}`);
 
+  /** A row's cells about the call are in the call's language (the column labels are not). */
+  function setRowLanguage(row, lang) {
+    row.dataset.language = lang;
+    for (const name of ["position", "state", "status", "when"]) {
+      const node = cell(row, name);
+      if (node) node.lang = LOCALES[lang] || lang;
+    }
+  }
+
   function fillLiveRow(row, call) {
+    const lang = langOf(call);
+    setRowLanguage(row, lang);
     row.dataset.startedAt = String(call.started_at ?? "");
     row.dataset.state = classToken(call.state);
-    cell(row, "candidate").textContent = call.candidate_name || "Unknown candidate";
+    cell(row, "candidate").textContent = candidateName(call);
     cell(row, "job").textContent = call.job_title || call.job_id || "";
     cell(row, "duration").textContent = fmtDuration(elapsedSince(call.started_at));
     cell(row, "position").textContent = positionText(call);
-    cell(row, "state").textContent = humanize(call.state || "");
+    cell(row, "state").textContent = codeLabel(lang, call.state);
   }
 
   /** Adds or updates a live call's row; new rows go in started_at order (oldest first). */
@@ -324,17 +378,19 @@
   }
 
   function makeRecentRow(call) {
+    const lang = langOf(call);
     const row = makeRow("recent-row", call.call_sid, RECENT_CELLS);
+    setRowLanguage(row, lang);
     row.dataset.status = classToken(call.status);
-    cell(row, "candidate").textContent = call.candidate_name || "Unknown candidate";
+    cell(row, "candidate").textContent = candidateName(call);
     cell(row, "job").textContent = call.job_title || call.job_id || "";
-    cell(row, "when").textContent = fmtWhen(call.ended_at ?? call.started_at);
+    cell(row, "when").textContent = fmtWhen(call.ended_at ?? call.started_at, lang);
     cell(row, "duration").textContent = fmtDuration(call.duration_secs);
     const status = cell(row, "status");
-    const badge = el("span", `badge status-${classToken(call.status)}`, humanize(call.status));
-    status.append(badge);
+    const badgeClass = `badge status-${classToken(call.status)}`;
+    status.append(el("span", badgeClass, codeLabel(lang, call.status)));
     if (call.end_reason && call.end_reason !== call.status) {
-      status.append(" ", el("span", "reason", humanize(call.end_reason)));
+      status.append(" ", el("span", "reason", codeLabel(lang, call.end_reason)));
     }
     return row;
   }
@@ -452,7 +508,39 @@
     currentTurn: null,
     opener: null, // the row that opened the detail, to give focus back on close
     rateUnit: null, // "wpm" or "cpm" (Chinese), from the live samples
+    lang: "en", // the open call's language: everything the detail says about it
+    questions: new Map(), // question id -> its number in the script (1-based)
   };
+
+  /** `key` in the open call's language. */
+  const L = (key, fields) => msg(detail.lang, key, fields);
+
+  /** The speech-rate unit's label: words a minute, or characters a minute for Chinese. */
+  const rateUnitLabel = () =>
+    L(`unit_${detail.rateUnit || (detail.lang === "zh" ? "cpm" : "wpm")}`);
+
+  /** The detail speaks the call's language: its headings, labels and notes (data-msg keys). */
+  function setDetailLanguage(lang) {
+    detail.lang = lang;
+    const box = $("call-detail");
+    box.lang = LOCALES[lang] || lang;
+    box.dataset.language = lang;
+    for (const node of box.querySelectorAll("[data-msg]")) node.textContent = L(node.dataset.msg);
+    for (const node of box.querySelectorAll("[data-msg-label]")) {
+      node.setAttribute("aria-label", L(node.dataset.msgLabel));
+    }
+    $("meter-rate").querySelector(".unit").textContent = rateUnitLabel();
+  }
+
+  /** A question as the timeline names it: its number in the script when known, else its id. */
+  function questionName(id) {
+    const n = detail.questions.get(id);
+    return n ? L("monitor_question_n", { n }) : (id ?? "");
+  }
+
+  function rememberQuestions(questions) {
+    detail.questions = new Map((questions || []).map((q, i) => [q.id, i + 1]));
+  }
 
   function setStatus(text) {
     $("detail-status").textContent = text || "";
@@ -461,16 +549,18 @@
   function setHeader(call) {
     detail.call = { ...(detail.call || {}), ...call };
     const c = detail.call;
+    const lang = langOf(c);
+    if (lang !== detail.lang) setDetailLanguage(lang);
     $("call-title").textContent = callTitle(c);
     if (detail.mode === "live") {
       $("call-position").textContent = positionText(c);
       $("call-duration").textContent = fmtDuration(elapsedSince(c.started_at));
       $("call-when").textContent = "";
     } else {
-      const outcome = [humanize(c.status), humanize(c.end_reason)].filter(Boolean);
+      const outcome = [codeLabel(lang, c.status), codeLabel(lang, c.end_reason)].filter(Boolean);
       $("call-position").textContent = [...new Set(outcome)].join(" · ");
       $("call-duration").textContent = fmtDuration(c.duration_secs);
-      $("call-when").textContent = fmtWhen(c.started_at);
+      $("call-when").textContent = fmtWhen(c.started_at, lang);
     }
   }
 
@@ -484,7 +574,7 @@
     if (isNum(end)) line.dataset.end = String(end);
     if (questionId) line.dataset.questionId = questionId;
     line.append(
-      el("span", "who", who === "bot" ? "Bot" : "Candidate"),
+      el("span", "who", L(who === "bot" ? "transcript_bot" : "transcript_candidate")),
       el("span", "utt-time", isNum(start) ? fmtClock(start) : ""),
       el("span", "text", text ?? ""),
     );
@@ -597,11 +687,12 @@
     }
     const parts = [];
     // Mid-call the server leaves the suggestion out and averages only what was answered.
-    const overall = scores.recommendation ? "Overall" : "So far (answered competencies)";
-    if (isNum(scores.overall)) parts.push(`${overall} ${Math.round(scores.overall)} / 100`);
+    const overall = scores.recommendation ? "monitor_overall" : "monitor_so_far";
+    if (isNum(scores.overall)) parts.push(L(overall, { score: Math.round(scores.overall) }));
     if (scores.recommendation) {
-      const label = RECOMMENDATION_LABEL[scores.recommendation] || humanize(scores.recommendation);
-      parts.push(`suggestion: ${label}`);
+      const key = `recommendation_${scores.recommendation}`;
+      const label = MESSAGES[detail.lang]?.[key] ? L(key) : humanize(scores.recommendation);
+      parts.push(L("monitor_suggestion", { label }));
     }
     $("score-overall").textContent = parts.join(" · ");
   }
@@ -609,12 +700,13 @@
   // --- questions (live view) ---
 
   function renderQuestions(questions) {
+    rememberQuestions(questions);
     const list = $("questions");
     list.replaceChildren();
     for (const q of questions || []) {
       const item = el("li", "question", q.prompt || q.id);
       item.dataset.questionId = q.id;
-      if (q.competency) item.title = `competency: ${q.competency}`;
+      if (q.competency) item.title = L("monitor_competency", { name: q.competency });
       list.append(item);
     }
     $("questions-box").hidden = list.children.length === 0;
@@ -653,7 +745,7 @@
     for (const id of ["meter-rate", "meter-pitch", "meter-loudness", "meter-pauses"]) {
       setMeter(id, null, 0, 1, "");
     }
-    $("meter-rate").querySelector(".unit").textContent = "wpm";
+    $("meter-rate").querySelector(".unit").textContent = rateUnitLabel();
     chart.samples = [];
     drawChart();
     $("speaking").hidden = true;
@@ -739,7 +831,7 @@
       unit = d.rate_unit || "wpm";
     }
     if (d.rate_unit) detail.rateUnit = d.rate_unit;
-    $("meter-rate").querySelector(".unit").textContent = unit;
+    $("meter-rate").querySelector(".unit").textContent = L(`unit_${unit}`);
     const max = RATE_MAX[unit] || 250;
     setMeter("meter-rate", value, 0, max, isNum(value) ? String(Math.round(value)) : "");
   }
@@ -768,20 +860,23 @@
     chartPush(t, d.loudness_dbfs, d.pitch_hz);
   }
 
-  // Labels for a finished answer's descriptive prosody; other numeric fields show as "key v".
+  // Labels for a finished answer's descriptive prosody, in the call's language (a Chinese
+  // answer's rate is in characters a minute, its fillers are 嗯/那个/就是); other numeric
+  // fields show as "key v".
   const PROSODY_FIELDS = {
-    speech_rate_wpm: (v) => `${Math.round(v)} wpm`,
-    speech_rate: (v) => `${Math.round(v)} ${detail.rateUnit || "wpm"}`,
-    articulation_rate: (v) => `articulation ${Math.round(v)} ${detail.rateUnit || "wpm"}`,
-    pause_ratio: (v) => `pauses ${Math.round(v * 100)}%`,
-    pause_count: (v) => `${v} pauses`,
-    mean_pause_secs: (v) => `mean pause ${v.toFixed(2)} s`,
-    pitch_median_hz: (v) => `pitch ${Math.round(v)} Hz`,
-    pitch_range_semitones: (v) => `range ${v.toFixed(1)} st`,
-    loudness_dbfs: (v) => `${v.toFixed(1)} dBFS`,
-    filler_count: (v) => `${v} fillers`,
-    word_count: (v) => `${v} words`,
-    duration_secs: (v) => `${v.toFixed(1)} s`,
+    speech_rate_wpm: (v) => L("monitor_rate", { value: Math.round(v), unit: L("unit_wpm") }),
+    speech_rate: (v) => L("monitor_rate", { value: Math.round(v), unit: rateUnitLabel() }),
+    articulation_rate: (v) =>
+      L("monitor_articulation", { value: Math.round(v), unit: rateUnitLabel() }),
+    pause_ratio: (v) => L("monitor_pause_ratio", { value: Math.round(v * 100) }),
+    pause_count: (v) => L("monitor_pause_count", { value: v }),
+    mean_pause_secs: (v) => L("monitor_mean_pause", { value: v.toFixed(2) }),
+    pitch_median_hz: (v) => L("monitor_pitch", { value: Math.round(v) }),
+    pitch_range_semitones: (v) => L("monitor_pitch_range", { value: v.toFixed(1) }),
+    loudness_dbfs: (v) => L("monitor_loudness", { value: v.toFixed(1) }),
+    filler_count: (v) => L("monitor_fillers", { value: v }),
+    word_count: (v) => L("monitor_words", { value: v }),
+    duration_secs: (v) => L("monitor_seconds", { value: v.toFixed(1) }),
   };
   const PROSODY_SKIP = new Set(["t", "speech_secs", "filler_rate"]);
 
@@ -807,7 +902,7 @@
       answer.querySelector(".utt-prosody")?.remove();
       answer.append(el("span", "utt-prosody", text));
     } else {
-      timelineAdd(msg.t, "prosody.answer", `answer voice: ${text}`);
+      timelineAdd(msg.t, "prosody.answer", L("monitor_answer_voice", { text }));
     }
   }
 
@@ -839,7 +934,7 @@
     if (!$("timeline").children.length) {
       for (const turn of d.transcript || []) {
         if (turn.speaker === "bot" && isNum(turn.response_latency)) {
-          timelineAdd(turn.start, "response", `response ${turn.response_latency.toFixed(2)} s`);
+          timelineAdd(turn.start, "response", responseText(turn.response_latency));
         }
       }
     }
@@ -851,25 +946,39 @@
     const d = msg.data || {};
     appendUtt(uttLine("bot", d.text || (d.prompt_id ? `(${d.prompt_id})` : ""), { start: msg.t }));
     if (isNum(d.response_latency)) {
-      timelineAdd(msg.t, "response", `response ${d.response_latency.toFixed(2)} s`);
+      timelineAdd(msg.t, "response", responseText(d.response_latency));
     }
   }
+
+  const responseText = (secs) => L("monitor_response", { secs: secs.toFixed(2) });
+
+  /** "barge-in at 12.3 s", in the call's language. */
+  const bargeInText = (at) =>
+    isNum(at) ? L("monitor_barge_in_at", { secs: at.toFixed(1) }) : L("monitor_barge_in");
 
   function onBargeIn(msg) {
     const d = msg.data || {};
     const cut = (Array.isArray(d.cut) ? d.cut : [])
       .map((c) =>
-        isNum(c.heard_secs) ? `${c.prompt_id} after ${c.heard_secs.toFixed(1)} s` : c.prompt_id,
+        isNum(c.heard_secs)
+          ? L("monitor_cut_after", { prompt: c.prompt_id, secs: c.heard_secs.toFixed(1) })
+          : c.prompt_id,
       )
       .filter(Boolean);
-    const at = isNum(msg.t) ? ` at ${msg.t.toFixed(1)} s` : "";
-    timelineAdd(msg.t, "barge_in", `barge-in${at}${cut.length ? ` (cut ${cut.join(", ")})` : ""}`);
+    const text = bargeInText(msg.t);
+    timelineAdd(
+      msg.t,
+      "barge_in",
+      cut.length ? L("monitor_barge_in_cut", { text, prompts: cut.join(", ") }) : text,
+    );
   }
 
   function onCallEnded(msg) {
     const reason = msg.data?.reason;
     detail.ended = true;
-    const text = reason ? `call ended (${humanize(reason)})` : "call ended";
+    const text = reason
+      ? L("monitor_call_ended_reason", { reason: codeLabel(detail.lang, reason) })
+      : L("monitor_call_ended");
     timelineAdd(msg.t, "call.ended", text);
     setStatus(text);
     stopListening("call ended");
@@ -882,22 +991,35 @@
     }, FINISHED_VIEW_DELAY_MS);
   }
 
-  // Events that become timeline entries, with their text.
+  /** How an answer or a consent was given ("keypad", "voice"), in the call's language. */
+  const viaName = (via) =>
+    MESSAGES[detail.lang]?.[`monitor_via_${via}`] ? L(`monitor_via_${via}`) : String(via);
+
+  /** A knock-out's answer code (yes / no / unclear) as the call's language reads it. */
+  const answerName = (answer) => MESSAGES[detail.lang]?.[`code_${answer}`] ?? String(answer);
+
+  // Events that become timeline entries, with their text (in the call's language).
   const TIMELINE_EVENTS = {
     "consent.recorded": (d) =>
-      `consent ${d.granted ? "granted" : "declined"}` +
-      (d.via ? ` (${d.via === "dtmf" ? "keypad" : d.via})` : ""),
+      L(d.granted ? "monitor_consent_granted" : "monitor_consent_declined") +
+      (d.via ? L("monitor_via", { via: viaName(d.via) }) : ""),
     "knockout.recorded": (d) =>
-      `knock-out ${d.question_id ?? ""}: ${d.passed ? "passed" : "not passed"}` +
-      (d.answer !== undefined && d.answer !== null ? ` (answer: ${d.answer})` : ""),
-    "opt_out.recorded": (d) => `opt-out${d.via ? ` via ${d.via}` : ""}`,
-    "question.skipped": (d) => `question skipped: ${d.question_id ?? ""}`,
-    "repeat.requested": (d) => `repeat requested: ${d.question_id ?? ""}`,
+      L("monitor_knockout", {
+        question: questionName(d.question_id),
+        result: L(d.passed ? "monitor_knockout_passed" : "monitor_knockout_not_passed"),
+      }) +
+      (d.answer !== undefined && d.answer !== null
+        ? L("monitor_knockout_answer", { answer: answerName(d.answer) })
+        : ""),
+    "opt_out.recorded": (d) =>
+      d.via ? L("monitor_opt_out_via", { via: viaName(d.via) }) : L("monitor_opt_out"),
+    "question.skipped": (d) => L("monitor_skipped", { question: questionName(d.question_id) }),
+    "repeat.requested": (d) => L("monitor_repeat", { question: questionName(d.question_id) }),
     "question.answered": (d) =>
-      `answered ${d.question_id ?? ""}` +
-      (d.follow_up ? " (follow-up)" : "") +
-      (d.via === "dtmf" ? " by keypad" : ""),
-    "call.started": () => "call started",
+      L("monitor_answered", { question: questionName(d.question_id) }) +
+      (d.follow_up ? L("monitor_answered_follow_up") : "") +
+      (d.via === "dtmf" ? L("monitor_answered_keypad") : ""),
+    "call.started": () => L("monitor_call_started"),
   };
 
   // Events with their own handling; anything else is summarised into the timeline.
@@ -943,16 +1065,16 @@
     detail.mode = "live";
     $("live-panel").hidden = false;
     $("finished-panel").hidden = true;
-    $("scores-note").textContent = "running scores — provisional, for human review";
     setHeader(call || {});
-    setStatus("connecting…");
+    $("scores-note").textContent = L("monitor_scores_running");
+    setStatus(L("monitor_connecting"));
     const gen = detail.gen;
     detail.socket = new ReconnectingSocket(callPath(sid), {
       onMessage: onCallMessage,
       onState: (state, retryMs) => {
         if (detail.gen !== gen || detail.ended) return;
         if (state === "closed" && retryMs) {
-          setStatus(`connection lost · retrying in ${Math.round(retryMs / 1000)} s`);
+          setStatus(L("monitor_retrying", { secs: Math.round(retryMs / 1000) }));
         } else if (state === "open") {
           setStatus("");
         }
@@ -1181,7 +1303,7 @@
 
   async function loadFinished(sid, attempt = 0) {
     const gen = detail.gen;
-    if (attempt === 0) setStatus("loading…");
+    if (attempt === 0) setStatus(L("monitor_loading"));
     let data;
     try {
       data = await api(`/monitor/api/calls/${encodeURIComponent(sid)}`);
@@ -1222,6 +1344,7 @@
     $("live-panel").hidden = true;
     $("finished-panel").hidden = false;
     setHeader(data);
+    rememberQuestions(data.questions);
     setStatus("");
 
     const audio = $("recording");
@@ -1243,11 +1366,12 @@
     }
 
     if (data.scores) {
-      $("scores-note").textContent = "scores — a suggestion for human review, never a decision";
+      $("scores-note").textContent = L("monitor_scores_final");
       renderScores(data.scores);
     } else {
-      $("scores-note").textContent =
-        data.status === "scoring" ? "scoring in progress…" : "no scores";
+      $("scores-note").textContent = L(
+        data.status === "scoring" ? "monitor_scoring" : "monitor_no_scores",
+      );
     }
 
     const transcript = $("transcript");
@@ -1261,7 +1385,7 @@
       if (turn.speaker !== "bot") node.classList.add("final");
       if (turn.interrupted) {
         node.classList.add("interrupted");
-        node.append(el("span", "tag", "cut off"));
+        node.append(el("span", "tag", L("monitor_cut_off")));
       }
       if (isNum(turn.start)) node.tabIndex = 0; // click / Enter seeks the recording
       transcript.append(node);
@@ -1272,16 +1396,16 @@
       if (next) until = isNum(turn.end) ? Math.max(turn.end, next.start) : next.start;
       return { node, start: isNum(turn.start) ? turn.start : null, end: until };
     });
-    if (!turns.length) transcript.append(el("p", "empty", "No transcript."));
+    if (!turns.length) transcript.append(el("p", "empty", L("monitor_no_transcript")));
 
     for (const turn of turns) {
       if (turn.speaker !== "bot") continue;
       if (isNum(turn.response_latency)) {
-        timelineAdd(turn.start, "response", `response ${turn.response_latency.toFixed(2)} s`);
+        timelineAdd(turn.start, "response", responseText(turn.response_latency));
       }
       if (turn.interrupted) {
         const at = isNum(turn.end) ? turn.end : turn.start;
-        timelineAdd(at, "barge_in", isNum(at) ? `barge-in at ${at.toFixed(1)} s` : "barge-in");
+        timelineAdd(at, "barge_in", bargeInText(at));
       }
     }
     // Consent, knock-outs, opt-outs, skips and repeats, from the call's recorded timeline.
@@ -1371,7 +1495,9 @@
       ended: false,
       endTimer: null,
       rateUnit: null,
+      questions: new Map(),
     });
+    setDetailLanguage("en");
     $("report-link").hidden = true;
     $("no-recording").hidden = true;
     $("live-panel").hidden = true;
@@ -1400,6 +1526,7 @@
     markSelectedRows();
 
     const live = liveCalls.get(sid);
+    setDetailLanguage(live ? langOf(live) : recentRows.get(sid)?.dataset.language || "en");
     if (live) {
       startLiveView(sid, live);
     } else {
