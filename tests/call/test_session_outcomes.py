@@ -283,6 +283,33 @@ async def test_a_watched_call_streams_position_transcripts_and_prosody_live(serv
     assert all(e["call_sid"] == "CA1" for e in events)
 
 
+async def test_a_watched_chinese_call_meters_characters_a_minute_from_its_first_sample(services):
+    """The monitor shows a Chinese call's rate in 字/分钟 before any words came, not wpm."""
+    chinese = JobScript.model_validate(
+        {
+            **SCRIPT.model_dump(),
+            "id": "zh_job",
+            "language": "zh",
+            "greeting": "您好，我是AI智能助理，本次通话会录音。",
+        }
+    )
+    services.scripts[chinese.id] = chinese
+    with services.live.subscribe() as watcher:
+        call = await make_session_call(services, ["可以"], job_id=chinese.id)
+        await call.wait_for_mark("consent:await")
+        for _ in range(40):  # the candidate listens: no words, no rate yet
+            await call.media(SILENCE)
+            await asyncio.sleep(0.02)
+        await call.hang_up()
+        events = []
+        while not watcher.queue.empty():
+            events.append(watcher.queue.get_nowait())
+    samples = [e["data"] for e in events if e["type"] == "prosody.sample"]
+    assert samples, "a watched call is metered"
+    assert {s["rate_unit"] for s in samples} == {"cpm"}
+    assert all(s["speech_rate_wpm"] is None for s in samples)
+
+
 async def test_an_unwatched_call_computes_no_live_prosody(services):
     call = await make_call(services, ["yes"])
     await call.wait_for_mark("consent:await")

@@ -21,11 +21,20 @@ import urllib.request
 import pytest
 
 from tests.browser import chrome, console_errors, wait_until
-from tests.e2e.monitor_helpers import PASSWORD, add_user, interview_call
+from tests.e2e.monitor_helpers import ANSWERS, PASSWORD, add_user, interview_call
 
 pytestmark = pytest.mark.e2e
 
 JOB = "customer_service_en"  # department: customer_service
+JOB_ZH = "customer_service_zh"  # department: customer_service
+ANSWERS_ZH = [
+    "zh_aishell_BAC009S0724W0121.wav",
+    "zh_news_mid.wav",
+    "zh_aishell_BAC009S0724W0121.wav",
+    "zh_news_mid.wav",
+]
+"""Four answers of real Mandarin speech."""
+HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 def sign_in(driver, server, username: str) -> None:
@@ -63,14 +72,16 @@ def row(driver, call_sid: str, kind: str = "call-row"):
 class BackgroundCall:
     """A real simulated Twilio call in its own thread (the browser test drives the page)."""
 
-    def __init__(self, server, audio_dir, interview_id: str, call_sid: str) -> None:
+    def __init__(
+        self, server, audio_dir, interview_id: str, call_sid: str, answers=ANSWERS
+    ) -> None:
         self.result = None
         self.error: BaseException | None = None
 
         def run() -> None:
             try:
                 self.result = asyncio.run(
-                    interview_call(server.url, interview_id, call_sid, audio_dir)
+                    interview_call(server.url, interview_id, call_sid, audio_dir, answers)
                 )
             except BaseException as error:  # reported by the test
                 self.error = error
@@ -258,3 +269,97 @@ def test_wrong_password_is_refused_and_repeated_failures_are_throttled(accounts)
         assert not driver.find_elements("id", "whoami")
     finally:
         driver.quit()
+
+
+def _words(driver, selector: str) -> list[str]:
+    """The elements' text as written (CSS upper-cases some labels on screen)."""
+    return [n.get_attribute("textContent") for n in driver.find_elements("css selector", selector)]
+
+
+def test_a_chinese_call_shows_in_chinese_beside_an_english_call(accounts, audio_dir):
+    """Two real calls at once, one per job language: each on the monitor in its own language."""
+    server = accounts
+    zh_id = server.create_interview(JOB_ZH, name="王小明", phone="+15550111")
+    en_id = server.create_interview(JOB, name="Dana Whitfield", phone="+15550112")
+    zh_sid, en_sid = "CAzh" + os.urandom(8).hex(), "CAen" + os.urandom(8).hex()
+    zh_page, en_page = chrome(), chrome()
+    try:
+        sign_in(zh_page, server, "recruiter-admin")
+        sign_in(en_page, server, "service-lead")
+        zh_call = BackgroundCall(server, audio_dir, zh_id, zh_sid, ANSWERS_ZH)
+        en_call = BackgroundCall(server, audio_dir, en_id, en_sid)
+
+        # Both on the list at once, each row's state in its call's language.
+        def state(driver, sid):
+            found = row(driver, sid)
+            cell = found.find_element("css selector", ".state") if found else None
+            return cell.get_attribute("textContent") if cell else None
+
+        wait_until(lambda: state(zh_page, zh_sid) == "提问中", timeout=90, what="zh in question")
+        wait_until(lambda: state(zh_page, en_sid) == "question", timeout=30, what="en row")
+        row(zh_page, zh_sid).click()
+        wait_until(lambda: row(en_page, en_sid), timeout=30, what="the English row").click()
+
+        def answers(driver):
+            lines = driver.find_elements("css selector", "#transcript .utt.candidate.final")
+            return [line.find_element("css selector", ".text").text for line in lines]
+
+        zh_answer = wait_until(
+            lambda: [a for a in answers(zh_page) if HAN.search(a)], timeout=120, what="zh words"
+        )
+        assert zh_answer
+        wait_until(
+            lambda: [a for a in answers(en_page) if re.search("[A-Za-z]", a)],
+            timeout=120,
+            what="the English candidate's words",
+        )
+        # Live: who speaks, the voice's units and headings in the call's language.
+        assert set(_words(zh_page, "#transcript .utt .who")) == {"面试官（AI）", "候选人"}
+        assert set(_words(en_page, "#transcript .utt .who")) == {"Interviewer (AI)", "Candidate"}
+        assert zh_page.find_element("css selector", "#meter-rate .unit").text == "字/分钟"
+        assert en_page.find_element("css selector", "#meter-rate .unit").text == "wpm"
+        assert _words(zh_page, "#transcript-box h3") == ["通话记录"]
+        assert _words(en_page, "#transcript-box h3") == ["Transcript"]
+        # The descriptive figures of a Chinese answer: characters a minute.
+        wait_until(
+            lambda: "字/分钟" in " ".join(_words(zh_page, "#transcript .utt-prosody")),
+            timeout=60,
+            what="a Chinese answer's speech rate in characters a minute",
+        )
+
+        zh_call.join()
+        en_call.join()
+        server.wait_for_report(zh_id, timeout=120)
+        server.wait_for_report(en_id, timeout=120)
+        # Finished: the recent list and the recorded view, still each in its own language.
+        for driver in (zh_page, en_page):
+            driver.find_element("id", "close-detail").click()
+        recent = wait_until(lambda: row(zh_page, zh_sid, "recent-row"), what="the zh recent row")
+        wait_until(
+            lambda: _words(zh_page, f'tr[data-call-sid="{zh_sid}"] .status') == ["完成"],
+            what="the Chinese call's outcome",
+        )
+        english = wait_until(lambda: row(zh_page, en_sid, "recent-row"), what="the en recent row")
+        assert english.find_element("css selector", ".status").get_attribute("textContent") == (
+            "completed"
+        )
+        recent.click()
+        wait_until(
+            lambda: "同意继续（按键）" in _words(zh_page, "#timeline .tl-text"),
+            timeout=30,
+            what="the consent on the finished Chinese call's timeline",
+        )
+        assert _words(zh_page, "#scores-note") == ["评分——供人工复核的建议，不是决定"]
+        assert zh_page.find_element("id", "call-position").text == "完成"
+        assert set(_words(zh_page, "#transcript .utt .who")) == {"面试官（AI）", "候选人"}
+        wait_until(lambda: row(en_page, en_sid, "recent-row"), what="the en recent row").click()
+        wait_until(
+            lambda: "consent granted (keypad)" in _words(en_page, "#timeline .tl-text"),
+            timeout=30,
+            what="the consent on the finished English call's timeline",
+        )
+        assert not HAN.search(en_page.find_element("id", "call-detail").text)
+        assert console_errors(zh_page) == [] and console_errors(en_page) == []
+    finally:
+        zh_page.quit()
+        en_page.quit()

@@ -420,15 +420,20 @@ class CallSession:
             self._meter_samples = 0
             sample = self._meter.sample()
             if sample is not None:
+                from voicebot.audio.prosody import RATE_UNITS
+
                 rate = self._partials.speech_rate if self._turn_start is not None else None
+                # The job's unit from the first sample (a Chinese call's before any partial).
+                language = self.script.language if self.script is not None else "en"
+                unit = RATE_UNITS.get(language, "wpm")
                 self.services.live.publish(
                     self.call_sid,
                     "prosody.sample",
                     round(self._inbound_samples / 8000, 3),
                     **sample,
                     speech_rate=rate,
-                    rate_unit=self._partials.rate_unit,
-                    speech_rate_wpm=rate if self._partials.rate_unit == "wpm" else None,
+                    rate_unit=unit,
+                    speech_rate_wpm=rate if unit == "wpm" else None,
                 )
 
     # -- carrier events --------------------------------------------------------------------

@@ -516,8 +516,8 @@
   const L = (key, fields) => msg(detail.lang, key, fields);
 
   /** The speech-rate unit's label: words a minute, or characters a minute for Chinese. */
-  const rateUnitLabel = () =>
-    L(`unit_${detail.rateUnit || (detail.lang === "zh" ? "cpm" : "wpm")}`);
+  const defaultRateUnit = () => (detail.lang === "zh" ? "cpm" : "wpm");
+  const rateUnitLabel = () => L(`unit_${detail.rateUnit || defaultRateUnit()}`);
 
   /** The detail speaks the call's language: its headings, labels and notes (data-msg keys). */
   function setDetailLanguage(lang) {
@@ -824,13 +824,11 @@
   const RATE_MAX = { wpm: 250, cpm: 400 };
 
   function showRate(d) {
-    let value = d.speech_rate_wpm;
-    let unit = "wpm";
-    if (!isNum(value) && isNum(d.speech_rate)) {
-      value = d.speech_rate;
-      unit = d.rate_unit || "wpm";
-    }
     if (d.rate_unit) detail.rateUnit = d.rate_unit;
+    let value = d.speech_rate_wpm;
+    if (!isNum(value) && isNum(d.speech_rate)) value = d.speech_rate;
+    // No rate between utterances: the unit stays the call's (characters a minute in Chinese).
+    const unit = isNum(d.speech_rate_wpm) ? "wpm" : detail.rateUnit || defaultRateUnit();
     $("meter-rate").querySelector(".unit").textContent = L(`unit_${unit}`);
     const max = RATE_MAX[unit] || 250;
     setMeter("meter-rate", value, 0, max, isNum(value) ? String(Math.round(value)) : "");
