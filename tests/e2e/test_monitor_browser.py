@@ -251,26 +251,6 @@ def test_department_manager_sees_own_departments_calls(accounts):
         sales.quit()
 
 
-def test_wrong_password_is_refused_and_repeated_failures_are_throttled(accounts):
-    server = accounts
-    driver = chrome()
-    try:
-        for attempt in range(6):
-            driver.get(server.url + "/monitor")
-            driver.find_element("id", "username").send_keys("service-lead")
-            driver.find_element("id", "password").send_keys("not the password")
-            driver.find_element("id", "login-submit").click()
-            error = wait_until(
-                lambda: driver.find_element("id", "login-error").text, what="the error"
-            )
-            if attempt < 5:
-                assert "Wrong username or password" in error
-        assert "Too many failed sign-ins" in error
-        assert not driver.find_elements("id", "whoami")
-    finally:
-        driver.quit()
-
-
 def _words(driver, selector: str) -> list[str]:
     """The elements' text as written (CSS upper-cases some labels on screen)."""
     return [n.get_attribute("textContent") for n in driver.find_elements("css selector", selector)]
@@ -363,3 +343,23 @@ def test_a_chinese_call_shows_in_chinese_beside_an_english_call(accounts, audio_
     finally:
         zh_page.quit()
         en_page.quit()
+
+
+def test_wrong_password_is_refused_and_repeated_failures_are_throttled(accounts):
+    server = accounts
+    driver = chrome()
+    try:
+        for attempt in range(6):
+            driver.get(server.url + "/monitor")
+            driver.find_element("id", "username").send_keys("service-lead")
+            driver.find_element("id", "password").send_keys("not the password")
+            driver.find_element("id", "login-submit").click()
+            error = wait_until(
+                lambda: driver.find_element("id", "login-error").text, what="the error"
+            )
+            if attempt < 5:
+                assert "Wrong username or password" in error
+        assert "Too many failed sign-ins" in error
+        assert not driver.find_elements("id", "whoami")
+    finally:
+        driver.quit()
