@@ -14,8 +14,10 @@ Routes:
 
 - ``GET /monitor``: the app for a signed-in recruiter, the sign-in form otherwise.
 - ``POST /monitor/login``, ``POST /monitor/logout``; ``GET /monitor/api/me``.
-- ``GET /monitor/api/calls``: ``{"live": [...], "recent": [...]}``.
-- ``GET /monitor/api/calls/{sid}``: one call with its turns, recording and report links.
+- ``GET /monitor/api/calls``: ``{"live": [...], "recent": [...]}``; every call names its job's
+  ``language`` (the catalogue's: the page shows what it says about the call in it).
+- ``GET /monitor/api/calls/{sid}``: one call with its turns, questions, recording and report
+  links.
 - ``GET /monitor/recordings/{sid}/call.wav``: the recording (range requests for seeking).
 - ``GET /monitor/ws``: the call lists, then ``call.updated`` / ``call.ended``.
 - ``GET /monitor/ws/calls/{sid}``: a snapshot of one live call, then its live events.
