@@ -48,6 +48,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -213,6 +214,8 @@ class Delivery:
     dropped: bool = False
     body: str = ""
     sent_at: float | None = None
+    idempotency_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    """``I-Twilio-Idempotency-Token``: the same on every copy of one callback (a retry)."""
 
 
 @dataclass
@@ -254,6 +257,66 @@ class SimulatedCall:
         return int(math.ceil(self.ended_at - self.answered_at))
 
 
+@dataclass(frozen=True)
+class SimulatorReport:
+    """What the simulated carrier saw of a dialer: for benchmarks and load tests."""
+
+    calls: int
+    outcomes: dict[str, int]  # final status (or the status now, for calls not ended)
+    answered_by: dict[str, int]  # AMD verdicts
+    max_concurrent_calls: int  # placed and not ended (ringing or up) at once
+    max_concurrent_up: int  # answered and not ended at once
+    dials_per_minute: float | None  # calls placed a minute, from the first to the last
+    voice_to_voice: list[float]  # of every answer in answered calls, seconds
+    api_errors: dict[int, int]  # API requests answered with an error, by HTTP status
+    callbacks_unanswered: int  # callbacks the application did not answer with a 2xx
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-ready (voice-to-voice as p50/p95)."""
+        from loadtest.caller import percentile
+
+        data = dict(self.__dict__)
+        v2v = data.pop("voice_to_voice")
+        data["voice_to_voice_p50"] = percentile(v2v, 50)
+        data["voice_to_voice_p95"] = percentile(v2v, 95)
+        data["api_errors"] = {str(k): v for k, v in self.api_errors.items()}
+        return data
+
+
+def _max_overlap(spans: Sequence[tuple[float, float]]) -> int:
+    """Most of the ``(start, end)`` spans open at one instant."""
+    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    most = current = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        current += step
+        most = max(most, current)
+    return most
+
+
+def mixed_scenarios(
+    numbers: Sequence[str], mix: Sequence[tuple[Scenario, float]], *, seed: int = 0
+) -> dict[str, Scenario]:
+    """Give ``numbers`` scenarios in the proportions of ``mix`` (weights), shuffled by ``seed``.
+
+    E.g. 60 candidates, half answering, a fifth not answering, the rest busy, failing or
+    voicemail: counts are rounded so that they add up to ``len(numbers)``.
+    """
+    import random
+
+    total = sum(weight for _, weight in mix)
+    if not mix or total <= 0:
+        raise ValueError("mix: give at least one scenario with a positive weight")
+    counts = [int(len(numbers) * weight / total) for _, weight in mix]
+    by_remainder = sorted(
+        range(len(mix)), key=lambda i: len(numbers) * mix[i][1] / total - counts[i], reverse=True
+    )
+    for i in by_remainder[: len(numbers) - sum(counts)]:
+        counts[i] += 1
+    assigned = [scenario for (scenario, _), n in zip(mix, counts, strict=True) for _ in range(n)]
+    random.Random(seed).shuffle(assigned)
+    return dict(zip(numbers, assigned, strict=True))
+
+
 class CarrierSimulator:
     """Twilio's REST API and call progress on a loopback port (see the module docstring).
 
@@ -280,7 +343,8 @@ class CarrierSimulator:
         self.requests: list[ApiRequest] = []
         self.deliveries: list[Delivery] = []
         self.calls: dict[str, SimulatedCall] = {}
-        self._faults: deque[tuple[int | None, float | None]] = deque()  # (status | hang, retry)
+        # the next requests' faults: (status, or None to hang; Retry-After; hang after placing)
+        self._faults: deque[tuple[int | None, float | None, bool]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -301,7 +365,9 @@ class CarrierSimulator:
         app.router.add_post(base + ".json", self._create_call)
         app.router.add_post(base + "/{sid}.json", self._update_call)
         app.router.add_get(base + "/{sid}.json", self._fetch_call)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -340,11 +406,16 @@ class CarrierSimulator:
 
         ``retry_after`` adds a ``Retry-After`` header (seconds) to them.
         """
-        self._faults.extend([(status, retry_after)] * count)
+        self._faults.extend([(status, retry_after, False)] * count)
 
-    def hang_next(self, count: int = 1) -> None:
-        """Never answer the next ``count`` API requests (the client's timeout must end them)."""
-        self._faults.extend([(None, None)] * count)
+    def hang_next(self, count: int = 1, *, placed: bool = False) -> None:
+        """Never answer the next ``count`` API requests (the client's timeout must end them).
+
+        ``placed``: a create-call request is carried out all the same (the call rings, its
+        callbacks come) and only the answer is lost, the case where a client that retries
+        would call the person twice.
+        """
+        self._faults.extend([(None, None, placed)] * count)
 
     # ------------------------------------------------------------------- queries
 
@@ -362,6 +433,34 @@ class CarrierSimulator:
         while call.tasks:
             await asyncio.wait(set(call.tasks))
         return call
+
+    def report(self) -> SimulatorReport:
+        """Sum up what the simulator did so far."""
+        from collections import Counter
+
+        now = time.time()
+        calls = list(self.calls.values())
+        placed = sorted(call.created_at for call in calls)
+        dials_per_minute = None
+        if len(placed) > 1 and placed[-1] > placed[0]:
+            dials_per_minute = (len(placed) - 1) / (placed[-1] - placed[0]) * 60
+        return SimulatorReport(
+            calls=len(calls),
+            outcomes=dict(Counter(call.status for call in calls)),
+            answered_by=dict(Counter(call.answered_by for call in calls if call.answered_by)),
+            max_concurrent_calls=_max_overlap([(c.created_at, c.ended_at or now) for c in calls]),
+            max_concurrent_up=_max_overlap(
+                [(c.answered_at, c.ended_at or now) for c in calls if c.answered_at is not None]
+            ),
+            dials_per_minute=dials_per_minute,
+            voice_to_voice=[v for c in calls if c.result for v in c.result.voice_to_voice],
+            api_errors=dict(Counter(r.status for r in self.requests if r.status >= 400)),
+            callbacks_unanswered=sum(
+                1
+                for d in self.deliveries
+                if not d.dropped and d.sent_at is not None and not 200 <= (d.status or 0) < 300
+            ),
+        )
 
     async def wait_idle(self) -> None:
         """Wait until no call is playing and no callback is being sent."""
@@ -386,7 +485,10 @@ class CarrierSimulator:
     async def _prelude(
         self, request: web.Request
     ) -> tuple[list[tuple[str, str]], web.Response | None]:
-        """Record the request and apply faults and auth; an error response ends it early."""
+        """Record the request and apply faults and auth; an error response ends it early.
+
+        A fault that hangs after placing the call places it here first.
+        """
         form: list[tuple[str, str]] = []
         if request.method == "POST":
             data = await request.post()
@@ -395,8 +497,11 @@ class CarrierSimulator:
         self.requests.append(record)
         response: web.Response | None = None
         if self._faults:
-            status, retry_after = self._faults.popleft()
+            status, retry_after, placed = self._faults.popleft()
             if status is None:  # hang: answer nothing until the simulator stops
+                creates = request.match_info.get("sid") is None and request.method == "POST"
+                if placed and creates and self._authorized(request):
+                    self._place(form)
                 await self._closing.wait()
                 response = twilio_error(503)
             else:
@@ -575,16 +680,24 @@ class CarrierSimulator:
         """The call is up: AMD in the background, fetch the TwiML, hold the stream."""
         scenario = call.scenario
         amd_url = call.param("AsyncAmdStatusCallback")
+        synchronous_amd = bool(call.param("MachineDetection")) and call.param("AsyncAmd") != "true"
         if call.param("MachineDetection") and call.param("AsyncAmd") == "true" and amd_url:
             self._spawn(call, self._detect(call, amd_url), f"carrier-sim-amd-{call.sid}")
+        elif synchronous_amd:
+            # Detection first, the TwiML after it with AnsweredBy (a machine's greeting and beep
+            # play during detection, before the stream opens).
+            delay = scenario.amd_secs
+            if scenario.kind == "voicemail":
+                delay += len(self._voicemail(scenario.greeting)) / SAMPLE_RATE
+            if await self._rings(call, delay):
+                return
+            call.answered_by = scenario.verdict()
         instruction = await self._fetch_twiml(call)
         if instruction is None or call.hangup.is_set():
             return
         opening = b""
-        if scenario.kind == "voicemail":
-            if scenario.greeting not in self._voicemail_audio:
-                self._voicemail_audio[scenario.greeting] = voicemail_ulaw(scenario.greeting)
-            opening = self._voicemail_audio[scenario.greeting]
+        if scenario.kind == "voicemail" and not synchronous_amd:
+            opening = self._voicemail(scenario.greeting)
         carrier = CarrierMessages("MZ" + secrets.token_hex(16), call.sid, self.account_sid)
         state = CallerState(
             carrier,
@@ -626,6 +739,11 @@ class CarrierSimulator:
         if error and call.error is None:
             call.error = error
 
+    def _voicemail(self, greeting: Path) -> bytes:
+        if greeting not in self._voicemail_audio:
+            self._voicemail_audio[greeting] = voicemail_ulaw(greeting)
+        return self._voicemail_audio[greeting]
+
     async def _detect(self, call: SimulatedCall, url: str) -> None:
         """Asynchronous AMD: the verdict once detection would have reached it."""
         scenario = call.scenario
@@ -634,8 +752,7 @@ class CarrierSimulator:
             await asyncio.wait_for(call.stream_opened.wait(), timeout=10)
         delay = scenario.amd_secs
         if scenario.kind == "voicemail":  # DetectMessageEnd: after the greeting and the beep
-            audio = self._voicemail_audio.get(scenario.greeting, b"")
-            delay += len(audio) / SAMPLE_RATE
+            delay += len(self._voicemail(scenario.greeting)) / SAMPLE_RATE
         if await self._waits(call.done, delay):
             return  # ended before detection finished: no verdict
         call.answered_by = scenario.verdict()
@@ -651,6 +768,8 @@ class CarrierSimulator:
         """POST the call's ``Url`` as Twilio does on answer; the stream to open, or None."""
         url = call.param("Url") or ""
         params = self._base_params(call, "in-progress")
+        if call.answered_by:  # synchronous AMD
+            params["AnsweredBy"] = call.answered_by
         delivery = await self._deliver(
             Delivery(call.sid, "voice", "voice", url, params, self._sign(url, params))
         )
@@ -740,7 +859,7 @@ class CarrierSimulator:
         headers = {
             "X-Twilio-Signature": delivery.signature,
             "User-Agent": "TwilioProxy/1.1 (voicebot carrier simulator)",
-            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+            "I-Twilio-Idempotency-Token": delivery.idempotency_token,
         }
         try:
             async with self._http.post(delivery.url, data=delivery.params, headers=headers) as r:
@@ -788,15 +907,27 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         type=parse_scenario,
         metavar="NUMBER=KIND",
-        help="what happens when NUMBER is called; repeat (others: answer, silent)",
+        help="what happens when NUMBER is called; repeat (other numbers: answer)",
+    )
+    parser.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="WAV",
+        help="a recorded answer the people who answer speak, in order; repeat",
     )
     args = parser.parse_args(argv)
+    answers = load_answers(args.answer)
+    scenarios = {
+        number: dataclasses.replace(scenario, answers=answers) for number, scenario in args.scenario
+    }
 
     async def serve() -> None:
         sim = CarrierSimulator(
             account_sid=args.account_sid,
             auth_token=args.auth_token,
-            scenarios=dict(args.scenario),
+            scenarios=scenarios,
+            default=Scenario(answers=answers),
             port=args.port,
         )
         url = await sim.start()

@@ -46,6 +46,7 @@ class StreamLog:
     marks_echoed: list[tuple[float, str]] = field(default_factory=list)
     stopped: bool = False
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    first_second: asyncio.Event = field(default_factory=asyncio.Event)  # 50 frames came in
 
     def audio_after(self, t: float) -> np.ndarray:
         """The caller's audio that arrived after ``t``, as PCM."""
@@ -104,7 +105,7 @@ class TwilioReceiver:
         app.router.add_post("/twilio/amd", self._callback)
         app.router.add_post("/twilio/voice", self._voice)
         app.router.add_get("/twilio/stream", self._stream)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -137,6 +138,14 @@ class TwilioReceiver:
         async with self._arrived:
             await self._arrived.wait_for(found)
         return found()[0]
+
+    async def first_second(self, call_sid: str) -> StreamLog:
+        """Wait until the call's stream has brought a second of the caller's audio."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: call_sid in self.streams)
+        log = self.streams[call_sid]
+        await log.first_second.wait()
+        return log
 
     async def _record(self, request: web.Request) -> Arrival:
         form = await request.post()
@@ -185,6 +194,8 @@ class TwilioReceiver:
                     log.parameters = data["start"]["customParameters"]
                     self.streams[log.call_sid] = log
                     self.stream_opened.set()
+                    async with self._arrived:
+                        self._arrived.notify_all()
                     for frame in _prompt_frames():
                         payload = base64.b64encode(frame).decode()
                         await ws.send_str(
@@ -205,6 +216,8 @@ class TwilioReceiver:
                     now = time.monotonic()
                     payload = base64.b64decode(data["media"]["payload"])
                     log.inbound.append((now, payload))
+                    if len(log.inbound) == 50:
+                        log.first_second.set()
                     if first_voice is None and is_voiced(ulaw_decode(payload).astype(np.float32)):
                         first_voice = now
                     if (

@@ -20,6 +20,7 @@ from loadtest.carrier_sim import (
     CallbackFaults,
     CarrierSimulator,
     Scenario,
+    mixed_scenarios,
 )
 from tests.twilio_receiver import TwilioReceiver, has_tone, is_voiced
 from voicebot.audio.frames import read_wav, to_phone_ulaw
@@ -48,7 +49,7 @@ async def receiver():
 
 
 @pytest.fixture
-async def sim():
+async def sim(receiver):  # stops before the receiver: the calls' last callbacks still land
     simulator = CarrierSimulator()
     await simulator.start()
     yield simulator
@@ -324,3 +325,101 @@ async def test_invalid_numbers_are_refused_as_twilio_does(sim, receiver):
 
     assert status == 400 and body["code"] == 21211
     assert not sim.calls
+
+
+async def test_a_lost_answer_can_hide_a_placed_call(sim, receiver):
+    """The fault a retrying client must survive: Twilio placed the call, its answer never came."""
+    sim.scenarios["+15550001012"] = Scenario("busy")
+    sim.hang_next(placed=True)
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await place(sim, receiver, "+15550001012")
+
+    [call] = sim.calls.values()
+    async with asyncio.timeout(10):
+        await sim.wait_done(call.sid)
+    assert statuses(receiver, call.sid) == [("0", "initiated"), ("1", "busy")]
+
+
+async def test_synchronous_amd_tells_the_voice_webhook_who_answered(sim, receiver):
+    sim.scenarios["+15550001013"] = Scenario("voicemail", amd_secs=0.1)
+
+    url = f"{sim.api_url}/2010-04-01/Accounts/{sim.account_sid}/Calls.json"
+    form = {
+        "To": "+15550001013",
+        "From": CALLER_ID,
+        "Url": f"{receiver.base_url}/twilio/voice",
+        "MachineDetection": "DetectMessageEnd",
+    }
+    async with aiohttp.ClientSession() as http:
+        auth = aiohttp.BasicAuth(sim.account_sid, sim.auth_token)
+        async with http.post(url, data=form, auth=auth) as response:
+            sid = (await response.json())["sid"]
+    async with asyncio.timeout(30):
+        voice = await receiver.wait_for("/twilio/voice", sid)
+    assert voice.params["AnsweredBy"] == "machine_end_beep"
+    assert voice.signature_valid
+    assert not receiver.received("/twilio/amd", sid)
+    async with asyncio.timeout(30):
+        log = await receiver.first_second(sid)
+    assert not is_voiced(log.audio_after(0))  # the greeting played during detection, not here
+    await hang_up(sim, sid)
+    async with asyncio.timeout(30):
+        await sim.wait_done(sid)
+
+
+async def test_copies_of_a_callback_carry_one_idempotency_token(sim, receiver):
+    sim.scenarios["+15550001014"] = Scenario(
+        "busy", faults=CallbackFaults(duplicate=frozenset({"completed"}))
+    )
+
+    sid = await placed_and_done(sim, receiver, "+15550001014")
+
+    first, second = [d for d in sim.deliveries_for(sid) if d.event == "completed"]
+    assert first.idempotency_token == second.idempotency_token
+    initiated = [d for d in sim.deliveries_for(sid) if d.event == "initiated"]
+    assert initiated[0].idempotency_token != first.idempotency_token
+
+
+async def test_the_report_counts_outcomes_concurrency_and_errors(sim, receiver):
+    numbers = [f"+1555000200{i}" for i in range(6)]
+    sim.scenarios.update(
+        mixed_scenarios(
+            numbers,
+            [(Scenario("busy"), 1), (Scenario("failed"), 1), (Scenario("no_answer"), 1)],
+            seed=3,
+        )
+    )
+    sim.fail_next(429)
+    assert (await place(sim, receiver, numbers[0]))[0] == 429
+
+    placed = await asyncio.gather(*(place(sim, receiver, n, ring_secs=1) for n in numbers))
+    async with asyncio.timeout(30):
+        for _, body in placed:
+            await sim.wait_done(body["sid"])
+    report = sim.report()
+
+    assert report.calls == 6
+    assert report.outcomes == {"busy": 2, "failed": 2, "no-answer": 2}
+    assert report.max_concurrent_calls == 6  # all were placed before the first ended
+    assert report.max_concurrent_up == 0
+    assert report.api_errors == {429: 1}
+    assert report.callbacks_unanswered == 0
+    assert report.to_json_dict()["voice_to_voice_p95"] is None
+
+
+def test_mixed_scenarios_follow_the_weights_and_the_seed():
+    numbers = [f"+1555100{i:04d}" for i in range(60)]
+    mix = [(Scenario("answer"), 0.5), (Scenario("no_answer"), 0.3), (Scenario("voicemail"), 0.2)]
+
+    assigned = mixed_scenarios(numbers, mix, seed=1)
+
+    kinds = [s.kind for s in assigned.values()]
+    assert (kinds.count("answer"), kinds.count("no_answer"), kinds.count("voicemail")) == (
+        30,
+        18,
+        12,
+    )
+    assert assigned == mixed_scenarios(numbers, mix, seed=1)
+    assert assigned != mixed_scenarios(numbers, mix, seed=2)

@@ -7,6 +7,7 @@ refused number) must come out as the ``CarrierError`` kind the dialer acts on, c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
@@ -377,3 +378,38 @@ def test_numbers_are_masked_for_logs():
     assert redact_numbers("The 'To' number +15557654321 is not valid") == (
         "The 'To' number +15***21 is not valid"
     )
+
+
+async def test_hang_up_ends_a_call_that_is_up_and_its_stream_stops(sim, carrier):
+    from tests.twilio_receiver import TwilioReceiver
+
+    receiver = TwilioReceiver(sim.auth_token)
+    await receiver.start()
+    try:
+        sim.scenarios[CANDIDATE] = Scenario("voicemail", amd_secs=0.1)
+        app = receiver.base_url
+        placed = await carrier.place_call(
+            OutboundCall(
+                to=CANDIDATE,
+                from_=CALLER_ID,
+                url=f"{app}/twilio/voice?interview_id=iv_42",
+                status_callback=f"{app}/twilio/status",
+                amd_callback=f"{app}/twilio/amd",
+            )
+        )
+        async with asyncio.timeout(30):
+            amd = await receiver.wait_for("/twilio/amd", placed.call_sid)
+        assert amd.params["AnsweredBy"] == "machine_end_beep"  # the bot leaves no interview
+
+        await carrier.hang_up(placed.call_sid)
+
+        async with asyncio.timeout(30):
+            call = await sim.wait_done(placed.call_sid)
+            await receiver.streams[placed.call_sid].closed.wait()
+        assert call.status == "completed"
+        assert receiver.streams[placed.call_sid].stopped
+        final = receiver.received("/twilio/status", placed.call_sid)[-1].params
+        assert final["CallStatus"] == "completed" and int(final["CallDuration"]) >= 1
+    finally:
+        await sim.stop()
+        await receiver.stop()
