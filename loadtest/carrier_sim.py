@@ -371,9 +371,7 @@ class CarrierSimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.port = self._runner.addresses[0][1]
         self._http = ClientSession(timeout=ClientTimeout(total=CALLBACK_TIMEOUT_SECS))
         return self.api_url
 
@@ -571,7 +569,8 @@ class CarrierSimulator:
         if status == "canceled" and call.status == "in-progress":
             return web.json_response(self._call_json(call))  # canceled leaves a call that is up
         call.hangup.set()
-        return web.json_response(self._call_json(call))
+        ending = "completed" if call.status == "in-progress" else "canceled"
+        return web.json_response({**self._call_json(call), "status": ending})
 
     async def _fetch_call(self, request: web.Request) -> web.Response:
         _, response = await self._prelude(request)

@@ -218,7 +218,7 @@ async def test_voicemail_plays_greeting_and_beep_then_amd_says_machine_after_the
 
     code, updated = await hang_up(sim, sid)  # the bot hangs up on the machine
 
-    assert code == 200 and updated["sid"] == sid
+    assert code == 200 and updated["sid"] == sid and updated["status"] == "completed"
     async with asyncio.timeout(30):
         await sim.wait_done(sid)
         await log.closed.wait()
@@ -242,12 +242,12 @@ async def test_hanging_up_a_ringing_call_cancels_it_and_a_second_hang_up_is_2122
     async with asyncio.timeout(10):
         await receiver.wait_for("/twilio/status", sid, "ringing")
 
-    code, _ = await hang_up(sim, sid, "canceled")
+    code, updated = await hang_up(sim, sid, "canceled")
     async with asyncio.timeout(10):
         await sim.wait_done(sid)
     again, error = await hang_up(sim, sid)
 
-    assert code == 200
+    assert code == 200 and updated["status"] == "canceled"
     assert statuses(receiver, sid) == [("0", "initiated"), ("1", "ringing"), ("2", "canceled")]
     assert again == 400 and error["code"] == 21220 and error["status"] == 400
     unknown, error = await hang_up(sim, "CA" + "9" * 32)
