@@ -225,7 +225,7 @@ async def test_an_invalid_number_is_rejected_with_twilios_code_and_the_number_ma
     assert counted(carrier, "place_call", "rejected") == 1
 
 
-async def test_hang_up_ends_the_call_and_hanging_up_twice_is_fine(sim, carrier):
+async def test_hang_up_ends_the_call_and_hanging_up_twice_is_fine(sim, carrier, caplog):
     sim.scenarios[CANDIDATE] = Scenario("no_answer")
     placed = await carrier.place_call(outbound())
 
@@ -237,7 +237,9 @@ async def test_hang_up_ends_the_call_and_hanging_up_twice_is_fine(sim, carrier):
     hang_ups = [r for r in sim.requests if r.path.endswith(f"/Calls/{placed.call_sid}.json")]
     assert [dict(r.form) for r in hang_ups] == [{"Status": "completed"}] * 2
     assert [r.status for r in hang_ups] == [200, 400]
-    assert counted(carrier, "hang_up", "ok") == 1
+    assert counted(carrier, "hang_up", "ok") == 2  # the second found it ended: fine
+    assert counted(carrier, "hang_up", "rejected") == 0
+    assert "WARNING" not in caplog.text and "ERROR" not in caplog.text
 
 
 async def test_hanging_up_a_call_twilio_does_not_know_is_rejected(sim, carrier):

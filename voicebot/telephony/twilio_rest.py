@@ -225,9 +225,19 @@ class TwilioCarrier:
             self._metrics.carrier_requests.labels(self.name, request, outcome).inc()
 
     async def _post(
-        self, request: str, url: str, form: list[tuple[str, str]], *, what: str, tags: str
+        self,
+        request: str,
+        url: str,
+        form: list[tuple[str, str]],
+        *,
+        what: str,
+        tags: str,
+        ok_codes: frozenset[int] = frozenset(),
     ) -> tuple[int, str]:
-        """POST ``form`` to ``url``; the 2xx status and body, else raises :class:`CarrierError`."""
+        """POST ``form`` to ``url``; the status and body of the answer, or a :class:`CarrierError`.
+
+        An error answer whose Twilio code is in ``ok_codes`` counts as an answer, not an error.
+        """
         try:
             async with self._session_now().post(url, data=form, auth=self._auth) as response:
                 body = await response.text(errors="replace")
@@ -248,6 +258,8 @@ class TwilioCarrier:
             if 200 <= status < 300:
                 return status, body
             error = error_from_response(status, body, headers, what=what)
+            if error.code in ok_codes:
+                return status, body
         self._count(request, error.kind)
         level = logging.ERROR if error.kind == "auth" else logging.WARNING
         log.log(
@@ -289,18 +301,14 @@ class TwilioCarrier:
         twice, or after the candidate did, is not an error.
         """
         url = f"{self.calls_url}/{quote(call_sid, safe='')}.json"
-        try:
-            await self._post(
-                "hang_up",
-                url,
-                [("Status", "completed")],
-                what=f"hang up call {call_sid}",
-                tags=f"call_sid={call_sid}",
-            )
-        except CarrierError as exc:
-            if exc.code == CALL_ALREADY_ENDED:
-                return
-            raise
+        await self._post(
+            "hang_up",
+            url,
+            [("Status", "completed")],
+            what=f"hang up call {call_sid}",
+            tags=f"call_sid={call_sid}",
+            ok_codes=frozenset({CALL_ALREADY_ENDED}),
+        )
         self._count("hang_up", "ok")
 
     async def close(self) -> None:
