@@ -542,7 +542,7 @@ class CarrierSimulator:
         unknown = [e for e in events if e not in STATUS_EVENTS]
         if unknown:
             return twilio_error(
-                400, 21626, f"StatusCallbackEvent {unknown[0]!r} is not one of {STATUS_EVENTS}"
+                400, 21200, f"StatusCallbackEvent {unknown[0]!r} is not one of {STATUS_EVENTS}"
             )
         sid = "CA" + secrets.token_hex(16)
         call = SimulatedCall(sid, to, from_, form, self.scenarios.get(to, self.default))
@@ -563,9 +563,11 @@ class CarrierSimulator:
             return twilio_error(404, message=f"The requested resource Calls/{sid} was not found")
         status = values.get("Status")
         if status not in ("completed", "canceled"):
-            return twilio_error(400, 21218, "Status must be completed or canceled")
+            return twilio_error(400, 21200, "Status must be completed or canceled")
         if call.status in FINAL_STATUSES:
-            return twilio_error(400, 21220, "Call is not in-progress. Cannot update.")
+            return twilio_error(
+                400, 21220, "Invalid call state: the call is not queued, ringing or in-progress"
+            )
         if status == "canceled" and call.status == "in-progress":
             return web.json_response(self._call_json(call))  # canceled leaves a call that is up
         call.hangup.set()
