@@ -410,9 +410,15 @@ class CallerState:
         fallback_silence_secs: float = FALLBACK_SILENCE_SECS,
         on_event: EventHook | None = None,
         barge_in: Mapping[int, float] | None = None,
+        opening_ulaw: bytes = b"",
     ):
         self.carrier = carrier
         self._answers = deque(answers)
+        # Audio played from the moment the stream starts, before and whatever the bot says (an
+        # answering machine's greeting and beep); answers wait until it has played.
+        self._opening = opening_ulaw
+        self._opening_pos = 0
+        self.opening_end: float | None = None if opening_ulaw else 0.0
         self._dtmf = dict(dtmf or {})
         self._barge_in = dict(barge_in or {})
         self.answer_gap_secs = answer_gap_secs
@@ -642,6 +648,14 @@ class CallerState:
         """Build the ``media`` message to send at ``now``: the answer's next 20 ms or silence."""
         answer, turn = self._answer, self._answer_turn
         self._frames_sent += 1
+        if self._opening_pos < len(self._opening):
+            frame = self._opening[self._opening_pos : self._opening_pos + FRAME_BYTES]
+            self._opening_pos += FRAME_BYTES
+            if self._opening_pos >= len(self._opening):
+                self.opening_end = now + len(frame) / SAMPLE_RATE
+            if len(frame) < FRAME_BYTES:
+                frame += SILENCE_FRAME[: FRAME_BYTES - len(frame)]
+            return self.carrier.media(frame, timestamp_ms)
         if answer is None or turn is None:
             return self.carrier.media(SILENCE_FRAME, timestamp_ms)
         pos = self._answer_pos
@@ -814,8 +828,6 @@ async def run_call(
     ``"unanswered"`` and ``"closed"`` as they happen.
     Errors (server down, webhook refused, stream refused) come back in ``CallResult.error``.
     """
-    import aiohttp
-
     call_sid = call_sid or _random_sid("CA")
     account_sid = "AC" + "0" * 32
     carrier = CarrierMessages(_random_sid("MZ"), call_sid, account_sid)
@@ -853,7 +865,31 @@ async def run_call(
         instruction = await _post_voice_webhook(voice_url, form, twilio_auth_token)
     except _CallEnded as exc:
         return ended(exc.closed_by, exc.error)
+    closed_by, error, opened_at = await stream_call(
+        instruction, state, max_call_secs=max_call_secs, on_event=on_event
+    )
+    if opened_at is not None:
+        t0 = opened_at  # the stream's clock starts as it opens, as in the messages' times
+    return ended(closed_by, error)
+
+
+async def stream_call(
+    instruction: StreamInstruction,
+    state: CallerState,
+    *,
+    max_call_secs: float = 300,
+    on_event: EventHook | None = None,
+) -> tuple[ClosedBy, str | None, float | None]:
+    """Open the Media Stream the TwiML asked for and hold it with ``state`` until a hang-up.
+
+    Returns who closed it, what went wrong if anything, and the loop time the stream opened at
+    (None if it never opened); times given to ``state`` count from that moment. Cancelling the
+    task hangs up like a person: ``stop``, then the socket closes.
+    """
+    import aiohttp
+
     assert instruction.stream_url is not None
+    call_sid = state.carrier.call_sid
     # Connect like Twilio: text frames, no compression, no proxy (loopback only). aiohttp's C
     # frame reader and writer cost half the CPU per frame of the pure-Python ``websockets``
     # client: in a load test the caller shares the server's cores (docs/PERFORMANCE.md).
@@ -868,20 +904,21 @@ async def run_call(
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
             )
         except aiohttp.WSServerHandshakeError as exc:
-            return ended(
+            return (
                 "server",
                 f"stream {instruction.stream_url} refused: HTTP {exc.status} "
                 f"{_status_phrase(exc.status)} (the server's log says why)",
+                None,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return ended("caller", f"cannot open the stream {instruction.stream_url}: {exc!r}")
+            return "caller", f"cannot open the stream {instruction.stream_url}: {exc!r}", None
         if on_event is not None:
             on_event("connected", {"stream_url": instruction.stream_url, "call_sid": call_sid})
-        t0 = loop.time()  # the stream's clock starts as it opens, as in the messages' times
+        t0 = asyncio.get_running_loop().time()
         closed_by, error = await _converse(
-            ws, carrier, state, instruction.parameters, t0, max_call_secs
+            ws, state.carrier, state, instruction.parameters, t0, max_call_secs
         )
-        return ended(closed_by, error)
+        return closed_by, error, t0
     finally:
         await http.close()
 

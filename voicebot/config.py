@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "VOICEBOT_"
@@ -57,6 +57,21 @@ class Settings(BaseModel):
     )
     twilio_auth_token: str = Field(
         "", description="Validates X-Twilio-Signature. Empty: no validation (warning logged)."
+    )
+    twilio_account_sid: str = Field(
+        "",
+        description="Twilio account SID (AC...) the dialer places outbound calls with, over"
+        " Twilio's REST API authenticated by VOICEBOT_TWILIO_AUTH_TOKEN. Empty: no outbound calls.",
+    )
+    twilio_caller_id: str = Field(
+        "",
+        description="Caller ID of outbound calls (E.164, a Twilio number or verified caller ID of"
+        " the account); a campaign may override it. Empty: no outbound calls.",
+    )
+    twilio_api_url: str = Field(
+        "https://api.twilio.com",
+        description="Base URL of Twilio's REST API (tests and Twilio-compatible carriers point it"
+        " elsewhere).",
     )
     stream_token_secret: str = Field(
         "",
@@ -388,6 +403,27 @@ class Settings(BaseModel):
     prerender_prompts: bool = Field(
         True, description="Render every scripted prompt to audio at start-up."
     )
+
+    @field_validator("twilio_caller_id")
+    @classmethod
+    def _check_caller_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+            raise ValueError(
+                "the caller ID must be an E.164 number: '+', the country code and the number,"
+                f" 7-15 digits and nothing else (e.g. +14155550100), got {value!r}"
+            )
+        return value
+
+    @field_validator("twilio_api_url")
+    @classmethod
+    def _check_twilio_api_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(
+                "must be an http(s) base URL without query, e.g. https://api.twilio.com"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_turn_timing(self) -> Settings:

@@ -80,6 +80,13 @@ class Metrics:
             ["endpoint", "reason"],
             registry=r,
         )
+        self.carrier_requests = Counter(
+            "voicebot_carrier_requests_total",
+            "Requests to a carrier's REST API (place a call, hang up), by carrier, request and"
+            " outcome (ok, auth, rate_limited, unavailable, rejected).",
+            ["carrier", "request", "outcome"],
+            registry=r,
+        )
         self.asr_latency = Histogram(
             "voicebot_asr_seconds",
             "Final transcription latency.",

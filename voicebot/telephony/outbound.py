@@ -63,11 +63,14 @@ class CarrierError(Exception):
         *,
         status: int | None = None,
         retry_after_secs: float | None = None,
+        code: int | None = None,
     ):
         super().__init__(message)
         self.kind: CarrierErrorKind = kind
         self.status = status
         self.retry_after_secs = retry_after_secs
+        # The carrier's own error code when it gave one (Twilio's: 21211 invalid 'To', ...).
+        self.code = code
 
 
 class OutboundCarrier(Protocol):
