@@ -1729,6 +1729,19 @@ class CallSession:
 
     # -- end -------------------------------------------------------------------------------
 
+    async def stop_for_voicemail(self) -> None:
+        """An answering machine took this outbound call (AMD): no interview; leave at once.
+
+        The call ends ``voicemail``; the interview is not held (no report) and stays to be
+        called again (the dialer decides when, or that it is ``unreachable``).
+        """
+        if self.finished:
+            return
+        self.end_reason = "voicemail"
+        self._event("hangup", reason="voicemail")
+        await self.finish("voicemail")
+        await self._close_stream()
+
     async def finish(self, reason: str) -> None:
         """End the call: stop audio, store the outcome, write the recording. Idempotent."""
         if self.finished:
@@ -1793,11 +1806,16 @@ class CallSession:
                 duration_secs=round(duration, 3),
                 stats=self.stats,
             )
-            # The outcome status comes with the report, built once the last answers are stored.
-            await services.store.update_interview(self.interview["id"], status="scoring")
-            services.schedule_report(
-                self.interview["id"], self.interview["job_id"], reason, after=answers
-            )
+            if reason == "voicemail":
+                # Nobody was interviewed: the interview waits for the dialer's next attempt.
+                await services.store.update_interview(self.interview["id"], status="pending")
+            else:
+                # The outcome status comes with the report, built once the last answers are
+                # stored.
+                await services.store.update_interview(self.interview["id"], status="scoring")
+                services.schedule_report(
+                    self.interview["id"], self.interview["job_id"], reason, after=answers
+                )
         finally:
             if self.recorder is not None:
                 await self.recorder.close()
