@@ -110,7 +110,8 @@ async def due_interviews(store: Store, now: float, limit: int) -> list[dict[str,
     """Interviews due for a call (see the module), oldest due first, with their campaign.
 
     Each row: the interview's ids and refs, its phone (decrypted) and time zone, its campaign's
-    ``policy`` (decoded), and ``attempts_made``. A read only: :func:`claim_attempt` decides.
+    ``policy`` (decoded), and ``attempts_made``. Campaigns at their ``max_concurrent`` are left
+    out. A read only: :func:`claim_attempt` decides.
     """
     rows = await store._all(
         "SELECT i.id, i.job_id, i.candidate_id, i.external_key, i.client, i.status,"
@@ -122,6 +123,9 @@ async def due_interviews(store: Store, now: float, limit: int) -> list[dict[str,
         f" AND i.status IN ({_CALLABLE}) AND c.paused = 0"
         " AND NOT EXISTS (SELECT 1 FROM dial_attempts d"
         " WHERE d.interview_id = i.id AND d.state != 'ended')"
+        " AND (SELECT COUNT(*) FROM dial_attempts d"
+        " WHERE d.campaign_id = c.id AND d.state != 'ended')"
+        f" < COALESCE(json_extract(c.policy, '$.max_concurrent'), {DEFAULT_MAX_CONCURRENT})"
         " ORDER BY i.next_attempt_at LIMIT ?",
         (now, limit),
     )

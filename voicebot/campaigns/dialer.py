@@ -3,8 +3,9 @@
 One asyncio task per server process (:class:`Dialer`, started and stopped with the services like
 the call settler; no thread). Every :data:`TICK_SECS` it
 
-1. settles attempts whose lease ran out (:meth:`Dialer.settle_expired`): a ``claimed`` one whose
-   process died before placing it is released (it never reached the carrier); a ``placing`` one
+1. (every :data:`SETTLE_EVERY_SECS`) settles attempts whose lease ran out
+   (:meth:`Dialer.settle_expired`): a ``claimed`` one whose process died before placing it is
+   released (it never reached the carrier); a ``placing`` one
    whose process died during the carrier's REST request may or may not have reached the carrier,
    so it is **never placed again as it was**: it ends ``failed`` with the detail "unknown:
    process died while placing" (counted as an attempt, the next one is scheduled as after any
@@ -75,6 +76,8 @@ AUTH_PAUSE_SECS = 300.0
 """After the carrier refused our credentials, dialing waits this long before trying again."""
 BACKOFF_SECS = (5.0, 15.0, 60.0, 300.0)
 """Back-off after consecutive carrier failures (429 without Retry-After, 5xx, timeouts)."""
+SETTLE_EVERY_SECS = 1.0
+"""How often the dialer looks for attempts whose lease ran out."""
 DUE_BATCH = 50
 """At most this many due interviews are looked at per tick."""
 
@@ -360,13 +363,16 @@ class Dialer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        next_settle = loop.time()
         while True:
             started = loop.time()
             await asyncio.sleep(TICK_SECS)
             # The dialer's own timer is a loop-lag probe: how late the loop woke it.
             self.loop_lag = max(0.0, loop.time() - started - TICK_SECS)
             try:
-                await self.settle_expired()
+                if loop.time() >= next_settle:
+                    next_settle = loop.time() + SETTLE_EVERY_SECS
+                    await self.settle_expired()
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -411,9 +417,12 @@ class Dialer:
             self.metrics.held_back.labels("at_capacity").inc()
             return 0
         started = 0
+        full: set[str] = set()  # campaigns at their max_concurrent this tick
         for row in await attempts.due_interviews(self.store, now, DUE_BATCH):
             if started >= room:
                 break
+            if row["campaign_id"] in full:
+                continue
             tz_name = row["candidate_timezone"] or row["policy"].get("timezone") or "UTC"
             phone = row["candidate_phone"] or ""
             if not phone:
@@ -437,8 +446,9 @@ class Dialer:
                 lease_until=now + CLAIM_LEASE_SECS,
                 now=now,
             )
-            if attempt is None:
+            if attempt is None:  # another process took it, or its campaign is full now
                 self.bucket.give_back()
+                full.add(row["campaign_id"])
                 continue
             started += 1
             task = asyncio.create_task(self._place(attempt, row), name=f"dial:{attempt['id']}")
