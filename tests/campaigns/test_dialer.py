@@ -538,3 +538,22 @@ async def test_a_dead_process_attempts_are_taken_over_and_never_placed_twice(
     assert [call.to for call in carrier.placed] == ["+15551230000"]  # the claimed one, once
     [again] = await attempt_rows(services.store, claimed_only)
     assert again["number"] == 1
+
+
+async def test_while_nothing_is_due_the_store_is_asked_less_often_but_nobody_waits_long(
+    services, dialer, carrier, clock
+):
+    campaign = await add_campaign(services.store)
+    for _ in range(5):  # nothing due: the reads space out, up to IDLE_POLL_SECS
+        assert await _place(dialer) == 0
+        clock.advance(dialer_module.TICK_SECS)
+    await add_candidate(services.store, campaign, due_at=clock() - 1)
+    clock.advance(dialer_module.IDLE_POLL_SECS)
+    assert await _place(dialer) == 1  # at most IDLE_POLL_SECS late
+    later = await add_candidate(services.store, campaign, due_at=clock() + 5, phone="+15550009")
+    clock.advance(dialer_module.TICK_SECS)
+    assert await _place(dialer) == 0
+    clock.advance(5)
+    dialer.wake()  # e.g. a campaign resumed: the next tick looks at once
+    assert await _place(dialer) == 1
+    assert carrier.placed[-1].url.endswith(later)

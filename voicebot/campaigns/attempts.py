@@ -35,6 +35,8 @@ STATE_ORDER = {"claimed": 0, "placing": 1, "dialing": 2, "up": 3, "ended": 4}
 """An attempt only ever moves forward in this order (a late callback never moves it back)."""
 
 _CALLABLE = ", ".join(f"'{status}'" for status in sorted(CALLABLE_STATUSES))
+_OPEN = "'claimed', 'placing', 'dialing', 'up'"
+"""Attempts not ended, as an ``IN`` list: an index lookup per state, however many ended."""
 
 CLAIM_SQL = f"""
 INSERT INTO dial_attempts
@@ -54,7 +56,7 @@ WHERE i.id = :interview_id
   AND (SELECT COUNT(*) FROM dial_attempts d WHERE d.interview_id = i.id)
       < COALESCE(json_extract(c.policy, '$.max_attempts'), {DEFAULT_MAX_ATTEMPTS})
   AND (SELECT COUNT(*) FROM dial_attempts d
-       WHERE d.campaign_id = c.id AND d.state != 'ended')
+       WHERE d.campaign_id = c.id AND d.state IN ({_OPEN}))
       < COALESCE(json_extract(c.policy, '$.max_concurrent'), {DEFAULT_MAX_CONCURRENT})
 RETURNING id, interview_id, campaign_id, number, state, lease_owner, lease_until, created_at
 """
@@ -106,6 +108,25 @@ def decode_policy(raw: Any) -> dict[str, Any]:
     return policy if isinstance(policy, dict) else {}
 
 
+DUE_SQL = (
+    "SELECT i.id, i.job_id, i.candidate_id, i.external_key, i.client, i.status,"
+    " i.candidate_phone, i.candidate_timezone, i.campaign_id, i.next_attempt_at,"
+    " c.policy AS campaign_policy,"
+    " (SELECT COUNT(*) FROM dial_attempts d WHERE d.interview_id = i.id) AS attempts_made"
+    " FROM interviews i JOIN campaigns c ON c.id = i.campaign_id"
+    " WHERE i.next_attempt_at IS NOT NULL AND i.next_attempt_at <= ?"
+    f" AND i.status IN ({_CALLABLE}) AND c.paused = 0"
+    " AND NOT EXISTS (SELECT 1 FROM dial_attempts d"
+    " WHERE d.interview_id = i.id AND d.state != 'ended')"
+    " AND (SELECT COUNT(*) FROM dial_attempts d"
+    f" WHERE d.campaign_id = c.id AND d.state IN ({_OPEN}))"
+    f" < COALESCE(json_extract(c.policy, '$.max_concurrent'), {DEFAULT_MAX_CONCURRENT})"
+    " ORDER BY i.next_attempt_at LIMIT ?"
+)
+"""Due interviews, oldest due first (the ``interviews_due`` index), campaigns at their
+``max_concurrent`` left out; parameters ``(now, limit)``."""
+
+
 async def due_interviews(store: Store, now: float, limit: int) -> list[dict[str, Any]]:
     """Interviews due for a call (see the module), oldest due first, with their campaign.
 
@@ -113,22 +134,7 @@ async def due_interviews(store: Store, now: float, limit: int) -> list[dict[str,
     ``policy`` (decoded), and ``attempts_made``. Campaigns at their ``max_concurrent`` are left
     out. A read only: :func:`claim_attempt` decides.
     """
-    rows = await store._all(
-        "SELECT i.id, i.job_id, i.candidate_id, i.external_key, i.client, i.status,"
-        " i.candidate_phone, i.candidate_timezone, i.campaign_id, i.next_attempt_at,"
-        " c.policy AS campaign_policy,"
-        " (SELECT COUNT(*) FROM dial_attempts d WHERE d.interview_id = i.id) AS attempts_made"
-        " FROM interviews i JOIN campaigns c ON c.id = i.campaign_id"
-        " WHERE i.next_attempt_at IS NOT NULL AND i.next_attempt_at <= ?"
-        f" AND i.status IN ({_CALLABLE}) AND c.paused = 0"
-        " AND NOT EXISTS (SELECT 1 FROM dial_attempts d"
-        " WHERE d.interview_id = i.id AND d.state != 'ended')"
-        " AND (SELECT COUNT(*) FROM dial_attempts d"
-        " WHERE d.campaign_id = c.id AND d.state != 'ended')"
-        f" < COALESCE(json_extract(c.policy, '$.max_concurrent'), {DEFAULT_MAX_CONCURRENT})"
-        " ORDER BY i.next_attempt_at LIMIT ?",
-        (now, limit),
-    )
+    rows = await store._all(DUE_SQL, (now, limit))
     for row in rows:
         row["candidate_phone"] = store._unseal(
             row["candidate_phone"], "interviews/candidate_phone", row["id"]

@@ -76,6 +76,9 @@ AUTH_PAUSE_SECS = 300.0
 """After the carrier refused our credentials, dialing waits this long before trying again."""
 BACKOFF_SECS = (5.0, 15.0, 60.0, 300.0)
 """Back-off after consecutive carrier failures (429 without Retry-After, 5xx, timeouts)."""
+IDLE_POLL_SECS = 2.0
+"""While nothing is due, the store is asked again at most this often (doubling from a tick):
+due interviews of paused or full campaigns are still read past (37 ms for 9,000 of them)."""
 SETTLE_EVERY_SECS = 1.0
 """How often the dialer looks for attempts whose lease ran out."""
 DUE_BATCH = 50
@@ -337,6 +340,8 @@ class Dialer:
         self._asr_backlog = asr_backlog or self._asr_finals_queued
         self._placing: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
+        self._quiet = 0.0
+        self._next_read = 0.0
 
     # -- life -------------------------------------------------------------------------------
 
@@ -416,9 +421,17 @@ class Dialer:
         if room <= 0:
             self.metrics.held_back.labels("at_capacity").inc()
             return 0
+        if now < self._next_read:
+            return 0
+        due = await attempts.due_interviews(self.store, now, DUE_BATCH)
+        if not due:
+            self._quiet = min(IDLE_POLL_SECS, max(TICK_SECS, self._quiet * 2))
+            self._next_read = now + self._quiet
+            return 0
+        self._quiet = 0.0
         started = 0
         full: set[str] = set()  # campaigns at their max_concurrent this tick
-        for row in await attempts.due_interviews(self.store, now, DUE_BATCH):
+        for row in due:
             if started >= room:
                 break
             if row["campaign_id"] in full:
@@ -455,6 +468,11 @@ class Dialer:
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
         return started
+
+    def wake(self) -> None:
+        """Look for due interviews at the next tick (a campaign resumed, interviews added)."""
+        self._quiet = 0.0
+        self._next_read = 0.0
 
     async def wait_placed(self) -> None:
         """Wait until every call this dialer started placing was placed (or failed)."""
@@ -692,6 +710,7 @@ class Dialer:
         ):
             return False
         self.metrics.attempts.labels(outcome).inc()
+        self.wake()  # its campaign has room again
         interview = await store.get_interview(attempt["interview_id"])
         campaign = await attempts.campaign_of(store, attempt["campaign_id"])
         if interview is None or campaign is None:
