@@ -284,6 +284,8 @@ class Services:
         if self.registry is not None:  # the monitor's recent calls show the outcome
             self.registry.outcome(interview_id, status)
         await self.report_events(interview_id, report, status, event_ids)
+        if self.dialer is not None:  # an outbound campaign calls again after a cut-short call
+            await self.dialer.interview_held(interview_id, status)
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
 

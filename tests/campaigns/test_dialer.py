@@ -8,6 +8,7 @@ who is called (once), when the next call is due, how the interview ends, which e
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import parse_qs, urlsplit
 
 from voicebot.campaigns import attempts
@@ -557,3 +558,78 @@ async def test_while_nothing_is_due_the_store_is_asked_less_often_but_nobody_wai
     dialer.wake()  # e.g. a campaign resumed: the next tick looks at once
     assert await _place(dialer) == 1
     assert carrier.placed[-1].url.endswith(later)
+
+
+async def _answered(services, dialer, clock, attempt) -> None:
+    sid = attempt["call_sid"]
+    await dialer.on_status(attempt["id"], {"CallSid": sid, "CallStatus": "in-progress"})
+    completed = {"CallSid": sid, "CallStatus": "completed", "CallDuration": "40"}
+    await dialer.on_status(attempt["id"], completed)
+
+
+async def test_a_candidate_who_hung_up_early_is_called_again_while_attempts_are_left(
+    services, dialer, carrier, clock
+):
+    services.dialer = dialer
+    interview, attempt = await _dialed(services, dialer, clock, max_attempts=2)
+    await _answered(services, dialer, clock, attempt)
+    await services.build_report(interview, "customer_service_en", "caller_hangup")
+
+    stored = await services.store.get_interview(interview)
+    assert stored["status"] == "incomplete" and stored["next_attempt_at"] == clock() + 3600
+    clock.advance(3600)
+    await _place(dialer)
+    second = (await attempt_rows(services.store, interview))[1]
+    assert second["number"] == 2
+
+    # The report may come before the call's last callback: the call back stays scheduled.
+    await dialer.on_status(
+        second["id"], {"CallSid": second["call_sid"], "CallStatus": "in-progress"}
+    )
+    await services.build_report(interview, "customer_service_en", "caller_hangup")
+    stored = await services.store.get_interview(interview)
+    assert stored["next_attempt_at"] is None  # that was the last attempt
+    await dialer.on_status(second["id"], {"CallSid": second["call_sid"], "CallStatus": "completed"})
+    stored = await services.store.get_interview(interview)
+    assert stored["status"] == "incomplete"  # reached: not unreachable
+
+
+async def test_a_report_before_the_last_callback_keeps_the_call_back(
+    services, dialer, carrier, clock
+):
+    services.dialer = dialer
+    interview, attempt = await _dialed(services, dialer, clock, max_attempts=3)
+    sid = attempt["call_sid"]
+    await dialer.on_status(attempt["id"], {"CallSid": sid, "CallStatus": "in-progress"})
+    clock.advance(60)
+    await services.build_report(interview, "customer_service_en", "no_response")
+    await dialer.on_status(attempt["id"], {"CallSid": sid, "CallStatus": "completed"})
+    stored = await services.store.get_interview(interview)
+    assert stored["status"] == "no_response" and stored["next_attempt_at"] == clock() + 3600
+
+
+async def test_a_held_interview_that_ended_for_good_is_not_called_again(
+    services, dialer, carrier, clock
+):
+    services.dialer = dialer
+    interview, attempt = await _dialed(services, dialer, clock, max_attempts=3)
+    await _answered(services, dialer, clock, attempt)
+    await services.build_report(interview, "customer_service_en", "consent_declined")
+    stored = await services.store.get_interview(interview)
+    assert stored["status"] == "declined" and stored["next_attempt_at"] is None
+    clock.advance(10 * 86400)
+    assert await _place(dialer) == 0
+
+
+async def test_the_dialer_task_places_due_calls_on_its_own_and_stops_cleanly(services, carrier):
+    dialer = Dialer(services, carrier, schedule=FakeSchedule())  # the real clock
+    campaign = await add_campaign(services.store)
+    interview = await add_candidate(services.store, campaign, due_at=time.time() - 1)
+    dialer.start()
+    for _ in range(400):
+        if carrier.placed:
+            break
+        await asyncio.sleep(0.05)
+    await dialer.close()
+    assert [call.url.rsplit("=", 1)[1] for call in carrier.placed] == [interview]
+    assert _metric(services, "voicebot_internal_errors_total", where="dialer") == 0

@@ -175,6 +175,19 @@ async def set_next_attempt(store: Store, interview_id: str, at: float | None) ->
     await store.db.commit()
 
 
+async def clear_next_attempt(store: Store, interview_id: str, *, set_before: float) -> None:
+    """No further attempt is due, unless one was scheduled since ``set_before``.
+
+    (An answered call's report may have asked for another before the call's last callback came.)
+    """
+    await store.db.execute(
+        "UPDATE interviews SET next_attempt_at = NULL, updated_at = ? WHERE id = ?"
+        " AND next_attempt_at <= ?",
+        (time.time(), interview_id, set_before),
+    )
+    await store.db.commit()
+
+
 async def advance_attempt(
     store: Store,
     attempt_id: str,

@@ -98,6 +98,8 @@ FAILED_STATUSES = {
 RINGING_STATUSES = frozenset({"queued", "initiated", "ringing"})
 DONE_STATUSES = frozenset({"completed", "declined", "knocked_out", "opted_out", "unreachable"})
 """Interview statuses after which no further attempt is scheduled."""
+CUT_SHORT_STATUSES = frozenset({"incomplete", "no_response"})
+"""Outcomes of a held interview after which a campaign calls again (attempts left)."""
 
 
 # -- seams the campaigns part fills (calling hours, the do-not-call list) ---------------------
@@ -727,7 +729,12 @@ class Dialer:
         else:
             tz_name = interview["candidate_timezone"] or policy.get("timezone") or "UTC"
             next_at = self.schedule.next_attempt_at(policy, tz_name, now, number)
-        await attempts.set_next_attempt(store, interview["id"], next_at)
+        if outcome == "answered":
+            await attempts.clear_next_attempt(
+                store, interview["id"], set_before=attempt["created_at"]
+            )
+        else:
+            await attempts.set_next_attempt(store, interview["id"], next_at)
         if unreachable:
             await store.update_interview(interview["id"], status="unreachable")
         log.info(
@@ -779,6 +786,29 @@ class Dialer:
             )
         await self._progress(attempt["campaign_id"], interview, event_id("campaign.progress"))
         return True
+
+    async def interview_held(self, interview_id: str, status: str) -> None:
+        """A campaign's interview was held (a person answered) and has its outcome ``status``.
+
+        Cut short (``incomplete``: hung up early; ``no_response``: silent) with attempts left:
+        the interview is due again at the schedule's next attempt time, as after a failed
+        attempt. Any other outcome ends its campaign's calls.
+        """
+        interview = await self.store.get_interview(interview_id)
+        if interview is None or not interview.get("campaign_id"):
+            return
+        campaign = await attempts.campaign_of(self.store, interview["campaign_id"])
+        if campaign is None:
+            return
+        policy = campaign["policy"]
+        max_attempts = int(policy.get("max_attempts") or attempts.DEFAULT_MAX_ATTEMPTS)
+        made = len(await attempts.dial_attempts_of(self.store, interview_id))
+        next_at = None
+        if status in CUT_SHORT_STATUSES and made < max_attempts:
+            tz_name = interview["candidate_timezone"] or policy.get("timezone") or "UTC"
+            next_at = self.schedule.next_attempt_at(policy, tz_name, self.clock(), made)
+        await attempts.set_next_attempt(self.store, interview_id, next_at)
+        await self._progress(interview["campaign_id"], interview)
 
     async def _progress(
         self, campaign_id: str, interview: dict[str, Any], event_id: str | None = None
