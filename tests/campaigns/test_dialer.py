@@ -633,3 +633,18 @@ async def test_the_dialer_task_places_due_calls_on_its_own_and_stops_cleanly(ser
     await dialer.close()
     assert [call.url.rsplit("=", 1)[1] for call in carrier.placed] == [interview]
     assert _metric(services, "voicebot_internal_errors_total", where="dialer") == 0
+
+
+async def test_a_candidate_on_the_line_is_not_dialed(services, dialer, carrier, clock):
+    """They called the caller id back and are being interviewed: no second call rings."""
+    campaign = await add_campaign(services.store)
+    interview = await add_candidate(services.store, campaign, due_at=clock() - 1)
+    await services.store.create_call(call_sid="CAinbound", interview_id=interview)
+    await services.store.start_interview_attempt(interview)
+    assert await _place(dialer) == 0
+    await services.store.finish_call(
+        "CAinbound", status="completed", end_reason="caller_hangup", duration_secs=30
+    )
+    await services.store.update_interview(interview, status="incomplete")
+    clock.advance(dialer_module.IDLE_POLL_SECS)
+    assert await _place(dialer) == 1

@@ -118,6 +118,8 @@ DUE_SQL = (
     f" AND i.status IN ({_CALLABLE}) AND c.paused = 0"
     " AND NOT EXISTS (SELECT 1 FROM dial_attempts d"
     " WHERE d.interview_id = i.id AND d.state != 'ended')"
+    " AND NOT EXISTS (SELECT 1 FROM calls k"
+    " WHERE k.interview_id = i.id AND k.status = 'in_progress')"
     " AND (SELECT COUNT(*) FROM dial_attempts d"
     f" WHERE d.campaign_id = c.id AND d.state IN ({_OPEN}))"
     f" < COALESCE(json_extract(c.policy, '$.max_concurrent'), {DEFAULT_MAX_CONCURRENT})"

@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -76,6 +77,8 @@ AUTH_PAUSE_SECS = 300.0
 """After the carrier refused our credentials, dialing waits this long before trying again."""
 BACKOFF_SECS = (5.0, 15.0, 60.0, 300.0)
 """Back-off after consecutive carrier failures (429 without Retry-After, 5xx, timeouts)."""
+LAG_SAMPLES = 8
+"""The loop lag that holds the dialer back is the worst of this many ticks (2 s)."""
 IDLE_POLL_SECS = 2.0
 """While nothing is due, the store is asked again at most this often (doubling from a tick):
 due interviews of paused or full campaigns are still read past (37 ms for 9,000 of them)."""
@@ -344,6 +347,7 @@ class Dialer:
         self._task: asyncio.Task | None = None
         self._quiet = 0.0
         self._next_read = 0.0
+        self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -374,8 +378,10 @@ class Dialer:
         while True:
             started = loop.time()
             await asyncio.sleep(TICK_SECS)
-            # The dialer's own timer is a loop-lag probe: how late the loop woke it.
-            self.loop_lag = max(0.0, loop.time() - started - TICK_SECS)
+            # The dialer's own timer is a loop-lag probe: how late the loop woke it. The worst of
+            # the last few wake-ups counts, so one quiet tick amid a stall does not let a call in.
+            self._lags.append(max(0.0, loop.time() - started - TICK_SECS))
+            self.loop_lag = max(self._lags)
             try:
                 if loop.time() >= next_settle:
                     next_settle = loop.time() + SETTLE_EVERY_SECS
