@@ -299,12 +299,17 @@ async def test_a_failing_or_silent_carrier_loses_no_attempt(
     assert _metric(services, "voicebot_dialer_carrier_errors_total", kind="unavailable") == 2
 
 
-async def test_a_number_the_carrier_refuses_is_a_failed_attempt(services, dialer, carrier, clock):
+async def test_a_number_the_carrier_refuses_is_a_failed_attempt(
+    services, dialer, carrier, clock, caplog
+):
     campaign = await add_campaign(services.store, max_attempts=3)
     interview = await add_candidate(services.store, campaign, due_at=clock() - 1)
-    carrier.errors.append(CarrierError("rejected", "21211 invalid To", status=400))
+    refusal = "21211: The 'To' number +1 555-123-0000 is not a valid phone number."
+    carrier.errors.append(CarrierError("rejected", refusal, status=400))
 
     await _place(dialer)
+    assert "21211" in caplog.text and "<number>" in caplog.text
+    assert "555" not in caplog.text  # the candidate's number stays out of the log
     [attempt] = await attempt_rows(services.store, interview)
     assert (attempt["state"], attempt["outcome"]) == ("ended", "failed")
     stored = await services.store.get_interview(interview)

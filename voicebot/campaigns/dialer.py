@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -587,7 +588,9 @@ class Dialer:
         self.metrics.carrier_errors.labels(exc.kind).inc()
         now = self.clock()
         if exc.kind == "rejected":
-            log.warning("attempt %s: the carrier refused the call: %s", attempt["id"], exc)
+            log.warning(
+                "attempt %s: the carrier refused the call: %s", attempt["id"], without_numbers(exc)
+            )
             await self.finish(
                 attempt, "failed", detail={"carrier": "rejected", "status": exc.status}
             )
@@ -599,7 +602,7 @@ class Dialer:
                 "DIALER PAUSED for %g s: the carrier refused our credentials (%s). Check "
                 "VOICEBOT_TWILIO_ACCOUNT_SID and VOICEBOT_TWILIO_AUTH_TOKEN.",
                 wait,
-                exc,
+                without_numbers(exc),
             )
         elif exc.kind == "rate_limited":
             wait = exc.retry_after_secs or self._backoff()
@@ -608,13 +611,15 @@ class Dialer:
             self.metrics.rate.set(self.bucket.rate)
             log.warning(
                 "the carrier asked us to slow down (%s): waiting %g s, now %.2f calls/s",
-                exc,
+                without_numbers(exc),
                 wait,
                 self.bucket.rate,
             )
         else:
             wait, reason = self._backoff(), "carrier_unavailable"
-            log.warning("the carrier failed to take a call (%s): waiting %g s", exc, wait)
+            log.warning(
+                "the carrier failed to take a call (%s): waiting %g s", without_numbers(exc), wait
+            )
         self.held_until = max(self.held_until, now + wait)
         self.held_reason = reason
         await attempts.release_attempt(self.store, attempt["id"], retry_at=now + wait)
@@ -923,8 +928,24 @@ class Dialer:
                 try:
                     await self.carrier.hang_up(call_sid)
                 except CarrierError as exc:
-                    log.warning("call %s: hanging up on the machine failed: %s", call_sid, exc)
+                    log.warning(
+                        "call %s: hanging up on the machine failed: %s",
+                        call_sid,
+                        without_numbers(exc),
+                    )
         return "applied"
+
+
+_PHONE_LIKE = re.compile(r"\+?\d[\d ().-]{5,}\d")
+
+
+def without_numbers(error: object) -> str:
+    """An error's text for the log, phone numbers (any run of 7+ digits) masked.
+
+    Carriers name the number they refused ("The 'To' number +1555... is not valid"); a
+    candidate's number never reaches the log.
+    """
+    return _PHONE_LIKE.sub("<number>", str(error))
 
 
 def _positive(value: str | None) -> bool:
