@@ -653,3 +653,29 @@ async def test_a_candidate_on_the_line_is_not_dialed(services, dialer, carrier, 
     await services.store.update_interview(interview, status="incomplete")
     clock.advance(dialer_module.IDLE_POLL_SECS)
     assert await _place(dialer) == 1
+
+
+async def test_the_events_of_an_attempt_a_dead_process_ended_are_sent_once(services, dialer, clock):
+    """The process ended the attempt (stored) and died before its events reached the bus."""
+    interview, attempt = await _dialed(services, dialer, clock, max_attempts=3)
+    assert await attempts.end_attempt(
+        services.store,
+        attempt,
+        "busy",
+        ended_at=clock(),
+        next_attempt_at=clock() + 3600,
+        report_by=clock() + dialer_module.REPORT_GRACE_SECS,
+    )
+    assert await dialer.report_left() == 0  # within the grace: its process may be at it
+    clock.advance(dialer_module.REPORT_GRACE_SECS + 1)
+    assert await dialer.report_left() == 1
+    assert await dialer.report_left() == 0
+    await dialer.report(attempt["id"])  # sent again by a slow process: the same ids
+    events = await events_of(services)
+    assert [e.type for e in events] == [
+        "dial.attempted",
+        "candidate.status_changed",
+        "campaign.progress",
+    ]
+    assert events[0].data["outcome"] == "busy" and events[0].data["interview_id"] == interview
+    assert events[1].data["next_attempt_at"] is not None

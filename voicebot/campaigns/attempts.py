@@ -177,19 +177,6 @@ async def set_next_attempt(store: Store, interview_id: str, at: float | None) ->
     await store.db.commit()
 
 
-async def clear_next_attempt(store: Store, interview_id: str, *, set_before: float) -> None:
-    """No further attempt is due, unless one was scheduled since ``set_before``.
-
-    (An answered call's report may have asked for another before the call's last callback came.)
-    """
-    await store.db.execute(
-        "UPDATE interviews SET next_attempt_at = NULL, updated_at = ? WHERE id = ?"
-        " AND next_attempt_at <= ?",
-        (time.time(), interview_id, set_before),
-    )
-    await store.db.commit()
-
-
 async def advance_attempt(
     store: Store,
     attempt_id: str,
@@ -231,34 +218,91 @@ async def set_answered_by(store: Store, attempt_id: str, answered_by: str) -> No
 
 async def end_attempt(
     store: Store,
-    attempt_id: str,
+    attempt: dict[str, Any],
     outcome: str,
     *,
     ended_at: float,
+    next_attempt_at: float | None,
+    unreachable: bool = False,
     detail: dict[str, Any] | None = None,
+    call_sid: str | None = None,
     only_state: str | None = None,
     expired_before: float | None = None,
+    report_by: float,
 ) -> bool:
-    """End an attempt with its ``outcome``; whether this call ended it (it was not ended yet).
+    """End an attempt with its ``outcome`` and schedule its interview, in one transaction.
 
-    ``only_state`` / ``expired_before``: only from that state / only when its lease ran out
-    before then (taking over an attempt whose process died or whose outcome never came).
+    Whether this call ended it (it was not ended yet). The interview is due again at
+    ``next_attempt_at``; for ``answered`` no attempt is due any more, unless one was scheduled
+    after this attempt was claimed (the call's report came first and asked for a call back);
+    ``unreachable`` ends the interview so. ``only_state`` / ``expired_before``: only from that
+    state / only when its lease ran out before then (taking over an attempt whose process died
+    or whose outcome never came). The ended attempt's ``lease_until`` is ``report_by`` until its
+    events are on the bus (:func:`mark_reported`): a process that dies in between leaves it for
+    :func:`unreported_attempts`.
     """
     where = "id = ? AND state != 'ended'"
-    params: list[Any] = [outcome, ended_at, json.dumps(detail or {}), attempt_id]
+    params: list[Any] = [outcome, ended_at, json.dumps(detail or {}), report_by, call_sid]
+    params.append(attempt["id"])
     if only_state is not None:
         where += " AND state = ?"
         params.append(only_state)
     if expired_before is not None:
         where += " AND lease_until < ?"
         params.append(expired_before)
-    cursor = await store.db.execute(
-        "UPDATE dial_attempts SET state = 'ended', outcome = ?, ended_at = ?, detail = ?,"
-        f" lease_owner = NULL, lease_until = NULL WHERE {where}",
-        params,
+    try:
+        cursor = await store.db.execute(
+            "UPDATE dial_attempts SET state = 'ended', outcome = ?, ended_at = ?, detail = ?,"
+            " lease_owner = NULL, lease_until = ?, call_sid = COALESCE(call_sid, ?)"
+            f" WHERE {where}",
+            params,
+        )
+        if cursor.rowcount != 1:
+            await store.db.commit()
+            return False
+        now = time.time()
+        if outcome == "answered":
+            await store.db.execute(
+                "UPDATE interviews SET next_attempt_at = NULL, updated_at = ?"
+                " WHERE id = ? AND next_attempt_at <= ?",
+                (now, attempt["interview_id"], attempt["created_at"]),
+            )
+        else:
+            await store.db.execute(
+                "UPDATE interviews SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (next_attempt_at, now, attempt["interview_id"]),
+            )
+        if unreachable:
+            await store.db.execute(
+                "UPDATE interviews SET status = 'unreachable', status_history = CASE WHEN"
+                " status = 'unreachable' THEN status_history ELSE json_insert(status_history,"
+                " '$[#]', json_object('status', 'unreachable', 'at', ?)) END WHERE id = ?",
+                (now, attempt["interview_id"]),
+            )
+        await store.db.commit()
+    except BaseException:
+        await store.db.rollback()
+        raise
+    return True
+
+
+async def mark_reported(store: Store, attempt_id: str) -> None:
+    """The ended attempt's events are on the bus."""
+    await store.db.execute(
+        "UPDATE dial_attempts SET lease_until = NULL WHERE id = ? AND state = 'ended'",
+        (attempt_id,),
     )
     await store.db.commit()
-    return cursor.rowcount == 1
+
+
+async def unreported_attempts(store: Store, now: float, limit: int = 100) -> list[dict[str, Any]]:
+    """Ended attempts whose events a process that died may not have sent (a full scan: rare)."""
+    rows = await store._all(
+        "SELECT * FROM dial_attempts WHERE state = 'ended' AND lease_until IS NOT NULL"
+        " AND lease_until < ? ORDER BY ended_at LIMIT ?",
+        (now, limit),
+    )
+    return [_attempt(row) for row in rows]
 
 
 async def release_attempt(

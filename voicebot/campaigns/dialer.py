@@ -83,6 +83,10 @@ LAG_SAMPLES = 8
 IDLE_POLL_SECS = 2.0
 """While nothing is due, the store is asked again at most this often (doubling from a tick):
 due interviews of paused or full campaigns are still read past (37 ms for 9,000 of them)."""
+REPORT_GRACE_SECS = 60.0
+"""An ended attempt's events not on the bus this long after it ended are sent again."""
+REPORT_SWEEP_SECS = 300.0
+"""How often a running dialer looks for such attempts (and once at start)."""
 SETTLE_EVERY_SECS = 1.0
 """How often the dialer looks for attempts whose lease ran out."""
 DUE_BATCH = 50
@@ -376,6 +380,7 @@ class Dialer:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_settle = loop.time()
+        next_report_sweep = loop.time()
         while True:
             started = loop.time()
             await asyncio.sleep(TICK_SECS)
@@ -387,6 +392,9 @@ class Dialer:
                 if loop.time() >= next_settle:
                     next_settle = loop.time() + SETTLE_EVERY_SECS
                     await self.settle_expired()
+                if loop.time() >= next_report_sweep:
+                    next_report_sweep = loop.time() + REPORT_SWEEP_SECS
+                    await self.report_left()
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -703,100 +711,121 @@ class Dialer:
 
         Whether this call ended it. Not reached (every outcome but ``answered``): the interview
         is due again at the schedule's next attempt time, or ends ``unreachable`` after its
-        campaign's last attempt. Events follow (ids derived from the attempt: sent once).
+        campaign's last attempt; both in the transaction that ends the attempt. The events
+        follow (:meth:`report`).
         """
         store = self.store
         now = self.clock()
-        if call_sid:
-            await store.db.execute(
-                "UPDATE dial_attempts SET call_sid = COALESCE(call_sid, ?) WHERE id = ?",
-                (call_sid, attempt["id"]),
-            )
-        if not await attempts.end_attempt(
-            store,
-            attempt["id"],
-            outcome,
-            ended_at=now,
-            detail=detail,
-            only_state=only_state,
-            expired_before=expired_before,
-        ):
-            return False
-        self.metrics.attempts.labels(outcome).inc()
-        self.wake()  # its campaign has room again
         interview = await store.get_interview(attempt["interview_id"])
         campaign = await attempts.campaign_of(store, attempt["campaign_id"])
-        if interview is None or campaign is None:
-            return True
-        policy = campaign["policy"]
+        policy = campaign["policy"] if campaign is not None else {}
         max_attempts = int(policy.get("max_attempts") or attempts.DEFAULT_MAX_ATTEMPTS)
         number = attempt["number"]
         next_at: float | None = None
         unreachable = False
-        if outcome == "answered" or interview["status"] in DONE_STATUSES:
+        if interview is None or outcome == "answered" or interview["status"] in DONE_STATUSES:
             next_at = None
         elif number >= max_attempts:
             unreachable = True
         else:
             tz_name = interview["candidate_timezone"] or policy.get("timezone") or "UTC"
             next_at = self.schedule.next_attempt_at(policy, tz_name, now, number)
-        if outcome == "answered":
-            await attempts.clear_next_attempt(
-                store, interview["id"], set_before=attempt["created_at"]
-            )
-        else:
-            await attempts.set_next_attempt(store, interview["id"], next_at)
-        if unreachable:
-            await store.update_interview(interview["id"], status="unreachable")
+        if not await attempts.end_attempt(
+            store,
+            attempt,
+            outcome,
+            ended_at=now,
+            next_attempt_at=next_at,
+            unreachable=unreachable,
+            detail=detail,
+            call_sid=call_sid,
+            only_state=only_state,
+            expired_before=expired_before,
+            report_by=now + REPORT_GRACE_SECS,
+        ):
+            return False
+        self.metrics.attempts.labels(outcome).inc()
+        self.wake()  # its campaign has room again
         log.info(
             "interview %s: attempt %d of %d ended %s%s",
-            interview["id"],
+            attempt["interview_id"],
             number,
             max_attempts,
             outcome,
             " (unreachable)" if unreachable else "",
         )
+        await self.report(attempt["id"])
+        return True
+
+    async def report(self, attempt_id: str) -> None:
+        """Tell the HR system how an ended attempt went (from what is stored; may run again).
+
+        ``dial.attempted``; ``candidate.status_changed`` ``no_answer`` with the next attempt time
+        when the candidate was not reached; ``interview.unreachable`` after the last attempt;
+        ``campaign.progress``. Each event's id is derived from the attempt, so sending them again
+        (a process died before they reached the bus) gives the same events.
+        """
+        store = self.store
+        attempt = await attempts.get_attempt(store, attempt_id)
+        if attempt is None or attempt["state"] != "ended":
+            return
+        interview = await store.get_interview(attempt["interview_id"])
+        campaign = await attempts.campaign_of(store, attempt["campaign_id"])
         events = self.services.events
-        if events is None:
-            return True
-        refs = interview_refs(interview)
-        ms = int(now * 1000)
+        if interview is not None and campaign is not None and events is not None:
+            policy = campaign["policy"]
+            max_attempts = int(policy.get("max_attempts") or attempts.DEFAULT_MAX_ATTEMPTS)
+            number, outcome = attempt["number"], attempt["outcome"]
+            refs = interview_refs(interview)
+            ms = int(attempt["ended_at"] * 1000)
 
-        def event_id(kind: str) -> str:
-            return derived_event_id(ms, f"dial:{attempt['id']}:{kind}")
+            def event_id(kind: str) -> str:
+                return derived_event_id(ms, f"dial:{attempt_id}:{kind}")
 
-        next_iso = None if next_at is None else format_timestamp(int(next_at * 1000))
-        stored = await attempts.get_attempt(store, attempt["id"])
-        events.emit_with_id(
-            event_id("dial.attempted"),
-            "dial.attempted",
-            **refs,
-            campaign_id=attempt["campaign_id"],
-            attempt=number,
-            max_attempts=max_attempts,
-            outcome=outcome,
-            call_sid=(stored or attempt).get("call_sid"),
-            next_attempt_at=next_iso,
-        )
-        if outcome != "answered" and interview["status"] not in DONE_STATUSES:
+            unreachable = interview["status"] == "unreachable" and number >= max_attempts
+            next_at = interview["next_attempt_at"]
+            next_iso = None if next_at is None else format_timestamp(int(next_at * 1000))
             events.emit_with_id(
-                event_id("candidate.status_changed"),
-                "candidate.status_changed",
-                **refs,
-                status="no_answer",
-                next_attempt_at=next_iso,
-            )
-        if unreachable:
-            events.emit_with_id(
-                event_id("interview.unreachable"),
-                "interview.unreachable",
+                event_id("dial.attempted"),
+                "dial.attempted",
                 **refs,
                 campaign_id=attempt["campaign_id"],
-                attempts=number,
-                last_outcome=outcome,
+                attempt=number,
+                max_attempts=max_attempts,
+                outcome=outcome,
+                call_sid=attempt["call_sid"],
+                next_attempt_at=next_iso,
             )
-        await self._progress(attempt["campaign_id"], interview, event_id("campaign.progress"))
-        return True
+            if outcome != "answered" and (unreachable or interview["status"] not in DONE_STATUSES):
+                events.emit_with_id(
+                    event_id("candidate.status_changed"),
+                    "candidate.status_changed",
+                    **refs,
+                    status="no_answer",
+                    next_attempt_at=next_iso,
+                )
+            if unreachable:
+                events.emit_with_id(
+                    event_id("interview.unreachable"),
+                    "interview.unreachable",
+                    **refs,
+                    campaign_id=attempt["campaign_id"],
+                    attempts=number,
+                    last_outcome=outcome,
+                )
+            await self._progress(attempt["campaign_id"], interview, event_id("campaign.progress"))
+            if not await events.flush():
+                return  # still queued: a later sweep sends them again (same ids)
+        await attempts.mark_reported(store, attempt_id)
+
+    async def report_left(self) -> int:
+        """Send the events of ended attempts a process died before reporting; how many."""
+        left = await attempts.unreported_attempts(self.store, self.clock())
+        for attempt in left:
+            await self.report(attempt["id"])
+        if left:
+            log.warning("sent the events of %d dial attempts a process left unreported", len(left))
+        return len(left)
 
     async def interview_held(self, interview_id: str, status: str) -> None:
         """A campaign's interview was held (a person answered) and has its outcome ``status``.
