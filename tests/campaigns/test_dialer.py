@@ -16,7 +16,7 @@ from voicebot.campaigns import dialer as dialer_module
 from voicebot.campaigns.dialer import Dialer
 from voicebot.telephony.outbound import CarrierError
 
-from .conftest import (
+from .dialer_fakes import (
     FakeCarrier,
     FakeClock,
     FakeSchedule,
@@ -27,6 +27,10 @@ from .conftest import (
     events_of,
     make_services,
 )
+
+# The fixtures (services, dialer, carrier, clock, schedule) live beside the fakes, not in a
+# conftest.py the campaigns part's tests may bring too.
+pytest_plugins = ["tests.campaigns.dialer_fixtures"]
 
 
 def _metric(services, name: str, **labels: str) -> float:

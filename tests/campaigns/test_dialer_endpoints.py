@@ -16,7 +16,7 @@ from tests.api.app_server import API_TOKEN, TWILIO_AUTH_TOKEN, start_app_server
 from voicebot.campaigns.dialer import Dialer
 from voicebot.telephony.signature import compute_twilio_signature
 
-from .conftest import FakeCarrier, FakeClock, FakeSchedule, add_campaign, add_candidate
+from .dialer_fakes import FakeCarrier, FakeClock, FakeSchedule, add_campaign, add_candidate
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 

@@ -12,7 +12,7 @@ from tests.call.test_session import SCRIPT, Harness, ScriptedASR, _services
 from voicebot.campaigns import attempts
 from voicebot.campaigns.dialer import Dialer
 
-from .conftest import FakeCarrier, FakeClock, FakeSchedule
+from .dialer_fakes import FakeCarrier, FakeClock, FakeSchedule
 
 
 async def _attempt_up(services, now: float, call_sid: str) -> tuple[str, dict]:

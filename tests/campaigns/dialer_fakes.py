@@ -1,4 +1,7 @@
-"""Fixtures for the dialer's tests: a real store and embedded bus, a fake carrier and clock.
+"""Fakes and fixtures for the dialer's tests: a real store and embedded bus, a fake carrier, clock.
+
+The fixtures are in ``dialer_fixtures.py`` (a plugin the test modules name, not a
+``conftest.py``, which the campaigns part's tests may bring too).
 
 The carrier is a fake (the dialer's logic, fast and deterministic); the real Twilio REST client
 and the simulated carrier are exercised elsewhere. Campaign rows are written straight into the
@@ -13,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from voicebot.campaigns.dialer import Dialer
 from voicebot.config import Settings
 from voicebot.dialogue.script import load_scripts
 from voicebot.events.bus import EmbeddedBus
@@ -117,33 +117,6 @@ async def close_services(services: Services) -> None:
     await services.events.close()
     await services.bus.close()
     await services.store.close()
-
-
-@pytest.fixture
-async def services(tmp_path):
-    services = await make_services(tmp_path / "data")
-    yield services
-    await close_services(services)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def carrier():
-    return FakeCarrier()
-
-
-@pytest.fixture
-def schedule():
-    return FakeSchedule()
-
-
-@pytest.fixture
-def dialer(services, carrier, schedule, clock):
-    return Dialer(services, carrier, schedule=schedule, clock=clock, owner="proc_a")
 
 
 async def add_campaign(store: Store, *, paused: bool = False, **policy: Any) -> str:
