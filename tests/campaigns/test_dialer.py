@@ -1,8 +1,9 @@
 """The dialer: claiming due interviews, the limits it keeps, carrier errors, outcomes, events.
 
-A real SQLite store and embedded bus, a fake carrier (``conftest.FakeCarrier``), a fake clock and
-calling hours the test sets. What is asserted is what a candidate or the HR system would notice:
-who is called (once), when the next call is due, how the interview ends, which events are sent.
+A real SQLite store and embedded bus, a fake carrier (``dialer_fakes.FakeCarrier``), a fake
+clock and calling hours the test sets. What is asserted is what a candidate or the HR system
+would notice: who is called (once), when the next call is due, how the interview ends, which
+events are sent.
 """
 
 from __future__ import annotations

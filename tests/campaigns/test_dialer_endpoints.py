@@ -7,12 +7,16 @@ at calls the server never placed.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.api.app_server import API_TOKEN, TWILIO_AUTH_TOKEN, start_app_server
+from tests.api.test_open_routes_fuzz import FORM, FUZZ, AppOnLoop, any_text
+from voicebot.campaigns import attempts
 from voicebot.campaigns.dialer import Dialer
 from voicebot.telephony.signature import compute_twilio_signature
 
@@ -131,3 +135,72 @@ async def test_an_answering_machine_verdict_over_http_hangs_up_and_ends_voicemai
         body = await r.json()
     assert body["dial_attempts"][0]["outcome"] == "voicemail"
     assert body["next_attempt_at"] == clock() + 3600
+
+
+# -- fuzzing: any signed form, any attempt id -------------------------------------------------
+
+STATUS_NAMES = st.sampled_from(
+    ["CallSid", "CallStatus", "CallDuration", "AnsweredBy", "AccountSid", "To", "From"]
+)
+CALL_STATUSES = st.sampled_from(
+    ["queued", "initiated", "ringing", "in-progress", "completed", "busy", "no-answer",
+     "failed", "canceled", "", "weird"]
+)  # fmt: skip
+callback_forms = st.builds(
+    lambda sid, status, fields: [("CallSid", sid), ("CallStatus", status), *fields],
+    st.one_of(st.just("CAfuzz0001"), any_text),
+    st.one_of(CALL_STATUSES, any_text),
+    st.lists(st.tuples(st.one_of(STATUS_NAMES, any_text), any_text), max_size=4),
+)
+
+
+@pytest.fixture(scope="module")
+def callbacks(tmp_path_factory):
+    running = AppOnLoop(tmp_path_factory.mktemp("callbacks"))
+    store = running.services.store
+
+    async def dialed() -> str:
+        campaign = await add_campaign(store)
+        interview = await add_candidate(store, campaign, due_at=0)
+        attempt = await attempts.claim_attempt(
+            store, interview, owner="proc_x", lease_until=10**10, now=1
+        )
+        await attempts.advance_attempt(store, attempt["id"], "dialing", call_sid="CAfuzz0001")
+        return attempt["id"]
+
+    running.attempt_id = running.loop.run_until_complete(dialed())
+    yield running
+    assert running.internal_errors() == [], running.internal_errors()
+    running.close()
+
+
+@FUZZ
+@given(
+    form=callback_forms,
+    path=st.sampled_from(["/twilio/status", "/twilio/amd"]),
+    attempt_id=st.one_of(st.none(), st.just("REAL"), any_text),
+)
+def test_any_signed_callback_is_answered_cleanly_and_never_moves_an_attempt_back(
+    callbacks, form, path, attempt_id
+):
+    url = str(callbacks.server.make_url(path))
+    if attempt_id is not None:
+        real = callbacks.attempt_id if attempt_id == "REAL" else attempt_id
+        url += "?attempt_id=" + quote(real, safe="")
+    params: dict[str, list[str]] = {}
+    for name, value in form:
+        params.setdefault(name, []).append(value)
+    before = callbacks.loop.run_until_complete(
+        attempts.get_attempt(callbacks.services.store, callbacks.attempt_id)
+    )
+    signature = compute_twilio_signature(TWILIO_AUTH_TOKEN, url, params)
+    status, _, text = callbacks.post(
+        url, urlencode(form).encode(), {**FORM, "X-Twilio-Signature": signature}
+    )
+    assert status in (204, 400, 404), (status, text)
+    after = callbacks.loop.run_until_complete(
+        attempts.get_attempt(callbacks.services.store, callbacks.attempt_id)
+    )
+    assert attempts.STATE_ORDER[after["state"]] >= attempts.STATE_ORDER[before["state"]]
+    if before["state"] == "ended":
+        assert (after["outcome"], after["ended_at"]) == (before["outcome"], before["ended_at"])
