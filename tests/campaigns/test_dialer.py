@@ -9,7 +9,9 @@ events are sent.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from voicebot.campaigns import attempts
@@ -32,6 +34,7 @@ from .dialer_fakes import (
 # The fixtures (services, dialer, carrier, clock, schedule) live beside the fakes, not in a
 # conftest.py the campaigns part's tests may bring too.
 pytest_plugins = ["tests.campaigns.dialer_fixtures"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _metric(services, name: str, **labels: str) -> float:
@@ -684,3 +687,67 @@ async def test_the_events_of_an_attempt_a_dead_process_ended_are_sent_once(servi
     ]
     assert events[0].data["outcome"] == "busy" and events[0].data["interview_id"] == interview
     assert events[1].data["next_attempt_at"] is not None
+
+
+async def test_a_dialer_killed_mid_campaign_places_nothing_twice_and_forgets_nothing(tmp_path):
+    """A real process dials and is killed (SIGKILL) with one call ringing and two REST requests
+    in flight; the next dialer on the store settles all three and places none of them again."""
+    data = tmp_path / "data"
+    services = await make_services(data)
+    try:
+        campaign = await add_campaign(services.store, max_attempts=3, max_concurrent=10)
+        ringing = await add_candidate(services.store, campaign, due_at=1, phone="+15550000001")
+        in_flight = {
+            await add_candidate(services.store, campaign, due_at=1, phone=f"+1555000000{n}")
+            for n in (2, 3)
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.campaigns.dialer_process",
+            str(data),
+            cwd=str(ROOT),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        lines = []
+        try:
+            async with asyncio.timeout(60):
+                while len(lines) < 3:
+                    lines.append((await process.stdout.readline()).decode().split())
+        finally:
+            process.kill()  # SIGKILL
+            await process.wait()
+        placed = [line for line in lines if line[0] == "placed"]
+        assert len(placed) == 1 and sorted(line[0] for line in lines) == [
+            "placed",
+            "placing",
+            "placing",
+        ]
+
+        clock = FakeClock(time.time() + 3)  # the dead process's 2 s leases have run out
+        carrier = FakeCarrier()
+        dialer = Dialer(services, carrier, schedule=FakeSchedule(), clock=clock, owner="proc_b")
+        # The call that was ringing reports to the new process.
+        _, attempt_id, sid = placed[0]
+        busy = {"CallSid": sid, "CallStatus": "busy"}
+        assert await dialer.on_status(attempt_id, busy) == "applied"
+        assert await dialer.settle_expired() == 2
+        await _place(dialer)
+        assert carrier.placed == []  # nothing placed twice; each next attempt waits its delay
+
+        for interview in (ringing, *in_flight):
+            [attempt] = await attempt_rows(services.store, interview)
+            stored = await services.store.get_interview(interview)
+            assert stored["next_attempt_at"] == clock() + 3600  # not forgotten
+            if interview == ringing:
+                assert attempt["outcome"] == "busy"
+            else:
+                assert attempt["outcome"] == "failed"
+                assert attempt["detail"] == '{"unknown": "process died while placing"}'
+        clock.advance(3600)
+        await _place(dialer)
+        assert len(carrier.placed) == 3
+        numbers = {row["number"] for row in await attempt_rows(services.store)}
+        assert numbers == {1, 2}
+    finally:
+        await close_services(services)
