@@ -751,3 +751,21 @@ async def test_a_dialer_killed_mid_campaign_places_nothing_twice_and_forgets_not
         assert numbers == {1, 2}
     finally:
         await close_services(services)
+
+
+async def test_a_dialed_candidate_can_be_erased(services, dialer, clock):
+    """Their dial attempts (call sids, times) go with their interviews (PIPL/GDPR erasure)."""
+    interview, attempt = await _dialed(services, dialer, clock)
+    await dialer.on_status(attempt["id"], {"CallSid": attempt["call_sid"], "CallStatus": "busy"})
+    stone = {
+        "candidate": "c",
+        "client": "admin",
+        "erased_at": clock(),
+        "erased_by": "api:admin",
+        "classes": ["personal_fields"],
+        "interview_ids": [interview],
+        "calls": 0,
+    }
+    await services.store.erase_interviews([interview], [stone])
+    assert await services.store.get_interview(interview) is None
+    assert await attempt_rows(services.store) == []
