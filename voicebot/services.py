@@ -285,7 +285,13 @@ class Services:
             self.registry.outcome(interview_id, status)
         await self.report_events(interview_id, report, status, event_ids)
         if self.dialer is not None:  # an outbound campaign calls again after a cut-short call
-            await self.dialer.interview_held(interview_id, status)
+            try:
+                await self.dialer.interview_held(interview_id, status)
+            except Exception:
+                self.metrics.internal_errors.labels("dialer").inc()
+                log.exception(
+                    "interview %s: scheduling the campaign's next call failed", interview_id
+                )
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
 

@@ -495,6 +495,7 @@ async def test_an_answered_machine_stops_the_interview_and_counts_as_voicemail(
     amd = {"CallSid": sid, "AnsweredBy": "machine_end_beep"}
     assert await dialer.on_amd(attempt["id"], amd) == "applied"
     assert await dialer.on_amd(attempt["id"], amd) == "repeat"
+    await dialer.wait_voicemails()
     assert Session.stopped == 1
     del services.sessions[sid]
     completed = {"CallSid": sid, "CallStatus": "completed", "CallDuration": "21"}

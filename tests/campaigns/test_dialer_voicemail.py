@@ -6,8 +6,6 @@ store, fake VAD/ASR/prompts); the dialer gets the carrier's AMD verdict while th
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.call.test_session import SCRIPT, Harness, ScriptedASR, _services
 from voicebot.campaigns import attempts
 from voicebot.campaigns.dialer import Dialer
@@ -69,6 +67,7 @@ async def test_a_machine_verdict_stops_the_session_without_an_interview(tmp_path
 
         verdict = {"CallSid": "CA1", "AnsweredBy": "machine_end_beep"}
         assert await dialer.on_amd(attempt["id"], verdict) == "applied"
+        await dialer.wait_voicemails()
 
         assert call.closed.is_set() and "CA1" not in services.sessions
         assert carrier.hung_up == []  # closing the stream ended the call
@@ -100,9 +99,10 @@ async def test_a_script_with_a_voicemail_text_leaves_that_message_then_hangs_up(
         await call.media(b"\xff" * 160)
 
         verdict = {"CallSid": "CA1", "AnsweredBy": "machine_end_beep"}
-        amd = asyncio.create_task(dialer.on_amd(attempt["id"], verdict))
+        assert await dialer.on_amd(attempt["id"], verdict) == "applied"  # answered at once
+        assert not call.closed.is_set()  # the message plays on
         mark = await call.wait_for_mark(":voicemail")  # the carrier played it to the end
-        assert await amd == "applied"
+        await dialer.wait_voicemails()
 
         assert services.prompts.said[-1] == message
         assert call.closed.is_set()

@@ -353,6 +353,7 @@ class Dialer:
         self._quiet = 0.0
         self._next_read = 0.0
         self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self._voicemails: set[asyncio.Task] = set()
 
     # -- life -------------------------------------------------------------------------------
 
@@ -376,6 +377,8 @@ class Dialer:
             self._task = None
         if self._placing:
             await asyncio.wait(set(self._placing), timeout=PLACE_TIMEOUT_SECS)
+        if self._voicemails:
+            await asyncio.wait(set(self._voicemails), timeout=PLACE_TIMEOUT_SECS)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -495,6 +498,11 @@ class Dialer:
         """Wait until every call this dialer started placing was placed (or failed)."""
         while self._placing:
             await asyncio.wait(set(self._placing))
+
+    async def wait_voicemails(self) -> None:
+        """Wait until the sessions answering machines took have left their calls."""
+        while self._voicemails:
+            await asyncio.wait(set(self._voicemails))
 
     async def _opted_out(self, row: dict[str, Any]) -> None:
         """A due interview's number is on the do-not-call list: it is never dialed."""
@@ -952,7 +960,12 @@ class Dialer:
             session = self.services.sessions.get(call_sid)
             stop = getattr(session, "stop_for_voicemail", None)
             if stop is not None:
-                await stop()
+                # The session stops at once; its message (if any) plays on after the callback
+                # is answered (Twilio waits about 15 s for it).
+                task = asyncio.create_task(stop(), name=f"voicemail:{call_sid}")
+                self._voicemails.add(task)
+                task.add_done_callback(self._voicemails.discard)
+                await asyncio.sleep(0)  # it has begun: the interview takes no further step
             elif self.carrier is not None:
                 try:
                     await self.carrier.hang_up(call_sid)
