@@ -770,3 +770,28 @@ async def test_a_dialed_candidate_can_be_erased(services, dialer, clock):
     await services.store.erase_interviews([interview], [stone])
     assert await services.store.get_interview(interview) is None
     assert await attempt_rows(services.store) == []
+
+
+async def test_a_dead_process_leases_are_not_waited_for_a_live_one_s_are_respected(
+    services, dialer, carrier, clock
+):
+    campaign = await add_campaign(services.store, max_concurrent=10)
+    store = services.store
+    now = clock()
+    await store.register_process("proc_gone", host="elsewhere", pid=1)
+    await store.process_heartbeat("proc_gone", stopped=True)  # it stopped (or was restarted)
+    await store.register_process("proc_alive", host="elsewhere", pid=2)  # heartbeat fresh
+    held = {}
+    for owner, phone in (("proc_gone", "+15550000010"), ("proc_alive", "+15550000020")):
+        interview = await add_candidate(store, campaign, due_at=now - 1, phone=phone)
+        attempt = await attempts.claim_attempt(
+            store, interview, owner=owner, lease_until=now + 30, now=now
+        )
+        await attempts.advance_attempt(store, attempt["id"], "placing", lease_until=now + 60)
+        held[owner] = attempt["id"]
+
+    assert await dialer.settle_expired() == 1  # at once, not 60 s later
+    gone = await attempts.get_attempt(store, held["proc_gone"])
+    assert (gone["state"], gone["outcome"]) == ("ended", "failed")
+    alive = await attempts.get_attempt(store, held["proc_alive"])
+    assert alive["state"] == "placing"  # its process may still be talking to the carrier

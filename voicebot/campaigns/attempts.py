@@ -372,6 +372,16 @@ async def open_attempts_of(store: Store, owner: str) -> int:
     return row["n"] if row else 0
 
 
+async def held_by_others(store: Store, owner: str) -> list[dict[str, Any]]:
+    """``claimed`` and ``placing`` attempts other processes hold (to see whether they died)."""
+    rows = await store._all(
+        "SELECT * FROM dial_attempts WHERE state IN ('claimed', 'placing')"
+        " AND lease_owner IS NOT NULL AND lease_owner != ?",
+        (owner,),
+    )
+    return [_attempt(row) for row in rows]
+
+
 async def expired_attempts(store: Store, now: float, limit: int = 100) -> list[dict[str, Any]]:
     """Open attempts whose lease ran out (their process died, or their outcome never came)."""
     rows = await store._all(

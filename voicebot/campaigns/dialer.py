@@ -646,14 +646,34 @@ class Dialer:
     # -- leases that ran out ---------------------------------------------------------------
 
     async def settle_expired(self) -> int:
-        """Settle the open attempts whose lease ran out (see the module); how many moved."""
+        """Settle the open attempts whose lease ran out (see the module); how many moved.
+
+        A ``claimed`` or ``placing`` attempt whose process is dead (as the call settler tells:
+        stopped, its pid gone, its heartbeat stale) is settled at once, lease or not: after a
+        crash and restart nobody waits for the dead process's leases.
+        """
         now = self.clock()
         moved = 0
-        for attempt in await attempts.expired_attempts(self.store, now):
+        expired = await attempts.expired_attempts(self.store, now)
+        seen = {attempt["id"] for attempt in expired}
+        others = [
+            attempt
+            for attempt in await attempts.held_by_others(self.store, self.owner)
+            if attempt["id"] not in seen
+        ]
+        if others:
+            owners = await self.store.processes({a["lease_owner"] for a in others})
+            wall = time.time()
+            for attempt in others:
+                if not self.services.process.sees_alive(owners.get(attempt["lease_owner"]), wall):
+                    expired.append(attempt)  # the dead process's lease is over
+        for attempt in expired:
+            # The lease as read (a dead process's may not have run out): taken only if unchanged.
+            expired_before = max(now, (attempt["lease_until"] or 0) + 1)
             state = attempt["state"]
             if state == "claimed":
                 done = await attempts.release_attempt(
-                    self.store, attempt["id"], retry_at=None, expired_before=now
+                    self.store, attempt["id"], retry_at=None, expired_before=expired_before
                 )
             elif state == "placing":
                 done = await self.finish(
@@ -661,7 +681,7 @@ class Dialer:
                     "failed",
                     detail={"unknown": "process died while placing"},
                     only_state="placing",
-                    expired_before=now,
+                    expired_before=expired_before,
                 )
             elif state == "dialing":
                 status = (
@@ -683,14 +703,16 @@ class Dialer:
                         "no_answer",
                         detail={"timeout": "no status callback came"},
                         only_state="dialing",
-                        expired_before=now,
+                        expired_before=expired_before,
                     )
             else:  # up
                 status = await attempts.call_status(self.store, attempt["call_sid"] or "")
                 if status == "in_progress":
                     await self._renew(attempt["id"], now + UP_LEASE_SECS)
                     continue
-                done = await self.finish(attempt, "answered", only_state="up", expired_before=now)
+                done = await self.finish(
+                    attempt, "answered", only_state="up", expired_before=expired_before
+                )
             if done:
                 moved += 1
                 self.metrics.expired.labels(state).inc()
