@@ -96,6 +96,8 @@ async def run(interviews: int, campaigns: int, rounds: int) -> dict:
                 claimed += got is not None
             t0 = time.perf_counter()
             await attempts.expired_attempts(store, now)
+            await attempts.held_by_others(store, "proc_bench")
+            await attempts.open_attempts_of(store, "proc_bench")
             sweep_ms.append((time.perf_counter() - t0) * 1000)
             # End this round's attempts so the next round finds new due interviews.
             await store.db.execute(
@@ -146,7 +148,7 @@ async def run(interviews: int, campaigns: int, rounds: int) -> dict:
         "fill_secs": round(fill_secs, 1),
         "due_read_50": summary(due_ms),
         "claim_one": summary(claim_ms),
-        "expired_sweep": summary(sweep_ms),
+        "lease_queries": summary(sweep_ms),
         "due_read_all_paused": summary(paused_ms),
         "claimed": claimed,
         "plans": plans,

@@ -365,8 +365,9 @@ def _attempt(row: dict[str, Any]) -> dict[str, Any]:
 async def open_attempts_of(store: Store, owner: str) -> int:
     """How many attempts this process holds and has not ended (before a call is up)."""
     row = await store._one(
-        "SELECT COUNT(*) AS n FROM dial_attempts WHERE lease_owner = ?"
-        " AND state IN ('claimed', 'placing', 'dialing')",
+        # state != 'ended' AND lease_until >= 0: the dial_attempts_open index, not a scan
+        "SELECT COUNT(*) AS n FROM dial_attempts WHERE state != 'ended' AND lease_until >= 0"
+        " AND lease_owner = ? AND state IN ('claimed', 'placing', 'dialing')",
         (owner,),
     )
     return row["n"] if row else 0
@@ -375,8 +376,8 @@ async def open_attempts_of(store: Store, owner: str) -> int:
 async def held_by_others(store: Store, owner: str) -> list[dict[str, Any]]:
     """``claimed`` and ``placing`` attempts other processes hold (to see whether they died)."""
     rows = await store._all(
-        "SELECT * FROM dial_attempts WHERE state IN ('claimed', 'placing')"
-        " AND lease_owner IS NOT NULL AND lease_owner != ?",
+        "SELECT * FROM dial_attempts WHERE state != 'ended' AND lease_until >= 0"
+        " AND state IN ('claimed', 'placing') AND lease_owner IS NOT NULL AND lease_owner != ?",
         (owner,),
     )
     return [_attempt(row) for row in rows]
