@@ -357,6 +357,7 @@ async def test_no_answer_schedules_the_next_attempt_and_tells_the_hr_system(
     assert stored["next_attempt_at"] == clock() + 3600
     assert schedule.asked == [("America/Chicago", 1)]  # the candidate's own time zone
 
+    assert await dialer.send_progress() == 1  # the campaign's counts, in the next batch
     events = await events_of(services)
     types = [e.type for e in events]
     assert types == ["dial.attempted", "candidate.status_changed", "campaign.progress"]
@@ -416,6 +417,7 @@ async def test_an_answered_call_ends_answered_even_when_callbacks_come_out_of_or
     assert (ended["state"], ended["outcome"]) == ("ended", "answered")
     stored = await services.store.get_interview(interview)
     assert stored["next_attempt_at"] is None  # the interview ran: no more calls
+    await dialer.send_progress()
     types = [e.type for e in await events_of(services)]
     assert types == ["dial.attempted", "campaign.progress"]  # no "no_answer" status
 
@@ -680,6 +682,7 @@ async def test_the_events_of_an_attempt_a_dead_process_ended_are_sent_once(servi
     assert await dialer.report_left() == 1
     assert await dialer.report_left() == 0
     await dialer.report(attempt["id"])  # sent again by a slow process: the same ids
+    assert await dialer.send_progress() == 1
     events = await events_of(services)
     assert [e.type for e in events] == [
         "dial.attempted",

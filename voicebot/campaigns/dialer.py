@@ -87,6 +87,8 @@ REPORT_GRACE_SECS = 60.0
 """An ended attempt's events not on the bus this long after it ended are sent again."""
 REPORT_SWEEP_SECS = 300.0
 """How often a running dialer looks for such attempts (and once at start)."""
+PROGRESS_EVERY_SECS = 10.0
+"""How often changed campaigns' counts go out as ``campaign.progress``."""
 SETTLE_EVERY_SECS = 1.0
 """How often the dialer looks for attempts whose lease ran out."""
 DUE_BATCH = 50
@@ -354,6 +356,7 @@ class Dialer:
         self._next_read = 0.0
         self._lags: deque[float] = deque(maxlen=LAG_SAMPLES)
         self._voicemails: set[asyncio.Task] = set()
+        self._changed_campaigns: dict[str, tuple[str, str | None]] = {}
 
     # -- life -------------------------------------------------------------------------------
 
@@ -379,11 +382,16 @@ class Dialer:
             await asyncio.wait(set(self._placing), timeout=PLACE_TIMEOUT_SECS)
         if self._voicemails:
             await asyncio.wait(set(self._voicemails), timeout=PLACE_TIMEOUT_SECS)
+        try:
+            await self.send_progress()
+        except Exception:
+            log.exception("sending the campaigns' progress at shutdown failed")
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_settle = loop.time()
         next_report_sweep = loop.time()
+        next_progress = loop.time()
         while True:
             started = loop.time()
             await asyncio.sleep(TICK_SECS)
@@ -398,6 +406,9 @@ class Dialer:
                 if loop.time() >= next_report_sweep:
                     next_report_sweep = loop.time() + REPORT_SWEEP_SECS
                     await self.report_left()
+                if loop.time() >= next_progress and self._changed_campaigns:
+                    next_progress = loop.time() + PROGRESS_EVERY_SECS
+                    await self.send_progress()
                 await self.tick()
             except asyncio.CancelledError:
                 raise
@@ -515,7 +526,7 @@ class Dialer:
             self.services.events.emit(
                 "candidate.status_changed", **interview_refs(interview), status="opted_out"
             )
-            await self._progress(row["campaign_id"], interview)
+            self._changed(row["campaign_id"], interview)
 
     def _call(self, attempt: dict[str, Any], row: dict[str, Any]) -> OutboundCall:
         s = self.settings
@@ -843,7 +854,7 @@ class Dialer:
                     attempts=number,
                     last_outcome=outcome,
                 )
-            await self._progress(attempt["campaign_id"], interview, event_id("campaign.progress"))
+            self._changed(attempt["campaign_id"], interview)
             if not await events.flush():
                 return  # still queued: a later sweep sends them again (same ids)
         await attempts.mark_reported(store, attempt_id)
@@ -878,22 +889,31 @@ class Dialer:
             tz_name = interview["candidate_timezone"] or policy.get("timezone") or "UTC"
             next_at = self.schedule.next_attempt_at(policy, tz_name, self.clock(), made)
         await attempts.set_next_attempt(self.store, interview_id, next_at)
-        await self._progress(interview["campaign_id"], interview)
+        self._changed(interview["campaign_id"], interview)
 
-    async def _progress(
-        self, campaign_id: str, interview: dict[str, Any], event_id: str | None = None
-    ) -> None:
+    def _changed(self, campaign_id: str, interview: dict[str, Any]) -> None:
+        """A campaign's counts changed: ``campaign.progress`` goes out with the next batch."""
+        self._changed_campaigns[campaign_id] = (interview["job_id"], interview.get("client"))
+
+    async def send_progress(self) -> int:
+        """``campaign.progress`` for every campaign whose counts changed; how many.
+
+        At most every :data:`PROGRESS_EVERY_SECS` from the dialer's task: counting a campaign of
+        100,000 interviews and their attempts takes about 0.2 s, too much for every attempt.
+        """
+        changed, self._changed_campaigns = self._changed_campaigns, {}
         if self.services.events is None:
-            return
-        counts = await attempts.campaign_counts(self.store, campaign_id)
-        self.services.events.emit_with_id(
-            event_id,
-            "campaign.progress",
-            campaign_id=campaign_id,
-            job_id=interview["job_id"],
-            client=interview.get("client", "admin"),
-            **counts,
-        )
+            return 0
+        for campaign_id, (job_id, client) in changed.items():
+            counts = await attempts.campaign_counts(self.store, campaign_id)
+            self.services.events.emit(
+                "campaign.progress",
+                campaign_id=campaign_id,
+                job_id=job_id,
+                client=client or "admin",
+                **counts,
+            )
+        return len(changed)
 
     # -- carrier callbacks -----------------------------------------------------------------
 

@@ -580,9 +580,9 @@ _CATALOGUE += [
     EventType(
         "campaign.progress",
         True,
-        "A campaign's counts changed (an attempt ended, a number was skipped for the do-not-call "
+        "A campaign's counts changed (attempts ended, numbers were skipped for the do-not-call "
         "list): its interviews by status and its attempts by outcome (by state while not ended: "
-        "`dialing`, `up`).",
+        "`dialing`, `up`). At most every 10 s per campaign, so a later one supersedes it.",
         {
             "campaign_id": _CAMPAIGN_ID,
             "job_id": _REFS["job_id"],
