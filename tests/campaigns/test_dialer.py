@@ -798,3 +798,15 @@ async def test_a_dead_process_leases_are_not_waited_for_a_live_one_s_are_respect
     assert (gone["state"], gone["outcome"]) == ("ended", "failed")
     alive = await attempts.get_attempt(store, held["proc_alive"])
     assert alive["state"] == "placing"  # its process may still be talking to the carrier
+
+
+def test_without_the_calling_hours_module_every_time_is_open_and_retries_wait_retry_after():
+    """The default seam before the campaigns part's ``voicebot.campaigns.hours`` is merged."""
+    hours = dialer_module.CallingHours()
+    if hours._hours is not None:  # merged: its own tests cover it
+        return
+    policy = {"retry_after_secs": 600}
+    assert hours.in_window(policy, "Asia/Shanghai", 1_800_000_000.0)
+    assert hours.next_attempt_at(policy, "Asia/Shanghai", 1_800_000_000.0, 1) == 1_800_000_600.0
+    assert hours.next_attempt_at({}, "UTC", 0.0, 1) == 86400.0  # the issue's default: 24 h
+    assert hours.window_start(policy, "UTC", 5.0) == 5.0
