@@ -360,6 +360,43 @@ class Settings(BaseModel):
         description="New speech between two interim transcriptions of a watched call.",
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
+    twilio_caller_id: str = Field(
+        "",
+        description="The number (E.164) outbound calls come from, unless a campaign sets its "
+        "own `caller_id`.",
+    )
+    dialer_max_calls: int = Field(
+        20,
+        ge=0,
+        description="Calls the dialer holds at once in this process (being placed or ringing), "
+        "live calls counted too; it places no call above this. 0: the dialer places nothing.",
+    )
+    dialer_calls_per_sec: float = Field(
+        1.0,
+        gt=0,
+        description="Calls the dialer places per second at most (the carrier's limit; Twilio's "
+        "default is 1). Halved for a while when the carrier answers 429.",
+    )
+    dialer_ring_timeout_secs: float = Field(
+        30.0, gt=0, le=600, description="How long an outbound call rings before it is no answer."
+    )
+    dialer_status_timeout_secs: float = Field(
+        120.0,
+        gt=0,
+        description="An outbound call whose outcome the carrier never reports is settled as no "
+        "answer this long after its ring timeout.",
+    )
+    dialer_hold_asr_backlog: int = Field(
+        3,
+        ge=1,
+        description="The dialer places no call while this many final transcriptions wait for "
+        "Whisper (live calls keep their latency budget).",
+    )
+    dialer_hold_loop_lag_ms: float = Field(
+        50.0,
+        gt=0,
+        description="The dialer places no call while the event loop wakes this late or later.",
+    )
     max_message_bytes: int = Field(65536, description="Largest carrier WebSocket message.")
     stream_start_timeout_secs: float = Field(
         5.0,

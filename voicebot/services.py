@@ -101,6 +101,11 @@ class Services:
     """This server process, as the store knows it (the owner of the calls it holds)."""
     settler: CallSettler | None = None
     """Heartbeat of this process; settles the calls of dead processes (``None`` before start)."""
+    carrier: Any = None
+    """The outbound carrier (:class:`voicebot.telephony.outbound.OutboundCarrier`) the dialer
+    places calls through; ``None``: this process places none (it still settles callbacks)."""
+    dialer: Any = None
+    """Outbound campaigns' dialer (:class:`voicebot.campaigns.dialer.Dialer`; after start)."""
     recording_files: RecordingFiles = field(default_factory=PlainFiles)
     """Where call recordings are written: encrypted with a data key (set at start), else plain."""
     audit: Any = None
@@ -279,6 +284,14 @@ class Services:
         if self.registry is not None:  # the monitor's recent calls show the outcome
             self.registry.outcome(interview_id, status)
         await self.report_events(interview_id, report, status, event_ids)
+        if self.dialer is not None:  # an outbound campaign calls again after a cut-short call
+            try:
+                await self.dialer.interview_held(interview_id, status)
+            except Exception:
+                self.metrics.internal_errors.labels("dialer").inc()
+                log.exception(
+                    "interview %s: scheduling the campaign's next call failed", interview_id
+                )
         self.metrics.report_seconds.observe(time.monotonic() - started)
         log.info("interview %s: report stored (%s)", interview_id, status)
 
@@ -418,6 +431,10 @@ class Services:
         settled = await self.settler.start()
         if settled:
             log.warning("settled %d calls left open by a dead server process", settled)
+        from voicebot.campaigns.dialer import Dialer
+
+        self.dialer = Dialer(self, self.carrier)
+        self.dialer.start()
         resumed = await self.resume_reports()
         if resumed:
             log.warning("building %d interview reports a previous process left", resumed)
@@ -537,6 +554,8 @@ class Services:
             if self.reports:
                 await asyncio.wait(set(self.reports), timeout=ANSWER_DRAIN_SECS)
             closers: list[tuple[str, Any]] = [
+                ("dialer", self.dialer),  # no new call; those being placed finish placing
+                ("outbound carrier", self.carrier),
                 ("call settler", self.settler),  # this process stopped cleanly (the store knows)
                 ("events", self.events),  # queued events reach the bus (durable there)
                 ("bridge", self.bridge),

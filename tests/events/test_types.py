@@ -117,6 +117,9 @@ def test_catalogue_has_every_type_with_durability():
         "interview.completed",
         "candidate.status_changed",
         "candidate.erased",
+        "dial.attempted",
+        "interview.unreachable",
+        "campaign.progress",
     }
     live_only = {name for name, t in EVENT_TYPES.items() if not t.durable}
     assert live_only == {"transcript.partial", "prosody.sample"}

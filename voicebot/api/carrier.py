@@ -140,6 +140,73 @@ async def voice_webhook(request: web.Request) -> web.Response:
     )
 
 
+async def _signed_form(request: web.Request, where: str) -> dict[str, str]:
+    """A carrier callback's form, its ``X-Twilio-Signature`` checked (403 when wrong)."""
+    services = request.app[SERVICES_KEY]
+    try:
+        form = await read_form(request)
+    except web.HTTPBadRequest:
+        services.metrics.http_errors.labels(where, "bad_form").inc()
+        raise
+    params = {key: [str(v) for v in form.getall(key)] for key in set(form.keys())}
+    auth_token = services.settings.twilio_auth_token
+    if auth_token:
+        base = _public_base(request, services)
+        url = base + request.rel_url.path_qs if services.settings.public_url else str(request.url)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not validate_twilio_signature(auth_token, url, params, signature):
+            services.metrics.http_errors.labels(where, "bad_signature").inc()
+            log.warning("%s: missing or invalid X-Twilio-Signature (url %s)", where, url)
+            raise web.HTTPForbidden(text="invalid X-Twilio-Signature")
+    flat = {key: values[0] for key, values in params.items()}
+    if not SAFE_SID.fullmatch(flat.get("CallSid", "")):
+        services.metrics.http_errors.labels(where, "bad_call_sid").inc()
+        raise web.HTTPBadRequest(text="CallSid must be 1-64 letters, digits, _ or -")
+    return flat
+
+
+def _dialer(services: Services):
+    """Return the process's dialer (it settles callbacks even when it places no call itself)."""
+    if services.dialer is None:
+        from voicebot.campaigns.dialer import Dialer
+
+        services.dialer = Dialer(services, services.carrier)
+    return services.dialer
+
+
+async def _dial_callback(request: web.Request, kind: str) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    where = f"twilio_{kind}"
+    params = await _signed_form(request, where)
+    dialer = _dialer(services)
+    attempt_id = request.query.get("attempt_id")
+    handle = dialer.on_status if kind == "status" else dialer.on_amd
+    result = await handle(attempt_id, params)
+    if result is None:
+        dialer.metrics.callbacks.labels(kind, "unknown_call").inc()
+        services.metrics.http_errors.labels(where, "unknown_call").inc()
+        raise web.HTTPNotFound(
+            text=f"call {params['CallSid']} was not placed by this server's dialer"
+        )
+    dialer.metrics.callbacks.labels(kind, result).inc()
+    return web.Response(status=204)
+
+
+async def status_callback(request: web.Request) -> web.Response:
+    """Twilio's status callback of a call the dialer placed (``CallStatus``); idempotent.
+
+    ``?attempt_id=`` (the dialer puts it in the URL) names the attempt, so a callback that
+    arrives before the carrier's answer to the REST request is still matched; the ``CallSid``
+    must be the attempt's once known. 404: a call this server did not place.
+    """
+    return await _dial_callback(request, "status")
+
+
+async def amd_callback(request: web.Request) -> web.Response:
+    """Twilio's asynchronous answering-machine verdict (``AnsweredBy``) of a dialed call."""
+    return await _dial_callback(request, "amd")
+
+
 async def media_stream(request: web.Request) -> web.StreamResponse:
     """Twilio Media Streams WebSocket: one call's audio both ways.
 
@@ -301,4 +368,6 @@ def add_routes(app: web.Application) -> None:
     """Register the carrier endpoints."""
     app[PENDING_STREAMS_KEY] = PendingStreams()
     app.router.add_post("/twilio/voice", voice_webhook)
+    app.router.add_post("/twilio/status", status_callback)
+    app.router.add_post("/twilio/amd", amd_callback)
     app.router.add_get("/twilio/stream", media_stream)

@@ -21,6 +21,7 @@ from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.links import RECORDING_FILE, report_links
 from voicebot.api.request_bodies import BadJsonBody, read_json_body
 from voicebot.api.stored_files import recording_response
+from voicebot.campaigns.attempts import dial_attempts_of
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import format_timestamp
@@ -295,6 +296,9 @@ async def get_interview(request: web.Request) -> web.Response:
     await audit(request, "interview.read", interview=row)
     out = _interview_out(row)
     out["purged"] = row.get("purged", [])
+    out.setdefault("campaign_id", row.get("campaign_id"))
+    out["next_attempt_at"] = row.get("next_attempt_at")
+    out["dial_attempts"] = await dial_attempts_of(services.store, row["id"])
     report = await _report_of(request, row)
     out["report"] = report
     out["links"] = None if report is None else _report_links(request, report)

@@ -49,7 +49,7 @@ from voicebot.dialogue.engine import (
     Say,
     SilenceTimeout,
 )
-from voicebot.dialogue.script import JobScript
+from voicebot.dialogue.script import VOICEMAIL_PROMPT, JobScript
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
 from voicebot.speech.asr import ASRDropped, ASRResult, Priority
@@ -239,6 +239,8 @@ class CallSession:
         self.started_at = 0.0  # wall clock at the stream's start
         self._listening: Listen | None = None
         self._silence_task: asyncio.Task | None = None
+        self._leaving_voicemail = False
+        """An answering machine took the call: only the voicemail message plays, then hang-up."""
         self._engine_lock = asyncio.Lock()
         self._awaiting_response_since: float | None = None  # wall time of last speech end
         self._barged = False
@@ -589,7 +591,7 @@ class CallSession:
         so the turn clock stays on the candidate's audio clock.
         """
         vad = self._vad
-        if self.finished or vad is None:
+        if self.finished or vad is None or self._leaving_voicemail:
             return
         first = vad.windows_done - len(probabilities)
         window_secs = vad.window_secs
@@ -1734,6 +1736,41 @@ class CallSession:
 
     # -- end -------------------------------------------------------------------------------
 
+    async def stop_for_voicemail(self) -> None:
+        """An answering machine took this outbound call (AMD): no interview; leave at once.
+
+        What is playing stops. With the script's ``voicemail`` text, that message is played
+        (the machine is recording: the verdict comes after its beep) and the bot hangs up once
+        the carrier has played it; the machine's sounds meanwhile neither cut it nor reach the
+        interview. The call ends ``voicemail``; the interview is not held (no report) and stays
+        to be called again (the dialer decides when, or that it is ``unreachable``).
+        """
+        if self.finished or self._leaving_voicemail:
+            return
+        self._leaving_voicemail = True
+        self.end_reason = "voicemail"
+        self._event("voicemail", message=bool(self.script is not None and self.script.voicemail))
+        async with self._engine_lock:  # the interview takes no further step
+            self._listening = None
+            if self._silence_task is not None:
+                self._silence_task.cancel()
+                self._silence_task = None
+            if self.playout is not None:
+                if self.playout.playing:
+                    await self.playout.clear()
+                if self.script is not None and self.script.voicemail:
+                    say = Say(VOICEMAIL_PROMPT, self.script.voicemail)
+                    audio = await self._prompt_audio(say.prompt_id, say.text)
+                    segment = self._enqueue_prompt(say, audio, awaits=False)
+                    await self.playout.wait_idle()
+                    try:
+                        await asyncio.wait_for(segment.echo.wait(), HANGUP_ECHO_WAIT_SECS)
+                    except TimeoutError:
+                        self._event("hangup_without_echo", mark=segment.mark)
+        self._event("hangup", reason="voicemail")
+        await self.finish("voicemail")
+        await self._close_stream()
+
     async def finish(self, reason: str) -> None:
         """End the call: stop audio, store the outcome, write the recording. Idempotent."""
         if self.finished:
@@ -1798,11 +1835,16 @@ class CallSession:
                 duration_secs=round(duration, 3),
                 stats=self.stats,
             )
-            # The outcome status comes with the report, built once the last answers are stored.
-            await services.store.update_interview(self.interview["id"], status="scoring")
-            services.schedule_report(
-                self.interview["id"], self.interview["job_id"], reason, after=answers
-            )
+            if reason == "voicemail":
+                # Nobody was interviewed: the interview waits for the dialer's next attempt.
+                await services.store.update_interview(self.interview["id"], status="pending")
+            else:
+                # The outcome status comes with the report, built once the last answers are
+                # stored.
+                await services.store.update_interview(self.interview["id"], status="scoring")
+                services.schedule_report(
+                    self.interview["id"], self.interview["job_id"], reason, after=answers
+                )
         finally:
             if self.recorder is not None:
                 await self.recorder.close()

@@ -51,6 +51,7 @@ KNOCKOUT_GOODBYE_PROMPT = "knockout_goodbye"
 KNOCKOUT_UNCLEAR_PROMPT = "knockout_unclear"
 TAKE_YOUR_TIME_PROMPT = "take_your_time"
 WRAP_UP_PROMPT = "wrap_up"
+VOICEMAIL_PROMPT = "voicemail"
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Text = Annotated[str, Field(min_length=1)]
@@ -284,6 +285,9 @@ class JobScript(BaseModel):
     """Default goodbye after a failed knock-out question."""
     knockout_unclear: Text = ""
     """Asked once when a knock-out answer is neither yes nor no."""
+    voicemail: str = ""
+    """Short message left after the beep when an answering machine takes an outbound call (no
+    interview ever runs with a machine); empty: the bot hangs up without a message."""
     take_your_time: Text = ""
     """Said once per answer when the candidate asks for time to think ("let me think")."""
     wrap_up: Text = ""
@@ -465,6 +469,8 @@ def prompt_texts(script: JobScript) -> dict[PromptId, str]:
     texts[WRAP_UP_PROMPT] = script.wrap_up
     texts[CLOSING_PROMPT] = script.closing
     texts[NO_RESPONSE_GOODBYE_PROMPT] = script.no_response_goodbye
+    if script.voicemail:
+        texts[VOICEMAIL_PROMPT] = script.voicemail
     return texts
 
 

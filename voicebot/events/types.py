@@ -208,9 +208,11 @@ CALL_END_REASONS = (
     "opted_out",
     "stream_closed",
     "server_restart",
+    "voicemail",
 )
 """``call.ended`` reasons: the call session gives them, ``server_restart`` the process that
-settles a call a dead process left (its ``call.ended`` comes late, when that process starts)."""
+settles a call a dead process left (its ``call.ended`` comes late, when that process starts),
+``voicemail`` an answering machine took an outbound call (no interview)."""
 
 _REFS_FIELDS = {
     "interview_id": "the voice bot's interview id (`iv_...`)",
@@ -486,6 +488,8 @@ _CATALOGUE = [
             "status": "; ".join(
                 f"`{status}`: {meaning}" for status, meaning in CANDIDATE_STATUSES.items()
             ),
+            "next_attempt_at": "with `no_answer` from an outbound campaign: when the candidate is "
+            "called again (ISO 8601 UTC), null after the last attempt (optional)",
         },
     ),
 ]
@@ -524,6 +528,77 @@ _CATALOGUE.append(
         },
     )
 )
+
+_CAMPAIGN_ID = "cmp_5d2e8f1a0b3c4d6e"
+_NEXT_ATTEMPT = "2026-11-23T09:30:00.000Z"
+_CATALOGUE += [
+    EventType(
+        "dial.attempted",
+        True,
+        "An outbound campaign's call attempt ended (the dialer placed the call and the carrier "
+        "reported how it went): answered by a person, or not reached, with when the next "
+        "attempt is due. A carrier failure (401/429/5xx) is no attempt and sends nothing.",
+        {
+            **_REFS,
+            "campaign_id": _CAMPAIGN_ID,
+            "attempt": 1,
+            "max_attempts": 3,
+            "outcome": "no_answer",
+            "call_sid": _CALL_SID,
+            "next_attempt_at": _NEXT_ATTEMPT,
+        },
+        {
+            **_REFS_FIELDS,
+            "campaign_id": "the campaign that placed the call (`cmp_...`)",
+            "attempt": "this attempt's number, from 1",
+            "max_attempts": "the campaign's attempts per candidate",
+            "outcome": "`answered` (a person; the interview ran), `no_answer`, `busy`, `failed`, "
+            "`voicemail` (an answering machine; no interview), `canceled`",
+            "call_sid": "the carrier's call id, or null when the carrier never gave one",
+            "next_attempt_at": "when the candidate is called again (ISO 8601 UTC, moved into "
+            "the campaign's calling hours), or null: no further attempt",
+        },
+    ),
+    EventType(
+        "interview.unreachable",
+        True,
+        "The campaign's last attempt did not reach the candidate: the interview ends "
+        "`unreachable` (HR term: 未联系上) and nobody calls again.",
+        {
+            **_REFS,
+            "campaign_id": _CAMPAIGN_ID,
+            "attempts": 3,
+            "last_outcome": "busy",
+        },
+        {
+            **_REFS_FIELDS,
+            "campaign_id": "the campaign (`cmp_...`)",
+            "attempts": "attempts made",
+            "last_outcome": "how the last one ended (see `dial.attempted`)",
+        },
+    ),
+    EventType(
+        "campaign.progress",
+        True,
+        "A campaign's counts changed (attempts ended, numbers were skipped for the do-not-call "
+        "list): its interviews by status and its attempts by outcome (by state while not ended: "
+        "`dialing`, `up`). At most every 10 s per campaign, so a later one supersedes it.",
+        {
+            "campaign_id": _CAMPAIGN_ID,
+            "job_id": _REFS["job_id"],
+            "client": "admin",
+            "interviews": {"pending": 41, "in_progress": 2, "completed": 12, "unreachable": 5},
+            "attempts": {"answered": 14, "no_answer": 19, "busy": 3, "voicemail": 4, "dialing": 2},
+        },
+        {
+            "campaign_id": "the campaign (`cmp_...`)",
+            "job_id": "its job script's id",
+            "client": "the API client that owns the campaign",
+            "interviews": "the campaign's interviews by status",
+            "attempts": "its attempts by outcome (by state while not ended)",
+        },
+    ),
+]
 
 EVENT_TYPES: dict[str, EventType] = {event_type.name: event_type for event_type in _CATALOGUE}
 """Every event type by name."""
