@@ -360,11 +360,6 @@ class Settings(BaseModel):
         description="New speech between two interim transcriptions of a watched call.",
     )
     max_calls: int = Field(100, description="Concurrent calls accepted; more are refused.")
-    twilio_caller_id: str = Field(
-        "",
-        description="The number (E.164) outbound calls come from, unless a campaign sets its "
-        "own `caller_id`.",
-    )
     dialer_max_calls: int = Field(
         20,
         ge=0,

@@ -433,6 +433,10 @@ class Services:
             log.warning("settled %d calls left open by a dead server process", settled)
         from voicebot.campaigns.dialer import Dialer
 
+        if self.carrier is None:
+            from voicebot.telephony.twilio_rest import carrier_from_settings
+
+            self.carrier = carrier_from_settings(s, self.metrics)
         self.dialer = Dialer(self, self.carrier)
         self.dialer.start()
         resumed = await self.resume_reports()
