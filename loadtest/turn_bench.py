@@ -57,7 +57,7 @@ from voicebot.speech.turn_policy import (
     QuestionContext,
     TurnPolicyConfig,
     decide,
-    read_words,
+    ends_on_closer,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -109,7 +109,7 @@ class Answer:
         if self.question != "open" and "short_complete" in self.kinds:
             return True
         language = "zh" if self.language.startswith("zh") else "en"
-        return read_words(self.transcript, language) == "closer"
+        return ends_on_closer(self.transcript, language, punctuated=False)
 
     @classmethod
     def from_manifest(cls, entry: dict[str, Any], base: Path) -> Answer:

@@ -58,6 +58,7 @@ CLOSED = QuestionContext("closed")
         ("我觉得沟通最重要，没了", "zh", "closer"),
         # A closer alone is Whisper's usual guess on a breath or a filler, not an answer.
         ("Thank you.", "en", "finished"),
+        ("At the end the customer said thank you.", "en", "finished"),
         ("谢谢", "zh", "unknown"),
         # Not at the end: the answer goes on.
         ("That's it, the hardest part was the", "en", "unfinished"),

@@ -202,6 +202,12 @@ _EN_CLOSER = re.compile(
 )
 """Closers an answer ends on ('that's about it', 'all right, thanks'), matched on its last words
 with punctuation dropped."""
+_EN_THANKS_APART = re.compile(
+    r"[.,!?;:]\s*((all right|alright|okay|ok|so|yeah|well)[,\s]*)*"
+    r"(thanks|thank you)( (so|very) much| a lot)?[.!\s]*$"
+)
+"""'Thanks' closes an answer as a sentence of its own ('... on time. All right, thanks.'), not
+as its last words ('the customer said thank you')."""
 _EN_ACKNOWLEDGEMENTS = {"all", "right", "alright", "okay", "ok", "so", "yeah", "yes", "well"}
 """Words before a closer that are part of it ('all right, thanks', 'so yeah, that's it')."""
 _ZH_CLOSER = (
@@ -209,6 +215,7 @@ _ZH_CLOSER = (
     "没有了", "没别的了", "我说完了", "说完了", "就这么多", "差不多就这些", "差不多就这样", "谢谢",
     "谢谢你", "谢谢您",
 )  # fmt: skip
+_ZH_CLOSERS_LONGEST_FIRST = sorted(_ZH_CLOSER, key=len, reverse=True)
 _ZH_FILLERS = ("嗯", "呃", "啊", "额", "唔", "那个", "这个", "就是", "就是说", "然后呢", "那么")
 _ZH_TRAILING = (
     "然后", "而且", "所以", "但是", "可是", "因为", "还有", "和", "跟", "或者", "如果", "并且",
@@ -247,6 +254,35 @@ def read_words(words: str | None, language: str = "en") -> WordsVerdict:
     return _read_en(text)
 
 
+def ends_on_closer(words: str, language: str = "en", *, punctuated: bool = True) -> bool:
+    """Whether the words end on a closer after some answer ("... That's it.", "……就这些").
+
+    ``punctuated``: the words are Whisper's, with its punctuation ("thanks" closes only as a
+    sentence of its own); False for a corpus transcript without any.
+    """
+    if language.startswith("zh"):
+        core = _ZH_STRIP.sub("", words)
+        closer = next((c for c in _ZH_CLOSERS_LONGEST_FIRST if core.endswith(c)), "")
+        return bool(closer) and len(core) > len(closer)
+    return _en_closer(words.strip().lower(), punctuated=punctuated)
+
+
+def _en_core(lower: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]+", " ", lower)).strip()
+
+
+def _en_closer(lower: str, *, punctuated: bool) -> bool:
+    core = _en_core(lower)
+    closer = _EN_CLOSER.search(core)
+    if closer is None or not (
+        set(core[: closer.start()].split()) - _EN_FILLERS - _EN_ACKNOWLEDGEMENTS
+    ):
+        return False  # "Thank you." alone is no answer
+    return not (punctuated and closer.group(2).startswith("thank")) or bool(
+        _EN_THANKS_APART.search(lower)
+    )
+
+
 def _read_en(text: str) -> WordsVerdict:
     lower = text.lower()
     tokens = _EN_WORD.findall(lower)
@@ -265,11 +301,9 @@ def _read_en(text: str) -> WordsVerdict:
         return "unfinished"
     if _PUNCT_OPEN.search(text):
         return "unfinished"
-    core = re.sub(r"[^a-z0-9' ]+", " ", lower).strip()
-    core = re.sub(r"\s+", " ", core)
-    closer = _EN_CLOSER.search(core)
-    if closer and set(core[: closer.start()].split()) - _EN_FILLERS - _EN_ACKNOWLEDGEMENTS:
-        return "closer"  # after an answer: "Thank you." alone is no answer
+    if _en_closer(lower, punctuated=True):
+        return "closer"
+    core = _en_core(lower)
     opened = list(_EN_LIST_OPEN.finditer(lower))
     if opened and not _EN_LIST_NEXT.search(lower, opened[0].end()):
         return "unfinished"
@@ -293,8 +327,7 @@ def _read_zh(text: str) -> WordsVerdict:
         return "unfinished"
     if _PUNCT_OPEN.search(text):
         return "unfinished"
-    closer = next((c for c in sorted(_ZH_CLOSER, key=len, reverse=True) if core.endswith(c)), "")
-    if closer and len(core) > len(closer):
+    if ends_on_closer(core, "zh"):
         return "closer"
     first = min((core.find(m) for m in _ZH_LIST_OPEN if m in core), default=-1)
     if first >= 0 and not any(m in core[first + 2 :] for m in _ZH_LIST_NEXT):
