@@ -226,6 +226,14 @@ def test_open_questions_allow_longer_thinking_pauses_than_closed_ones():
 def test_a_script_sets_a_question_s_own_pause():
     own = QuestionContext("open", max_pause_secs=5.0)
     assert decide(features(question=own), CONFIG).wait_secs == 5.0
+    # A finished sentence is no end of an open answer before that pause either; a closer is.
+    finished = features(question=own, smart_turn=0.97, words="I ran the night shift.")
+    assert decide(finished, CONFIG).wait_secs == 5.0
+    closer = features(question=own, smart_turn=0.4, words="I ran the night shift. That's it.")
+    assert decide(closer, CONFIG).wait_secs == CONFIG.end_secs
+    shorter = QuestionContext("open", max_pause_secs=1.5)
+    brief = features(question=shorter, smart_turn=0.97, words="I did.")
+    assert decide(brief, CONFIG).wait_secs == 1.5
 
 
 def test_the_candidate_s_own_pace_raises_the_ceiling_up_to_its_cap():

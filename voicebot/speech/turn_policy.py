@@ -371,11 +371,16 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
         return Decision(min(secs, top), reason, words=words, **extra)
 
     def paced(secs: float) -> float:
-        # A candidate who already paused this long and went on is not done after less.
-        if config.pace_fast_margin_secs <= 0 or question.kind != "open":
+        # An open answer: no end after a finished sentence before the pause the script allows
+        # this question, nor before the candidate's longest pause they went on after.
+        if question.kind != "open":
             return secs
+        if question.max_pause_secs is not None:
+            secs = max(secs, question.max_pause_secs)
         longest = max(features.resumed_pauses, default=0.0)
-        return max(secs, longest + config.pace_fast_margin_secs) if longest else secs
+        if config.pace_fast_margin_secs > 0 and longest:
+            secs = max(secs, longest + config.pace_fast_margin_secs)
+        return secs
 
     if words == "thinking":
         return Decision(max(config.think_secs, top), "thinking", take_your_time=True, words=words)
@@ -410,7 +415,7 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
         if complete and short_open:
             # "And so my fellow Americans." sounds and reads finished: a short start of an
             # answer to an open question gets the unconfirmed wait, not the fast one.
-            return wait(config.short_open_end_secs, "short_open_answer")
+            return wait(paced(config.short_open_end_secs), "short_open_answer")
         if complete:
             return wait(paced(done), "smart_turn_words")
         if hesitant and not short_open:
@@ -422,7 +427,7 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     if complete and not short_open:
         return wait(paced(unconfirmed), "smart_turn")
     if complete:
-        return wait(max(config.short_open_end_secs, unconfirmed), "short_open")
+        return wait(paced(max(config.short_open_end_secs, unconfirmed)), "short_open")
     return wait(top, "silence")
 
 
