@@ -654,27 +654,43 @@ def _fmt(value: float | None) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Interruptions per 100 real answers against p50/p95 latency: one panel per split."""
+    """Interruptions per 100 real answers against p50/p95 latency: one panel per split.
+
+    Filled markers: latency after every answer that was not interrupted; hollow squares: after
+    the clearly finished ones (the target's). Policies at the same x are spread a little.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    figure, panels = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     colours = plt.cm.tab20.colors
     for axes, split in zip(panels, ("tune", "holdout"), strict=True):
+        axes.axhspan(0, 0.9, xmax=1, color="green", alpha=0.05)
+        axes.axhline(0.5, color="green", ls=":", lw=0.8)
+        axes.axhline(0.9, color="green", ls="--", lw=0.8)
+        axes.axvline(1.0, color="green", ls="--", lw=0.8)
+        seen: dict[float, int] = {}
         for index, (name, data) in enumerate(report["policies"].items()):
             s = data["summary"].get(f"real {split}")
             if s is None or s["latency_p50"] is None:
                 continue
-            x, colour = s["interruptions_per_100"], colours[index % len(colours)]
-            axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color=colour, lw=1)
+            base = s["interruptions_per_100"]
+            x = base + 0.12 * seen.get(base, 0)
+            seen[base] = seen.get(base, 0) + 1
+            colour = "black" if name == "default" else colours[index % len(colours)]
+            width = 2.5 if name == "default" else 1
+            axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color=colour, lw=width)
             axes.plot(x, s["latency_p50"], "o", color=colour, label=name)
             axes.plot(x, s["latency_p95"], "^", color=colour)
+            if s.get("finished_latency_p50") is not None:
+                for key in ("finished_latency_p50", "finished_latency_p95"):
+                    axes.plot(x, s[key], "s", mfc="none", color=colour, ms=5)
         axes.set_title(f"real answers, {split} split")
-        axes.set_xlabel("interruptions per 100 answers")
+        axes.set_xlabel("interruptions per 100 answers (targets dashed; spread apart at equal x)")
         axes.grid(True, alpha=0.3)
-    panels[0].set_ylabel("response latency after the true end, s (o p50, ^ p95)")
+    panels[0].set_ylabel("true end -> bot's voice, s\no p50, ^ p95: all; [] clearly finished")
     panels[1].legend(fontsize=7, loc="upper right")
     figure.suptitle("End-of-turn policies on real conversational answers (offline replay)")
     figure.tight_layout()
