@@ -57,6 +57,7 @@ from voicebot.speech.turn_policy import (
     QuestionContext,
     TurnPolicyConfig,
     decide,
+    ends_on_closer,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -73,9 +74,10 @@ BARGE_IN_MIN_SECS = 0.3
 BARGE_IN_RESUME_SECS = 0.064
 CONTINUATION_WINDOW_SECS = 2.0
 VAD_BATCH_SECS = 0.032
-CLEAR_ENDS = frozenset({"smart_turn_words", "short_answer", "smart_turn"})
-"""Ends the policy took as clearly done (the fast paths): their latency is the one the
-'after a clearly finished answer' target is about."""
+CLEAR_ENDS = frozenset({"smart_turn_words", "short_answer", "smart_turn", "closer"})
+"""Ends the policy took as clearly done (the fast paths). Which answers a policy ends on a fast
+path depends on the policy, so their latency flatters a policy that is fast on few answers:
+the target is measured on :attr:`Answer.clearly_finished` instead."""
 INTERRUPT_TOLERANCE_SECS = 0.05
 """A turn end this close before the true end is the alignment's noise, not an interruption."""
 
@@ -95,6 +97,19 @@ class Answer:
     question: str = "open"
     spliced: bool = False
     """A supplement clip: real speech with pauses spliced in (reported apart)."""
+
+    @property
+    def clearly_finished(self) -> bool:
+        """Done beyond doubt by its transcript, whatever a policy makes of it.
+
+        A short answer to a closed question, or an answer whose corpus transcript ends on an
+        explicit closer ("that's it", "all right, thanks", "就这些"). The 'after a clearly
+        finished answer' latency target is measured on these.
+        """
+        if self.question != "open" and "short_complete" in self.kinds:
+            return True
+        language = "zh" if self.language.startswith("zh") else "en"
+        return ends_on_closer(self.transcript, language, punctuated=False)
 
     @classmethod
     def from_manifest(cls, entry: dict[str, Any], base: Path) -> Answer:
@@ -314,6 +329,8 @@ class Outcome:
     """True end -> the bot's first audio, when not interrupted."""
     resume_hear_secs: list[float]
     unheard_secs: float
+    clearly_finished: bool = False
+    """The answer is :attr:`Answer.clearly_finished`."""
 
 
 def replay(
@@ -417,6 +434,7 @@ def replay(
         latency,
         resume_hear,
         round(unheard, 3),
+        answer.clearly_finished,
     )
 
 
@@ -440,6 +458,8 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         for o in outcomes
         if o.latency is not None and o.ends and o.ends[0][1] in CLEAR_ENDS
     ]
+    finished = [o for o in outcomes if o.clearly_finished]
+    finished_latencies = [o.latency for o in finished if o.latency is not None]
     resumes = [r for o in outcomes for r in o.resume_hear_secs]
     interrupted = sum(o.interrupted for o in outcomes)
     return {
@@ -451,6 +471,10 @@ def summarise(outcomes: list[Outcome]) -> dict[str, Any]:
         "clear_answers": len(clear),
         "clear_latency_p50": _round(pct(clear, 50)),
         "clear_latency_p95": _round(pct(clear, 95)),
+        "finished_answers": len(finished),
+        "finished_interrupted": sum(o.interrupted for o in finished),
+        "finished_latency_p50": _round(pct(finished_latencies, 50)),
+        "finished_latency_p95": _round(pct(finished_latencies, 95)),
         "resume_hear_p95": _round(pct(resumes, 95)),
         "unheard_secs": round(sum(o.unheard_secs for o in outcomes), 2),
         "no_end": sum(1 for o in outcomes if not o.ends),
@@ -462,29 +486,64 @@ def _round(value: float | None) -> float | None:
 
 
 def policies_to_try() -> dict[str, tuple[Policy, TurnPolicyConfig | None]]:
-    """Today's defaults and the variants of the new policy that the report compares."""
+    """Today's defaults and the variants of the words policy that the report compares.
+
+    ``previous`` is the words policy's waits before the open-answer change (an open answer
+    ended 0.6 s after a finished sentence smart-turn called complete); every row has the
+    closers and the closed-question rule, which the code always applies.
+    """
     default = TurnPolicyConfig()
+    previous = default.model_copy(
+        update={
+            "open_end_secs": 0.6,
+            "finished_end_secs": 2.2,
+            "hesitant_end_secs": 1.2,
+            "short_open_end_secs": 1.2,
+            "closed_finished_end_secs": 1.2,
+            "pace_fast_margin_secs": 0.0,
+        }
+    )
     variants: dict[str, TurnPolicyConfig] = {
         "default": default,
-        "open_end_0.2": default.model_copy(update={"open_end_secs": 0.2}),
-        "open_end_0.4": default.model_copy(update={"open_end_secs": 0.4}),
-        "open_end_0.2_finished_1.6": default.model_copy(
-            update={"open_end_secs": 0.2, "finished_end_secs": 1.6, "unconfirmed_end_secs": 0.8}
+        "previous": previous,
+        "previous_closed_0.4": previous.model_copy(update={"closed_finished_end_secs": 0.4}),
+        "open_end_1.2": previous.model_copy(
+            update={"open_end_secs": 1.2, "closed_finished_end_secs": 0.4}
         ),
-        "finished_1.6": default.model_copy(update={"finished_end_secs": 1.6}),
-        "unconfirmed_0.6": default.model_copy(update={"unconfirmed_end_secs": 0.6}),
-        "pace_fast_0.2": default.model_copy(update={"pace_fast_margin_secs": 0.2}),
-        "ceiling_2.0": default.model_copy(update={"open_max_silence_secs": 2.0}),
-        "ceiling_3.0": default.model_copy(update={"open_max_silence_secs": 3.0}),
-        "short_open_5s_2.6": default.model_copy(
-            update={"min_open_answer_secs": 5.0, "short_open_end_secs": 2.6}
+        "open_end_1.8": previous.model_copy(
+            update={"open_end_secs": 1.8, "closed_finished_end_secs": 0.4}
         ),
-        "short_open_5s_1.6": default.model_copy(
-            update={"min_open_answer_secs": 5.0, "short_open_end_secs": 1.6}
+        "open_end_2.4": previous.model_copy(
+            update={"open_end_secs": 2.4, "closed_finished_end_secs": 0.4}
         ),
-        "short_open_3s_2.6": default.model_copy(update={"short_open_end_secs": 2.6}),
-        "threshold_0.5": default.model_copy(update={"complete_threshold": 0.5}),
-        "threshold_0.9": default.model_copy(update={"complete_threshold": 0.9}),
+        "open_all_1.8": default.model_copy(
+            update={
+                "open_end_secs": 1.8,
+                "finished_end_secs": 1.8,
+                "hesitant_end_secs": 1.8,
+                "short_open_end_secs": 1.8,
+            }
+        ),
+        "no_pace_hold": default.model_copy(update={"pace_fast_margin_secs": 0.0}),
+        "ceiling_2.0": default.model_copy(
+            update={
+                "open_max_silence_secs": 2.0,
+                "open_end_secs": 2.0,
+                "finished_end_secs": 2.0,
+                "hesitant_end_secs": 2.0,
+                "short_open_end_secs": 2.0,
+            }
+        ),
+        "ceiling_3.0": default.model_copy(
+            update={
+                "open_max_silence_secs": 3.0,
+                "open_end_secs": 3.0,
+                "finished_end_secs": 3.0,
+                "hesitant_end_secs": 3.0,
+                "short_open_end_secs": 3.0,
+            }
+        ),
+        "closed_finished_0.2": default.model_copy(update={"closed_finished_end_secs": 0.2}),
     }
     chosen: dict[str, tuple[Policy, TurnPolicyConfig | None]] = {
         "baseline": (baseline_policy, None)
@@ -560,9 +619,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"smart-turn {report['delays']['smart_turn']} s, words {report['delays']['asr']} s, "
         f"reply {report['delays']['reply']} s.",
         "",
-        "| policy | split | answers | interruptions /100 | latency p50 | p95 | clearly done: n "
-        "| p50 | p95 | resume heard p95 | unheard s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| policy | split | answers | interruptions /100 | latency p50 | p95 | fast-path ends: n "
+        "| p50 | p95 | clearly finished answers: n | p50 | p95 | resume heard p95 | unheard s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, data in report["policies"].items():
         for split in (
@@ -583,6 +642,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {name} | {split} | {s['answers']} | {s['interruptions_per_100']} | "
                 f"{_fmt(s['latency_p50'])} | {_fmt(s['latency_p95'])} | {s['clear_answers']} | "
                 f"{_fmt(s['clear_latency_p50'])} | {_fmt(s['clear_latency_p95'])} | "
+                f"{s['finished_answers']} | {_fmt(s['finished_latency_p50'])} | "
+                f"{_fmt(s['finished_latency_p95'])} | "
                 f"{_fmt(s['resume_hear_p95'])} | {s['unheard_secs']} |"
             )
     return "\n".join(lines) + "\n"
@@ -593,27 +654,43 @@ def _fmt(value: float | None) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Interruptions per 100 real answers against p50/p95 latency: one panel per split."""
+    """Interruptions per 100 real answers against p50/p95 latency: one panel per split.
+
+    Filled markers: latency after every answer that was not interrupted; hollow squares: after
+    the clearly finished ones (the target's). Policies at the same x are spread a little.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    figure, panels = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     colours = plt.cm.tab20.colors
     for axes, split in zip(panels, ("tune", "holdout"), strict=True):
+        axes.axhspan(0, 0.9, xmax=1, color="green", alpha=0.05)
+        axes.axhline(0.5, color="green", ls=":", lw=0.8)
+        axes.axhline(0.9, color="green", ls="--", lw=0.8)
+        axes.axvline(1.0, color="green", ls="--", lw=0.8)
+        seen: dict[float, int] = {}
         for index, (name, data) in enumerate(report["policies"].items()):
             s = data["summary"].get(f"real {split}")
             if s is None or s["latency_p50"] is None:
                 continue
-            x, colour = s["interruptions_per_100"], colours[index % len(colours)]
-            axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color=colour, lw=1)
+            base = s["interruptions_per_100"]
+            x = base + 0.12 * seen.get(base, 0)
+            seen[base] = seen.get(base, 0) + 1
+            colour = "black" if name == "default" else colours[index % len(colours)]
+            width = 2.5 if name == "default" else 1
+            axes.plot([x, x], [s["latency_p50"], s["latency_p95"]], "-", color=colour, lw=width)
             axes.plot(x, s["latency_p50"], "o", color=colour, label=name)
             axes.plot(x, s["latency_p95"], "^", color=colour)
+            if s.get("finished_latency_p50") is not None:
+                for key in ("finished_latency_p50", "finished_latency_p95"):
+                    axes.plot(x, s[key], "s", mfc="none", color=colour, ms=5)
         axes.set_title(f"real answers, {split} split")
-        axes.set_xlabel("interruptions per 100 answers")
+        axes.set_xlabel("interruptions per 100 answers (targets dashed; spread apart at equal x)")
         axes.grid(True, alpha=0.3)
-    panels[0].set_ylabel("response latency after the true end, s (o p50, ^ p95)")
+    panels[0].set_ylabel("true end -> bot's voice, s\no p50, ^ p95: all; [] clearly finished")
     panels[1].legend(fontsize=7, loc="upper right")
     figure.suptitle("End-of-turn policies on real conversational answers (offline replay)")
     figure.tight_layout()

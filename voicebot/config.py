@@ -223,17 +223,24 @@ class Settings(BaseModel):
     )
     turn_end_secs: float = Field(
         0.2,
-        description="Silence that ends a turn that is clearly done: smart-turn judged it complete"
-        " and its words read finished (or a short complete answer to a closed question).",
+        description="Silence that ends a turn that is clearly done: a short complete answer to a"
+        " closed question, an answer that ends on a closer ('that's it', 'all right, thanks',"
+        " '就这些'), or a closed answer smart-turn judged complete with finished words.",
     )
     turn_open_end_secs: float = Field(
-        0.6,
-        description="Silence that ends an answer to an open question that is clearly done"
-        " (smart-turn complete, words finished): a candidate may go on after a finished"
-        " sentence.",
+        2.6,
+        description="Silence that ends an answer to an open question after a finished sentence"
+        " smart-turn judged complete, with no closer: candidates go on after such sentences"
+        " after thinking pauses of up to 2.5 s (turn benchmark).",
+    )
+    turn_closed_finished_end_secs: float = Field(
+        0.4,
+        description="Silence that ends an answer to a closed question (or the consent) whose"
+        " words read finished (Chinese: any words) while smart-turn is unsure or says it goes"
+        " on.",
     )
     turn_finished_end_secs: float = Field(
-        2.2,
+        2.6,
         description="Silence that ends a turn whose words read finished while smart-turn says"
         " the candidate goes on (on phone audio it often does at real ends).",
     )
@@ -264,7 +271,7 @@ class Settings(BaseModel):
         " path: it waits VOICEBOT_TURN_SHORT_ANSWER_END_SECS at least.",
     )
     turn_short_answer_end_secs: float = Field(
-        1.2,
+        2.6,
         description="Silence that ends an answer to an open question shorter than"
         " VOICEBOT_TURN_MIN_ANSWER_SECS that sounds and reads finished ('And so my fellow"
         " Americans.' is a preamble, followed by a 1 s pause).",
@@ -286,7 +293,7 @@ class Settings(BaseModel):
         " VOICEBOT_TURN_HESITANT_END_SECS.",
     )
     turn_hesitant_end_secs: float = Field(
-        1.2,
+        2.6,
         gt=0,
         description="Silence that ends a turn smart-turn was unsure about and whose words read"
         " finished. A candidate who goes on within 2 s of the next prompt starting is not cut"
@@ -296,7 +303,8 @@ class Settings(BaseModel):
         0.6,
         ge=0,
         description="A candidate who already went on after a pause this call gets that pause"
-        " plus this much before the bot takes its turn (up to VOICEBOT_TURN_PACE_CAP_SECS).",
+        " plus this much before the bot takes its turn (up to VOICEBOT_TURN_PACE_CAP_SECS), after"
+        " a finished sentence too; not after a closer.",
     )
     turn_pace_cap_secs: float = Field(
         4.0, gt=0, description="Most the candidate's own pace raises the silence ceiling to."

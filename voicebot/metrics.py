@@ -171,7 +171,7 @@ class Metrics:
         self.turn_decisions = Counter(
             "voicebot_turn_decisions_total",
             "End-of-turn policy decisions at pauses, by reason (smart_turn_words, smart_turn,"
-            " words_unfinished, thinking, short_answer, silence, ...).",
+            " words_unfinished, thinking, short_answer, closer, closed_finished, silence, ...).",
             ["reason"],
             registry=r,
         )

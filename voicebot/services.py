@@ -332,6 +332,7 @@ class Services:
         return TurnPolicyConfig(
             end_secs=s.turn_end_secs,
             open_end_secs=max(s.turn_open_end_secs, s.turn_end_secs),
+            closed_finished_end_secs=max(s.turn_closed_finished_end_secs, s.turn_end_secs),
             finished_end_secs=max(s.turn_finished_end_secs, s.turn_end_secs),
             unconfirmed_end_secs=max(s.turn_unconfirmed_end_secs, s.turn_end_secs),
             hesitant_end_secs=max(s.turn_hesitant_end_secs, s.turn_end_secs),
@@ -343,6 +344,7 @@ class Services:
             min_open_answer_secs=s.turn_min_answer_secs,
             short_open_end_secs=s.turn_short_answer_end_secs,
             pace_margin_secs=s.turn_pace_margin_secs,
+            pace_fast_margin_secs=s.turn_pace_margin_secs,
             pace_cap_secs=s.turn_pace_cap_secs,
             think_secs=s.turn_think_secs,
         )

@@ -552,13 +552,34 @@ async def test_the_words_so_far_decide_whether_a_sure_pause_ends_the_answer(
     tmp_path, words, ends_early
 ):
     # Smart-turn is sure (0.9) at every pause; what the candidate said decides: a finished
-    # sentence ends the answer at once, a trailing conjunction or filler waits the ceiling.
+    # sentence ends the answer after the open wait (0.6 s here), a trailing conjunction or
+    # filler waits the ceiling.
     async with _services(
         tmp_path,
         turn_open_max_silence_secs=1.5,
         turn_unfinished_max_silence_secs=1.5,
         turn_min_answer_secs=0.5,
         turn_unconfirmed_end_secs=1.0,
+        turn_open_end_secs=0.6,
+    ) as services:
+        call = await _call_at_first_question(services, ["yes", words, "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+
+
+@pytest.mark.parametrize(
+    ("words", "ends_early"),
+    [("I helped the customer.", False), ("I helped the customer. That's all.", True)],
+)
+async def test_an_open_answer_ends_at_once_on_a_closer_and_waits_after_a_finished_sentence(
+    tmp_path, words, ends_early
+):
+    # The default open wait: a candidate may think and go on after a finished sentence, so
+    # only a closer ("that's all") ends the answer before the ceiling (1.5 s here).
+    async with _services(
+        tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
     ) as services:
         call = await _call_at_first_question(services, ["yes", words, "next"])
         services.smart_turn = ScriptedSmartTurn([0.9])

@@ -81,11 +81,42 @@ def test_a_trailing_conjunction_holds_the_turn_and_the_latency_is_measured_at_th
     feats = extracted(
         [(0.0, 3.0), (4.8, 7.0)], 14.0, [(0.95, "I handled it and"), (0.95, "followed up.")]
     )
-    new = run(feats, 7.0, config_policy(TurnPolicyConfig()), 2.6)
+    config = TurnPolicyConfig()
+    new = run(feats, 7.0, config_policy(config), config.open_max_silence_secs)
     assert not new.interrupted
-    # Clear end: open-question wait (0.6 s) after the VAD's speech end, plus the reply.
-    assert new.latency == pytest.approx(0.6 + 0.03, abs=0.1)
+    # A finished sentence of an open answer, no closer: the open wait after the speech end.
+    assert new.latency == pytest.approx(config.open_end_secs + 0.03, abs=0.1)
     assert new.unheard_secs == 0
+
+
+def test_a_closer_ends_the_answer_at_once_when_its_words_are_in():
+    feats = extracted(
+        [(0.0, 3.0), (4.8, 7.0)],
+        14.0,
+        [(0.95, "I handled it and"), (0.3, "I handled it and followed up. That's it.")],
+    )
+    new = run(feats, 7.0, config_policy(TurnPolicyConfig()), 2.6)
+    assert not new.interrupted and new.ends[0][1] == "closer"
+    # The pause (0.2 s), the words 0.15 s after it, the reply 0.03 s after the end.
+    assert new.latency == pytest.approx(0.2 + 0.15 + 0.03, abs=0.07)
+
+
+@pytest.mark.parametrize(
+    ("transcript", "kinds", "question", "clearly_finished"),
+    [
+        ("no", ["short_complete"], "closed", True),
+        ("i think it's probably good alright thanks", ["long"], "open", True),
+        ("我负责客服三年就这些", [], "open", True),
+        ("i have a thousand thoughts about that thing", [], "open", False),
+        ("thank you", [], "open", False),
+    ],
+)
+def test_which_answers_are_clearly_finished_is_read_from_the_transcript(
+    transcript, kinds, question, clearly_finished
+):
+    language = "zh" if transcript.startswith("我") else "en"
+    one = Answer("a", Path("a.wav"), language, transcript, 1.0, kinds, "tune", question)
+    assert one.clearly_finished is clearly_finished
 
 
 def test_the_benchmark_runs_on_real_answers_with_the_real_models(tmp_path, monkeypatch):

@@ -49,6 +49,20 @@ CLOSED = QuestionContext("closed")
         ("是的", "zh", "short_complete"),
         ("我觉得沟通最重要。", "zh", "finished"),
         (None, "en", "unknown"),
+        # An explicit closer after the answer: done (the candidate says so).
+        ("I ran the support desk for two years. That's it.", "en", "closer"),
+        ("I calmed him down and refunded him, that's about it", "en", "closer"),
+        ("So we shipped it on time. All right, thanks.", "en", "closer"),
+        ("We fixed it together. Yeah, that's all.", "en", "closer"),
+        ("我在银行做了三年客服。就这些。", "zh", "closer"),
+        ("我觉得沟通最重要，没了", "zh", "closer"),
+        # A closer alone is Whisper's usual guess on a breath or a filler, not an answer.
+        ("Thank you.", "en", "finished"),
+        ("At the end the customer said thank you.", "en", "finished"),
+        ("谢谢", "zh", "unknown"),
+        # Not at the end: the answer goes on.
+        ("That's it, the hardest part was the", "en", "unfinished"),
+        ("That's all I remember about the first job.", "en", "finished"),
     ],
 )
 def test_reading_the_words_so_far(words, language, verdict):
@@ -91,7 +105,18 @@ def features(**kwargs) -> PauseFeatures:
             "words_unfinished",
         ),
         # The words not in yet: the acoustic verdict, with room for the words to correct it.
-        ("no words yet", features(smart_turn=0.95), CONFIG.unconfirmed_end_secs, "smart_turn"),
+        (
+            "no words yet",
+            features(smart_turn=0.95),
+            max(CONFIG.unconfirmed_end_secs, CONFIG.open_end_secs),
+            "smart_turn",
+        ),
+        (
+            "no words yet, closed",
+            features(smart_turn=0.95, question=CLOSED),
+            CONFIG.unconfirmed_end_secs,
+            "smart_turn",
+        ),
         # "And so my fellow Americans." is finished and sure, but short for an open question.
         (
             "short start of an open answer",
@@ -125,6 +150,42 @@ def features(**kwargs) -> PauseFeatures:
             CONFIG.finished_end_secs,
             "finished_words",
         ),
+        # The candidate says they are done: at once, whatever smart-turn makes of phone audio.
+        (
+            "closer after an open answer",
+            features(smart_turn=0.07, words="I fixed the printer myself. All right, thanks."),
+            CONFIG.end_secs,
+            "closer",
+        ),
+        (
+            "closer in Chinese",
+            features(smart_turn=0.3, words="我会先倾听客户。就这样", language="zh"),
+            CONFIG.end_secs,
+            "closer",
+        ),
+        # A finished sentence to a closed question is done even when smart-turn doubts it; so
+        # are Chinese words (Whisper writes no sentence end on phone audio) smart-turn finds
+        # complete or is unsure about.
+        (
+            "finished answer to a closed question",
+            features(speech_secs=1.0, smart_turn=0.2, words="Neither did I.", question=CLOSED),
+            CONFIG.closed_finished_end_secs,
+            "closed_finished",
+        ),
+        (
+            "unmarked Chinese answer to a closed question",
+            features(
+                speech_secs=1.0, smart_turn=0.49, words="我有驾照", language="zh", question=CLOSED
+            ),
+            CONFIG.closed_finished_end_secs,
+            "closed_finished",
+        ),
+        (
+            "finished sentence of an open answer, no closer",
+            features(smart_turn=0.97, words="I ran the night shift."),
+            CONFIG.open_end_secs,
+            "smart_turn_words",
+        ),
         ("nothing known", features(), CONFIG.open_max_silence_secs, "silence"),
         (
             "nothing known, closed",
@@ -137,6 +198,17 @@ def features(**kwargs) -> PauseFeatures:
 def test_the_wait_at_a_pause(case, pause, wait, reason):
     decision = decide(pause, CONFIG)
     assert (decision.wait_secs, decision.reason) == (pytest.approx(wait), reason), case
+
+
+def test_an_open_answer_without_its_words_never_ends_sooner_than_with_them():
+    # Smart-turn's "complete" alone (the words not in yet, or Chinese words with no sentence
+    # end) is no surer than smart-turn and finished words together.
+    config = CONFIG.model_copy(update={"open_end_secs": 1.8, "unconfirmed_end_secs": 1.0})
+    acoustic = decide(features(smart_turn=0.97), config)
+    unmarked = decide(features(smart_turn=0.97, words="我很荣幸来到这里", language="zh"), config)
+    assert acoustic.wait_secs == unmarked.wait_secs == pytest.approx(1.8)
+    closed = decide(features(smart_turn=0.97, question=CLOSED), config)
+    assert closed.wait_secs == pytest.approx(config.unconfirmed_end_secs)
 
 
 def test_let_me_think_waits_longer_and_says_take_your_time():
@@ -154,6 +226,14 @@ def test_open_questions_allow_longer_thinking_pauses_than_closed_ones():
 def test_a_script_sets_a_question_s_own_pause():
     own = QuestionContext("open", max_pause_secs=5.0)
     assert decide(features(question=own), CONFIG).wait_secs == 5.0
+    # A finished sentence is no end of an open answer before that pause either; a closer is.
+    finished = features(question=own, smart_turn=0.97, words="I ran the night shift.")
+    assert decide(finished, CONFIG).wait_secs == 5.0
+    closer = features(question=own, smart_turn=0.4, words="I ran the night shift. That's it.")
+    assert decide(closer, CONFIG).wait_secs == CONFIG.end_secs
+    shorter = QuestionContext("open", max_pause_secs=1.5)
+    brief = features(question=shorter, smart_turn=0.97, words="I did.")
+    assert decide(brief, CONFIG).wait_secs == 1.5
 
 
 def test_the_candidate_s_own_pace_raises_the_ceiling_up_to_its_cap():
@@ -167,10 +247,17 @@ def test_the_candidate_s_own_pace_raises_the_ceiling_up_to_its_cap():
 
 
 def test_pace_can_hold_back_the_fast_path_too():
-    config = CONFIG.model_copy(update={"pace_fast_margin_secs": 0.2})
-    pause = features(smart_turn=0.95, words="I fixed it.", resumed_pauses=(1.1,))
-    assert decide(pause, config).wait_secs == pytest.approx(1.3)
-    assert decide(pause, CONFIG).wait_secs == CONFIG.open_end_secs
+    # They already paused 2.9 s after a finished sentence and went on: not done after 2.6 s.
+    pause = features(smart_turn=0.95, words="I fixed it.", resumed_pauses=(2.9,))
+    assert decide(pause, CONFIG).wait_secs == pytest.approx(2.9 + CONFIG.pace_fast_margin_secs)
+    assert decide(features(smart_turn=0.95, words="I fixed it."), CONFIG).wait_secs == (
+        CONFIG.open_end_secs
+    )
+    off = CONFIG.model_copy(update={"pace_fast_margin_secs": 0.0})
+    assert decide(pause, off).wait_secs == CONFIG.open_end_secs
+    # A closer is the candidate's word, whatever their pace.
+    closer = features(smart_turn=0.3, words="I fixed it. That's it.", resumed_pauses=(2.9,))
+    assert decide(closer, CONFIG).wait_secs == CONFIG.end_secs
 
 
 def test_a_wait_never_passes_the_ceiling_but_mid_sentence_and_thinking_may():

@@ -14,7 +14,11 @@ candidate who says a complete sentence and then thinks sounds finished to it:
 - a trailing filler ("uh", "嗯"), conjunction ("and", "so", "然后"), an opened list ("first, ...")
   with no later item, a trailing comma or ellipsis: not done, wait the question's ceiling;
 - "let me think" / "让我想想": thinking, say "take your time" and wait ``think_secs``;
-- a short complete answer to a closed question ("yes", "two years", "三年"): done at once.
+- a short complete answer to a closed question ("yes", "two years", "三年"): done at once;
+- an explicit closer after the answer ("that's it", "that's all", "all right, thanks", "就这些",
+  "没了", "就这样"): the candidate says they are done, at once whatever smart-turn says (it
+  often scores these low on phone audio). A closer alone ("Thank you.") is not one: it is
+  Whisper's usual guess on a breath or a filler.
 
 The ceiling (the silence that ends a turn whatever was said) depends on the question: an open
 question allows longer thinking pauses than a closed one, a script may set it per question, and a
@@ -31,7 +35,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 QuestionKind = Literal["open", "closed", "consent"]
-WordsVerdict = Literal["unknown", "empty", "thinking", "unfinished", "finished", "short_complete"]
+WordsVerdict = Literal[
+    "unknown", "empty", "thinking", "unfinished", "finished", "short_complete", "closer"
+]
 
 
 class TurnPolicyConfig(BaseModel):
@@ -44,7 +50,7 @@ class TurnPolicyConfig(BaseModel):
         "one (words and smart-turn agree) to a closed question or the consent.",
     )
     open_end_secs: float = Field(
-        0.6,
+        2.6,
         gt=0,
         description="Wait when an answer to an open question is clearly done (words and "
         "smart-turn agree): a candidate may still go on after a finished sentence.",
@@ -54,8 +60,14 @@ class TurnPolicyConfig(BaseModel):
         gt=0,
         description="Wait when smart-turn says complete but the words are not in (yet).",
     )
+    closed_finished_end_secs: float = Field(
+        0.4,
+        gt=0,
+        description="Wait when the words of an answer to a closed question (or the consent) "
+        "read finished and smart-turn does not say complete.",
+    )
     hesitant_end_secs: float = Field(
-        1.2, gt=0, description="Wait when smart-turn is unsure and the words read finished."
+        2.6, gt=0, description="Wait when smart-turn is unsure and the words read finished."
     )
     unfinished_max_silence_secs: float = Field(
         4.0,
@@ -64,13 +76,13 @@ class TurnPolicyConfig(BaseModel):
         "the candidate is thinking mid-sentence (at least the question's ceiling).",
     )
     finished_end_secs: float = Field(
-        2.2,
+        2.6,
         gt=0,
         description="Wait when the words read finished but smart-turn says the candidate goes "
         "on (on phone audio it often does at real ends).",
     )
     pace_fast_margin_secs: float = Field(
-        0.0,
+        0.6,
         ge=0,
         description="A candidate who went on after a pause this call: no end sooner than that "
         "pause plus this much (0: the pace raises only the ceiling).",
@@ -90,7 +102,7 @@ class TurnPolicyConfig(BaseModel):
         "only when its words read finished.",
     )
     short_open_end_secs: float = Field(
-        1.2,
+        2.6,
         gt=0,
         description="Wait when an answer to an open question shorter than min_open_answer_secs "
         "reads and sounds finished ('And so my fellow Americans.' is often a preamble).",
@@ -182,6 +194,28 @@ _EN_SHORT = re.compile(
     r"( (years?|months?|weeks?|days?|hours?))?( (ago|now|a week|per week))?)"
     r"( (sir|ma'am|thanks|thank you))?$"
 )
+_EN_CLOSER = re.compile(
+    r"(^| )((that'?s|that is) (about |pretty much |basically )?(it|all|everything)"
+    r"( i (have|had|can think of|'ve got))?( really| for now| from me)?|"
+    r"(i'?m|i am) done|that'?s my answer|nothing (else|more)|"
+    r"(thanks|thank you)( (so|very) much| a lot)?)$"
+)
+"""Closers an answer ends on ('that's about it', 'all right, thanks'), matched on its last words
+with punctuation dropped."""
+_EN_THANKS_APART = re.compile(
+    r"[.,!?;:]\s*((all right|alright|okay|ok|so|yeah|well)[,\s]*)*"
+    r"(thanks|thank you)( (so|very) much| a lot)?[.!\s]*$"
+)
+"""'Thanks' closes an answer as a sentence of its own ('... on time. All right, thanks.'), not
+as its last words ('the customer said thank you')."""
+_EN_ACKNOWLEDGEMENTS = {"all", "right", "alright", "okay", "ok", "so", "yeah", "yes", "well"}
+"""Words before a closer that are part of it ('all right, thanks', 'so yeah, that's it')."""
+_ZH_CLOSER = (
+    "就这些", "就这些吧", "就这些了", "就这样", "就这样吧", "就这样了", "就是这样", "没了",
+    "没有了", "没别的了", "我说完了", "说完了", "就这么多", "差不多就这些", "差不多就这样", "谢谢",
+    "谢谢你", "谢谢您",
+)  # fmt: skip
+_ZH_CLOSERS_LONGEST_FIRST = sorted(_ZH_CLOSER, key=len, reverse=True)
 _ZH_FILLERS = ("嗯", "呃", "啊", "额", "唔", "那个", "这个", "就是", "就是说", "然后呢", "那么")
 _ZH_TRAILING = (
     "然后", "而且", "所以", "但是", "可是", "因为", "还有", "和", "跟", "或者", "如果", "并且",
@@ -220,6 +254,35 @@ def read_words(words: str | None, language: str = "en") -> WordsVerdict:
     return _read_en(text)
 
 
+def ends_on_closer(words: str, language: str = "en", *, punctuated: bool = True) -> bool:
+    """Whether the words end on a closer after some answer ("... That's it.", "……就这些").
+
+    ``punctuated``: the words are Whisper's, with its punctuation ("thanks" closes only as a
+    sentence of its own); False for a corpus transcript without any.
+    """
+    if language.startswith("zh"):
+        core = _ZH_STRIP.sub("", words)
+        closer = next((c for c in _ZH_CLOSERS_LONGEST_FIRST if core.endswith(c)), "")
+        return bool(closer) and len(core) > len(closer)
+    return _en_closer(words.strip().lower(), punctuated=punctuated)
+
+
+def _en_core(lower: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]+", " ", lower)).strip()
+
+
+def _en_closer(lower: str, *, punctuated: bool) -> bool:
+    core = _en_core(lower)
+    closer = _EN_CLOSER.search(core)
+    if closer is None or not (
+        set(core[: closer.start()].split()) - _EN_FILLERS - _EN_ACKNOWLEDGEMENTS
+    ):
+        return False  # "Thank you." alone is no answer
+    return not (punctuated and closer.group(2).startswith("thank")) or bool(
+        _EN_THANKS_APART.search(lower)
+    )
+
+
 def _read_en(text: str) -> WordsVerdict:
     lower = text.lower()
     tokens = _EN_WORD.findall(lower)
@@ -238,11 +301,12 @@ def _read_en(text: str) -> WordsVerdict:
         return "unfinished"
     if _PUNCT_OPEN.search(text):
         return "unfinished"
+    if _en_closer(lower, punctuated=True):
+        return "closer"
+    core = _en_core(lower)
     opened = list(_EN_LIST_OPEN.finditer(lower))
     if opened and not _EN_LIST_NEXT.search(lower, opened[0].end()):
         return "unfinished"
-    core = re.sub(r"[^a-z0-9' ]+", " ", lower).strip()
-    core = re.sub(r"\s+", " ", core)
     if _EN_SHORT.match(core):
         return "short_complete"
     return "finished"
@@ -263,6 +327,8 @@ def _read_zh(text: str) -> WordsVerdict:
         return "unfinished"
     if _PUNCT_OPEN.search(text):
         return "unfinished"
+    if ends_on_closer(core, "zh"):
+        return "closer"
     first = min((core.find(m) for m in _ZH_LIST_OPEN if m in core), default=-1)
     if first >= 0 and not any(m in core[first + 2 :] for m in _ZH_LIST_NEXT):
         return "unfinished"
@@ -305,11 +371,16 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
         return Decision(min(secs, top), reason, words=words, **extra)
 
     def paced(secs: float) -> float:
-        # A candidate who already paused this long and went on is not done after less.
-        if config.pace_fast_margin_secs <= 0 or question.kind != "open":
+        # An open answer: no end after a finished sentence before the pause the script allows
+        # this question, nor before the candidate's longest pause they went on after.
+        if question.kind != "open":
             return secs
+        if question.max_pause_secs is not None:
+            secs = max(secs, question.max_pause_secs)
         longest = max(features.resumed_pauses, default=0.0)
-        return max(secs, longest + config.pace_fast_margin_secs) if longest else secs
+        if config.pace_fast_margin_secs > 0 and longest:
+            secs = max(secs, longest + config.pace_fast_margin_secs)
+        return secs
 
     if words == "thinking":
         return Decision(max(config.think_secs, top), "thinking", take_your_time=True, words=words)
@@ -321,29 +392,42 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     if words == "empty":
         # Voice Whisper heard no words in (a breath, "mm"): not an answer yet.
         return wait(top, "no_words")
+    if words == "closer":
+        # "That's it", "就这些": the candidate says they are done.
+        return wait(config.end_secs, "closer")
     if words == "short_complete" and question.kind != "open":
         return wait(config.end_secs, "short_answer")
     if probability is None:
         return wait(top, "silence")
     complete = probability >= config.complete_threshold
     hesitant = not complete and probability >= config.hesitant_threshold
+    if words == "unknown" and features.words and question.kind != "open" and (complete or hesitant):
+        # Chinese words with no sentence end (Whisper writes none on phone audio) to a closed
+        # question that smart-turn does not say goes on: a short answer, done.
+        return wait(config.closed_finished_end_secs, "closed_finished")
     short_open = question.kind == "open" and features.speech_secs < config.min_open_answer_secs
+    done = config.open_end_secs if question.kind == "open" else config.end_secs
     if words in ("finished", "short_complete"):
+        if question.kind != "open" and not complete:
+            # A finished sentence to a closed question ("Neither did I."), whatever smart-turn
+            # makes of it on phone audio: done, with a moment for a second sentence.
+            return wait(config.closed_finished_end_secs, "closed_finished")
         if complete and short_open:
             # "And so my fellow Americans." sounds and reads finished: a short start of an
             # answer to an open question gets the unconfirmed wait, not the fast one.
-            return wait(config.short_open_end_secs, "short_open_answer")
+            return wait(paced(config.short_open_end_secs), "short_open_answer")
         if complete:
-            done = config.open_end_secs if question.kind == "open" else config.end_secs
             return wait(paced(done), "smart_turn_words")
         if hesitant and not short_open:
             return wait(paced(config.hesitant_end_secs), "hesitant_words")
         return wait(paced(config.finished_end_secs), "finished_words")
-    # The words are not in yet: the acoustic verdict alone, with more room for a correction.
+    # The words are not in yet (or tell nothing: Chinese with no sentence end): the acoustic
+    # verdict alone, with more room for a correction, and never sooner than with the words.
+    unconfirmed = max(config.unconfirmed_end_secs, done)
     if complete and not short_open:
-        return wait(paced(config.unconfirmed_end_secs), "smart_turn")
+        return wait(paced(unconfirmed), "smart_turn")
     if complete:
-        return wait(max(config.short_open_end_secs, config.unconfirmed_end_secs), "short_open")
+        return wait(paced(max(config.short_open_end_secs, unconfirmed)), "short_open")
     return wait(top, "silence")
 
 
