@@ -1,0 +1,9 @@
+"""Outbound interview campaigns (issue 20): a job and a calling policy that dial candidates.
+
+* :mod:`voicebot.campaigns.hours`: calling hours in the candidate's time zone and when to call
+  again after a failed attempt (pure functions; the dialer codes against them).
+* :mod:`voicebot.campaigns.store`: campaigns, candidates joining them and their counts, over
+  the interview store's connection.
+* :mod:`voicebot.campaigns.optouts`: the do-not-call list, keyed by a hash of the E.164 number.
+* :mod:`voicebot.campaigns.rest`: the REST routes (``/api/campaigns``, ``/api/opt-outs``).
+"""
