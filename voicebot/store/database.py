@@ -256,12 +256,14 @@ INTERVIEW_STATUSES = (
     "knocked_out",
     "opted_out",
     "failed",
+    "unreachable",
 )
 """An interview's life: ``pending`` (created, no call yet) -> ``in_progress`` (a call is on) ->
 ``scoring`` (the call ended, the report is being built) -> an outcome: ``completed`` (all
 questions asked), ``declined`` (no consent), ``no_response`` (silent), ``incomplete`` (hung up
 early; may be called again), ``knocked_out`` (failed a knock-out question), ``opted_out`` (asked
-not to be called again), ``failed`` (server error)."""
+not to be called again), ``failed`` (server error), ``unreachable`` (a campaign's last dial
+attempt did not reach the candidate; HR term 未联系上)."""
 
 CALLABLE_STATUSES = frozenset({"pending", "in_progress", "no_response", "incomplete", "failed"})
 """Interview statuses that may take a call (an ``in_progress`` one only if no stream holds it:
