@@ -952,6 +952,9 @@ class Store:
                 call_marks = ",".join("?" * len(sids))
                 await self.db.execute(f"DELETE FROM turns WHERE call_sid IN ({call_marks})", sids)
                 await self.db.execute(f"DELETE FROM calls WHERE call_sid IN ({call_marks})", sids)
+            await self.db.execute(
+                f"DELETE FROM dial_attempts WHERE interview_id IN ({marks})", interview_ids
+            )
             await self.db.execute(f"DELETE FROM interviews WHERE id IN ({marks})", interview_ids)
             for stone in tombstones:
                 await self.db.execute(
