@@ -78,7 +78,7 @@ async def api(tmp_path):
     await services.audit.open()
     async with aiohttp.ClientSession() as http:
         client = Api(http, str(server.make_url("")).rstrip("/"))
-        client.services = services
+        client.services, client.server = services, server
         yield client
     await services.audit.close()
     await server.close()
@@ -369,3 +369,22 @@ async def test_erasing_the_candidate_keeps_the_number_listed_without_the_number(
         p.read_bytes() for p in api.services.store.path.parent.glob("voicebot.sqlite3*")
     )
     assert b"8613800000009" not in data
+
+
+async def test_a_candidate_who_calls_back_is_interviewed_and_no_longer_dialed(api):
+    from tests.api.test_input_hardening import signed_voice_post
+
+    campaign = await api.campaign()
+    _, queued = await api.add(campaign["id"], [{"id": "c1", "phone": "+14155550100"}])
+    interview_id = queued["results"][0]["id"]
+    params = {"CallSid": "CA_callback", "From": "+14155550100", "Direction": "inbound"}
+    async with await signed_voice_post(api.server, api.http, params) as response:
+        assert response.status == 200
+        assert interview_id in await response.text()  # matched by From: connected to it
+    template = "/api/interviews/{interview_id}"
+    _, interview = await api.call("GET", template, f"/api/interviews/{interview_id}")
+    assert interview["next_attempt_at"] is None
+    _, got = await api.call(
+        "GET", "/api/campaigns/{campaign_id}", f"/api/campaigns/{campaign['id']}"
+    )
+    assert got["scheduled"] == 0
