@@ -791,6 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(func=cmd_data_key_rotate)
 
+    from voicebot.campaigns.cli import add_commands as add_campaign_commands
+
+    add_campaign_commands(commands)
+
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)
     return parser
