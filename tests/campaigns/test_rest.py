@@ -388,3 +388,17 @@ async def test_a_candidate_who_calls_back_is_interviewed_and_no_longer_dialed(ap
         "GET", "/api/campaigns/{campaign_id}", f"/api/campaigns/{campaign['id']}"
     )
     assert got["scheduled"] == 0
+
+
+async def test_an_unreachable_candidate_who_calls_back_is_still_interviewed(api):
+    """未联系上 is not the end for a candidate who returns the missed call."""
+    from tests.api.test_input_hardening import signed_voice_post
+
+    campaign = await api.campaign()
+    _, queued = await api.add(campaign["id"], [{"id": "c1", "phone": "+14155550100"}])
+    interview_id = queued["results"][0]["id"]
+    await api.services.store.update_interview(interview_id, status="unreachable")
+    params = {"CallSid": "CA_late_callback", "From": "+14155550100", "Direction": "inbound"}
+    async with await signed_voice_post(api.server, api.http, params) as response:
+        text = await response.text()
+    assert response.status == 200 and interview_id in text and "<Stream" in text

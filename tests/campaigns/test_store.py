@@ -195,3 +195,20 @@ async def test_ten_thousand_rows_in_one_transaction(world):
     assert sum(r["status"] == "queued" for r in results) == 9999
     assert [r["row"] for r in results if r["status"] == "refused"] == [777]
     assert (await world.campaigns.progress(campaign["id"]))["interviews"] == 9999
+
+
+async def test_erasing_a_dialed_candidate_removes_their_dial_attempts(world):
+    """dial_attempts reference interviews: erasure must not fail on them (foreign keys on)."""
+    campaign = await new_campaign(world.campaigns)
+    (queued,) = await world.campaigns.add_interviews(
+        campaign, [(1, CandidateRow(id="c1", phone="+8613800000001"))]
+    )
+    await world.store.db.execute(
+        "INSERT INTO dial_attempts (id, interview_id, campaign_id, number, state, call_sid,"
+        " created_at, outcome) VALUES ('da1', ?, ?, 1, 'ended', 'CA1', 0, 'no_answer')",
+        (queued["id"], campaign["id"]),
+    )
+    await world.store.db.commit()
+    await world.store.erase_interviews([queued["id"]], [])
+    assert await world.store.get_interview(queued["id"]) is None
+    assert (await world.campaigns.campaign_of_interview(queued["id"]))["dial_attempts"] == []
