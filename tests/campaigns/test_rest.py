@@ -402,3 +402,19 @@ async def test_an_unreachable_candidate_who_calls_back_is_still_interviewed(api)
     async with await signed_voice_post(api.server, api.http, params) as response:
         text = await response.text()
     assert response.status == 200 and interview_id in text and "<Stream" in text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"spread_retries": 0},
+        {"paused": "yes"},
+        {"max_attempts": "3"},
+        {"retry_after_secs": "86400"},
+        {"calling_hours": {"holidays": [1790000000]}},
+    ],
+)
+async def test_values_of_the_wrong_json_type_are_refused_not_guessed(api, fields):
+    status, body = await api.call("POST", "/api/campaigns", body={"job_id": JOB, **fields})
+    assert status == 422 and body["error"]["code"] == "invalid_campaign"
+    assert next(iter(fields)) in body["error"]["message"]

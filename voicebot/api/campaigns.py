@@ -71,15 +71,16 @@ class CampaignIn(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    job_id: str = Field(min_length=1, max_length=200)
+    job_id: str = Field(min_length=1)
     name: str = Field("", max_length=200)
-    paused: bool = False
+    # strict: JSON's true/false and numbers only (0 is no boolean, "3" no number)
+    paused: bool = Field(False, strict=True)
     calling_hours: CallingHours = Field(default_factory=CallingHours)
     timezone: str = "UTC"
-    max_attempts: int = 3
-    retry_after_secs: float = 86400.0
-    spread_retries: bool = False
-    max_concurrent: int = 5
+    max_attempts: int = Field(3, strict=True)
+    retry_after_secs: float = Field(86400.0, strict=True)
+    spread_retries: bool = Field(False, strict=True)
+    max_concurrent: int = Field(5, strict=True)
     caller_id: str | None = None
 
     def policy(self) -> CallingPolicy:

@@ -89,6 +89,13 @@ class CallingHours(BaseModel):
             raise ValueError("must be a 24 h time HH:MM, e.g. 09:00 or 20:30")
         return value
 
+    @field_validator("holidays", mode="before")
+    @classmethod
+    def _holiday_dates(cls, value: object) -> object:
+        if isinstance(value, list) and not all(isinstance(v, str | date) for v in value):
+            raise ValueError("holidays must be dates written YYYY-MM-DD, e.g. 2026-10-01")
+        return value
+
     @field_validator("days")
     @classmethod
     def _days(cls, value: list[Day]) -> list[Day]:
