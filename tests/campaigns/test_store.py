@@ -212,3 +212,10 @@ async def test_erasing_a_dialed_candidate_removes_their_dial_attempts(world):
     await world.store.erase_interviews([queued["id"]], [])
     assert await world.store.get_interview(queued["id"]) is None
     assert (await world.campaigns.campaign_of_interview(queued["id"]))["dial_attempts"] == []
+
+
+def test_the_api_document_lists_every_interview_status():
+    from voicebot.api.openapi import openapi_document
+
+    enum = openapi_document()["components"]["schemas"]["InterviewStatus"]["enum"]
+    assert enum == list(INTERVIEW_STATUSES)

@@ -33,24 +33,12 @@ from voicebot.campaigns.hours import (
 from voicebot.campaigns.store import SCHEDULED_STATUSES, CandidateRow, campaign_store
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
+from voicebot.store.database import INTERVIEW_STATUSES
 
 CSV_COLUMNS = ("id", "name", "phone", "timezone", "external_key")
 """The columns of a candidates CSV (header row required; order free; name, timezone and
 external_key may be left out)."""
 REQUIRED_COLUMNS = ("id", "phone")
-PROGRESS_STATUSES = (
-    "pending",
-    "in_progress",
-    "scoring",
-    "completed",
-    "declined",
-    "no_response",
-    "incomplete",
-    "knocked_out",
-    "opted_out",
-    "failed",
-    "unreachable",
-)
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> str:
@@ -125,7 +113,7 @@ class CandidateRowIn(BaseModel):
 def campaign_out(campaign: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
     """A campaign as the API shows it: its policy (flat), state and progress."""
     policy: CallingPolicy = campaign["policy"]
-    counts = {status: progress["by_status"].get(status, 0) for status in PROGRESS_STATUSES}
+    counts = {status: progress["by_status"].get(status, 0) for status in INTERVIEW_STATUSES}
     return {
         "id": campaign["id"],
         "client": campaign["client"],
