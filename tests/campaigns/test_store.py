@@ -219,3 +219,23 @@ def test_the_api_document_lists_every_interview_status():
 
     enum = openapi_document()["components"]["schemas"]["InterviewStatus"]["enum"]
     assert enum == list(INTERVIEW_STATUSES)
+
+
+async def test_two_imports_of_the_same_keys_at_once_queue_each_candidate_once(world):
+    import asyncio
+
+    campaign = await new_campaign(world.campaigns)
+    rows = [
+        (n, CandidateRow(id=f"c{n}", phone=f"+86138{n:08d}", external_key=f"k{n}"))
+        for n in range(1, 301)
+    ]
+    first, second = await asyncio.gather(
+        world.campaigns.add_interviews(campaign, rows),
+        world.campaigns.add_interviews(campaign, rows),
+    )
+    assert (await world.campaigns.progress(campaign["id"]))["interviews"] == 300
+    assert [r["id"] for r in first] == [r["id"] for r in second]  # both name the one interview
+    statuses = [r["status"] for r in first + second]
+    assert statuses.count("queued") == 300 and statuses.count("exists") == 300
+    for result in first:
+        assert await world.store.get_interview(result["id"]) is not None

@@ -141,7 +141,7 @@ class CampaignStore:
         ``no_window`` (the calling hours never open). Rows are validated by the caller.
         """
         now = time.time() if now is None else now
-        client, policy = campaign["client"], campaign["policy"]
+        client = campaign["client"]
         listed = await self.do_not_call.listed([c.phone for _, c in rows])
         keys = [c.external_key for _, c in rows if c.external_key]
         existing: dict[str, str] = {}
@@ -152,70 +152,36 @@ class CampaignStore:
                 (client, json.dumps(keys)),
             ):
                 existing[row["external_key"]] = row["id"]
-        results: list[dict[str, Any]] = []
-        inserts: list[tuple[Any, ...]] = []
-        keyring = self.store.keyring
-        history = json.dumps([{"status": "pending", "at": now}])
-        for number, candidate in rows:
-            if candidate.external_key and candidate.external_key in existing:
-                results.append(
-                    {"row": number, "status": "exists", "id": existing[candidate.external_key]}
-                )
-                continue
-            if candidate.phone in listed:
-                results.append(
-                    {
-                        "row": number,
-                        "status": "refused",
-                        "code": "do_not_call",
-                        "error": "the phone number is on the do-not-call list: not queued",
-                    }
-                )
-                continue
-            try:
-                due = next_window_start(policy, candidate.timezone, now)
-            except NoCallingWindow as exc:
-                results.append(
-                    {"row": number, "status": "refused", "code": "no_window", "error": str(exc)}
-                )
-                continue
-            interview_id = new_id("iv")
-            if candidate.external_key:
-                existing[candidate.external_key] = interview_id  # a repeat later in the batch
-            inserts.append(
-                (
-                    interview_id,
-                    campaign["job_id"],
-                    candidate.id,
-                    seal(keyring, candidate.name, f"interviews/candidate_name/{interview_id}"),
-                    seal(keyring, candidate.phone, f"interviews/candidate_phone/{interview_id}"),
-                    candidate.timezone,
-                    candidate.external_key,
-                    now,
-                    now,
-                    history,
-                    client,
-                    keyring.blind_index(candidate.phone, PHONE_INDEX)
-                    if keyring is not None and candidate.phone
-                    else None,
-                    campaign["id"],
-                    due,
-                )
-            )
-            results.append({"row": number, "status": "queued", "id": interview_id, "due": due})
+        # Sealing, hashing and zone arithmetic for thousands of rows: a thread, not the loop.
+        results, inserts = await asyncio.to_thread(
+            _plan_rows, campaign, rows, listed, existing, self.store.keyring, now
+        )
         try:
             await self.db.executemany(
                 "INSERT INTO interviews (id, job_id, candidate_id, candidate_name,"
                 " candidate_phone, candidate_timezone, external_key, created_at, updated_at,"
                 " status_history, client, phone_index, campaign_id, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (client, external_key) DO NOTHING",
                 inserts,
             )
             await self.db.commit()
         except BaseException:
             await self.db.rollback()
             raise
+        keyed = {r["key"]: r for r in results if r.get("key") and r["status"] == "queued"}
+        if keyed:  # a key another request used meanwhile: that interview stands, not ours
+            for row in await self.store._all(
+                "SELECT external_key, id FROM interviews WHERE client = ? AND external_key IN"
+                " (SELECT value FROM json_each(?))",
+                (client, json.dumps(list(keyed))),
+            ):
+                result = keyed[row["external_key"]]
+                if result["id"] != row["id"]:
+                    result.update(status="exists", id=row["id"])
+                    result.pop("due", None)
         for result in results:
+            result.pop("key", None)
             if "due" in result:
                 result["next_attempt_at"] = result.pop("due")
         return results
@@ -299,6 +265,77 @@ class CampaignStore:
             "scheduled": scheduled["n"],
             "next_attempt_at": scheduled["next"],
         }
+
+
+def _plan_rows(
+    campaign: dict[str, Any],
+    rows: list[tuple[int, CandidateRow]],
+    listed: set[str],
+    existing: dict[str, str],
+    keyring: Any,
+    now: float,
+) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Each row's result and the interview rows to insert (blocking: run in a thread)."""
+    client, policy = campaign["client"], campaign["policy"]
+    results: list[dict[str, Any]] = []
+    inserts: list[tuple[Any, ...]] = []
+    history = json.dumps([{"status": "pending", "at": now}])
+    for number, candidate in rows:
+        if candidate.external_key and candidate.external_key in existing:
+            results.append(
+                {"row": number, "status": "exists", "id": existing[candidate.external_key]}
+            )
+            continue
+        if candidate.phone in listed:
+            results.append(
+                {
+                    "row": number,
+                    "status": "refused",
+                    "code": "do_not_call",
+                    "error": "the phone number is on the do-not-call list: not queued",
+                }
+            )
+            continue
+        try:
+            due = next_window_start(policy, candidate.timezone, now)
+        except NoCallingWindow as exc:
+            results.append(
+                {"row": number, "status": "refused", "code": "no_window", "error": str(exc)}
+            )
+            continue
+        interview_id = new_id("iv")
+        if candidate.external_key:
+            existing[candidate.external_key] = interview_id  # a repeat later in the batch
+        inserts.append(
+            (
+                interview_id,
+                campaign["job_id"],
+                candidate.id,
+                seal(keyring, candidate.name, f"interviews/candidate_name/{interview_id}"),
+                seal(keyring, candidate.phone, f"interviews/candidate_phone/{interview_id}"),
+                candidate.timezone,
+                candidate.external_key,
+                now,
+                now,
+                history,
+                client,
+                keyring.blind_index(candidate.phone, PHONE_INDEX)
+                if keyring is not None and candidate.phone
+                else None,
+                campaign["id"],
+                due,
+            )
+        )
+        results.append(
+            {
+                "row": number,
+                "status": "queued",
+                "id": interview_id,
+                "due": due,
+                "key": candidate.external_key,
+            }
+        )
+    return results, inserts
 
 
 def _campaign(row: dict[str, Any]) -> dict[str, Any]:
