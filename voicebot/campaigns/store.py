@@ -171,15 +171,14 @@ class CampaignStore:
             raise
         keyed = {r["key"]: r for r in results if r.get("key") and r["status"] == "queued"}
         if keyed:  # a key another request used meanwhile: that interview stands, not ours
-            for row in await self.store._all(
-                "SELECT external_key, id FROM interviews WHERE client = ? AND external_key IN"
-                " (SELECT value FROM json_each(?))",
-                (client, json.dumps(list(keyed))),
+            for row in await self.store._all(  # only the keys whose interview is not ours
+                "SELECT external_key, id FROM interviews WHERE client = ?"
+                " AND external_key IN (SELECT value FROM json_each(?))"
+                " AND id NOT IN (SELECT value FROM json_each(?))",
+                (client, json.dumps(list(keyed)), json.dumps([r["id"] for r in keyed.values()])),
             ):
-                result = keyed[row["external_key"]]
-                if result["id"] != row["id"]:
-                    result.update(status="exists", id=row["id"])
-                    result.pop("due", None)
+                keyed[row["external_key"]].update(status="exists", id=row["id"])
+                keyed[row["external_key"]].pop("due", None)
         for result in results:
             result.pop("key", None)
             if "due" in result:
