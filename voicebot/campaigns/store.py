@@ -105,12 +105,7 @@ class CampaignStore:
                 " AND next_attempt_at IS NOT NULL AND next_attempt_at < ?",
                 (campaign_id, now),
             )
-            for row in rows:
-                try:
-                    due = next_window_start(policy, row["candidate_timezone"], now)
-                except NoCallingWindow:
-                    continue
-                moved.append((due, now, row["id"]))
+            moved = await asyncio.to_thread(_rescheduled, policy, rows, now)  # many rows: a thread
         try:
             await self.db.execute(
                 "UPDATE campaigns SET paused = ?, updated_at = ? WHERE id = ?",
@@ -264,6 +259,20 @@ class CampaignStore:
             "scheduled": scheduled["n"],
             "next_attempt_at": scheduled["next"],
         }
+
+
+def _rescheduled(
+    policy: CallingPolicy, rows: list[dict[str, Any]], now: float
+) -> list[tuple[float, float, str]]:
+    """``(next attempt, now, id)`` of each overdue interview: its next window from ``now``."""
+    moved = []
+    for row in rows:
+        try:
+            due = next_window_start(policy, row["candidate_timezone"], now)
+        except NoCallingWindow:
+            continue
+        moved.append((due, now, row["id"]))
+    return moved
 
 
 def _plan_rows(
