@@ -587,6 +587,12 @@ async def _rotate(settings: Settings) -> dict[str, int]:
         await store.open()
         try:
             counts["store rows"] = await store.reencrypt()
+            from voicebot.campaigns.optouts import DoNotCallList, phone_keys
+
+            keys = await asyncio.to_thread(
+                phone_keys, settings.stream_token_secret, keyring, database.parent
+            )
+            counts["store rows"] += await DoNotCallList(store, keys).rekey()
         finally:
             await store.close()
     for name, table, id_column, json_column in (

@@ -239,3 +239,36 @@ async def test_two_imports_of_the_same_keys_at_once_queue_each_candidate_once(wo
     assert statuses.count("queued") == 300 and statuses.count("exists") == 300
     for result in first:
         assert await world.store.get_interview(result["id"]) is not None
+
+
+async def test_the_list_survives_a_data_key_rotation_erased_numbers_too(tmp_path):
+    """After `voicebot data-key rotate` and dropping the old key, every number is still listed."""
+    from voicebot.campaigns.optouts import DoNotCallList, phone_keys
+
+    new_key = generate_key_entry("k2")
+    path = tmp_path / "data" / "voicebot.sqlite3"
+
+    async def open_list(keys: str):
+        keyring = Keyring.parse(keys)
+        store = Store(path, keyring=keyring)
+        await store.open()
+        return store, DoNotCallList(store, phone_keys("", keyring, path.parent))
+
+    store, dnc = await open_list(KEY)
+    await dnc.add("+8613800000001", reason="asked", source="api", added_by="t")
+    await dnc.add("+8613800000002", reason="asked", source="voice", added_by="t")
+    await dnc.forget_numbers(["+8613800000002"])  # that candidate was erased
+    await store.close()
+    store, dnc = await open_list(f"{new_key},{KEY}")  # the new key first, the old one kept
+    try:
+        assert await dnc.rekey() == 1  # the one whose number is kept moves to the new key
+    finally:
+        await store.close()
+    store, dnc = await open_list(new_key)  # the old key removed
+    try:
+        assert await dnc.is_opted_out("+8613800000001")
+        assert await dnc.is_opted_out("+8613800000002")
+        phones = sorted(str(e["phone"]) for e in await dnc.entries())
+        assert phones == ["+8613800000001", "None"]
+    finally:
+        await store.close()

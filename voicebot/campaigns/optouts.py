@@ -15,9 +15,12 @@ Rows are keyed by ``phone_key``, a keyed hash of the E.164 number, never by the 
   so the list survives restarts and is shared by the CLI.
 
 Look-ups try every key that may have listed a number (each data key, the server secret's, the
-key file's), so setting or rotating a data key later keeps old entries found. ``phone`` (sealed
-with the data key when set) is kept only for listing: erasing a candidate
-(:func:`voicebot.privacy.erasure`) drops it and keeps the hash, so the number stays listed.
+key file's), so setting a data key later keeps old entries found; ``voicebot data-key rotate``
+moves the entries to the new data key (:meth:`DoNotCallList.rekey`). ``phone`` (sealed with the
+data key when set) is kept only for listing: erasing a candidate (:mod:`voicebot.privacy.erasure`)
+drops it and keeps the entry under the key file's key, which never rotates, so the number stays
+listed. Changing ``VOICEBOT_STREAM_TOKEN_SECRET`` without a data key hides the entries listed
+under the old secret (set ``VOICEBOT_DATA_KEY``, or keep the secret).
 """
 
 from __future__ import annotations
@@ -73,6 +76,13 @@ class PhoneKeys:
         if self.keyring is not None:
             return self.keyring.blind_index(phone, INDEX_PURPOSE)
         return self._hmac(self.secret_keys[0], phone)
+
+    def stable(self, phone: str) -> str:
+        """The key of an erased candidate's entry: under the key file's key, never rotated.
+
+        The number is gone, so a data key rotation could not re-key the entry.
+        """
+        return self._hmac(self.secret_keys[-1], phone)
 
     def all(self, phone: str) -> list[str]:
         """Every key the number may have been listed under."""
@@ -165,18 +175,44 @@ class DoNotCallList:
         return [self._out(row) for row in rows]
 
     async def forget_numbers(self, phones: list[str]) -> int:
-        """Erasure: drop these numbers from their entries, keep them listed; rows changed."""
-        keys = [key for phone in set(phones) if phone for key in self.keys.all(phone)]
-        if not keys:
-            return 0
-        cursor = await self.store.db.execute(
-            "UPDATE opt_outs SET phone = NULL WHERE phone IS NOT NULL"
-            " AND phone_key IN (SELECT value FROM json_each(?))",
-            (_json_list(keys),),
-        )
+        """Erasure: drop these numbers from their entries, keep them listed; rows changed.
+
+        The entry moves to the :meth:`PhoneKeys.stable` key, so a later data key rotation (which
+        re-keys entries by their number) cannot lose it.
+        """
+        changed = 0
+        for phone in sorted(set(filter(None, phones))):
+            keys = self.keys.all(phone)
+            cursor = await self.store.db.execute(
+                "UPDATE OR REPLACE opt_outs SET phone = NULL, phone_key = ?"
+                " WHERE phone IS NOT NULL AND phone_key IN (SELECT value FROM json_each(?))",
+                (self.keys.stable(phone), _json_list(keys)),
+            )
+            changed += cursor.rowcount
         await self.store.db.commit()
         await self.store.checkpoint()  # no copy of the number stays in the write-ahead log
-        return cursor.rowcount
+        return changed
+
+    async def rekey(self) -> int:
+        """Data key rotation: entries with their number move to the current key (and its seal).
+
+        ``voicebot data-key rotate`` runs this; entries of erased candidates are under the
+        stable key already. Returns how many entries were re-keyed.
+        """
+        rows = await self.store._all(
+            "SELECT phone_key, phone FROM opt_outs WHERE phone IS NOT NULL"
+        )
+        moved = 0
+        for row in rows:
+            phone = unseal(self.store.keyring, row["phone"], f"opt_outs/phone/{row['phone_key']}")
+            key = self.keys.primary(phone)
+            await self.store.db.execute(
+                "UPDATE OR REPLACE opt_outs SET phone_key = ?, phone = ? WHERE phone_key = ?",
+                (key, seal(self.store.keyring, phone, f"opt_outs/phone/{key}"), row["phone_key"]),
+            )
+            moved += 1
+        await self.store.db.commit()
+        return moved
 
     async def _entry(self, phone: str) -> dict[str, Any] | None:
         keys = self.keys.all(phone)
