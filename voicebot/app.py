@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from voicebot import __version__
-from voicebot.api import carrier, openapi, rest
+from voicebot.api import campaigns, carrier, openapi, rest
 from voicebot.api.address_limits import ADDRESS_LIMIT_KEY, AddressRateLimit, address_limits
 from voicebot.api.carrier import SERVICES_KEY
 from voicebot.api.errors import unexpected_errors
@@ -108,6 +108,7 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     carrier.add_routes(app)
     rest.add_routes(app)
+    campaigns.add_routes(app)
     openapi.add_routes(app)
     monitor_web.add_routes(app)
 

@@ -587,6 +587,12 @@ async def _rotate(settings: Settings) -> dict[str, int]:
         await store.open()
         try:
             counts["store rows"] = await store.reencrypt()
+            from voicebot.campaigns.optouts import DoNotCallList, phone_keys
+
+            keys = await asyncio.to_thread(
+                phone_keys, settings.stream_token_secret, keyring, database.parent
+            )
+            counts["store rows"] += await DoNotCallList(store, keys).rekey()
         finally:
             await store.close()
     for name, table, id_column, json_column in (
@@ -790,6 +796,10 @@ def build_parser() -> argparse.ArgumentParser:
         "VOICEBOT_DATA_KEY (plaintext data too); run with the server stopped",
     )
     rotate.set_defaults(func=cmd_data_key_rotate)
+
+    from voicebot.campaigns.cli import add_commands as add_campaign_commands
+
+    add_campaign_commands(commands)
 
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(func=cmd_config)

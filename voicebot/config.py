@@ -431,6 +431,12 @@ class Settings(BaseModel):
         gt=0,
         description="Largest JSON request body of the REST API; larger ones get a 413.",
     )
+    api_max_import_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Largest body of `POST /api/campaigns/{id}/interviews` (candidates in bulk,"
+        " JSON or CSV; 10,000 rows are about 1 MB); larger ones get a 413.",
+    )
     prompt_cache_dir: Path | None = Field(
         None, description="Rendered prompt audio; default <VOICEBOT_DATA_DIR>/prompt-cache."
     )

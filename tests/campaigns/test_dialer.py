@@ -227,12 +227,11 @@ async def test_a_number_on_the_do_not_call_list_is_never_dialed_in_any_campaign(
     b = await add_candidate(services.store, second, due_at=clock() - 1, phone=listed)
     other = await add_candidate(services.store, second, due_at=clock() - 1)
     # Listed after the import: the check is at claim time.
-    await services.store.db.execute(
-        "INSERT INTO opt_outs (phone_key, phone, reason, source, added_by, added_at)"
-        " VALUES (?, ?, 'asked', 'api', 'admin', 0)",
-        (listed, listed),
+    from voicebot.campaigns.store import campaign_store
+
+    await (await campaign_store(services)).do_not_call.add(
+        listed, reason="asked", source="api", added_by="admin"
     )
-    await services.store.db.commit()
 
     assert await _place(dialer) == 1
     assert [call.to for call in carrier.placed] == ["+15551230000"]
@@ -800,13 +799,15 @@ async def test_a_dead_process_leases_are_not_waited_for_a_live_one_s_are_respect
     assert alive["state"] == "placing"  # its process may still be talking to the carrier
 
 
-def test_without_the_calling_hours_module_every_time_is_open_and_retries_wait_retry_after():
-    """The default seam before the campaigns part's ``voicebot.campaigns.hours`` is merged."""
+def test_the_dialer_reads_the_stored_policy_through_the_calling_hours_module():
+    """The stored JSON policy is judged by ``voicebot.campaigns.hours`` in the candidate's zone."""
     hours = dialer_module.CallingHours()
-    if hours._hours is not None:  # merged: its own tests cover it
-        return
-    policy = {"retry_after_secs": 600}
-    assert hours.in_window(policy, "Asia/Shanghai", 1_800_000_000.0)
-    assert hours.next_attempt_at(policy, "Asia/Shanghai", 1_800_000_000.0, 1) == 1_800_000_600.0
-    assert hours.next_attempt_at({}, "UTC", 0.0, 1) == 86400.0  # the issue's default: 24 h
-    assert hours.window_start(policy, "UTC", 5.0) == 5.0
+    policy = {"calling_hours": {"start": "09:00", "end": "20:00"}, "retry_after_secs": 600}
+    # 2027-01-15 03:00 UTC is 11:00 in Shanghai and 22:00 the day before in New York.
+    at = 1_800_000_000.0 - (1_800_000_000 % 86400) + 3 * 3600.0
+    assert hours.in_window(policy, "Asia/Shanghai", at)
+    assert not hours.in_window(policy, "America/New_York", at)
+    assert hours.window_start(policy, "Asia/Shanghai", at) == at
+    assert hours.window_start(policy, "America/New_York", at) > at
+    assert hours.next_attempt_at(policy, "Asia/Shanghai", at, 1) == at + 600
+    assert hours.next_attempt_at({}, "UTC", at, 1) >= at + 86400  # the issue's default: 24 h

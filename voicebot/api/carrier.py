@@ -118,6 +118,12 @@ async def voice_webhook(request: web.Request) -> web.Response:
                 "Sorry, all our interviewers are busy. Please try again in a few minutes. Goodbye."
             )
         )
+    if not interview_id and interview.get("next_attempt_at") is not None:
+        # A call back to the caller ID: the candidate is interviewed now, the campaign stops
+        # dialing them (its scheduled attempts are cancelled).
+        from voicebot.campaigns.store import campaign_store
+
+        await (await campaign_store(services)).cancel_scheduled_attempts(interview["id"])
     token = services.token_signer.issue({"interview_id": interview["id"], "call_sid": call_sid})
     stream_url = stream_url_from_public_url(_public_base(request, services))
     if services.events is not None:

@@ -162,6 +162,7 @@ class InterviewIn(BaseModel):
     job_id: str = Field(min_length=1)
     candidate: CandidateIn
     external_key: str | None = Field(None, max_length=200)
+    campaign_id: str | None = Field(None, max_length=100)
 
     @field_validator("external_key")
     @classmethod
@@ -190,6 +191,8 @@ def _interview_out(row: dict[str, Any]) -> dict[str, Any]:
         "consent_via": row.get("consent_via"),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "campaign_id": row.get("campaign_id"),
+        "next_attempt_at": row.get("next_attempt_at"),
     }
 
 
@@ -215,6 +218,13 @@ async def create_interview(request: web.Request) -> web.Response:
     if data.job_id not in services.scripts:
         known = ", ".join(sorted(services.scripts)) or "none loaded"
         return json_error(422, "unknown_job", f"job_id {data.job_id!r} is unknown; known: {known}")
+    campaign = None
+    if data.campaign_id is not None:
+        from voicebot.api.campaigns import campaign_to_join
+
+        campaign, refusal = await campaign_to_join(request, data)
+        if refusal is not None:
+            return refusal
     row, created = await services.store.create_interview(
         job_id=data.job_id,
         candidate_id=data.candidate.id,
@@ -224,6 +234,12 @@ async def create_interview(request: web.Request) -> web.Response:
         external_key=data.external_key,
         client=request[CLIENT_KEY],
     )
+    if created and campaign is not None:
+        from voicebot.campaigns.store import campaign_store
+
+        campaigns = await campaign_store(services)
+        await campaigns.join_campaign(row["id"], campaign, data.candidate.timezone)
+        row = await services.store.get_interview(row["id"])
     if created and services.events is not None:
         services.events.emit("candidate.status_changed", **interview_refs(row), status="invited")
     if created:
@@ -296,8 +312,6 @@ async def get_interview(request: web.Request) -> web.Response:
     await audit(request, "interview.read", interview=row)
     out = _interview_out(row)
     out["purged"] = row.get("purged", [])
-    out.setdefault("campaign_id", row.get("campaign_id"))
-    out["next_attempt_at"] = row.get("next_attempt_at")
     out["dial_attempts"] = await dial_attempts_of(services.store, row["id"])
     report = await _report_of(request, row)
     out["report"] = report

@@ -1532,6 +1532,7 @@ class CallSession:
                         self.call_sid,
                         len(others),
                     )
+                await self._list_number_as_do_not_call()
                 await self.services.store.record_outcome(
                     self.call_sid,
                     "opt_out",
@@ -1600,6 +1601,41 @@ class CallSession:
         )
         decision = self._policy(nothing_known, self.services.turn_policy_config)
         self._turns.set_max_silence(decision.wait_secs)
+
+    async def _list_number_as_do_not_call(self) -> None:
+        """The candidate asked not to be called again: no campaign dials their number any more.
+
+        Their interview's number (E.164, checked when it was created) goes on the do-not-call
+        list with source ``voice``. A failure is logged and counted; the call goes on.
+        """
+        phone = (self.interview or {}).get("candidate_phone") or ""
+        if not phone:
+            return
+        try:
+            from voicebot.campaigns.store import campaign_store
+
+            campaigns = await campaign_store(self.services)
+            await campaigns.do_not_call.add(
+                phone,
+                reason="the candidate asked on a call not to be called again",
+                source="voice",
+                added_by=f"call:{self.call_sid}",
+            )
+            from voicebot.privacy.audit import record_access
+
+            await record_access(
+                self.services,
+                f"call:{self.call_sid}",
+                "opt_out.add",
+                interview=self.interview,
+                call_sid=self.call_sid,
+                detail={"source": "voice"},
+            )
+        except Exception:
+            self.services.metrics.internal_errors.labels("do_not_call").inc()
+            log.exception(
+                "call %s: the number could not be put on the do-not-call list", self.call_sid
+            )
 
     async def _store_key_answer(self, action: AnswerRecorded) -> None:
         """A keypad answer is stored as the candidate's turn: the key and what it means."""

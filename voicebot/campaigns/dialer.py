@@ -56,7 +56,6 @@ from prometheus_client import Counter, Gauge
 from voicebot.campaigns import attempts
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import derived_event_id, format_timestamp
-from voicebot.store.database import PHONE_INDEX, Store
 from voicebot.telephony.outbound import CarrierError, OutboundCall, OutboundCarrier
 
 if TYPE_CHECKING:
@@ -134,42 +133,49 @@ class Schedule(Protocol):
 
 
 class CallingHours:
-    """The campaigns part's calling-hours functions (``voicebot.campaigns.hours``) as a Schedule.
+    """The calling-hours functions of :mod:`voicebot.campaigns.hours` as a :class:`Schedule`.
 
-    Without that module (a build without campaigns) every time is inside the window and the next
-    attempt is due ``retry_after_secs`` (default 86400) after a failed one.
+    The policy comes as the stored JSON (a dict); it was validated when the campaign was made, so
+    one that no longer parses (an edited row) is read with the defaults and logged. A policy with
+    no window in the next ``SEARCH_DAYS`` days (every day a holiday) puts the attempt that far off.
     """
 
-    def __init__(self) -> None:
+    def _policy(self, policy: dict[str, Any]) -> Any:
+        from voicebot.campaigns import hours
+
         try:
-            from voicebot.campaigns import hours  # type: ignore[attr-defined]
-        except ImportError:
-            hours = None
-        self._hours = hours
+            return hours.CallingPolicy.model_validate(policy)
+        except ValueError:
+            log.warning("dialer: a campaign's stored policy is invalid; its defaults are used")
+            return hours.CallingPolicy()
 
     def in_window(self, policy: dict[str, Any], tz_name: str, at: float) -> bool:
         """See :class:`Schedule`."""
-        if self._hours is None:
-            return True
-        return bool(self._hours.in_window(policy, tz_name, at))
+        from voicebot.campaigns import hours
+
+        return bool(hours.in_window(self._policy(policy), tz_name, at))
 
     def next_attempt_at(
         self, policy: dict[str, Any], tz_name: str, failed_at: float, attempt_number: int
     ) -> float:
         """See :class:`Schedule`."""
-        if self._hours is None:
-            return failed_at + float(policy.get("retry_after_secs", 86400))
-        return float(self._hours.next_attempt_at(policy, tz_name, failed_at, attempt_number))
+        from voicebot.campaigns import hours
+
+        try:
+            return float(
+                hours.next_attempt_at(self._policy(policy), tz_name, failed_at, attempt_number)
+            )
+        except hours.NoCallingWindow:
+            return failed_at + hours.SEARCH_DAYS * 86400.0
 
     def window_start(self, policy: dict[str, Any], tz_name: str, at: float) -> float:
-        """See :class:`Schedule`: the next window's start (a retry due at once, moved into it)."""
-        if self._hours is None:
-            return at
-        start = getattr(self._hours, "next_window_start", None)
-        if start is not None:
-            return float(start(policy, tz_name, at))
-        immediate = {**policy, "retry_after_secs": 0, "spread_retries": False}
-        return float(self._hours.next_attempt_at(immediate, tz_name, at, 0))
+        """See :class:`Schedule`: the next window's start (``at`` when inside one)."""
+        from voicebot.campaigns import hours
+
+        try:
+            return float(hours.next_window_start(self._policy(policy), tz_name, at))
+        except hours.NoCallingWindow:
+            return at + hours.SEARCH_DAYS * 86400.0
 
 
 class DoNotCall(Protocol):
@@ -181,29 +187,19 @@ class DoNotCall(Protocol):
 
 
 class StoreOptOuts:
-    """The store's do-not-call list.
+    """The store's do-not-call list (:class:`voicebot.campaigns.optouts.DoNotCallList`)."""
 
-    The campaigns part's ``Store.is_opted_out(phone)`` when present, else the ``opt_outs``
-    table's ``phone_key`` (the phone's blind index under every data key, or the number itself
-    without a data key).
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     async def is_listed(self, phone: str) -> bool:
         """See :class:`DoNotCall`."""
         if not phone:
             return False
-        check = getattr(self.store, "is_opted_out", None)
-        if check is not None:
-            return bool(await check(phone))
-        keyring = self.store.keyring
-        keys = [phone] if keyring is None else [*keyring.blind_indexes(phone, PHONE_INDEX), phone]
-        row = await self.store._one(
-            f"SELECT 1 FROM opt_outs WHERE phone_key IN ({', '.join('?' * len(keys))})", keys
-        )
-        return row is not None
+        from voicebot.campaigns.store import campaign_store
+
+        campaigns = await campaign_store(self.services)
+        return await campaigns.do_not_call.is_opted_out(phone)
 
 
 # -- rate -------------------------------------------------------------------------------------
@@ -337,7 +333,7 @@ class Dialer:
         self.settings = services.settings
         self.carrier = carrier
         self.schedule: Schedule = schedule or CallingHours()
-        self.do_not_call: DoNotCall = do_not_call or StoreOptOuts(services.store)
+        self.do_not_call: DoNotCall = do_not_call or StoreOptOuts(services)
         self.clock = clock
         self.owner = owner or services.process.id
         self.metrics = dialer_metrics(services.metrics)

@@ -10,7 +10,10 @@ database rows are overwritten and the write-ahead logs truncated (no copy left i
 What stays is an anonymous tombstone per API client (the candidate's reference, a SHA-256 of
 client and candidate id; when; by whom; which data classes; the erased interview ids and call
 sids), an audit entry, and the ``candidate.erased`` event that tells the HR system (a bridge in
-another process deletes what its own store holds when it takes that event).
+another process deletes what its own store holds when it takes that event). A number the
+candidate had on the do-not-call list stays listed by its keyed hash; the number itself goes
+(:meth:`voicebot.campaigns.optouts.DoNotCallList.forget_numbers`). Their dial attempts go with
+their interviews.
 
 Rules: a client erases only its own candidates (the admin token: the candidate id in every
 client); a candidate on a live call, or whose report is being built, is refused (409: try again
@@ -144,7 +147,12 @@ async def _erase(services: Any, candidate_id: str, client: str, actor: str) -> E
         }
         for owner, ids in by_client.items()
     ]
+    phones = [row["candidate_phone"] for row in full.values() if row and row["candidate_phone"]]
     calls = await store.erase_interviews(interview_ids, tombstones)
+    if phones:  # a listed number stays on the do-not-call list, by its hash only
+        from voicebot.campaigns.store import campaign_store
+
+        await (await campaign_store(services)).do_not_call.forget_numbers(phones)
     for stone in tombstones:
         if services.events is not None:
             services.events.emit(

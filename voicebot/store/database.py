@@ -265,9 +265,12 @@ early; may be called again), ``knocked_out`` (failed a knock-out question), ``op
 not to be called again), ``failed`` (server error), ``unreachable`` (a campaign's last dial
 attempt did not reach the candidate; HR term 未联系上)."""
 
-CALLABLE_STATUSES = frozenset({"pending", "in_progress", "no_response", "incomplete", "failed"})
+CALLABLE_STATUSES = frozenset(
+    {"pending", "in_progress", "no_response", "incomplete", "failed", "unreachable"}
+)
 """Interview statuses that may take a call (an ``in_progress`` one only if no stream holds it:
-a call left open by a process that died)."""
+a call left open by a process that died; an ``unreachable`` one when the candidate calls back:
+the dialer has no attempt scheduled for it, ``next_attempt_at`` is NULL)."""
 
 
 def new_id(prefix: str) -> str:
@@ -450,7 +453,7 @@ class Store:
         same_phone, phone_params = self._phone_match(phone) if phone else ("0", [])
         others = await self._all(
             "SELECT id FROM interviews WHERE id != ? AND status IN"
-            " ('pending', 'no_response', 'incomplete')"
+            " ('pending', 'no_response', 'incomplete', 'unreachable')"
             f" AND (candidate_id = ? OR {same_phone})",
             (interview_id, row["candidate_id"], *phone_params),
         )
@@ -469,7 +472,8 @@ class Store:
         same_phone, params = self._phone_match(phone)
         row = await self._one(
             f"SELECT * FROM interviews WHERE {same_phone} AND status IN"
-            " ('pending', 'no_response', 'incomplete') ORDER BY created_at DESC LIMIT 1",
+            " ('pending', 'no_response', 'incomplete', 'unreachable')"
+            " ORDER BY created_at DESC LIMIT 1",
             params,
         )
         return None if row is None else self._interview(row)
