@@ -227,6 +227,8 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
         return _not_found()
     moved = await campaigns.set_paused(campaign["id"], paused)
     action = "campaign.pause" if paused else "campaign.resume"
+    if not paused:
+        _wake_dialer(request.app[SERVICES_KEY])
     await audit(request, action, detail={"campaign_id": campaign["id"], "rescheduled": moved})
     campaign = await campaigns.get_campaign(campaign["id"])
     return web.json_response(campaign_out(campaign, await campaigns.progress(campaign["id"])))
@@ -430,10 +432,18 @@ async def add_interviews(request: web.Request) -> web.Response:
             if n % EMIT_BATCH == EMIT_BATCH - 1:
                 await asyncio.sleep(0)  # let calls' audio through between batches
     await audit(request, "campaign.import", detail={"campaign_id": campaign["id"], **counts})
+    if counts["queued"]:
+        _wake_dialer(services)
     body = {"campaign_id": campaign["id"], **counts, "results": results}
     return web.Response(
         text=await asyncio.to_thread(json.dumps, body), content_type="application/json"
     )
+
+
+def _wake_dialer(services: Any) -> None:
+    """Due interviews are dialed now, not at the dialer's next look at the store (up to 2 s)."""
+    if services.dialer is not None:
+        services.dialer.wake()
 
 
 def _refs(campaign: dict[str, Any], interview_id: str, candidate: CandidateRow) -> dict[str, Any]:

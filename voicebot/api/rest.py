@@ -240,6 +240,8 @@ async def create_interview(request: web.Request) -> web.Response:
         campaigns = await campaign_store(services)
         await campaigns.join_campaign(row["id"], campaign, data.candidate.timezone)
         row = await services.store.get_interview(row["id"])
+        if services.dialer is not None:
+            services.dialer.wake()
     if created and services.events is not None:
         services.events.emit("candidate.status_changed", **interview_refs(row), status="invited")
     if created:
