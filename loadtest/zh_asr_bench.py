@@ -301,6 +301,8 @@ def run(
         texts[setting.name] = {}
         for utt in utterances:
             key = f"{utt.id}|{utt.speech}|{setting.key()}"
+            if setting.prompt or setting.hotwords:
+                key += f"|{utt.script.id}:{utt.question.id}"  # the prompt's question
             if key not in cache:
                 text, cpu = transcriber.run(utt, setting)
                 cache[key] = {"text": text, "cpu": cpu}

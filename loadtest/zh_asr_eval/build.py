@@ -79,6 +79,12 @@ REPOS = {
         "Apache-2.0 (Spark-TTS repository); the prompt is a broadcast advertisement read, its "
         "own licence not stated: internal evaluation only",
     ),
+    "fireredtts2": Repo(
+        "FireRedTeam/FireRedTTS2",
+        "404f3f61d25bb4804859b588a6a734bf8468090c",
+        "Apache-2.0 (FireRedTTS2 repository); the clips are excerpts of a podcast with no "
+        "licence of their own stated: internal evaluation only",
+    ),
     "kimi-audio": Repo(
         "MoonshotAI/Kimi-Audio",
         "2607d515f5b7dffa1dcc7526f9f26feb48e356c4",
@@ -232,9 +238,28 @@ UTTERANCES = [
         "这并不是告别，这是一个篇章的结束，也是新篇章的开始。",
         note="text: README.md (the expected ASR output)",
     ),
+    Utterance(
+        "zh_podcast_s1",
+        "podcast",
+        "conversational",
+        "fireredtts2",
+        "examples/chat_prompt/zh/S1.flac",
+        "啊，可能说更适合美国市场应该是什么样子。那这这个可能说当然如果说有有机会能亲身的去考察去了解一下，"
+        "那当然是有更好的帮助。",
+        note="text: README.md prompt_text_list [S1]; a podcast conversation, disfluencies kept",
+    ),
+    Utterance(
+        "zh_podcast_s2",
+        "podcast",
+        "conversational",
+        "fireredtts2",
+        "examples/chat_prompt/zh/S2.flac",
+        "比如具体一点的，他觉得最大的一个跟他预想的不一样的是在什么地方。",
+        note="text: README.md prompt_text_list [S2]; the other speaker of the same podcast",
+    ),
 ]
 
-HOLDOUT_GROUPS = {"f5_film", "cosyvoice_prompt", "spark_advert", "kimi_example"}
+HOLDOUT_GROUPS = {"f5_film", "cosyvoice_prompt", "spark_advert", "podcast"}
 """A third of the utterances, whole sources (so no speaker is on both sides): never used to
 choose a setting."""
 
