@@ -81,11 +81,13 @@ class Setting:
         return json.dumps(fields, sort_keys=True)
 
 
-BEFORE = Setting("before: today's defaults (beam 1, no fallback, pad 0.3/0.2 s, 30 s window)")
+BEFORE = Setting("before: the old defaults (beam 1, no fallback, pad 0.3/0.2 s, 30 s window)")
 SETTINGS = [
     BEFORE,
     replace(BEFORE, name="beam 2", beam=2),
-    replace(BEFORE, name="beam 5", beam=5),
+    replace(
+        BEFORE, name="after: beam 5 (the chosen default, VOICEBOT_ASR_BEAM_SIZES=zh=5)", beam=5
+    ),
     replace(BEFORE, name="temperature fallback", fallback=True),
     replace(BEFORE, name="beam 5 + fallback", beam=5, fallback=True),
     replace(BEFORE, name="pad 0.1/0.1 s", pre=0.1, post=0.1),

@@ -281,6 +281,24 @@ def parse_model_map(text: str, *, setting: str = "VOICEBOT_ASR_MODELS") -> dict[
     return models
 
 
+def parse_beam_map(text: str, *, setting: str = "VOICEBOT_ASR_BEAM_SIZES") -> dict[str, int]:
+    """Parse ``"zh=5,en=1"`` into ``{"zh": 5, "en": 1}``; a clear ``ValueError`` otherwise."""
+    beams: dict[str, int] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        language, sep, value = entry.partition("=")
+        lang = _base_language(language)
+        if not sep or not lang.isalpha() or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(
+                f"{setting}: entry {entry!r} is not LANGUAGE=BEAM; write e.g. 'zh=5' (a Whisper "
+                "language code, '=', a beam size of 1 or more)"
+            )
+        beams[lang] = int(value)
+    return beams
+
+
 def models_for_languages(
     languages: Iterable[str], *, models: Mapping[str, str] | None = None, model: str = ""
 ) -> dict[str, str]:
@@ -384,10 +402,13 @@ class WhisperTranscriber:
         beam_size: int,
         min_window_secs: float,
         temperature_fallback: bool = False,
+        beam_sizes: Mapping[str, int] | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
         self.beam_size = beam_size
+        self.beam_sizes = dict(beam_sizes or {})
+        """Beam size per language (others: ``beam_size``)."""
         self.min_window_secs = min_window_secs
         self.temperature_fallback = temperature_fallback
         """Decode again at rising temperatures when the greedy text looks wrong (faster-whisper's
@@ -492,7 +513,7 @@ class WhisperTranscriber:
         results = model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
             [prompt] * len(audios),
-            beam_size=self.beam_size,
+            beam_size=self.beam_sizes.get(language, self.beam_size),
             max_length=min(model.max_length, len(prompt) + max(budgets)),
             return_scores=True,
             return_no_speech_prob=True,
@@ -515,7 +536,7 @@ class WhisperTranscriber:
         segments, _info = self.model.transcribe(
             audio,
             language=language,
-            beam_size=self.beam_size,
+            beam_size=self.beam_sizes.get(language, self.beam_size),
             temperature=FALLBACK_TEMPERATURES if self.temperature_fallback else 0.0,
             without_timestamps=True,
             condition_on_previous_text=False,
@@ -675,6 +696,7 @@ class ASRPool:
         cpu_threads: int = 0,
         compute_type: str = "int8",
         beam_size: int = 1,
+        beam_sizes: Mapping[str, int] | None = None,
         max_queue: int = 64,
         cache_dir: Path | None = None,
         nice: int = 0,
@@ -699,6 +721,8 @@ class ASRPool:
         self.cpu_threads = cpu_threads
         self.compute_type = compute_type
         self.beam_size = beam_size
+        self.beam_sizes = {_base_language(k): v for k, v in (beam_sizes or {}).items()}
+        """Beam size per language, over ``beam_size`` (Chinese: 5 by default, see config)."""
         self.max_queue = max_queue
         self.cache_dir = cache_dir
         self.nice = nice
@@ -798,6 +822,7 @@ class ASRPool:
                     "cpu_threads": self.cpu_threads,
                     "num_workers": 1 if self.process else self.workers,
                     "beam_size": self.beam_size,
+                    "beam_sizes": self.beam_sizes,
                     "min_window_secs": self.min_window_secs,
                 }
                 for name, path in paths.items()
