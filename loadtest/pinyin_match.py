@@ -99,7 +99,7 @@ def manifest_clips(path: Path) -> list[Clip]:
     ]
 
 
-async def recognise(clips: Sequence[Clip], model: str, beam: int = 1) -> dict[str, str]:
+async def recognise(clips: Sequence[Clip], model: str, beam: int = 5) -> dict[str, str]:
     """Each clip through the phone codec and the ASR pool the server uses (int8)."""
     from voicebot.speech.asr import ASRPool
 
@@ -393,7 +393,9 @@ def main(argv: Sequence[str] | None = None, run: Callable[..., object] = asyncio
     parser.add_argument("--manifest", type=Path, help="[{id, file, transcript}] JSON")
     parser.add_argument("--hypotheses", type=Path, help="reuse recognised texts {id: text}")
     parser.add_argument("--model", default="base", help="ASR model (default: bundled base)")
-    parser.add_argument("--beam", type=int, default=1, help="beam size (server default: 1)")
+    parser.add_argument(
+        "--beam", type=int, default=5, help="beam size (the server's for Chinese: 5)"
+    )
     parser.add_argument("--json", type=Path, help="write numbers and recognised texts here")
     args = parser.parse_args(argv)
     clips = manifest_clips(args.manifest) if args.manifest else default_clips()
