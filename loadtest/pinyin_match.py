@@ -25,6 +25,8 @@ Run from the repository root::
     python -m loadtest.pinyin_match                    # the shared clips + turn_eval's zh clips
     python -m loadtest.pinyin_match --manifest M.json  # any [{id, file, transcript}] manifest
     python -m loadtest.pinyin_match --hypotheses H.json  # reuse recognised text {id: text}
+    python -m loadtest.pinyin_match --manifest loadtest/zh_asr_eval/manifest.json \
+        --hypotheses loadtest/results/zh_asr_bench/hyp-<setting>.json   # the Chinese ASR set
 
 It prints a Markdown table (and ``--json`` writes the numbers and the recognised texts).
 """
@@ -86,12 +88,18 @@ def default_clips() -> list[Clip]:
 
 
 def manifest_clips(path: Path) -> list[Clip]:
-    """Clips of a ``[{id, file, transcript}]`` manifest (files relative to it)."""
+    """Clips of a ``[{id, file, transcript}]`` manifest (files relative to it).
+
+    ``text`` stands for ``transcript`` (``loadtest/zh_asr_eval/manifest.json``).
+    """
     entries = json.loads(path.read_text(encoding="utf-8"))
-    return [Clip(e["id"], path.parent / e["file"], e["transcript"]) for e in entries]
+    return [
+        Clip(e["id"], path.parent / e["file"], e.get("transcript", e.get("text", "")))
+        for e in entries
+    ]
 
 
-async def recognise(clips: Sequence[Clip], model: str, beam: int = 1) -> dict[str, str]:
+async def recognise(clips: Sequence[Clip], model: str, beam: int = 5) -> dict[str, str]:
     """Each clip through the phone codec and the ASR pool the server uses (int8)."""
     from voicebot.speech.asr import ASRPool
 
@@ -385,7 +393,9 @@ def main(argv: Sequence[str] | None = None, run: Callable[..., object] = asyncio
     parser.add_argument("--manifest", type=Path, help="[{id, file, transcript}] JSON")
     parser.add_argument("--hypotheses", type=Path, help="reuse recognised texts {id: text}")
     parser.add_argument("--model", default="base", help="ASR model (default: bundled base)")
-    parser.add_argument("--beam", type=int, default=1, help="beam size (server default: 1)")
+    parser.add_argument(
+        "--beam", type=int, default=5, help="beam size (the server's for Chinese: 5)"
+    )
     parser.add_argument("--json", type=Path, help="write numbers and recognised texts here")
     args = parser.parse_args(argv)
     clips = manifest_clips(args.manifest) if args.manifest else default_clips()

@@ -151,6 +151,12 @@ class Settings(BaseModel):
     )
     asr_compute_type: str = Field("int8", description="CTranslate2 compute type.")
     asr_beam_size: int = Field(1, description="Whisper beam size (1 = greedy, fastest).")
+    asr_beam_sizes: str = Field(
+        "zh=5",
+        description="Whisper beam size per language, `zh=5,en=1`, over VOICEBOT_ASR_BEAM_SIZE."
+        " Chinese: 5, chosen on the Chinese evaluation set (fewer errors on conversational"
+        " phone answers, about a fifth more CPU per answer; docs/PERFORMANCE.md).",
+    )
     asr_nice: int = Field(
         5,
         ge=0,
@@ -179,6 +185,15 @@ class Settings(BaseModel):
         description="Whisper encodes an utterance in a window of its own length + 1 s, at least"
         " this long, instead of its fixed 30 s (2-5x less CPU, same words on the shared English"
         " clips; Chinese keeps the full window). 30: always the full window.",
+    )
+    asr_prompt: str = Field(
+        "",
+        description="What Whisper is told before it hears an answer, per language:"
+        " `zh=question+keywords` prompts the decoder with the question just asked and the"
+        " keywords and rubric evidence of its competency (parts `lead`, `question`, `keywords`"
+        " joined by `+`, or `none`). Languages not named get no prompt. Empty (default): no"
+        " prompt; on the Chinese evaluation set prompts helped some answers and cut others"
+        " short (docs/PERFORMANCE.md).",
     )
     tts_engine: str = Field(
         "piper", description="piper | espeak | edge (each falls back to the offline engines)."
@@ -480,9 +495,13 @@ class Settings(BaseModel):
                 "VOICEBOT_TURN_END_SECS <= VOICEBOT_TURN_MAX_SILENCE_SECS, got "
                 f"{' / '.join(str(w) for w in waits)}"
             )
-        from voicebot.speech.asr import parse_model_map
+        from voicebot.speech.asr import parse_beam_map, parse_model_map
 
         parse_model_map(self.asr_models)  # a malformed map stops the start, saying which entry
+        parse_beam_map(self.asr_beam_sizes)
+        from voicebot.dialogue.recognition_prompt import parse_prompt_parts
+
+        parse_prompt_parts(self.asr_prompt)
         if self.turn_hesitant_threshold > self.smart_turn_threshold:
             raise ValueError(
                 "VOICEBOT_TURN_HESITANT_THRESHOLD must not exceed VOICEBOT_SMART_TURN_THRESHOLD,"
@@ -549,6 +568,12 @@ class Settings(BaseModel):
             return Keyring.parse(self.data_key)
         except DataKeyError as exc:
             raise ConfigError(str(exc)) from None
+
+    def asr_prompt_parts(self, language: str) -> set[str]:
+        """What goes into the decoder prompt of an answer in ``language`` (empty: no prompt)."""
+        from voicebot.dialogue.recognition_prompt import parse_prompt_parts
+
+        return parse_prompt_parts(self.asr_prompt).get(language.split("-")[0].lower(), set())
 
     def asr_model_map(self, languages: Any) -> dict[str, str]:
         """The Whisper model each of ``languages`` (the loaded scripts') is transcribed with."""

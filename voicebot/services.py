@@ -28,7 +28,7 @@ from voicebot.dialogue.script import JobScript, load_scripts, prompt_texts, reco
 from voicebot.events.emitter import EventEmitter, candidate_status, interview_refs
 from voicebot.events.live import LiveHub
 from voicebot.metrics import Metrics
-from voicebot.speech.asr import ASRPool
+from voicebot.speech.asr import ASRPool, parse_beam_map
 from voicebot.speech.prompt_cache import PromptCache
 from voicebot.speech.tts import TTSEngine, build_tts
 from voicebot.speech.turn import SmartTurnModel, TurnConfig
@@ -390,6 +390,7 @@ class Services:
             cpu_threads=s.asr_cpu_threads,
             compute_type=s.asr_compute_type,
             beam_size=s.asr_beam_size,
+            beam_sizes=parse_beam_map(s.asr_beam_sizes),
             cache_dir=s.data_dir / "models",
             nice=s.asr_nice,
             min_window_secs=s.asr_min_window_secs,

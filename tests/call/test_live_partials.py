@@ -50,6 +50,9 @@ class FakeSession:
     def _audio_between(self, start: float, end: float) -> np.ndarray:
         return np.zeros(int(max(end - start, 0) * 16000), dtype=np.float32)
 
+    def recognition_prompt(self, listen) -> str | None:
+        return None
+
     def _spawn(self, coro, name):
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.append(task)

@@ -244,6 +244,30 @@ async def test_fitted_window_keeps_the_initial_prompt(pool):
     assert "describe" not in normalise(result.text)
 
 
+def test_hotwords_and_temperature_fallback_take_whisper_s_own_decoder():
+    # The Chinese tuning benchmark (loadtest/zh_asr_bench.py) runs these options through the
+    # server's transcriber: hotwords and temperature fallback exist only on faster-whisper's
+    # full-window path, so a short utterance given hotwords leaves the fitted window.
+    from voicebot.audio.frames import as_float32
+    from voicebot.speech.asr import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(
+        resolve_model("tiny.en"),
+        compute_type="int8",
+        cpu_threads=1,
+        num_workers=1,
+        beam_size=1,
+        min_window_secs=10.0,
+        temperature_fallback=True,
+    )
+    audio = as_float32(phone_clip("en_speaker_b.wav"), "test audio")
+    text, fitted = transcriber.transcribe(audio, "en", None)
+    hot_text, hot_fitted = transcriber.transcribe(audio, "en", None, hotwords="horizon distant")
+    assert fitted and not hot_fitted
+    expected = normalise(TRANSCRIPTS["en_speaker_b.wav"])
+    assert normalise(text) == normalise(hot_text) == expected
+
+
 async def test_utterances_longer_than_whisper_window_take_the_full_path(pool):
     jfk = phone_clip("en_jfk.wav")
     gap = np.zeros(16000, dtype=jfk.dtype)
@@ -351,3 +375,44 @@ async def test_worker_process_hears_the_same_words_and_survives_being_killed(poo
     finally:
         await separate.close()
     assert worker.pid is None
+
+
+def test_beam_size_per_language_parses_and_says_what_is_wrong():
+    from voicebot.speech.asr import parse_beam_map
+
+    assert parse_beam_map("zh=5, EN=1") == {"zh": 5, "en": 1}
+    assert parse_beam_map("") == {}
+    for bad in ("zh", "zh=0", "zh=five", "=5"):
+        with pytest.raises(ValueError, match="VOICEBOT_ASR_BEAM_SIZES.*LANGUAGE=BEAM"):
+            parse_beam_map(bad)
+
+
+def test_each_language_decodes_with_its_own_beam_size():
+    from voicebot.audio.frames import as_float32
+    from voicebot.speech.asr import WhisperTranscriber
+
+    transcriber = WhisperTranscriber(
+        resolve_model("tiny.en"),
+        compute_type="int8",
+        cpu_threads=1,
+        num_workers=1,
+        beam_size=1,
+        min_window_secs=30.0,  # Whisper's own decoder, whose options can be seen
+        beam_sizes={"en": 5},
+    )
+    seen = []
+    decode = transcriber.model.transcribe
+
+    def recording(audio, **options):
+        seen.append(options["beam_size"])
+        return decode(audio, **options)
+
+    transcriber.model.transcribe = recording
+    audio = as_float32(phone_clip("en_speaker_b.wav"), "test audio")
+    text, _ = transcriber.transcribe(audio, "en", None)
+    assert normalise(text) == normalise(TRANSCRIPTS["en_speaker_b.wav"])
+    transcriber.beam_sizes = {"zh": 5}
+    transcriber.transcribe(audio, "en", None)
+    assert seen == [5, 1]
+    pool = ASRPool(beam_sizes={"ZH": 5})
+    assert pool.beam_sizes == {"zh": 5}

