@@ -796,7 +796,7 @@ async def test_a_vad_that_goes_deaf_mid_answer_is_reset_and_the_answer_heard(tmp
     async with _services(tmp_path, barge_in_min_secs=0.3) as services:
         call = await _deaf_call(services, DeafeningVAD())
         await call.speak(1.5)
-        await call.silence(3.0)
+        await call.silence(4.0)  # an open answer's finished sentence is held 2.6 s, then some
         events = timeline(call)
         names = [e["event"] for e in events]
         # The witness heard voice the VAD scored silent, and reset the VAD while it went on:
