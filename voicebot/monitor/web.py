@@ -652,4 +652,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/monitor/ws", calls_socket)
     app.router.add_get("/monitor/ws/calls/{call_sid}", call_socket)
     app.router.add_get("/monitor/ws/calls/{call_sid}/audio", audio_socket)
+    from voicebot.monitor import campaigns  # it builds on this module's access checks
+
+    campaigns.add_routes(app)
     app.router.add_static("/monitor/static/", STATIC_DIR, append_version=False)

@@ -1,0 +1,207 @@
+"""The monitor's campaigns view: outbound campaigns' progress, live, with pause and resume.
+
+Who sees what: admins every campaign; a department manager the campaigns of jobs whose script
+names their department (the rule of the call lists); anything else is answered as not found.
+
+Counts come from the store (:meth:`voicebot.campaigns.store.CampaignStore.progress`); pause and
+resume go through :meth:`~voicebot.campaigns.store.CampaignStore.set_paused` and the audit log as
+the REST routes do. Live: the dialer tells :data:`~voicebot.monitor.registry.CAMPAIGNS_CHANNEL`
+when a campaign's counts change (a call placed, an attempt settled), and every call that starts
+or ends goes to the call lists' channel; a watching page gets the visible campaigns again, at
+most every :data:`REFRESH_SECS` (counting a big campaign costs a few queries).
+
+Routes:
+
+- ``GET /monitor/api/campaigns``: ``{"campaigns": [...]}``, each with its job, policy summary and
+  ``counts`` (scheduled, dialing, in_interview, completed, unreachable, opted_out, other_ended).
+- ``POST /monitor/api/campaigns/{id}/pause`` and ``/resume``: need the page's CSRF token
+  (``X-CSRF-Token`` header) and this origin; answer the campaign as listed.
+- ``GET /monitor/ws/campaigns``: the list, then the list again whenever it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import web
+
+from voicebot.api.carrier import SERVICES_KEY
+from voicebot.campaigns.store import campaign_store
+from voicebot.monitor.accounts import MonitorSession
+from voicebot.monitor.registry import CALLS_CHANNEL, CAMPAIGNS_CHANNEL, campaign_changed
+from voicebot.monitor.web import (
+    SESSION_KEY,
+    _json_error,
+    _open_socket,
+    _pump,
+    _same_origin,
+    can_view,
+    require_login,
+)
+from voicebot.privacy.audit import record_access
+
+REFRESH_SECS = 1.0
+"""A campaigns socket sends the list again at most this often."""
+IN_INTERVIEW = ("in_progress", "scoring")
+OTHER_ENDED = ("declined", "knocked_out", "no_response", "incomplete", "failed")
+"""Statuses counted as ``other_ended`` unless the campaign will call again (then scheduled)."""
+
+
+def _counts(progress: dict[str, Any]) -> dict[str, int]:
+    """The view's buckets from a campaign's progress.
+
+    ``dialing``: attempts open (placed, ringing or answered) beyond the interviews already on a
+    call; ``scheduled``: interviews with a next attempt due; ``other_ended``: ended otherwise and
+    not to be called again (declined, knocked out, ...).
+    """
+    by_status = progress["by_status"]
+    in_interview = sum(by_status.get(s, 0) for s in IN_INTERVIEW)
+    scheduled = progress["scheduled"]
+    counts = {
+        "total": progress["interviews"],
+        "scheduled": scheduled,
+        "dialing": max(0, progress["calls_up"] - by_status.get("in_progress", 0)),
+        "in_interview": in_interview,
+        "completed": by_status.get("completed", 0),
+        "unreachable": by_status.get("unreachable", 0),
+        "opted_out": by_status.get("opted_out", 0),
+    }
+    accounted = sum(counts[k] for k in ("scheduled", "dialing", "in_interview", "completed"))
+    accounted += counts["unreachable"] + counts["opted_out"]
+    others = sum(by_status.get(s, 0) for s in OTHER_ENDED)
+    counts["other_ended"] = max(0, min(others, counts["total"] - accounted))
+    return counts
+
+
+def _department(request: web.Request, job_id: str) -> tuple[str | None, str | None]:
+    script = request.app[SERVICES_KEY].scripts.get(job_id)
+    return (None, None) if script is None else (script.department, script.title)
+
+
+async def _listed(request: web.Request, campaign: dict[str, Any]) -> dict[str, Any]:
+    campaigns = await campaign_store(request.app[SERVICES_KEY])
+    progress = await campaigns.progress(campaign["id"])
+    department, title = _department(request, campaign["job_id"])
+    policy = campaign["policy"]
+    return {
+        "id": campaign["id"],
+        "name": campaign["name"],
+        "job_id": campaign["job_id"],
+        "job_title": title,
+        "department": department,
+        "paused": campaign["paused"],
+        "max_attempts": policy.max_attempts,
+        "counts": _counts(progress),
+        "calls_up": progress["calls_up"],
+        "attempts": progress["attempts"],
+        "next_attempt_at": progress["next_attempt_at"],
+    }
+
+
+async def visible_campaigns(request: web.Request, session: MonitorSession) -> list[dict[str, Any]]:
+    """The campaigns this recruiter may see, newest first, with their counts."""
+    services = request.app[SERVICES_KEY]
+    if services.store is None:
+        return []
+    campaigns = await campaign_store(services)
+    out = []
+    for campaign in await campaigns.list_campaigns():
+        if can_view(session, _department(request, campaign["job_id"])[0]):
+            out.append(await _listed(request, campaign))
+    return out
+
+
+@require_login
+async def campaigns_list(request: web.Request) -> web.Response:
+    """Campaigns the recruiter may see, with their progress."""
+    return web.json_response({"campaigns": await visible_campaigns(request, request[SESSION_KEY])})
+
+
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
+    session: MonitorSession = request[SESSION_KEY]
+    services = request.app[SERVICES_KEY]
+    if request.headers.get("X-CSRF-Token") != session.csrf or not _same_origin(request):
+        services.metrics.http_errors.labels("monitor_campaigns", "csrf").inc()
+        return _json_error(403, "csrf", "pause and resume from the monitor page (reload it)")
+    campaigns = None if services.store is None else await campaign_store(services)
+    campaign = None
+    if campaigns is not None:
+        campaign = await campaigns.get_campaign(request.match_info["campaign_id"])
+    if campaign is None or not can_view(session, _department(request, campaign["job_id"])[0]):
+        services.metrics.http_errors.labels("monitor_campaigns", "not_found").inc()
+        return _json_error(404, "not_found", "no such campaign")
+    moved = await campaigns.set_paused(campaign["id"], paused)
+    if not paused and services.dialer is not None:
+        services.dialer.wake()
+    await record_access(
+        services,
+        f"monitor:{session.username}",
+        "campaign.pause" if paused else "campaign.resume",
+        detail={"campaign_id": campaign["id"], "rescheduled": moved},
+    )
+    campaign_changed(services.live, campaign["id"])
+    campaign = await campaigns.get_campaign(campaign["id"])
+    return web.json_response(await _listed(request, campaign))
+
+
+@require_login
+async def pause(request: web.Request) -> web.Response:
+    """Stop dialing a campaign (calls up now go on)."""
+    return await _set_paused(request, True)
+
+
+@require_login
+async def resume(request: web.Request) -> web.Response:
+    """Dial a paused campaign again."""
+    return await _set_paused(request, False)
+
+
+async def campaigns_socket(request: web.Request) -> web.WebSocketResponse:
+    """The visible campaigns, then again whenever a campaign's counts or a call changed."""
+    ws, session = await _open_socket(request)
+    if session is None:
+        return ws
+    services = request.app[SERVICES_KEY]
+    subscriptions = [
+        services.live.subscribe(CAMPAIGNS_CHANNEL),
+        services.live.subscribe(CALLS_CHANNEL),
+    ]
+    changed = asyncio.Event()
+
+    async def refresher() -> None:
+        while not ws.closed:
+            await changed.wait()
+            changed.clear()
+            await ws.send_json(
+                {"type": "campaigns", "campaigns": await visible_campaigns(request, session)}
+            )
+            await asyncio.sleep(REFRESH_SECS)  # events meanwhile: one more list after this
+
+    await ws.send_json(
+        {"type": "campaigns", "campaigns": await visible_campaigns(request, session)}
+    )
+    task = asyncio.create_task(refresher())
+
+    async def send(event: dict[str, Any]) -> bool:
+        if task.done():  # the socket failed under the refresher
+            return False
+        changed.set()
+        return True
+
+    try:
+        await _pump(request, ws, subscriptions, send)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await task
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the campaigns view's routes."""
+    app.router.add_get("/monitor/api/campaigns", campaigns_list)
+    app.router.add_post("/monitor/api/campaigns/{campaign_id}/pause", pause)
+    app.router.add_post("/monitor/api/campaigns/{campaign_id}/resume", resume)
+    app.router.add_get("/monitor/ws/campaigns", campaigns_socket)
