@@ -22,6 +22,8 @@ Routes:
 - ``GET /monitor/ws``: the call lists, then ``call.updated`` / ``call.ended``.
 - ``GET /monitor/ws/calls/{sid}``: a snapshot of one live call, then its live events.
 - ``GET /monitor/ws/calls/{sid}/audio``: listen-in, binary 100 ms mu-law chunks.
+- The campaigns view (``/monitor/api/campaigns``, ``/monitor/ws/campaigns``):
+  :mod:`voicebot.monitor.campaigns`.
 """
 
 from __future__ import annotations
