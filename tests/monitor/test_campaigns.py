@@ -214,3 +214,40 @@ async def test_the_socket_sends_the_list_again_when_a_campaign_changes(monitor):
         assert third["campaigns"][0]["counts"]["completed"] == 2
         await ws.close()
     await asyncio.sleep(0)
+
+
+async def test_many_watchers_share_one_count_per_change(monitor):
+    server, services = monitor
+    campaign = await add_campaign(services, SERVICE_JOB, "Service spring", 2)
+    campaigns = await campaign_store(services)
+    counted: list[str] = []
+    real_progress = campaigns.progress
+
+    async def progress(campaign_id, now=None):
+        counted.append(campaign_id)
+        return await real_progress(campaign_id, now)
+
+    campaigns.progress = progress
+    try:
+        async with aiohttp.ClientSession() as http:
+            admin, _ = await sign_in(http, server, "admin1")
+            origin = {**admin, "Origin": str(server.make_url("")).rstrip("/")}
+            sockets = [
+                await http.ws_connect(server.make_url("/monitor/ws/campaigns"), headers=origin)
+                for _ in range(3)
+            ]
+            for ws in sockets:
+                assert (await ws.receive_json(timeout=10))["campaigns"][0]["counts"][
+                    "completed"
+                ] == 0
+            counted.clear()
+            await finish(services, campaign["interview_ids"][0], "completed")
+            campaign_changed(services.live, campaign["id"])
+            for ws in sockets:
+                listed = (await ws.receive_json(timeout=10))["campaigns"]
+                assert listed[0]["counts"]["completed"] == 1
+            assert counted == [campaign["id"]]  # one count for three pages
+            for ws in sockets:
+                await ws.close()
+    finally:
+        del campaigns.progress

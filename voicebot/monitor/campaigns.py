@@ -7,8 +7,11 @@ Counts come from the store (:meth:`voicebot.campaigns.store.CampaignStore.progre
 resume go through :meth:`~voicebot.campaigns.store.CampaignStore.set_paused` and the audit log as
 the REST routes do. Live: the dialer tells :data:`~voicebot.monitor.registry.CAMPAIGNS_CHANNEL`
 when a campaign's counts change (a call placed, an attempt settled), and every call that starts
-or ends goes to the call lists' channel; a watching page gets the visible campaigns again, at
-most every :data:`REFRESH_SECS` (counting a big campaign costs a few queries).
+starts or ends goes to the call lists' channel; a watching page gets the visible campaigns again,
+at most every :data:`REFRESH_SECS`. Counting a big campaign costs a few queries (about 0.2 s for
+100,000 interviews), so counts are shared by every watcher of the process
+(:class:`CampaignCounts`): a campaign is counted again only after a change, however many pages
+watch it.
 
 Routes:
 
@@ -22,13 +25,15 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import weakref
 from typing import Any
 
 from aiohttp import web
 
 from voicebot.api.carrier import SERVICES_KEY
-from voicebot.campaigns.store import campaign_store
+from voicebot.campaigns.store import CampaignStore, campaign_store
 from voicebot.monitor.accounts import MonitorSession
 from voicebot.monitor.registry import CALLS_CHANNEL, CAMPAIGNS_CHANNEL, campaign_changed
 from voicebot.monitor.web import (
@@ -44,12 +49,15 @@ from voicebot.privacy.audit import record_access
 
 REFRESH_SECS = 1.0
 """A campaigns socket sends the list again at most this often."""
+HEARD_KEPT = 1024
+"""Recent live events remembered, so that each is one change however many sockets hear it."""
+LIVE_CALLS_KEPT = 10_000
 IN_INTERVIEW = ("in_progress", "scoring")
 OTHER_ENDED = ("declined", "knocked_out", "no_response", "incomplete", "failed")
 """Statuses counted as ``other_ended`` unless the campaign will call again (then scheduled)."""
 
 
-def _counts(progress: dict[str, Any]) -> dict[str, int]:
+def _buckets(progress: dict[str, Any]) -> dict[str, int]:
     """The view's buckets from a campaign's progress.
 
     ``dialing``: attempts open (placed, ringing or answered) beyond the interviews already on a
@@ -75,14 +83,100 @@ def _counts(progress: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+class CampaignCounts:
+    """Campaigns' progress, counted once per change for every watcher of this process.
+
+    The campaigns sockets call :meth:`changed` for each change they hear of; :meth:`progress`
+    counts a campaign again only when it changed after its last count began (concurrent askers
+    wait for that one count). Changes are heard only while a page watches, so a page that
+    (re)connects and ``GET /monitor/api/campaigns`` count afresh.
+    """
+
+    def __init__(self, campaigns: CampaignStore) -> None:
+        self.campaigns = campaigns
+        self._counted: dict[str, tuple[int, dict[str, Any]]] = {}  # id: (generation, progress)
+        self._generation: dict[str, int] = {}
+        self._every = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._live_calls: set[str | None] = set()
+        self._heard: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=HEARD_KEPT)
+        self._heard_keys: set[tuple[Any, ...]] = set()
+
+    def heard(self, event: dict[str, Any]) -> bool:
+        """A live event a campaigns socket got; whether it may change campaigns' counts.
+
+        ``campaign.changed`` changes its campaign; a call starting (its first ``call.updated``)
+        or ending (``call.ended``, again when its outcome is stored) may change any campaign.
+        Every socket of the process hears the same event: it is counted as one change.
+        """
+        kind, call = event.get("type"), event.get("call") or {}
+        if kind == "campaign.changed":
+            key: tuple[Any, ...] = (kind, event.get("campaign_id"), event.get("timestamp"))
+        elif kind == "call.ended":
+            self._live_calls.discard(call.get("call_sid"))
+            key = (kind, call.get("call_sid"), call.get("status"), event.get("timestamp"))
+        elif kind == "call.updated" and call.get("call_sid") not in self._live_calls:
+            if len(self._live_calls) < LIVE_CALLS_KEPT:
+                self._live_calls.add(call.get("call_sid"))
+            key = (kind, call.get("call_sid"))
+        else:
+            return False
+        if key not in self._heard_keys:
+            if len(self._heard) == self._heard.maxlen:
+                self._heard_keys.discard(self._heard[0])
+            self._heard.append(key)
+            self._heard_keys.add(key)
+            self.changed(event.get("campaign_id") if kind == "campaign.changed" else None)
+        return True
+
+    def changed(self, campaign_id: str | None = None) -> None:
+        """A campaign's counts (``None``: any campaign's) may have changed."""
+        if campaign_id is None:
+            self._every += 1
+        else:
+            self._generation[campaign_id] = self._generation.get(campaign_id, 0) + 1
+
+    def _current(self, campaign_id: str) -> int:
+        return self._generation.get(campaign_id, 0) + self._every
+
+    async def progress(self, campaign_id: str, fresh: bool = False) -> dict[str, Any]:
+        """The campaign's :meth:`CampaignStore.progress` as of its last change (or now)."""
+        if fresh:
+            self.changed(campaign_id)
+        counted = self._counted.get(campaign_id)
+        if counted is not None and counted[0] == self._current(campaign_id):
+            return counted[1]
+        async with self._locks.setdefault(campaign_id, asyncio.Lock()):
+            counted = self._counted.get(campaign_id)
+            generation = self._current(campaign_id)
+            if counted is None or counted[0] != generation:
+                counted = (generation, await self.campaigns.progress(campaign_id))
+                self._counted[campaign_id] = counted
+        return counted[1]
+
+
+_shared: weakref.WeakKeyDictionary[CampaignStore, CampaignCounts] = weakref.WeakKeyDictionary()
+
+
+async def campaign_counts(services: Any) -> CampaignCounts:
+    """The :class:`CampaignCounts` of this process over ``services.store``."""
+    campaigns = await campaign_store(services)
+    counts = _shared.get(campaigns)
+    if counts is None:
+        counts = _shared[campaigns] = CampaignCounts(campaigns)
+    return counts
+
+
 def _department(request: web.Request, job_id: str) -> tuple[str | None, str | None]:
     script = request.app[SERVICES_KEY].scripts.get(job_id)
     return (None, None) if script is None else (script.department, script.title)
 
 
-async def _listed(request: web.Request, campaign: dict[str, Any]) -> dict[str, Any]:
-    campaigns = await campaign_store(request.app[SERVICES_KEY])
-    progress = await campaigns.progress(campaign["id"])
+async def _listed(
+    request: web.Request, campaign: dict[str, Any], fresh: bool = True
+) -> dict[str, Any]:
+    counts = await campaign_counts(request.app[SERVICES_KEY])
+    progress = await counts.progress(campaign["id"], fresh=fresh)
     department, title = _department(request, campaign["job_id"])
     policy = campaign["policy"]
     return {
@@ -93,15 +187,20 @@ async def _listed(request: web.Request, campaign: dict[str, Any]) -> dict[str, A
         "department": department,
         "paused": campaign["paused"],
         "max_attempts": policy.max_attempts,
-        "counts": _counts(progress),
+        "counts": _buckets(progress),
         "calls_up": progress["calls_up"],
         "attempts": progress["attempts"],
         "next_attempt_at": progress["next_attempt_at"],
     }
 
 
-async def visible_campaigns(request: web.Request, session: MonitorSession) -> list[dict[str, Any]]:
-    """The campaigns this recruiter may see, newest first, with their counts."""
+async def visible_campaigns(
+    request: web.Request, session: MonitorSession, fresh: bool = True
+) -> list[dict[str, Any]]:
+    """The campaigns this recruiter may see, newest first, with their counts.
+
+    ``fresh=False``: counts as of the last change the campaigns sockets heard of.
+    """
     services = request.app[SERVICES_KEY]
     if services.store is None:
         return []
@@ -109,7 +208,7 @@ async def visible_campaigns(request: web.Request, session: MonitorSession) -> li
     out = []
     for campaign in await campaigns.list_campaigns():
         if can_view(session, _department(request, campaign["job_id"])[0]):
-            out.append(await _listed(request, campaign))
+            out.append(await _listed(request, campaign, fresh))
     return out
 
 
@@ -168,15 +267,15 @@ async def campaigns_socket(request: web.Request) -> web.WebSocketResponse:
         services.live.subscribe(CAMPAIGNS_CHANNEL),
         services.live.subscribe(CALLS_CHANNEL),
     ]
+    counts = await campaign_counts(services)
     changed = asyncio.Event()
 
     async def refresher() -> None:
         while not ws.closed:
             await changed.wait()
             changed.clear()
-            await ws.send_json(
-                {"type": "campaigns", "campaigns": await visible_campaigns(request, session)}
-            )
+            listed = await visible_campaigns(request, session, fresh=False)
+            await ws.send_json({"type": "campaigns", "campaigns": listed})
             await asyncio.sleep(REFRESH_SECS)  # events meanwhile: one more list after this
 
     await ws.send_json(
@@ -187,7 +286,8 @@ async def campaigns_socket(request: web.Request) -> web.WebSocketResponse:
     async def send(event: dict[str, Any]) -> bool:
         if task.done():  # the socket failed under the refresher
             return False
-        changed.set()
+        if counts.heard(event):
+            changed.set()
         return True
 
     try:
