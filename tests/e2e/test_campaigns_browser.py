@@ -144,6 +144,8 @@ def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_serve
         assert count(lead, campaign["id"], "unreachable") == "4"
         assert count(lead, campaign["id"], "scheduled") == "0"
         assert count(lead, campaign["id"], "dialing") == "0"
+        next_text = card(lead, campaign["id"]).find_element("css selector", ".campaign-next").text
+        assert next_text == "next attempts: none"
         assert card(lead, campaign["id"]).get_attribute("data-paused") == "false"
         called = sorted(call.to for call in simulator.sim.calls.values())
         assert called == sorted(CANDIDATES)  # each exactly once

@@ -136,6 +136,8 @@ async def test_admin_sees_all_a_manager_only_their_departments(monitor):
     assert sales_campaign["job_title"] == "Field Sales Representative"
     assert sales_campaign["counts"]["total"] == 2 and sales_campaign["counts"]["scheduled"] == 2
     assert sales_campaign["paused"] is False
+    assert [n["interviews"] for n in sales_campaign["next_attempts"]] == [2]  # both due at once
+    assert sales_campaign["next_attempts"][0]["at"] == sales_campaign["next_attempt_at"]
 
 
 async def test_counts_follow_interview_statuses(monitor):
@@ -149,7 +151,8 @@ async def test_counts_follow_interview_statuses(monitor):
     await finish(services, ids[4], "declined")
     async with aiohttp.ClientSession() as http:
         admin, _ = await sign_in(http, server, "admin1")
-        counts = (await listed(http, server, admin))["Service spring"]["counts"]
+        shown = (await listed(http, server, admin))["Service spring"]
+    counts = shown["counts"]
     assert counts["total"] == 6
     assert counts["in_interview"] == 1
     assert counts["completed"] == 1
@@ -157,6 +160,7 @@ async def test_counts_follow_interview_statuses(monitor):
     assert counts["opted_out"] == 1
     assert counts["other_ended"] == 1
     assert counts["scheduled"] == 1  # the one still pending
+    assert [n["interviews"] for n in shown["next_attempts"]] == [1]
 
 
 async def test_pause_and_resume_need_csrf_are_audited_and_hidden_from_other_departments(monitor):

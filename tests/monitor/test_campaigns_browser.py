@@ -119,6 +119,10 @@ def count(driver, campaign_id: str, bucket: str) -> str:
     return card(driver, campaign_id).find_element("css selector", f".count-{bucket} dd").text
 
 
+def next_attempts(driver, campaign_id: str) -> str:
+    return card(driver, campaign_id).find_element("css selector", ".campaign-next").text
+
+
 def test_progress_moves_live_pause_resume_from_the_page_other_department_sees_nothing(monitor):
     service = monitor.run(add_campaign(monitor.services, SERVICE_JOB, "Service spring", 4))
     sales = monitor.run(add_campaign(monitor.services, SALES_JOB, "Sales spring", 2))
@@ -128,6 +132,7 @@ def test_progress_moves_live_pause_resume_from_the_page_other_department_sees_no
         sign_in(other, monitor.url, "sales-lead")
         assert wait_until(lambda: bar(lead, service["id"]) == (0, 4), what="the bar at 0 of 4")
         assert count(lead, service["id"], "scheduled") == "4"
+        assert next_attempts(lead, service["id"]).endswith("(4)")  # all four due now
         assert card(lead, sales["id"]) is None  # another department's campaign
         wait_until(lambda: card(other, sales["id"]), what="the sales lead's own campaign")
         assert card(other, service["id"]) is None
@@ -145,6 +150,7 @@ def test_progress_moves_live_pause_resume_from_the_page_other_department_sees_no
         assert count(lead, service["id"], "completed") == "2"
         assert count(lead, service["id"], "scheduled") == "1"
         assert "3 of 4 finished" in card(lead, service["id"]).text
+        assert next_attempts(lead, service["id"]).endswith("(1)")
         assert card(other, service["id"]) is None  # its changes do not show elsewhere
 
         # Pause from the page, then resume.

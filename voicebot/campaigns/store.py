@@ -260,6 +260,16 @@ class CampaignStore:
             "next_attempt_at": scheduled["next"],
         }
 
+    async def next_attempts(self, campaign_id: str, limit: int = 3) -> list[dict[str, Any]]:
+        """The next ``limit`` times attempts are due, each with how many interviews are due then."""
+        marks = ", ".join("?" * len(SCHEDULED_STATUSES))
+        return await self.store._all(
+            "SELECT next_attempt_at AS at, COUNT(*) AS interviews FROM interviews"
+            f" WHERE campaign_id = ? AND next_attempt_at IS NOT NULL AND status IN ({marks})"
+            " GROUP BY next_attempt_at ORDER BY next_attempt_at LIMIT ?",
+            (campaign_id, *SCHEDULED_STATUSES, limit),
+        )
+
 
 def _rescheduled(
     policy: CallingPolicy, rows: list[dict[str, Any]], now: float

@@ -150,7 +150,9 @@ class CampaignCounts:
             counted = self._counted.get(campaign_id)
             generation = self._current(campaign_id)
             if counted is None or counted[0] != generation:
-                counted = (generation, await self.campaigns.progress(campaign_id))
+                progress = await self.campaigns.progress(campaign_id)
+                progress["next_attempts"] = await self.campaigns.next_attempts(campaign_id)
+                counted = (generation, progress)
                 self._counted[campaign_id] = counted
         return counted[1]
 
@@ -191,6 +193,7 @@ async def _listed(
         "calls_up": progress["calls_up"],
         "attempts": progress["attempts"],
         "next_attempt_at": progress["next_attempt_at"],
+        "next_attempts": progress["next_attempts"],
     }
 
 

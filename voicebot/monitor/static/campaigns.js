@@ -49,6 +49,12 @@
         });
   }
 
+  /** "09:00 (12), 09:30 (3)": when the next attempts are due and how many then. */
+  function nextAttempts(next) {
+    if (!Array.isArray(next) || next.length === 0) return "none";
+    return next.map((n) => `${when(n.at)} (${n.interviews})`).join(", ");
+  }
+
   function showError(text) {
     const box = $("campaigns-error");
     box.textContent = text || "";
@@ -129,7 +135,7 @@
     meta.append(
       el("span", "campaign-calls-up", `calls up now: ${campaign.calls_up}`),
       document.createTextNode(" · "),
-      el("span", "campaign-next", `next attempt: ${when(campaign.next_attempt_at)}`),
+      el("span", "campaign-next", `next attempts: ${nextAttempts(campaign.next_attempts)}`),
     );
     item.append(meta);
     return item;
