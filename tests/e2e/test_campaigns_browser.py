@@ -3,9 +3,10 @@ the monitor's campaigns view in real headless Chromium.
 
 A real ``voicebot serve`` process places its calls at the simulator (Twilio's REST side: basic
 auth, signed status callbacks, AMD). The campaign starts paused; the department's manager
-resumes it from the page, the dialer calls every candidate once (busy, failed, rings out, a
-voicemail), and the page's bar moves to the end with every candidate unreachable, without a
-reload. A manager of another department never sees it; pausing from the page reaches the REST API.
+resumes it from the page, the dialer calls every candidate once (a person who is interviewed
+with real speech, busy, failed, rings out, a voicemail), and the page's bar moves to the end
+without a reload: one interview completed, four candidates unreachable. A manager of another
+department never sees it; pausing from the page reaches the REST API.
 """
 
 from __future__ import annotations
@@ -17,13 +18,27 @@ import pytest
 
 from loadtest.carrier_sim import CarrierSimulator, Scenario
 from tests.browser import chrome, console_errors, wait_until
-from tests.conftest import TWILIO_AUTH_TOKEN, start_server, stop_server
+from tests.conftest import AUDIO_DIR, TWILIO_AUTH_TOKEN, start_server, stop_server
 from tests.e2e.monitor_helpers import PASSWORD, add_user
 
 pytestmark = pytest.mark.e2e
 
 CALLER_ID = "+14155550100"
+ANSWERS = (
+    "en_jfk.wav",
+    "en_librispeech_1995-1837-0001.wav",
+    "en_speaker_a.wav",
+    "en_speaker_b.wav",
+)
+PERSON = "+15550201000"
+"""The candidate who answers and is interviewed (real speech, consent by keypad)."""
 CANDIDATES = {
+    PERSON: Scenario(
+        "answer",
+        answers=[AUDIO_DIR / name for name in ANSWERS],
+        dtmf={0: "1"},
+        max_call_secs=180,
+    ),
     "+15550201001": Scenario("busy"),
     "+15550201002": Scenario("failed"),
     "+15550201003": Scenario("no_answer"),
@@ -123,13 +138,13 @@ def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_serve
     rows = [{"id": f"cand-{n}", "phone": phone} for n, phone in enumerate(CANDIDATES)]
     status, added = server.request("POST", f"/api/campaigns/{campaign['id']}/interviews", rows)
     assert status in (200, 201), added
-    assert [r["status"] for r in added["results"]] == ["queued"] * 4
+    assert [r["status"] for r in added["results"]] == ["queued"] * 5
 
     lead, other = chrome(), chrome()
     try:
         sign_in(lead, server.url, "service-lead")
         sign_in(other, server.url, "sales-lead")
-        wait_until(lambda: bar(lead, campaign["id"]) == (0, 4), what="the bar at 0 of 4")
+        wait_until(lambda: bar(lead, campaign["id"]) == (0, 5), what="the bar at 0 of 5")
         assert card(lead, campaign["id"]).get_attribute("data-paused") == "true"
         assert simulator.sim.calls == {}  # paused: nobody called
         toggle = card(lead, campaign["id"]).find_element("css selector", "button.campaign-toggle")
@@ -137,10 +152,22 @@ def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_serve
         toggle.click()
 
         wait_until(
-            lambda: bar(lead, campaign["id"]) == (4, 4),
-            timeout=90,
-            what="every candidate dialed once and settled",
+            lambda: count(lead, campaign["id"], "in_interview") == "1",
+            timeout=60,
+            what="the person who answered in interview",
         )
+        wait_until(
+            lambda: bar(lead, campaign["id"]) == (4, 5),
+            timeout=90,
+            what="the four not reached settled",
+        )
+        wait_until(
+            lambda: bar(lead, campaign["id"]) == (5, 5),
+            timeout=240,
+            what="the interview finished",
+        )
+        assert count(lead, campaign["id"], "completed") == "1"
+        assert count(lead, campaign["id"], "in_interview") == "0"
         assert count(lead, campaign["id"], "unreachable") == "4"
         assert count(lead, campaign["id"], "scheduled") == "0"
         assert count(lead, campaign["id"], "dialing") == "0"
@@ -154,8 +181,9 @@ def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_serve
 
         status, shown = server.request("GET", f"/api/campaigns/{campaign['id']}")
         assert status == 200 and shown["by_status"]["unreachable"] == 4
+        assert shown["by_status"]["completed"] == 1
         outcomes = shown["attempts_by_outcome"]
-        assert outcomes == {"busy": 1, "failed": 1, "no_answer": 1, "voicemail": 1}
+        assert outcomes == {"answered": 1, "busy": 1, "failed": 1, "no_answer": 1, "voicemail": 1}
 
         card(lead, campaign["id"]).find_element("css selector", "button.campaign-toggle").click()
         wait_until(
