@@ -6,6 +6,7 @@ A real store, the real monitor routes on a loopback port, real sign-ins (aiohttp
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from voicebot.config import Settings
 from voicebot.events.live import LiveFeed
 from voicebot.monitor import web as monitor_web
 from voicebot.monitor.accounts import LoginThrottle, SqliteAccounts
+from voicebot.monitor.campaigns import CampaignCounts
 from voicebot.monitor.registry import CallRegistry, campaign_changed
 from voicebot.privacy.audit import AuditLog
 from voicebot.services import Services
@@ -142,8 +144,12 @@ async def test_admin_sees_all_a_manager_only_their_departments(monitor):
 
 async def test_counts_follow_interview_statuses(monitor):
     server, services = monitor
-    campaign = await add_campaign(services, SERVICE_JOB, "Service spring", 6)
+    campaign = await add_campaign(services, SERVICE_JOB, "Service spring", 7)
     ids = campaign["interview_ids"]
+    now = time.time() + 1
+    assert await attempts.claim_attempt(
+        services.store, ids[6], owner="test", lease_until=now + 60, now=now
+    )  # the dialer is placing a call to the seventh
     await services.store.update_interview(ids[0], status="in_progress")
     await finish(services, ids[1], "completed")
     await finish(services, ids[2], "unreachable")
@@ -153,7 +159,8 @@ async def test_counts_follow_interview_statuses(monitor):
         admin, _ = await sign_in(http, server, "admin1")
         shown = (await listed(http, server, admin))["Service spring"]
     counts = shown["counts"]
-    assert counts["total"] == 6
+    assert counts["total"] == 7
+    assert counts["dialing"] == 1
     assert counts["in_interview"] == 1
     assert counts["completed"] == 1
     assert counts["unreachable"] == 1
@@ -255,3 +262,37 @@ async def test_many_watchers_share_one_count_per_change(monitor):
                 await ws.close()
     finally:
         del campaigns.progress
+
+
+class SlowCampaigns:
+    """A campaign store whose counting takes 50 ms (a big campaign), counting how often."""
+
+    def __init__(self) -> None:
+        self.counts = 0
+
+    async def progress(self, campaign_id: str) -> dict:
+        self.counts += 1
+        await asyncio.sleep(0.05)
+        return {"n": self.counts}
+
+    async def next_attempts(self, campaign_id: str) -> list:
+        return []
+
+    async def dialing(self, campaign_id: str) -> int:
+        return 0
+
+
+async def test_a_big_campaign_is_not_counted_again_right_after_a_count():
+    slow = SlowCampaigns()
+    counts = CampaignCounts(slow)
+    assert (await counts.progress("cmp", fresh=True))["n"] == 1
+    assert counts.wait_secs() == 0  # nothing changed since
+    counts.changed("cmp")
+    assert (await counts.progress("cmp"))["n"] == 1  # too soon: the last counts
+    wait = counts.wait_secs()
+    assert wait > 0
+    await asyncio.sleep(wait)
+    assert (await counts.progress("cmp"))["n"] == 2
+    assert (await counts.progress("cmp"))["n"] == 2  # no change since: no count
+    counts.changed()  # any campaign may have changed (a call ended)
+    assert (await counts.progress("cmp", fresh=True))["n"] == 3  # a page asking now: counted
