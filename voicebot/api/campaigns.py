@@ -35,6 +35,7 @@ from voicebot.campaigns.hours import (
 from voicebot.campaigns.store import SCHEDULED_STATUSES, CandidateRow, campaign_store
 from voicebot.config import ADMIN_CLIENT
 from voicebot.events.emitter import interview_refs
+from voicebot.monitor.registry import campaign_changed
 from voicebot.store.database import INTERVIEW_STATUSES
 
 CSV_COLUMNS = ("id", "name", "phone", "timezone", "external_key")
@@ -226,6 +227,7 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     if campaign is None:
         return _not_found()
     moved = await campaigns.set_paused(campaign["id"], paused)
+    campaign_changed(getattr(request.app[SERVICES_KEY], "live", None), campaign["id"])
     action = "campaign.pause" if paused else "campaign.resume"
     if not paused:
         _wake_dialer(request.app[SERVICES_KEY])
@@ -434,6 +436,7 @@ async def add_interviews(request: web.Request) -> web.Response:
     await audit(request, "campaign.import", detail={"campaign_id": campaign["id"], **counts})
     if counts["queued"]:
         _wake_dialer(services)
+        campaign_changed(getattr(services, "live", None), campaign["id"])
     body = {"campaign_id": campaign["id"], **counts, "results": results}
     return web.Response(
         text=await asyncio.to_thread(json.dumps, body), content_type="application/json"

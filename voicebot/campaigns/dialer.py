@@ -56,6 +56,7 @@ from prometheus_client import Counter, Gauge
 from voicebot.campaigns import attempts
 from voicebot.events.emitter import interview_refs
 from voicebot.events.types import derived_event_id, format_timestamp
+from voicebot.monitor.registry import campaign_changed
 from voicebot.telephony.outbound import CarrierError, OutboundCall, OutboundCarrier
 
 if TYPE_CHECKING:
@@ -491,6 +492,7 @@ class Dialer:
                 full.add(row["campaign_id"])
                 continue
             started += 1
+            campaign_changed(getattr(self.services, "live", None), row["campaign_id"])
             task = asyncio.create_task(self._place(attempt, row), name=f"dial:{attempt['id']}")
             self._placing.add(task)
             task.add_done_callback(self._placing.discard)
@@ -888,8 +890,12 @@ class Dialer:
         self._changed(interview["campaign_id"], interview)
 
     def _changed(self, campaign_id: str, interview: dict[str, Any]) -> None:
-        """A campaign's counts changed: ``campaign.progress`` goes out with the next batch."""
+        """A campaign's counts changed: ``campaign.progress`` goes out with the next batch.
+
+        The monitor's campaigns views hear of it at once (their own, cheap live channel).
+        """
         self._changed_campaigns[campaign_id] = (interview["job_id"], interview.get("client"))
+        campaign_changed(getattr(self.services, "live", None), campaign_id)
 
     async def send_progress(self) -> int:
         """``campaign.progress`` for every campaign whose counts changed; how many.

@@ -260,6 +260,30 @@ class CampaignStore:
             "next_attempt_at": scheduled["next"],
         }
 
+    async def dialing(self, campaign_id: str) -> int:
+        """Attempts of a campaign being placed or ringing (not yet answered, not ended)."""
+        row = await self.store._one(
+            "SELECT COUNT(*) AS n FROM dial_attempts WHERE campaign_id = ?"
+            " AND state IN ('claimed', 'placing', 'dialing')",
+            (campaign_id,),
+        )
+        return 0 if row is None else row["n"]
+
+    async def next_attempts(self, campaign_id: str, limit: int = 3) -> list[dict[str, Any]]:
+        """The next ``limit`` times attempts are due, each with how many interviews are due then.
+
+        Interviews being dialed now are not among them.
+        """
+        marks = ", ".join("?" * len(SCHEDULED_STATUSES))
+        return await self.store._all(
+            "SELECT next_attempt_at AS at, COUNT(*) AS interviews FROM interviews"
+            f" WHERE campaign_id = ? AND next_attempt_at IS NOT NULL AND status IN ({marks})"
+            " AND NOT EXISTS (SELECT 1 FROM dial_attempts d WHERE d.interview_id = interviews.id"
+            " AND d.state != 'ended')"
+            " GROUP BY next_attempt_at ORDER BY next_attempt_at LIMIT ?",
+            (campaign_id, *SCHEDULED_STATUSES, limit),
+        )
+
 
 def _rescheduled(
     policy: CallingPolicy, rows: list[dict[str, Any]], now: float

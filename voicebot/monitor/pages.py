@@ -21,6 +21,8 @@ from voicebot.dialogue.messages import monitor_catalogue
 TITLE = "voicebot · call monitor"
 STYLESHEET = "/monitor/static/monitor.css"
 SCRIPT = "/monitor/static/monitor.js"
+CAMPAIGNS_SCRIPT = "/monitor/static/campaigns.js"
+"""The campaigns view's script (outbound campaigns: progress, pause and resume)."""
 
 SECURITY_HEADERS: dict[str, str] = {
     "Content-Security-Policy": (
@@ -132,6 +134,12 @@ def app_page(username: str, role: str, department: str | None, csrf: str) -> str
 <div id="notice" role="alert" hidden></div>
 <main id="layout">
 <div id="lists">
+<section id="campaigns" class="card" aria-labelledby="campaigns-heading">
+<h2 id="campaigns-heading">Campaigns <span id="campaigns-count" class="count">0</span></h2>
+<p id="campaigns-error" role="alert" hidden></p>
+<div id="campaign-list"></div>
+<p id="campaigns-empty" class="empty">No outbound campaigns.</p>
+</section>
 <section id="live" class="card" aria-labelledby="live-heading">
 <h2 id="live-heading">Live calls <span id="live-count" class="count">0</span></h2>
 <table id="live-calls" hidden>
@@ -218,5 +226,6 @@ for human review</p>
     head = (
         f'<meta name="csrf-token" content="{csrf_value}">\n{messages_block()}'
         f'<script defer src="{SCRIPT}"></script>\n'
+        f'<script defer src="{CAMPAIGNS_SCRIPT}"></script>\n'
     )
     return _document(head, "monitor-app", body)

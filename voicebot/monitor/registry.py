@@ -40,6 +40,22 @@ LINES_TTL_SECS = 6 * 3600
 STATUS_TTL_SECS = 7 * 86400
 """How long the outcome of a call in the shared recent list is kept."""
 QUEUE_LIMIT = 10_000
+CAMPAIGNS_CHANNEL = "@campaigns"
+"""Live-feed key of ``campaign.changed`` (a campaign's counts changed: the campaigns view)."""
+
+
+def campaign_changed(live: Any, campaign_id: str) -> None:
+    """Tell the campaigns views (of every process) that a campaign's counts changed (O(1))."""
+    if live is not None and live.watched(CAMPAIGNS_CHANNEL):
+        live.deliver(
+            {
+                "type": "campaign.changed",
+                "call_sid": CAMPAIGNS_CHANNEL,
+                "t": None,
+                "timestamp": time.time(),
+                "campaign_id": campaign_id,
+            }
+        )
 
 
 class CallRegistry:

@@ -22,6 +22,8 @@ Routes:
 - ``GET /monitor/ws``: the call lists, then ``call.updated`` / ``call.ended``.
 - ``GET /monitor/ws/calls/{sid}``: a snapshot of one live call, then its live events.
 - ``GET /monitor/ws/calls/{sid}/audio``: listen-in, binary 100 ms mu-law chunks.
+- The campaigns view (``/monitor/api/campaigns``, ``/monitor/ws/campaigns``):
+  :mod:`voicebot.monitor.campaigns`.
 """
 
 from __future__ import annotations
@@ -652,4 +654,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/monitor/ws", calls_socket)
     app.router.add_get("/monitor/ws/calls/{call_sid}", call_socket)
     app.router.add_get("/monitor/ws/calls/{call_sid}/audio", audio_socket)
+    from voicebot.monitor import campaigns  # it builds on this module's access checks
+
+    campaigns.add_routes(app)
     app.router.add_static("/monitor/static/", STATIC_DIR, append_version=False)
