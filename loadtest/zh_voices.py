@@ -167,17 +167,19 @@ def from_bundled_pack(texts: list[str], out_dir: Path) -> dict:
     from voicebot.audio.codec import ulaw_decode
     from voicebot.speech.bundled_prompts import BUNDLED_PACK
     from voicebot.speech.prompt_cache import rendering_key
+    from voicebot.speech.tts import KokoroEngine
 
     with zipfile.ZipFile(BUNDLED_PACK) as pack:
         for index, text in enumerate(texts):
-            key = rendering_key("kokoro", "jf_alpha", "zh", text)
+            key = rendering_key("kokoro", KokoroEngine.DEFAULT_VOICE, "zh", text)
             pcm = ulaw_decode(pack.read(f"prompts/{key}.ulaw"))
             with wave.open(str(out_dir / f"{index}.wav"), "wb") as file:
                 file.setnchannels(1)
                 file.setsampwidth(2)
                 file.setframerate(8000)
                 file.writeframes(np.asarray(pcm, np.int16).tobytes())
-    return {"voice": "pack (kokoro:jf_alpha, shipped)", "load_secs": 0.0, "rtf": 0.0}
+    voice = f"pack (kokoro:{KokoroEngine.DEFAULT_VOICE}, shipped)"
+    return {"voice": voice, "load_secs": 0.0, "rtf": 0.0}
 
 
 def render_in_child(voice: str, texts: list[str], out_dir: Path, python: str) -> dict:

@@ -82,7 +82,7 @@ def test_the_prompts_the_caller_heard_are_kokoros(chinese_call):
     for text in spoken:
         key = cache.key(text, language="zh", voice=SCRIPT.voice)
         described = json.loads(cache.metadata_path(key).read_text(encoding="utf-8"))
-        assert (described["engine"], described["voice"]) == ("kokoro", "jf_alpha")
+        assert (described["engine"], described["voice"]) == ("kokoro", "jf_nezumi")
         rendering = cache.path(key).read_bytes()
         middle = rendering[len(rendering) // 4 : len(rendering) // 4 + 4000]  # 0.5 s of speech
         assert middle in heard, text

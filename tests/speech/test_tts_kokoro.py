@@ -49,7 +49,7 @@ def rms(pcm: np.ndarray) -> float:
 
 async def test_kokoro_speaks_a_mandarin_question_of_sane_length(kokoro):
     audio = await kokoro.synthesize(QUESTION, language="zh")
-    assert (audio.engine, audio.voice, audio.sample_rate) == ("kokoro", "jf_alpha", KOKORO_RATE)
+    assert (audio.engine, audio.voice, audio.sample_rate) == ("kokoro", "jf_nezumi", KOKORO_RATE)
     # Mandarin is read at 3-6 characters a second; allow pauses and a slow voice.
     assert 0.12 * len(QUESTION) < audio.duration_secs < 0.5 * len(QUESTION), audio.duration_secs
     assert rms(audio.pcm) > 500  # speech, not silence
@@ -84,11 +84,11 @@ async def test_synthesis_runs_in_the_kokoro_thread_not_on_the_event_loop(kokoro,
 
 def test_voices_and_their_cache_keys(tmp_path):
     engine = KokoroEngine()
-    assert engine.voice_id("zh") == "jf_alpha"
+    assert engine.voice_id("zh") == "jf_nezumi"
     assert engine.voice_id("zh", "jm_kumo") == "jm_kumo"
     # A script's Edge voice name means nothing to Kokoro: its default voice, not a new key.
-    assert engine.voice_id("zh", "zh-CN-XiaoxiaoNeural") == "jf_alpha"
-    assert KokoroEngine(speed=0.9).voice_id("zh") == "jf_alpha@0.9"
+    assert engine.voice_id("zh", "zh-CN-XiaoxiaoNeural") == "jf_nezumi"
+    assert KokoroEngine(speed=0.9).voice_id("zh") == "jf_nezumi@0.9"
     with pytest.raises(ValueError, match="jf_alpha"):
         KokoroEngine("zf_xiaobei")
 
@@ -99,7 +99,7 @@ def test_voices_and_their_cache_keys(tmp_path):
     cache = PromptCache(tmp_path, tts)
     text = "请在9:00-18:00之间拨打138 0013 8000"
     key = cache.key(text, language="zh", voice=ZH_SCRIPT.voice)
-    assert key == rendering_key("kokoro", "jf_alpha", "zh", speech_text(text, "zh"))
+    assert key == rendering_key("kokoro", "jf_nezumi", "zh", speech_text(text, "zh"))
     assert key != cache.key(text, language="zh", voice="jm_kumo")
     assert key != PromptCache(tmp_path, build_tts("espeak")).key(text, language="zh")
 

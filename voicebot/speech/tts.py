@@ -377,7 +377,8 @@ class KokoroEngine(TTSEngine):
     name = "kokoro"
 
     VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
-    DEFAULT_VOICE = "jf_alpha"
+    DEFAULT_VOICE = "jf_nezumi"
+    """The voice a Whisper round trip understood best (docs/PERFORMANCE.md, issue 19)."""
     LANGUAGES = frozenset({"zh"})
 
     def __init__(
@@ -402,7 +403,7 @@ class KokoroEngine(TTSEngine):
         return base_language(language) in self.LANGUAGES
 
     def voice_id(self, language: str, voice: str | None = None) -> str:
-        """Return the Kokoro voice, e.g. ``jf_alpha`` (a speed other than 1 is part of it)."""
+        """Return the Kokoro voice, e.g. ``jf_nezumi`` (a speed other than 1 is part of it)."""
         chosen = voice if voice in self.VOICES else self.voice
         return chosen if self.speed == 1.0 else f"{chosen}@{self.speed:g}"
 
