@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['rtf']:.3f} | {row['load_secs']:.1f} | {row['rss_mb']:.0f} "
             f"({row['rss_growth_mb']:+.0f}) | {row['rss_peak_mb']:.0f} | {row['install_mb']:.0f}"
             if "rss_mb" in row
-            else "| | | | "
+            else " | ".join([""] * 6).strip()
         )
         print(f"| {row['voice']} | {row['cer']:.1%} | {row['median_prompt_cer']:.1%} | {costs} |")
     if args.json:
