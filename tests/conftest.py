@@ -144,8 +144,12 @@ def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: f
     raise RuntimeError(f"server not healthy after {timeout} s:\n{log_path.read_text()[-4000:]}")
 
 
-def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
-    """Start ``voicebot serve`` in a subprocess and wait until it is healthy."""
+def start_server(tmp: Path, **env_overrides: str | None) -> RunningServer:
+    """Start ``voicebot serve`` in a subprocess and wait until it is healthy.
+
+    An override of ``None`` leaves that setting unset (the server's default), e.g.
+    ``VOICEBOT_ALLOW_ESPEAK_VOICE=None`` for a server started as a new user would start it.
+    """
     port = free_port()
     data_dir = tmp / "data"
     recordings_dir = tmp / "recordings"
@@ -163,11 +167,13 @@ def start_server(tmp: Path, **env_overrides: str) -> RunningServer:
         "VOICEBOT_LOG_LEVEL": "INFO",
         **env_overrides,
     }
-    # The shipped Chinese jobs have no recorded prompts nor prompt pack here: serve them with
-    # espeak-ng (a test of the refusal sets this to "").
+    # Chinese has an offline voice by default (Kokoro); a test server configured without one
+    # (VOICEBOT_TTS_ENGINE=espeak) still serves Chinese jobs with espeak-ng. A test of the
+    # refusal sets this to "", one of the defaults to None (unset).
     env.setdefault("VOICEBOT_ALLOW_ESPEAK_VOICE", "zh")
     # Share the rendered prompt audio between test sessions on this machine: rendering is slow.
     env.setdefault("VOICEBOT_PROMPT_CACHE_DIR", str(ROOT / ".cache" / "test-prompts"))
+    env = {name: value for name, value in env.items() if value is not None}
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "voicebot.cli", "serve"],

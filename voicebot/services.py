@@ -397,7 +397,9 @@ class Services:
             process=s.asr_process,
             batch=s.asr_batch,
         )
-        self.tts = build_tts(s.tts_engine, voice_path=s.tts_voice or None)
+        self.tts = build_tts(
+            s.tts_engine, voice_path=s.tts_voice or None, model_dir=s.data_dir / "models"
+        )
         self.prompts = PromptCache(s.prompt_cache_dir or s.data_dir / "prompt-cache", self.tts)
         loop = asyncio.get_running_loop()
         self.vad_model, self.smart_turn, _ = await asyncio.gather(
@@ -428,6 +430,7 @@ class Services:
             await asyncio.to_thread(prewarm)  # Chinese word segmentation's dictionary
         await self.load_recordings()
         await self.refuse_voiceless_jobs()
+        await self.seed_bundled_prompts()
         if s.prerender_prompts:
             await self.prerender()
         self.settler = CallSettler(self, self.process)
@@ -529,6 +532,27 @@ class Services:
             self.refused_jobs[script.id] = message
             del self.scripts[script.id]
         return self.refused_jobs
+
+    async def seed_bundled_prompts(self) -> int:
+        """Add the shipped Kokoro renderings of the bundled Chinese prompts to the prompt cache.
+
+        Only when Kokoro is one of the engines: the renderings are filed under Kokoro's keys and
+        are never played for another engine (see :mod:`voicebot.speech.bundled_prompts`).
+        """
+        from voicebot.speech.bundled_prompts import seed_prompt_cache
+        from voicebot.speech.prompt_pack import PromptPackError
+
+        assert self.tts is not None and self.prompts is not None
+        if not any(e.name == "kokoro" for e in getattr(self.tts, "engines", [self.tts])):
+            return 0
+        try:
+            seeded = await asyncio.to_thread(seed_prompt_cache, self.prompts.directory)
+        except (PromptPackError, OSError) as exc:
+            log.warning("bundled Chinese prompts not used (%s); they are rendered instead", exc)
+            return 0
+        if seeded:
+            log.info("prompt cache: %d bundled Chinese prompts (Kokoro) added", seeded)
+        return seeded
 
     async def prerender(self) -> int:
         """Render every fixed prompt of every script into the audio cache; returns how many."""

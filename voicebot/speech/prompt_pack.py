@@ -190,10 +190,14 @@ def _checked_entry(pack: zipfile.ZipFile, file: Path, index: int, entry) -> tupl
     return {**fields, "key": key}, data
 
 
-def import_pack(file: str | Path, cache_dir: str | Path) -> PackSummary:
+def import_pack(file: str | Path, cache_dir: str | Path, *, imported: bool = True) -> PackSummary:
     """Verify the zip ``file`` and copy its prompts into ``cache_dir`` (blocking).
 
-    Raises :class:`PromptPackError` for a pack that is not whole and valid (nothing is written).
+    ``imported=False`` seeds the cache instead (the renderings that ship with voicebot, see
+    :mod:`voicebot.speech.bundled_prompts`): each prompt is filed as if this machine's engine had
+    rendered it, played only when that engine and voice would speak it, and a prompt already
+    in the cache is kept. Raises :class:`PromptPackError` for a pack that is not whole and valid
+    (nothing is written).
     """
     file = Path(file)
     cache_dir = Path(cache_dir)
@@ -205,15 +209,16 @@ def import_pack(file: str | Path, cache_dir: str | Path) -> PackSummary:
             checked = [_checked_entry(pack, file, i, entry) for i, entry in enumerate(prompts)]
     except zipfile.BadZipFile as exc:
         raise _refuse(file, f"it is not a zip file ({exc})") from None
+    written = []
     for fields, data in checked:
         key = fields["key"]
+        if not imported and (cache_dir / f"{key}.ulaw").is_file():
+            continue
         _write_atomically(cache_dir / f"{key}.ulaw", data)
         metadata = {k: fields[k] for k in ("engine", "voice", "language", "text")}
-        metadata.update(
-            sample_rate=PROMPT_RATE,
-            render_version=RENDER_VERSION,
-            imported=True,
-            pack=file.name,
-        )
+        metadata.update(sample_rate=PROMPT_RATE, render_version=RENDER_VERSION)
+        if imported:
+            metadata.update(imported=True, pack=file.name)
         write_metadata(cache_dir / f"{key}.json", metadata)
-    return _summary([fields for fields, _ in checked])
+        written.append(fields)
+    return _summary(written)

