@@ -91,6 +91,13 @@ REPOS = {
         "MIT (Kimi-Audio, pyproject.toml); the test clip's own source is not stated: internal "
         "evaluation only",
     ),
+    "aishell-sample": Repo(
+        "QianZ423/kaldi-asr-aishell-sample",
+        "4e69bf1a29621515d4a21ef6c2458335e6f86e24",
+        "GPL-3.0 (kaldi-asr-aishell-sample repository, its code); the clips are AISHELL sample "
+        'recordings ("aishell sample", README) whose own licence is not stated: internal '
+        "evaluation only",
+    ),
 }
 
 SOURCE_LICENCE = {
@@ -116,6 +123,8 @@ class Utterance:
     """The human transcript, as published (punctuation and all)."""
     note: str = ""
     licence_extra: str = ""
+    text_path: str = ""
+    """Read the transcript from this file of the repository instead of ``text``."""
 
 
 UTTERANCES = [
@@ -259,7 +268,46 @@ UTTERANCES = [
     ),
 ]
 
-HOLDOUT_GROUPS = {"f5_film", "cosyvoice_prompt", "spark_advert", "podcast"}
+AISHELL_SAMPLE = {
+    # speaker: utterance numbers. Read news sentences and digit strings (phone numbers, codes)
+    # from each of the two speakers of QianZ423/kaldi-asr-aishell-sample; chosen by number
+    # (evenly over the news part, W0100-W0499), before any recognition was run, skipping labels
+    # with noise marks ([n]), parenthesised shop names or spelled Latin letters.
+    "S0150": (100, 101, 102, 103, *range(110, 476, 15)),
+    "S0252": (100, 101, *range(125, 476, 30)),
+}
+"""Each speaker is one group: S0150 is tune, S0252 holdout."""
+
+
+def _aishell_sample() -> list[Utterance]:
+    utts = []
+    for speaker, numbers in AISHELL_SAMPLE.items():
+        for number in numbers:
+            name = f"BAC009{speaker}W{number:04d}"
+            utts.append(
+                Utterance(
+                    f"zh_aishell_sample_{speaker}W{number:04d}",
+                    f"aishell_sample_{speaker}",
+                    "read",
+                    "aishell-sample",
+                    f"AISHELL_Sample_data/{name}.wav",
+                    "",
+                    note=f"text: AISHELL_Sample_data/{name}.txt (the corpus label)",
+                    text_path=f"AISHELL_Sample_data/{name}.txt",
+                )
+            )
+    return utts
+
+
+UTTERANCES += _aishell_sample()
+
+HOLDOUT_GROUPS = {
+    "f5_film",
+    "cosyvoice_prompt",
+    "spark_advert",
+    "podcast",
+    "aishell_sample_S0252",
+}
 """A third of the utterances, whole sources (so no speaker is on both sides): never used to
 choose a setting."""
 
@@ -297,9 +345,12 @@ def source_audio(utt: Utterance, cache: Path, mirrors: Path) -> tuple[bytes, str
     repo = REPOS[utt.origin]
     licence = repo.licence + (f"; {utt.licence_extra}" if utt.licence_extra else "")
     commit = repo.commit if repo.commit != "HEAD" else "mirror HEAD"
+    text = utt.text
+    if utt.text_path:
+        text = read_repo_file(repo, utt.text_path, mirrors).decode("utf-8").strip()
     return (
         read_repo_file(repo, utt.path, mirrors),
-        utt.text,
+        text,
         f"GitHub {repo.name} @ {commit}: {utt.path}",
         licence,
     )
