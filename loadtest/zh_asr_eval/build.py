@@ -98,6 +98,13 @@ REPOS = {
         'recordings ("aishell sample", README) whose own licence is not stated: internal '
         "evaluation only",
     ),
+    "magicdata-cs": Repo(
+        "zoeChen119/Domain-Open-source-Datasets",
+        "5c8e934bf0eaa13cb29b2733697e51fb5c0e73ad",
+        "Magic Data open-source license version 1.0 (Mandarin Chinese Speech Corpus for TTS, "
+        "Customer Service Scene, Magic Data Co., Ltd., 2021, Readme.txt; a copy in a third "
+        "party's repository): internal evaluation only",
+    ),
 }
 
 SOURCE_LICENCE = {
@@ -301,12 +308,39 @@ def _aishell_sample() -> list[Utterance]:
 
 UTTERANCES += _aishell_sample()
 
+MAGICDATA_CS = "Mandarin_Chinese_Speech_Corpus_for_TTS_Customer_Service_Scene"
+MAGICDATA_CS_LINES = {
+    # wav: the label in ProsodyLabeling/<field>.txt, prosody marks (#1-#4) removed. One
+    # speaker reading customer-service replies as an agent would (studio, 48 kHz); one
+    # sentence or two per field, chosen by their text (no Latin letters) before recognition.
+    "insurance/000013": "是对您花的钱实际的支出费用进行一个医疗报销保险。",
+    "tourism/300007": "您可以考虑华东五市的一个跟团游，那个会更适合你。",
+    "tourism/300009": "对，如果跟团的话您这边大概从哪儿出发？",
+    "education/100016": "在考人力呀心理呀这一方面的吗？有在考的吗？",
+    "finance/200012": "其它的银行的理财运作，我们这边还不是特别清楚。",
+    "finance/200013": "那请问您之前没有在建行开过任何对公账户是吗？",
+}
+UTTERANCES += [
+    Utterance(
+        f"zh_magicdata_cs_{wav.split('/')[1]}",
+        "magicdata_cs",
+        "read",
+        "magicdata-cs",
+        f"{MAGICDATA_CS}/Wave/{wav}.wav",
+        text,
+        note=f"text: {MAGICDATA_CS}/ProsodyLabeling/{wav.split('/')[0]}.txt (prosody marks "
+        "removed); customer-service replies read in an agent's manner",
+    )
+    for wav, text in MAGICDATA_CS_LINES.items()
+]
+
 HOLDOUT_GROUPS = {
     "f5_film",
     "cosyvoice_prompt",
     "spark_advert",
     "podcast",
     "aishell_sample_S0252",
+    "magicdata_cs",
 }
 """A third of the utterances, whole sources (so no speaker is on both sides): never used to
 choose a setting."""
