@@ -91,6 +91,20 @@ REPOS = {
         "MIT (Kimi-Audio, pyproject.toml); the test clip's own source is not stated: internal "
         "evaluation only",
     ),
+    "aishell-sample": Repo(
+        "QianZ423/kaldi-asr-aishell-sample",
+        "4e69bf1a29621515d4a21ef6c2458335e6f86e24",
+        "GPL-3.0 (kaldi-asr-aishell-sample repository, its code); the clips are AISHELL sample "
+        'recordings ("aishell sample", README) whose own licence is not stated: internal '
+        "evaluation only",
+    ),
+    "magicdata-cs": Repo(
+        "zoeChen119/Domain-Open-source-Datasets",
+        "5c8e934bf0eaa13cb29b2733697e51fb5c0e73ad",
+        "Magic Data open-source license version 1.0 (Mandarin Chinese Speech Corpus for TTS, "
+        "Customer Service Scene, Magic Data Co., Ltd., 2021, Readme.txt; a copy in a third "
+        "party's repository): internal evaluation only",
+    ),
 }
 
 SOURCE_LICENCE = {
@@ -116,6 +130,8 @@ class Utterance:
     """The human transcript, as published (punctuation and all)."""
     note: str = ""
     licence_extra: str = ""
+    text_path: str = ""
+    """Read the transcript from this file of the repository instead of ``text``."""
 
 
 UTTERANCES = [
@@ -259,7 +275,73 @@ UTTERANCES = [
     ),
 ]
 
-HOLDOUT_GROUPS = {"f5_film", "cosyvoice_prompt", "spark_advert", "podcast"}
+AISHELL_SAMPLE = {
+    # speaker: utterance numbers. Read news sentences and digit strings (phone numbers, codes)
+    # from each of the two speakers of QianZ423/kaldi-asr-aishell-sample; chosen by number
+    # (evenly over the news part, W0100-W0499), before any recognition was run, skipping labels
+    # with noise marks ([n]), parenthesised shop names or spelled Latin letters.
+    "S0150": (100, 101, 102, 103, *range(110, 476, 15)),
+    "S0252": (100, 101, *range(125, 476, 30)),
+}
+"""Each speaker is one group: S0150 is tune, S0252 holdout."""
+
+
+def _aishell_sample() -> list[Utterance]:
+    utts = []
+    for speaker, numbers in AISHELL_SAMPLE.items():
+        for number in numbers:
+            name = f"BAC009{speaker}W{number:04d}"
+            utts.append(
+                Utterance(
+                    f"zh_aishell_sample_{speaker}W{number:04d}",
+                    f"aishell_sample_{speaker}",
+                    "read",
+                    "aishell-sample",
+                    f"AISHELL_Sample_data/{name}.wav",
+                    "",
+                    note=f"text: AISHELL_Sample_data/{name}.txt (the corpus label)",
+                    text_path=f"AISHELL_Sample_data/{name}.txt",
+                )
+            )
+    return utts
+
+
+UTTERANCES += _aishell_sample()
+
+MAGICDATA_CS = "Mandarin_Chinese_Speech_Corpus_for_TTS_Customer_Service_Scene"
+MAGICDATA_CS_LINES = {
+    # wav: the label in ProsodyLabeling/<field>.txt, prosody marks (#1-#4) removed. One
+    # speaker reading customer-service replies as an agent would (studio, 48 kHz); one
+    # sentence or two per field, chosen by their text (no Latin letters) before recognition.
+    "insurance/000013": "是对您花的钱实际的支出费用进行一个医疗报销保险。",
+    "tourism/300007": "您可以考虑华东五市的一个跟团游，那个会更适合你。",
+    "tourism/300009": "对，如果跟团的话您这边大概从哪儿出发？",
+    "education/100016": "在考人力呀心理呀这一方面的吗？有在考的吗？",
+    "finance/200012": "其它的银行的理财运作，我们这边还不是特别清楚。",
+    "finance/200013": "那请问您之前没有在建行开过任何对公账户是吗？",
+}
+UTTERANCES += [
+    Utterance(
+        f"zh_magicdata_cs_{wav.split('/')[1]}",
+        "magicdata_cs",
+        "read",
+        "magicdata-cs",
+        f"{MAGICDATA_CS}/Wave/{wav}.wav",
+        text,
+        note=f"text: {MAGICDATA_CS}/ProsodyLabeling/{wav.split('/')[0]}.txt (prosody marks "
+        "removed); customer-service replies read in an agent's manner",
+    )
+    for wav, text in MAGICDATA_CS_LINES.items()
+]
+
+HOLDOUT_GROUPS = {
+    "f5_film",
+    "cosyvoice_prompt",
+    "spark_advert",
+    "podcast",
+    "aishell_sample_S0252",
+    "magicdata_cs",
+}
 """A third of the utterances, whole sources (so no speaker is on both sides): never used to
 choose a setting."""
 
@@ -297,9 +379,12 @@ def source_audio(utt: Utterance, cache: Path, mirrors: Path) -> tuple[bytes, str
     repo = REPOS[utt.origin]
     licence = repo.licence + (f"; {utt.licence_extra}" if utt.licence_extra else "")
     commit = repo.commit if repo.commit != "HEAD" else "mirror HEAD"
+    text = utt.text
+    if utt.text_path:
+        text = read_repo_file(repo, utt.text_path, mirrors).decode("utf-8").strip()
     return (
         read_repo_file(repo, utt.path, mirrors),
-        utt.text,
+        text,
         f"GitHub {repo.name} @ {commit}: {utt.path}",
         licence,
     )

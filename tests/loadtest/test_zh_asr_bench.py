@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -87,3 +88,21 @@ def test_rows_keep_tune_and_holdout_apart_and_results_are_cached(
     assert "16.7% (2/12)" in table(rows) and "0.0% (0/12)" in table(rows)
     run([aishell, holdout], [BEFORE])  # a rerun reads the cache
     assert decoded == ["zh_aishell", "zh_holdout"]
+
+
+def test_the_evaluation_set_is_big_enough_and_holds_out_a_third_by_source() -> None:
+    manifest = json.loads((ROOT / "loadtest" / "zh_asr_eval" / "manifest.json").read_text("utf-8"))
+    assert len(manifest) >= 50
+    assert len({e["id"] for e in manifest}) == len(manifest)
+    for entry in manifest:
+        assert normalise(entry["text"]), entry["id"]  # a transcript with words in it
+        assert entry["licence"].strip() and entry["source"].strip(), entry["id"]
+        assert entry["split"] in ("tune", "holdout") and entry["seconds"] > 0
+    holdout = [e for e in manifest if e["split"] == "holdout"]
+    assert 0.3 <= len(holdout) / len(manifest) <= 0.4
+    # a source (speaker / recording) is wholly on one side
+    sides = {}
+    for entry in manifest:
+        sides.setdefault(entry["group"], set()).add(entry["split"])
+    assert all(len(s) == 1 for s in sides.values())
+    assert len({g for g, s in sides.items() if "holdout" in s}) >= 3
