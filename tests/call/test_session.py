@@ -767,7 +767,8 @@ async def test_a_vad_backlog_is_not_taken_for_silence(services):
 
 async def test_audio_the_carrier_skipped_is_filled_with_silence_and_counted(services):
     # A carrier (or a caller starved of CPU) whose media timestamps jump: the gap becomes
-    # silence on the call clock, so a pause in the answer grows by as much. It is counted and
+    # silence on the call clock (faint noise, not digital silence, which deafens Silero: see
+    # tests/speech/test_vad.py), so a pause in the answer grows by as much. It is counted and
     # put on the timeline, so a turn that ended on such a pause can be explained.
     call = await make_call(services, ["yes"])
     await call.wait_for_mark("consent:await")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.audio.buffer import RollingAudio
-from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
+from voicebot.audio.codec import ulaw_comfort_noise, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
 from voicebot.call.hearing import HearingGuard
@@ -596,7 +596,8 @@ class CallSession:
         expected_ms = self._inbound_samples / 8
         gap = media.timestamp_ms - expected_ms if media.timestamp_ms is not None else 0
         if gap >= 40:  # the carrier skipped audio: keep both clocks aligned with silence
-            payload = bytes([ULAW_SILENCE_BYTE]) * int(gap * 8) + payload
+            # Faint noise, not digital silence: exact zeros mid-answer deafen Silero for seconds.
+            payload = ulaw_comfort_noise(int(gap * 8)) + payload
             self.metrics.inbound_gaps.inc()
             self.metrics.inbound_gap_seconds.inc(gap / 1000)
             self._event("inbound_gap", t=expected_ms / 1000, ms=round(gap))
