@@ -1049,7 +1049,14 @@ class CallSession:
                 return
             secs = time.monotonic() - asked
             self.metrics.pause_words_secs.observe(secs)
-            self._event("pause_words", speech_end=round(event.speech_end, 3), secs=round(secs, 3))
+            result = done.result()
+            self._event(
+                "pause_words",
+                speech_end=round(event.speech_end, 3),
+                secs=round(secs, 3),
+                queued=round(result.queued_secs, 3),
+                audio_secs=round(result.audio_secs, 2),
+            )
             if not self._turns.is_current_pause(event):
                 return
             speculation = self._speculation
