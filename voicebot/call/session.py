@@ -763,10 +763,10 @@ class CallSession:
         and again when the words so far do (the speculative transcription started here): the
         words decide whether "I worked at a bank and" or a trailing "um" is an end.
         """
+        if not self._over_time:
+            self._transcribe_pause_words(event)  # first: a worker takes it before the others
         self._maybe_transcribe_prefix(event)
         self._partials.pause(event)
-        if not self._over_time:
-            self._transcribe_pause_words(event)
         if self._over_time:
             # Past the question's time limit: the first pause ends the answer (wrap-up, no cut).
             for ended in self._turns.set_pause_wait(0.0, "max_answer", pause=event):
