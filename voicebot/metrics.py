@@ -223,6 +223,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.pause_words_secs = Histogram(
+            "voicebot_pause_words_seconds",
+            "From a pause in a candidate's turn to the words of its last seconds (what the"
+            " end-of-turn policy reads), transcribed ahead of other ASR work.",
+            buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0),
+            registry=r,
+        )
         self.partials = Counter(
             "voicebot_asr_partials_total",
             "Interim transcripts of watched calls, by outcome: published, skipped (the ASR pool"

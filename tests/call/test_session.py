@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+import voicebot.call.session as session_module
 from voicebot.audio.codec import ulaw_encode
 from voicebot.call.session import CallSession, StreamRefused
 from voicebot.config import Settings
@@ -59,6 +60,8 @@ class ScriptedASR:
         self.texts = list(texts)
         self.languages = frozenset({"en"})
         self.requests = 0
+        self.asked: list[tuple[Priority, float]] = []
+        """(priority, seconds of audio) of every request, in order."""
         self.has_free_worker = True
         self.partials = 0
         self.delay_secs = 0.05
@@ -66,9 +69,13 @@ class ScriptedASR:
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
         self.requests += 1
+        self.asked.append((priority, len(audio) / 16000))
         await asyncio.sleep(self.delay_secs)
         if self.closed:
             raise ASRPoolClosed("closed while the request waited")
+        if priority is Priority.PAUSE:  # the words at a pause: the turn's final text so far
+            text = self.texts[0] if self.texts else ""
+            return ASRResult(text, language, len(audio) / 16000, 0.05, 0.0, priority)
         if priority is Priority.PARTIAL:  # the words being said: the turn's final text so far
             self.partials += 1
             words = (self.texts[0] if self.texts else "").split()
@@ -466,7 +473,7 @@ async def test_an_empty_transcript_is_not_taken_as_an_answer(services):
     await call.wait_for_mark("consent:await")
     await call.speak(0.3)  # a cough: transcribed as nothing
     await call.silence(0.5)  # the turn ends after 0.3 s of silence; its transcript is empty
-    assert services.asr.requests == 1
+    assert [p for p, _ in services.asr.asked if p is not Priority.PAUSE] == [Priority.FINAL]
     said = services.prompts.said
     assert SCRIPT.consent_unclear not in said and SCRIPT.reprompt not in said
     await call.speak(0.3)
@@ -586,6 +593,39 @@ async def test_an_open_answer_ends_at_once_on_a_closer_and_waits_after_a_finishe
         await call.speak(0.8)
         await call.silence(0.9)
         assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
+
+
+async def test_the_words_at_a_pause_are_heard_while_the_asr_pool_is_busy(tmp_path):
+    # Other calls keep the pool busy: the words of the pause still reach the policy (ahead of
+    # that work, in the pause lane), so a closer ends the open answer before the ceiling.
+    async with _services(
+        tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
+    ) as services:
+        call = await _call_at_first_question(
+            services, ["yes", "I helped the customer. That's all.", "next"]
+        )
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        services.asr.has_free_worker = False
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+        assert Priority.PAUSE in [priority for priority, _ in services.asr.asked]
+
+
+async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, monkeypatch):
+    # The policy reads how the turn ends; the whole turn is the final transcription's job.
+    monkeypatch.setattr(session_module, "PAUSE_WORDS_SECS", 0.4)
+    async with _services(
+        tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
+    ) as services:
+        call = await _call_at_first_question(services, ["yes", "That's all.", "next"])
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        await call.speak(1.2)
+        await call.silence(1.8)  # a finished sentence (no closer read): the open ceiling ends it
+        paused = [secs for priority, secs in services.asr.asked if priority is Priority.PAUSE]
+        finals = [secs for priority, secs in services.asr.asked if priority is Priority.FINAL]
+        assert paused and max(paused) <= 0.4 + session_module.SPECULATIVE_PAD_SECS + 0.01
+        assert max(finals) >= 1.2  # the answer's final transcript has all of it
 
 
 @pytest.mark.parametrize(("probability", "ends_early"), [(0.96, False), (0.99, True)])
@@ -727,7 +767,8 @@ async def test_a_vad_backlog_is_not_taken_for_silence(services):
 
 async def test_audio_the_carrier_skipped_is_filled_with_silence_and_counted(services):
     # A carrier (or a caller starved of CPU) whose media timestamps jump: the gap becomes
-    # silence on the call clock, so a pause in the answer grows by as much. It is counted and
+    # silence on the call clock (faint noise, not digital silence, which deafens Silero: see
+    # tests/speech/test_vad.py), so a pause in the answer grows by as much. It is counted and
     # put on the timeline, so a turn that ended on such a pause can be explained.
     call = await make_call(services, ["yes"])
     await call.wait_for_mark("consent:await")

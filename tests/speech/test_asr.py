@@ -126,6 +126,52 @@ async def test_newer_partial_for_the_same_key_drops_the_older(pool):
     assert pool.stats().dropped == dropped_before + 1
 
 
+async def test_pause_words_overtake_queued_finals_and_partials(pool):
+    """The words the end-of-turn policy waits for run next, ahead of other calls' work."""
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    finished: list[str] = []
+
+    async def run(label: str, audio: np.ndarray, priority: Priority, key: str | None = None):
+        result = await pool.transcribe(audio, "en", priority, key=key)
+        finished.append(label)
+        return result
+
+    first = asyncio.create_task(run("first", busy, Priority.FINAL))
+    await until_busy(pool)
+    queued = [
+        asyncio.create_task(run("partial", short, Priority.PARTIAL, "call-b")),
+        asyncio.create_task(run("final", short, Priority.FINAL, "call-b")),
+    ]
+    await asyncio.sleep(0)
+    pause = asyncio.create_task(run("pause", short, Priority.PAUSE, "call-a"))
+    results = await asyncio.gather(first, *queued, pause)
+
+    assert finished == ["first", "pause", "final", "partial"]
+    assert results[3].priority is Priority.PAUSE
+    assert "horizon" in normalise(results[3].text)
+
+
+async def test_newer_pause_words_of_a_call_replace_its_queued_ones_only(pool):
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    dropped_before = pool.stats().dropped
+
+    first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+    await until_busy(pool)
+    older = asyncio.create_task(pool.transcribe(short[:16000], "en", Priority.PAUSE, key="c1"))
+    partial = asyncio.create_task(pool.transcribe(short, "en", Priority.PARTIAL, key="c1"))
+    await asyncio.sleep(0)
+    newer = asyncio.create_task(pool.transcribe(short, "en", Priority.PAUSE, key="c1"))
+
+    with pytest.raises(ASRDropped):
+        await older
+    assert "horizon" in normalise((await newer).text)
+    assert "horizon" in normalise((await partial).text)  # a partial of the call is not a pause
+    await first
+    assert pool.stats().dropped == dropped_before + 1
+
+
 async def test_full_queue_drops_the_oldest_partial_never_a_final():
     small = ASRPool("tiny.en", workers=1, max_queue=2)
     short = phone_clip("en_speaker_b.wav")

@@ -219,6 +219,36 @@ def test_let_me_think_waits_longer_and_says_take_your_time():
     assert zh.take_your_time and zh.wait_secs == CONFIG.think_secs
 
 
+def test_the_last_seconds_of_a_long_answer_are_read_for_how_it_ends_only():
+    # At a pause the session transcribes the turn's last seconds: "Two years." there ends a
+    # longer answer (not the short answer to a closed question), "let me think" in it is no
+    # request for time; a trailing "and" or a closer still reads the same.
+    def tail(words, question=CLOSED):
+        return decide(
+            features(
+                speech_secs=12.0,
+                smart_turn=0.9,
+                words=words,
+                question=question,
+                words_are_tail=True,
+            ),
+            CONFIG,
+        )
+
+    short = tail("Two years.")
+    assert short.words == "finished" and short.reason != "short_answer"
+    assert (
+        short.wait_secs
+        >= decide(
+            features(speech_secs=12.0, smart_turn=0.9, words="Two years.", question=CLOSED), CONFIG
+        ).wait_secs
+    )
+    thinking = tail("so let me think.", question=OPEN)
+    assert not thinking.take_your_time and thinking.words == "finished"
+    assert tail("at a bank and", question=OPEN).words == "unfinished"
+    assert tail("on time. That's it.", question=OPEN).words == "closer"
+
+
 def test_open_questions_allow_longer_thinking_pauses_than_closed_ones():
     assert ceiling(features(), CONFIG) > ceiling(features(question=CLOSED), CONFIG)
 

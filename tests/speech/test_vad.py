@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.conftest import phone_speech
+from tests.conftest import ROOT, phone_speech
 from voicebot.audio.frames import phone_roundtrip_16k, rms_dbfs
 from voicebot.audio.resample import resample
 from voicebot.speech.vad import (
@@ -187,3 +187,29 @@ def test_phone_rate_model_hears_the_same_speech_as_the_16k_model(
 def test_rejects_sample_rates_silero_does_not_take() -> None:
     with pytest.raises(ValueError, match="8000 or 16000"):
         SileroModel(sample_rate=44100)
+
+
+def test_audio_the_carrier_skipped_mid_answer_does_not_deafen_silero() -> None:
+    # Issue 17: a carrier (or a caller starved of CPU) skipped 160 ms mid-answer; the server
+    # filled it with digital silence and Silero scored the next ~3 s of speech as silence: a
+    # 2.6 s "pause" that ended the turn while the candidate spoke. The fill is faint noise now.
+    from voicebot.audio.codec import ulaw_comfort_noise, ulaw_decode, ulaw_encode
+    from voicebot.audio.frames import read_wav
+
+    model = SileroModel(sample_rate=8000)
+    clip = ROOT / "loadtest" / "turn_eval" / "clips" / "en_mfa_acoustic_corpus.wav"
+    pcm, rate = read_wav(clip)
+    phone = ulaw_decode(ulaw_encode(resample(pcm, rate, 8000)))
+    skipped_at, after = int(15.46 * 8000), slice(int(15.7 / 0.032), int(18.5 / 0.032))
+
+    def voiced_after(fill: bytes) -> float:
+        audio = np.concatenate([phone[:skipped_at], ulaw_decode(fill), phone[skipped_at:]])
+        usable = len(audio) - len(audio) % model.window_samples
+        windows = (audio[:usable].astype(np.float32) / 32768.0).reshape(-1, model.window_samples)
+        probabilities, _ = model.infer(windows, model.initial_state())
+        return float(np.mean(probabilities[after] >= 0.5))
+
+    fill = ulaw_comfort_noise(1280)
+    assert len(fill) == 1280 and rms_dbfs(ulaw_decode(fill)) < -50  # no voice, no words
+    assert voiced_after(b"") > 0.3  # the candidate talks on through here
+    assert voiced_after(fill) >= 0.75 * voiced_after(b"")

@@ -19,6 +19,26 @@ import numpy as np
 ULAW_SILENCE_BYTE = 0xFF
 """The mu-law byte for digital silence (0 in linear PCM)."""
 
+_COMFORT_BYTES = bytes(
+    np.random.default_rng(20261206).choice(
+        np.array([0xFC, 0xFB, 0xFA, 0xF9, 0xF8, 0x7C, 0x7B, 0x7A, 0x79, 0x78], np.uint8), 8000
+    )
+)
+"""One second of mu-law comfort noise: +-24..56 in linear PCM (about -58 dBFS), fixed."""
+
+
+def ulaw_comfort_noise(samples: int) -> bytes:
+    """``samples`` bytes of faint mu-law noise to stand in for audio the carrier skipped.
+
+    Not digital silence: Silero scored the speech after 160 ms of exact zeros inserted
+    mid-answer as non-speech for about 3 s (a "pause" that ended the turn), and after noise this
+    faint as it did with nothing inserted (fainter noise, -66 dBFS, still halved it; issue 17 in
+    docs/PERFORMANCE.md). It stays well under the level the server counts as voice (-45 dBFS).
+    """
+    whole, rest = divmod(samples, len(_COMFORT_BYTES))
+    return _COMFORT_BYTES * whole + _COMFORT_BYTES[:rest]
+
+
 _BIAS = 0x84
 _CLIP = 32635
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.audio.buffer import RollingAudio
-from voicebot.audio.codec import ULAW_SILENCE_BYTE, ulaw_decode
+from voicebot.audio.codec import ulaw_comfort_noise, ulaw_decode
 from voicebot.audio.frames import MODEL_RATE, TELEPHONY_RATE
 from voicebot.audio.resample import resample
 from voicebot.call.hearing import HearingGuard
@@ -81,6 +81,15 @@ log = logging.getLogger(__name__)
 PRE_ROLL_SECS = 0.3
 """Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
 SPECULATIVE_PAD_SECS = 0.2
+PAUSE_WORDS_SECS = 8.0
+"""At a pause the end-of-turn policy gets the words of the turn's last this many seconds (how
+the turn ends: a closer, a trailing "and" or "um", a finished sentence), transcribed ahead of all
+other ASR work; the whole turn is the final transcription's job. 8 s fits Whisper's fitted
+10 s window, so a long answer's pause costs what a short answer's does."""
+SPECULATE_AFTER_SECS = 1.0
+"""A question's whole-turn transcription starts once a pause has lasted this long: started at
+once, it was cancelled by most thinking pauses and held the ASR worker from the next pause's
+words (a running decode cannot be stopped)."""
 PREFIX_MIN_SPEECH_SECS = 4.0
 """An answer to a question with a follow-up is transcribed at a pause once it is this long (and
 again after as much more speech) until its beginning rules the follow-up out."""
@@ -182,6 +191,24 @@ class _Speculation:
     task: asyncio.Task
 
 
+def _words_of(task: asyncio.Task) -> str | None:
+    """The text a finished transcription task gave, or ``None`` (not done, failed, dropped)."""
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    result = task.result()
+    return None if result is None else result.text
+
+
+@dataclass
+class _PauseWords:
+    """The words of a turn's last seconds, transcribed at a pause for the end-of-turn policy."""
+
+    speech_end: float
+    task: asyncio.Task
+    tail: bool
+    """Only the turn's last ``PAUSE_WORDS_SECS`` (its start not transcribed)."""
+
+
 @dataclass
 class _EarlyVerdict:
     """Smart-turn started ahead of a pause (``SpeechPausing``), for that pause's verdict."""
@@ -226,6 +253,7 @@ class CallSession:
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
         self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
         self._speculation: _Speculation | None = None
+        self._pause_words: _PauseWords | None = None
         self._early: _EarlyVerdict | None = None
         self._prefix: _Prefix | None = None
         self._meter: Any = None  # ProsodyMeter while the call is watched
@@ -569,7 +597,8 @@ class CallSession:
         expected_ms = self._inbound_samples / 8
         gap = media.timestamp_ms - expected_ms if media.timestamp_ms is not None else 0
         if gap >= 40:  # the carrier skipped audio: keep both clocks aligned with silence
-            payload = bytes([ULAW_SILENCE_BYTE]) * int(gap * 8) + payload
+            # Faint noise, not digital silence: exact zeros mid-answer deafen Silero for seconds.
+            payload = ulaw_comfort_noise(int(gap * 8)) + payload
             self.metrics.inbound_gaps.inc()
             self.metrics.inbound_gap_seconds.inc(gap / 1000)
             self._event("inbound_gap", t=expected_ms / 1000, ms=round(gap))
@@ -676,6 +705,7 @@ class CallSession:
         elif isinstance(event, SpeechResumed):
             # Stale now: free the ASR worker for other calls if it has not started.
             self._discard_speculation()
+            self._discard_pause_words()
             self._drop_early_verdict()
             if self._turns.resumed_pauses:
                 self._resumed_pauses.append(self._turns.resumed_pauses[-1])
@@ -687,6 +717,7 @@ class CallSession:
             self._over_time = False
             self._hearing.turn_ended(event.speech_start, event.speech_end)
             self._partials.stop()
+            self._discard_pause_words()
             self._event(
                 "speech_ended",
                 t=event.t,
@@ -733,6 +764,8 @@ class CallSession:
         and again when the words so far do (the speculative transcription started here): the
         words decide whether "I worked at a bank and" or a trailing "um" is an end.
         """
+        if not self._over_time:
+            self._transcribe_pause_words(event)  # first: a worker takes it before the others
         self._maybe_transcribe_prefix(event)
         self._partials.pause(event)
         if self._over_time:
@@ -757,24 +790,31 @@ class CallSession:
         return QuestionContext(question.answer_kind, question.max_pause_secs)
 
     def _pause_features(
-        self, event: SpeechPaused, probability: float | None, words: str | None
+        self, event: SpeechPaused, probability: float | None, words: str | None, tail: bool = False
     ) -> PauseFeatures:
         assert self.script is not None
         return PauseFeatures(
             speech_secs=event.speech_end - event.speech_start,
             smart_turn=probability,
             words=words,
+            words_are_tail=tail and words is not None,
             language=self.script.language,
             question=self._question_context(),
             resumed_pauses=tuple(self._resumed_pauses),
         )
 
     def _decide_pause(
-        self, event: SpeechPaused, probability: float | None, words: str | None = None
+        self,
+        event: SpeechPaused,
+        probability: float | None,
+        words: str | None = None,
+        *,
+        tail: bool = False,
     ) -> Decision:
         """Ask the policy about the pause and let the turn end when its silence is long enough."""
         decision = self._policy(
-            self._pause_features(event, probability, words), self.services.turn_policy_config
+            self._pause_features(event, probability, words, tail),
+            self.services.turn_policy_config,
         )
         self.metrics.turn_decisions.labels(decision.reason).inc()
         self._event(
@@ -959,18 +999,18 @@ class CallSession:
             if not self._turns.is_current_pause(event):
                 return
             speculation = self._speculation
-            words = None
+            words, tail = None, False
+            if speculation is not None and speculation.speech_end == event.speech_end:
+                words = _words_of(speculation.task)
+            pause_words = self._pause_words
             if (
-                speculation is not None
-                and speculation.speech_end == event.speech_end
-                and speculation.task.done()
-                and not speculation.task.cancelled()
-                and speculation.task.exception() is None
-                and speculation.task.result() is not None
+                words is None
+                and pause_words is not None
+                and pause_words.speech_end == event.speech_end
             ):
-                words = speculation.task.result().text
-            decision = self._decide_pause(event, probability, words)
-            if words is None and decision.wait_secs > self._turns.config.pause_secs:
+                words, tail = _words_of(pause_words.task), pause_words.tail
+            decision = self._decide_pause(event, probability, words, tail=tail)
+            if decision.wait_secs > self._turns.config.pause_secs:
                 self._speculate(event)
 
         if future.done():
@@ -978,13 +1018,90 @@ class CallSession:
         else:
             future.add_done_callback(deliver)
 
+    def _transcribe_pause_words(self, event: SpeechPaused) -> None:
+        """Transcribe the turn's last ``PAUSE_WORDS_SECS`` for the end-of-turn policy, now.
+
+        At :attr:`Priority.PAUSE`, ahead of every other ASR request and never skipped for a busy
+        pool (a newer pause of the call replaces a queued one); the policy decides again when
+        the words come, if the pause is still going on.
+        """
+        asr = self.services.asr
+        if asr is None or self._listening is None or self.script is None:
+            return
+        self._discard_pause_words()
+        turn_start = event.speech_start - PRE_ROLL_SECS
+        start = max(turn_start, event.speech_end - PAUSE_WORDS_SECS)
+        audio = self._audio_between(start, event.speech_end + SPECULATIVE_PAD_SECS)
+        language, key = self.script.language, self.call_sid
+        asked = time.monotonic()
+
+        async def transcribe() -> ASRResult | None:
+            try:
+                return await asr.transcribe(audio, language, Priority.PAUSE, key=key)
+            except ASRDropped:
+                return None
+
+        task = self._spawn(transcribe(), "pause_words_asr")
+        self._pause_words = _PauseWords(event.speech_end, task, tail=start > turn_start)
+
+        def words_in(done: asyncio.Task) -> None:
+            words = _words_of(done)
+            if words is None or self.finished:
+                return
+            secs = time.monotonic() - asked
+            self.metrics.pause_words_secs.observe(secs)
+            result = done.result()
+            self._event(
+                "pause_words",
+                speech_end=round(event.speech_end, 3),
+                secs=round(secs, 3),
+                queued=round(result.queued_secs, 3),
+                audio_secs=round(result.audio_secs, 2),
+            )
+            if not self._turns.is_current_pause(event):
+                return
+            speculation = self._speculation
+            if speculation is not None and _words_of(speculation.task) is not None:
+                return  # the whole turn's words are in already
+            self._decide_pause(
+                event,
+                self._turns.smart_turn_probability,
+                words,
+                tail=start > turn_start,
+            )
+
+        task.add_done_callback(words_in)
+
+    def _discard_pause_words(self) -> None:
+        """Drop the pause's words request (a queued one leaves the ASR queue)."""
+        pause_words, self._pause_words = self._pause_words, None
+        if pause_words is not None and not pause_words.task.done():
+            pause_words.task.cancel()
+
     def _speculate(self, event: SpeechPaused) -> None:
         """Start the turn's final transcription before the turn is known to have ended.
 
         Kept if the candidate stays silent. When the next step does not wait for the words
-        (the questions), it only shortens the wait for the transcript, so it is skipped while
-        the ASR pool is busy: a transcription that gets cancelled would delay other calls'.
+        (the questions), it only shortens the wait for the transcript: it starts once the
+        pause has lasted ``SPECULATE_AFTER_SECS`` (most thinking pauses are over by then; a
+        running decode cannot be stopped and would hold the worker from the next pause's
+        words), and is skipped while the ASR pool is busy.
         """
+        listen = self._listening
+        if listen is None:
+            return
+        if listen.question_id is not None:
+            delay = SPECULATE_AFTER_SECS - (event.t - event.speech_end)
+            if delay > 0:
+                asyncio.get_running_loop().call_later(delay, self._speculate_later, event)
+                return
+        self._speculate_now(event)
+
+    def _speculate_later(self, event: SpeechPaused) -> None:
+        if not self.finished and self._turns.is_current_pause(event):
+            self._speculate_now(event)
+
+    def _speculate_now(self, event: SpeechPaused) -> None:
         listen = self._listening
         if listen is None:
             return

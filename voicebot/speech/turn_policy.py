@@ -144,6 +144,9 @@ class PauseFeatures:
     """Smart-turn's probability that the turn is complete; ``None`` before its verdict."""
     words: str | None = None
     """The turn's words up to the pause; ``None`` while not transcribed."""
+    words_are_tail: bool = False
+    """``words`` are only the turn's last seconds (its start was not transcribed): they tell how
+    the turn ends, not that it is a short answer or a request for time."""
     language: str = "en"
     question: QuestionContext = QuestionContext()
     resumed_pauses: tuple[float, ...] = ()
@@ -364,6 +367,8 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     config = config or TurnPolicyConfig()
     top = ceiling(features, config)
     words = read_words(features.words, features.language)
+    if features.words_are_tail and words in ("short_complete", "thinking"):
+        words = "finished"  # "... two years." ends a longer answer, it is not the answer
     probability = features.smart_turn
     question = features.question
 
