@@ -306,6 +306,27 @@ async def test_a_failing_or_silent_carrier_loses_no_attempt(
     assert _metric(services, "voicebot_dialer_carrier_errors_total", kind="unavailable") == 2
 
 
+async def test_429s_with_retry_after_do_not_lengthen_the_back_off_of_a_following_500(
+    services, dialer, carrier, clock
+):
+    # Found end to end: two honoured 429s made the first 500 wait 60 s, the second 300 s.
+    campaign = await add_campaign(services.store)
+    interview = await add_candidate(services.store, campaign, due_at=clock() - 1)
+    for _ in range(2):
+        carrier.errors.append(CarrierError("rate_limited", "429", status=429, retry_after_secs=1))
+    carrier.errors.append(CarrierError("unavailable", "500 Internal Server Error", status=500))
+
+    for _ in range(2):
+        await _place(dialer)
+        clock.advance(1.5)
+    await _place(dialer)  # the 500
+    assert await attempt_rows(services.store) == []
+    clock.advance(dialer_module.BACKOFF_SECS[0] + 1)
+    assert await _place(dialer) == 1
+    [attempt] = await attempt_rows(services.store, interview)
+    assert attempt["number"] == 1
+
+
 async def test_a_number_the_carrier_refuses_is_a_failed_attempt(
     services, dialer, carrier, clock, caplog
 ):
