@@ -820,6 +820,29 @@ async def test_a_dead_process_leases_are_not_waited_for_a_live_one_s_are_respect
     assert alive["state"] == "placing"  # its process may still be talking to the carrier
 
 
+async def test_a_call_a_dead_process_had_up_is_settled_at_once_not_after_its_lease(
+    services, dialer, clock
+):
+    # Found end to end: after a SIGKILL mid-interview the restarted server settled the call
+    # (server_restart) but left its attempt "up", counted as a call up, for 5 minutes.
+    campaign = await add_campaign(services.store, max_attempts=1, max_concurrent=10)
+    store = services.store
+    now = clock()
+    await store.register_process("proc_gone", host="elsewhere", pid=1)
+    await store.process_heartbeat("proc_gone", stopped=True)
+    interview = await add_candidate(store, campaign, due_at=now - 1)
+    attempt = await attempts.claim_attempt(
+        store, interview, owner="proc_gone", lease_until=now + 30, now=now
+    )
+    await attempts.advance_attempt(
+        store, attempt["id"], "up", call_sid="CAdead", lease_until=now + dialer_module.UP_LEASE_SECS
+    )
+
+    assert await dialer.settle_expired() == 1  # at once: its call is not up any more
+    ended = await attempts.get_attempt(store, attempt["id"])
+    assert (ended["state"], ended["outcome"]) == ("ended", "answered")
+
+
 def test_the_dialer_reads_the_stored_policy_through_the_calling_hours_module():
     """The stored JSON policy is judged by ``voicebot.campaigns.hours`` in the candidate's zone."""
     hours = dialer_module.CallingHours()
