@@ -130,3 +130,53 @@ def test_a_server_killed_mid_campaign_places_no_attempt_twice_and_forgets_none(t
         finally:
             carrier.stop()
             hooks.stop()
+
+
+def test_two_servers_on_one_store_never_place_the_same_attempt(tmp_path):
+    """Both processes' dialers look at one campaign; each candidate is dialed exactly once."""
+    hooks = WebhookReceiver(SECRET).start()
+    carrier = SimulatorThread()
+    sim = carrier.start()
+    numbers = [f"+155502031{n:02d}" for n in range(12)]
+    sim.scenarios.update(
+        {number: Scenario("busy" if n % 2 else "failed") for n, number in enumerate(numbers)}
+    )
+    env = {
+        "VOICEBOT_WEBHOOK_URL": hooks.url,
+        "VOICEBOT_WEBHOOK_SECRET": SECRET,
+        "VOICEBOT_PUBLIC_URL": "",
+        "VOICEBOT_TWILIO_ACCOUNT_SID": sim.account_sid,
+        "VOICEBOT_TWILIO_CALLER_ID": CALLER_ID,
+        "VOICEBOT_TWILIO_API_URL": sim.api_url,
+        "VOICEBOT_DIALER_CALLS_PER_SEC": "1",  # one process alone would take 12 s: both dial
+    }
+    servers = []
+    try:
+        (tmp_path / "a").mkdir()
+        servers.append(start_server(tmp_path / "a", **env))
+        (tmp_path / "b").mkdir()
+        data_dir = str(servers[0].data_dir)
+        # One HR bridge per store (the first server's); the second only dials and serves.
+        servers.append(
+            start_server(tmp_path / "b", VOICEBOT_DATA_DIR=data_dir, VOICEBOT_BRIDGE="off", **env)
+        )
+        outbound = Outbound(servers[0], carrier, hooks)
+        outbound.campaign(
+            [candidate(p, n) for n, p in enumerate(numbers)], max_attempts=1, max_concurrent=12
+        )
+        for phone in numbers:
+            interview = outbound.wait(phone, lambda iv: iv["status"] == "unreachable", 120)
+            [attempt] = interview["dial_attempts"]
+            [call] = carrier.calls_to(phone)  # dialed once, by one of the two
+            assert attempt["call_sid"] == call.sid
+        assert Counter(c.to for c in sim.calls.values()) == Counter(numbers)
+        # Each process gives the carrier its own voice webhook (its port): who placed which.
+        owners = Counter(c.param("Url").split("/twilio/")[0] for c in sim.calls.values())
+        assert len(owners) == 2, owners  # both processes dialed some of them
+    finally:
+        try:
+            for server in servers:
+                stop_server(server)
+        finally:
+            carrier.stop()
+            hooks.stop()
