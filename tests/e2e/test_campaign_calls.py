@@ -227,7 +227,15 @@ def test_a_campaign_calls_each_candidate_and_settles_every_outcome(outbound, aud
     machine = sim.calls[attempt["call_sid"]]
     assert machine.answered_by == "machine_end_beep"
     assert machine.result is not None and machine.result.closed_by == "server"  # bot hung up
-    # The machine heard no interview: no question was put to it after the beep.
+    # After the beep the machine recorded the bot's short message ...
+    assert machine.opening_end is not None
+    left = [
+        t
+        for t in machine.result.turns
+        if t.speaker == "bot" and t.frames and t.start >= machine.opening_end
+    ]
+    assert left, [(t.speaker, t.start, t.frames) for t in machine.result.turns]
+    # ... and no interview: no question was put to it, nobody's answer was taken.
     assert not [t for t in machine.result.turns if t.speaker == "candidate"]
     assert voicemail["report"] is None
 
