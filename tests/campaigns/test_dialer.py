@@ -306,6 +306,27 @@ async def test_a_failing_or_silent_carrier_loses_no_attempt(
     assert _metric(services, "voicebot_dialer_carrier_errors_total", kind="unavailable") == 2
 
 
+async def test_429s_with_retry_after_do_not_lengthen_the_back_off_of_a_following_500(
+    services, dialer, carrier, clock
+):
+    # Found end to end: two honoured 429s made the first 500 wait 60 s, the second 300 s.
+    campaign = await add_campaign(services.store)
+    interview = await add_candidate(services.store, campaign, due_at=clock() - 1)
+    for _ in range(2):
+        carrier.errors.append(CarrierError("rate_limited", "429", status=429, retry_after_secs=1))
+    carrier.errors.append(CarrierError("unavailable", "500 Internal Server Error", status=500))
+
+    for _ in range(2):
+        await _place(dialer)
+        clock.advance(1.5)
+    await _place(dialer)  # the 500
+    assert await attempt_rows(services.store) == []
+    clock.advance(dialer_module.BACKOFF_SECS[0] + 1)
+    assert await _place(dialer) == 1
+    [attempt] = await attempt_rows(services.store, interview)
+    assert attempt["number"] == 1
+
+
 async def test_a_number_the_carrier_refuses_is_a_failed_attempt(
     services, dialer, carrier, clock, caplog
 ):
@@ -797,6 +818,29 @@ async def test_a_dead_process_leases_are_not_waited_for_a_live_one_s_are_respect
     assert (gone["state"], gone["outcome"]) == ("ended", "failed")
     alive = await attempts.get_attempt(store, held["proc_alive"])
     assert alive["state"] == "placing"  # its process may still be talking to the carrier
+
+
+async def test_a_call_a_dead_process_had_up_is_settled_at_once_not_after_its_lease(
+    services, dialer, clock
+):
+    # Found end to end: after a SIGKILL mid-interview the restarted server settled the call
+    # (server_restart) but left its attempt "up", counted as a call up, for 5 minutes.
+    campaign = await add_campaign(services.store, max_attempts=1, max_concurrent=10)
+    store = services.store
+    now = clock()
+    await store.register_process("proc_gone", host="elsewhere", pid=1)
+    await store.process_heartbeat("proc_gone", stopped=True)
+    interview = await add_candidate(store, campaign, due_at=now - 1)
+    attempt = await attempts.claim_attempt(
+        store, interview, owner="proc_gone", lease_until=now + 30, now=now
+    )
+    await attempts.advance_attempt(
+        store, attempt["id"], "up", call_sid="CAdead", lease_until=now + dialer_module.UP_LEASE_SECS
+    )
+
+    assert await dialer.settle_expired() == 1  # at once: its call is not up any more
+    ended = await attempts.get_attempt(store, attempt["id"])
+    assert (ended["state"], ended["outcome"]) == ("ended", "answered")
 
 
 def test_the_dialer_reads_the_stored_policy_through_the_calling_hours_module():

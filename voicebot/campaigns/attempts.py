@@ -374,10 +374,15 @@ async def open_attempts_of(store: Store, owner: str) -> int:
 
 
 async def held_by_others(store: Store, owner: str) -> list[dict[str, Any]]:
-    """``claimed`` and ``placing`` attempts other processes hold (to see whether they died)."""
+    """``claimed``, ``placing`` and ``up`` attempts other processes hold (did they die?).
+
+    ``up``: a dead process's call is settled by the call settler at once; its attempt must not
+    stay up (a call up, in the campaign's counts and its ``max_concurrent``) until its lease ends.
+    """
     rows = await store._all(
         "SELECT * FROM dial_attempts WHERE state != 'ended' AND lease_until >= 0"
-        " AND state IN ('claimed', 'placing') AND lease_owner IS NOT NULL AND lease_owner != ?",
+        " AND state IN ('claimed', 'placing', 'up') AND lease_owner IS NOT NULL"
+        " AND lease_owner != ?",
         (owner,),
     )
     return [_attempt(row) for row in rows]

@@ -620,7 +620,10 @@ class Dialer:
                 attempt, "failed", detail={"carrier": "rejected", "status": exc.status}
             )
             return
-        self.failures += 1
+        if not (exc.kind == "rate_limited" and exc.retry_after_secs):
+            # A 429 that says how long to wait is obeyed as it says, and does not lengthen
+            # the back-off of a later failure.
+            self.failures += 1
         if exc.kind == "auth":
             wait, reason = AUTH_PAUSE_SECS, "carrier_auth"
             log.error(
