@@ -223,6 +223,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.pause_words_skipped = Counter(
+            "voicebot_pause_words_skipped_total",
+            "Pauses whose words were not transcribed because the ASR pool was behind on final"
+            " transcriptions (answers come first under load; the policy then decides on"
+            " smart-turn and the waits alone).",
+            registry=r,
+        )
         self.pause_words_secs = Histogram(
             "voicebot_pause_words_seconds",
             "From a pause in a candidate's turn to the words of its last seconds (what the"

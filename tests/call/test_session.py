@@ -13,6 +13,7 @@ import contextlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -63,9 +64,14 @@ class ScriptedASR:
         self.asked: list[tuple[Priority, float]] = []
         """(priority, seconds of audio) of every request, in order."""
         self.has_free_worker = True
+        self.queued_finals = 0
+        """Final transcriptions other calls have waiting (what ``stats()`` reports)."""
         self.partials = 0
         self.delay_secs = 0.05
         self.closed = False
+
+    def stats(self):
+        return SimpleNamespace(queued_finals=self.queued_finals)
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
         self.requests += 1
@@ -610,6 +616,29 @@ async def test_the_words_at_a_pause_are_heard_while_the_asr_pool_is_busy(tmp_pat
         await call.silence(0.9)
         assert any(mark.endswith("q:q2:await") for mark in call.marks())
         assert Priority.PAUSE in [priority for priority, _ in services.asr.asked]
+
+
+async def test_the_words_at_a_pause_wait_for_no_one_but_answers_come_first_under_load(tmp_path):
+    # Other calls' answers wait for Whisper: the pause's words are not asked for (they would go
+    # ahead of those answers and every call's transcripts would fall behind); the open ceiling
+    # ends the answer, and its final transcript is taken as ever.
+    async with _services(
+        tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
+    ) as services:
+        call = await _call_at_first_question(
+            services, ["yes", "I helped the customer. That's all.", "next"]
+        )
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        services.asr.queued_finals = 2
+        before = len(services.asr.asked)
+        await call.speak(0.8)
+        await call.silence(2.2)
+        assert Priority.PAUSE not in [priority for priority, _ in services.asr.asked[before:]]
+        assert services.metrics.pause_words_skipped._value.get() >= 1
+        assert "pause_words_skipped" in [e["event"] for e in timeline(call)]
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored)[-1] == ("q1", "I helped the customer. That's all.")
 
 
 async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, monkeypatch):

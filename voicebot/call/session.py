@@ -1021,14 +1021,21 @@ class CallSession:
     def _transcribe_pause_words(self, event: SpeechPaused) -> None:
         """Transcribe the turn's last ``PAUSE_WORDS_SECS`` for the end-of-turn policy, now.
 
-        At :attr:`Priority.PAUSE`, ahead of every other ASR request and never skipped for a busy
-        pool (a newer pause of the call replaces a queued one); the policy decides again when
-        the words come, if the pause is still going on.
+        At :attr:`Priority.PAUSE`, ahead of every other ASR request and not skipped for a busy
+        pool (a newer pause of the call replaces a queued one), but skipped while final
+        transcriptions wait (load: answers come first); the policy decides again when the words
+        come, if the pause is still going on.
         """
         asr = self.services.asr
         if asr is None or self._listening is None or self.script is None:
             return
         self._discard_pause_words()
+        if asr.stats().queued_finals > 0:
+            # Behind on answers' final transcriptions (many calls at once, Chinese answers on
+            # the 30 s window): those come first, or every call's transcripts fall behind.
+            self.metrics.pause_words_skipped.inc()
+            self._event("pause_words_skipped", speech_end=round(event.speech_end, 3))
+            return
         turn_start = event.speech_start - PRE_ROLL_SECS
         start = max(turn_start, event.speech_end - PAUSE_WORDS_SECS)
         audio = self._audio_between(start, event.speech_end + SPECULATIVE_PAD_SECS)
