@@ -18,6 +18,7 @@ import pytest
 
 from loadtest.carrier_sim import CarrierSimulator, Scenario
 from tests.browser import chrome, console_errors, wait_until
+from tests.campaign_page import bar, card, count, sign_in
 from tests.conftest import AUDIO_DIR, TWILIO_AUTH_TOKEN, start_server, stop_server
 from tests.e2e.monitor_helpers import PASSWORD, add_user
 
@@ -94,33 +95,6 @@ def dialing_server(tmp_path):
             simulator.close()
 
 
-def sign_in(driver, url: str, username: str) -> None:
-    driver.get(url + "/monitor")
-    driver.find_element("id", "username").send_keys(username)
-    driver.find_element("id", "password").send_keys(PASSWORD)
-    driver.find_element("id", "login-submit").click()
-    wait_until(lambda: driver.find_element("id", "whoami").text, what="the signed-in page")
-
-
-def card(driver, campaign_id: str):
-    found = driver.find_elements(
-        "css selector", f'article.campaign[data-campaign-id="{campaign_id}"]'
-    )
-    return found[0] if found else None
-
-
-def bar(driver, campaign_id: str) -> tuple[int, int] | None:
-    item = card(driver, campaign_id)
-    if item is None:
-        return None
-    progress = item.find_element("css selector", "progress.campaign-bar")
-    return int(progress.get_attribute("value")), int(progress.get_attribute("max"))
-
-
-def count(driver, campaign_id: str, bucket: str) -> str:
-    return card(driver, campaign_id).find_element("css selector", f".count-{bucket} dd").text
-
-
 def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_server):
     server, simulator = dialing_server
     status, campaign = server.request(
@@ -142,8 +116,8 @@ def test_a_campaign_dialed_through_the_simulator_moves_on_the_page(dialing_serve
 
     lead, other = chrome(), chrome()
     try:
-        sign_in(lead, server.url, "service-lead")
-        sign_in(other, server.url, "sales-lead")
+        sign_in(lead, server.url, "service-lead", PASSWORD)
+        sign_in(other, server.url, "sales-lead", PASSWORD)
         wait_until(lambda: bar(lead, campaign["id"]) == (0, 5), what="the bar at 0 of 5")
         assert card(lead, campaign["id"]).get_attribute("data-paused") == "true"
         assert simulator.sim.calls == {}  # paused: nobody called

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.browser import chrome, console_errors, wait_until
+from tests.campaign_page import bar, card, count, sign_in
 from tests.monitor.test_campaigns import (
     SALES_JOB,
     SERVICE_JOB,
@@ -92,33 +93,6 @@ def monitor(tmp_path):
     running.close()
 
 
-def sign_in(driver, url: str, username: str) -> None:
-    driver.get(url + "/monitor")
-    driver.find_element("id", "username").send_keys(username)
-    driver.find_element("id", "password").send_keys(PASSWORD)
-    driver.find_element("id", "login-submit").click()
-    wait_until(lambda: driver.find_element("id", "whoami").text, what="the signed-in page")
-
-
-def card(driver, campaign_id: str):
-    found = driver.find_elements(
-        "css selector", f'article.campaign[data-campaign-id="{campaign_id}"]'
-    )
-    return found[0] if found else None
-
-
-def bar(driver, campaign_id: str) -> tuple[int, int] | None:
-    item = card(driver, campaign_id)
-    if item is None:
-        return None
-    progress = item.find_element("css selector", "progress.campaign-bar")
-    return int(progress.get_attribute("value")), int(progress.get_attribute("max"))
-
-
-def count(driver, campaign_id: str, bucket: str) -> str:
-    return card(driver, campaign_id).find_element("css selector", f".count-{bucket} dd").text
-
-
 def next_attempts(driver, campaign_id: str) -> str:
     return card(driver, campaign_id).find_element("css selector", ".campaign-next").text
 
@@ -128,8 +102,8 @@ def test_progress_moves_live_pause_resume_from_the_page_other_department_sees_no
     sales = monitor.run(add_campaign(monitor.services, SALES_JOB, "Sales spring", 2))
     lead, other = chrome(), chrome()
     try:
-        sign_in(lead, monitor.url, "service-lead")
-        sign_in(other, monitor.url, "sales-lead")
+        sign_in(lead, monitor.url, "service-lead", PASSWORD)
+        sign_in(other, monitor.url, "sales-lead", PASSWORD)
         assert wait_until(lambda: bar(lead, service["id"]) == (0, 4), what="the bar at 0 of 4")
         assert count(lead, service["id"], "scheduled") == "4"
         assert next_attempts(lead, service["id"]).endswith("(4)")  # all four due now
