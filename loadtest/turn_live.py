@@ -5,10 +5,12 @@ policies much faster than real time. This mode plays the same answers
 (``loadtest/turn_eval/manifest.json``) through a real server over real sockets: each call is a
 whole interview by :func:`loadtest.caller.run_call` (consent by pressing 1, then one clip per
 question of the job at real-time pace through 8 kHz mu-law, started ``answer_gap_secs`` after
-the question's ``:await`` mark has played). English answers go to ``customer_service_en``,
-Chinese ones to ``customer_service_zh`` on a server with ``VOICEBOT_ASR_MODEL=base`` (the
-bundled ``tiny.en`` cannot transcribe Chinese; README, "VOICEBOT_ASR_MODEL"). A call's
-remaining questions are answered with padding clips of its language, which are not scored.
+the question's ``:await`` mark has played). English answers go to ``turn_eval_en``, Chinese
+ones to ``turn_eval_zh`` (each on a server of its own with the defaults): the bundled
+``customer_service_*`` job with a closed question added last ("Have you worked in a call centre
+before?"), which the answers the set marks ``closed`` answer ("No.", "six"), as in the offline
+replay; the others answer the open questions. A call's remaining questions are answered with
+padding clips of its language, which are not scored.
 
 Per answer clip, from the call's timeline (``<recordings>/<call_sid>/timeline.jsonl``, call-clock
 seconds from the stream's start), its stored turns (``GET /api/calls/{sid}``) and the caller's
@@ -30,7 +32,10 @@ the caller began sending the clip and ``true_end = start + answer_end_s``.
   case, no punctuation, ``[laughter]``-style annotations dropped; Chinese by character).
   ``wer_by_time`` uses the candidate turns that overlap the clip's playing instead;
 - unheard: seconds of ``speech_unheard`` (voice no turn took in) during the clip;
-- voice-to-voice: the caller's measure (end of voice in the clip -> first bot audio).
+- voice-to-voice: the caller's measure (end of voice in the clip -> first bot audio);
+- clearly finished: the latency of the answers the set calls clearly finished
+  (:attr:`Answer.clearly_finished`: a closer at the end, or a short complete answer to a closed
+  question), the issue's "response latency after a clearly finished answer".
 
 With ``--calls N`` N calls are up at once (ramped over ``min(0.5 N, 20)`` s); when the set has
 fewer calls than N its calls are repeated round-robin, and every repetition is scored.
@@ -70,10 +75,19 @@ from loadtest.turn_bench import (
     pct,
 )
 
-JOBS = {"en": "customer_service_en", "zh": "customer_service_zh"}
-"""The job each language's answers are played into (open questions, no follow-ups)."""
-SERVER_ENV = {"en": {}, "zh": {"VOICEBOT_ASR_MODEL": "base"}}
-"""What a server needs for a language's job beyond the defaults (README: VOICEBOT_ASR_MODEL)."""
+BUNDLED_JOBS = {"en": "customer_service_en", "zh": "customer_service_zh"}
+"""The bundled job each language's harness job is made from (open questions, no follow-ups)."""
+JOBS = {"en": "turn_eval_en", "zh": "turn_eval_zh"}
+"""The job each language's answers are played into: the bundled one with a closed question
+(:data:`CLOSED_QUESTIONS`) last, which the answers the set marks ``closed`` ("No.", "six",
+"你好世界。") answer, as the offline replay has them; written by :func:`write_jobs`."""
+CLOSED_QUESTIONS = {
+    "en": {"id": "call-centre", "prompt": "Have you worked in a call centre before?"},
+    "zh": {"id": "call-centre", "prompt": "您以前在呼叫中心工作过吗？"},
+}
+SERVER_ENV: dict[str, dict[str, str]] = {"en": {}, "zh": {}}
+"""What a server needs for a language's job beyond the defaults (none since each language gets
+its bundled model)."""
 ASIDE_PROMPTS = frozenset({"take_your_time"})
 """Prompts said over a thinking pause on purpose: not a reply, not an interruption."""
 REPROMPT_PROMPTS = frozenset({"reprompt", "move_on", "no_response_goodbye"})
@@ -99,29 +113,95 @@ class CallPlan:
     job_id: str
     scored: list[Answer]
     padding: list[Answer] = field(default_factory=list)
+    sequence: list[tuple[Answer, bool]] = field(default_factory=list)
+    """Every clip in the order played, each with whether it is scored (empty: the scored
+    clips, then the padding)."""
+
+    def played(self) -> list[tuple[Answer, bool]]:
+        """The clips in playing order, each with whether it is scored."""
+        if self.sequence:
+            return list(self.sequence)
+        return [(a, True) for a in self.scored] + [(a, False) for a in self.padding]
 
 
 def plan_calls(
-    answers: Sequence[Answer], questions: dict[str, int], extra_padding: int = EXTRA_PADDING
+    answers: Sequence[Answer],
+    questions: dict[str, int],
+    extra_padding: int = EXTRA_PADDING,
+    *,
+    closed_last: bool = False,
+    jobs: dict[str, str] | None = None,
 ) -> list[CallPlan]:
-    """Group the answers by language into calls of one clip a question; pad the last call.
+    """Group the answers by language into calls of one clip a question; pad what is left.
 
-    ``questions`` is each language's job's number of questions. Padding clips are the
-    language's shortest of at least ``PAD_MIN_SECS`` of answer (cheap to play, but not a lone
-    word that may go unheard and draw a re-prompt), reused, and are never scored.
+    ``questions`` is each language's job's number of questions. With ``closed_last`` the job's
+    last question is closed: the answers the set plays to a closed question go there, one a
+    call, and the others fill the open questions before it (else every answer is played to the
+    next question, whatever its kind). Padding clips fill the questions no scored answer is
+    left for, and ``extra_padding`` more answer re-asked questions: the language's shortest of
+    at least ``PAD_MIN_SECS`` of answer (cheap to play, but not a lone word that may go
+    unheard and draw a re-prompt), reused, never scored; a closed question's padding is a
+    closed answer.
     """
+    jobs = jobs or JOBS
     plans: list[CallPlan] = []
     for language in sorted({a.language for a in answers}):
         mine = [a for a in answers if a.language == language]
         per_call = questions[language]
         long_enough = [a for a in mine if a.answer_end >= PAD_MIN_SECS] or mine
         shortest = sorted(long_enough, key=lambda a: a.answer_end)
-        for index in range(0, len(mine), per_call):
-            scored = mine[index : index + per_call]
-            need = per_call - len(scored) + extra_padding
-            padding = list(itertools.islice(itertools.cycle(shortest), need))
-            plans.append(CallPlan(language, JOBS[language], scored, padding))
+        pads = itertools.cycle(shortest)
+        if not closed_last or per_call < 2:
+            for index in range(0, len(mine), per_call):
+                scored = mine[index : index + per_call]
+                need = per_call - len(scored) + extra_padding
+                padding = list(itertools.islice(pads, need))
+                plans.append(CallPlan(language, jobs[language], scored, padding))
+            continue
+        closed = [a for a in mine if a.question == "closed"]
+        open_ = [a for a in mine if a.question != "closed"]
+        closed_pads = itertools.cycle(closed or shortest)
+        per_open = per_call - 1
+        calls = max(-(-len(open_) // per_open), len(closed))
+        for index in range(calls):
+            sequence = [(a, True) for a in open_[index * per_open : (index + 1) * per_open]]
+            sequence += [(next(pads), False) for _ in range(per_open - len(sequence))]
+            sequence.append(
+                (closed[index], True) if index < len(closed) else (next(closed_pads), False)
+            )
+            sequence += [(next(pads), False) for _ in range(extra_padding)]
+            plans.append(
+                CallPlan(
+                    language,
+                    jobs[language],
+                    scored=[a for a, scored in sequence if scored],
+                    padding=[a for a, scored in sequence if not scored],
+                    sequence=sequence,
+                )
+            )
     return plans
+
+
+def write_jobs(dialogues_dir: Path, languages: Iterable[str] = JOBS) -> Path:
+    """Write the harness's jobs (:data:`JOBS`) into ``dialogues_dir``; return it.
+
+    Each is the language's bundled job (:data:`BUNDLED_JOBS`) under a new id, with the
+    closed question of :data:`CLOSED_QUESTIONS` added last, marked ``answer: closed``.
+    """
+    import yaml
+
+    from voicebot.config import PROJECT_ROOT
+
+    dialogues_dir.mkdir(parents=True, exist_ok=True)
+    for language in languages:
+        source = PROJECT_ROOT / "dialogues" / f"{BUNDLED_JOBS[language]}.yaml"
+        job = yaml.safe_load(source.read_text(encoding="utf-8"))
+        job["id"] = JOBS[language]
+        job["questions"] = [*job["questions"], {**CLOSED_QUESTIONS[language], "answer": "closed"}]
+        (dialogues_dir / f"{JOBS[language]}.yaml").write_text(
+            yaml.safe_dump(job, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+    return dialogues_dir
 
 
 def schedule(plans: Sequence[CallPlan], concurrency: int) -> list[CallPlan]:
@@ -239,6 +319,8 @@ class LiveOutcome:
     unheard_secs: float = 0.0
     voice_to_voice: float | None = None
     talked_over: bool = False
+    clearly_finished: bool = False
+    """The set calls the answer clearly finished (:attr:`Answer.clearly_finished`)."""
 
 
 def read_timeline(path: Path) -> list[dict[str, Any]]:
@@ -282,6 +364,7 @@ def score_answer(
     outcome = LiveOutcome(
         answer.id, answer.split, answer.language, answer.kinds, call, call_sid, turn is not None
     )
+    outcome.clearly_finished = answer.clearly_finished
     if turn is None:
         return outcome
     start = turn.start
@@ -490,11 +573,12 @@ async def place_call(
     )
     if status != 201:
         raise RuntimeError(f"cannot create an interview for {plan.job_id}: {status} {interview}")
-    scored = [clip(a, a.id) for a in plan.scored]
-    padding = [clip(a, pad_name(i, a)) for i, a in enumerate(plan.padding)]
+    clips = [
+        clip(a, a.id if scored else pad_name(i, a)) for i, (a, scored) in enumerate(plan.played())
+    ]
     result: CallResult = await run_call(
         endpoint.url,
-        answers=scored + padding,
+        answers=clips,
         interview_id=interview["id"],
         dtmf={0: "1"},
         twilio_auth_token=endpoint.twilio_auth_token,
@@ -590,6 +674,7 @@ def summarise(outcomes: Sequence[LiveOutcome]) -> dict[str, Any]:
     played = [o for o in outcomes if o.played]
     n = len(played)
     latencies = [o.latency for o in played if o.latency is not None]
+    finished = [o.latency for o in played if o.clearly_finished and o.latency is not None]
     resumes = [r for o in played for r in o.resume_hear_secs]
     overlaps = [r for o in played for r in o.overlap_secs]
     v2v = [o.voice_to_voice for o in played if o.voice_to_voice is not None]
@@ -604,6 +689,9 @@ def summarise(outcomes: Sequence[LiveOutcome]) -> dict[str, Any]:
         "interruptions_per_100": round(100 * interrupted / n, 1) if n else None,
         "latency_p50": _round(pct(latencies, 50)),
         "latency_p95": _round(pct(latencies, 95)),
+        "clearly_finished": len(finished),
+        "clearly_finished_p50": _round(pct(finished, 50)),
+        "clearly_finished_p95": _round(pct(finished, 95)),
         "no_reply": sum(1 for o in played if not o.interrupted and o.latency is None),
         "reprompted_after": sum(1 for o in played if o.reply_prompt in REPROMPT_PROMPTS),
         "resume_hear_p95": _round(pct(resumes, 95)),
@@ -674,10 +762,11 @@ def markdown(report: dict[str, Any]) -> str:
         + (f"; {len(failed)} calls failed or did not complete" if failed else "")
         + ".",
         "",
-        "| group | answers | interruptions /100 | latency p50 | p95 | re-prompted after "
+        "| group | answers | interruptions /100 | latency p50 | p95 "
+        "| clearly finished: n | p50 | p95 | re-prompted after "
         "| resume heard p95 | overlap p95 | WER/CER (median) | no words | unheard s "
         "| skipped/reprompted while speaking | take your time | v2v p50 | v2v p95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for group, s in report["summary"].items():
         rate = (
@@ -689,7 +778,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {group} | {s['answers']}"
             + (f" (+{s['not_played']} not played)" if s["not_played"] else "")
             + f" | {_fmt(s['interruptions_per_100'], 1)} | {_fmt(s['latency_p50'])} | "
-            f"{_fmt(s['latency_p95'])} | {s['reprompted_after']} | {_fmt(s['resume_hear_p95'])} | "
+            f"{_fmt(s['latency_p95'])} | {s['clearly_finished']} | "
+            f"{_fmt(s['clearly_finished_p50'])} | {_fmt(s['clearly_finished_p95'])} | "
+            f"{s['reprompted_after']} | {_fmt(s['resume_hear_p95'])} | "
             f"{_fmt(s['overlap_p95'])} | {rate} | {s['no_words']} | {s['unheard_secs']} | "
             f"{s['skipped_or_reprompted']} | {s['take_your_time']} | "
             f"{_fmt(s['voice_to_voice_p50'])} | {_fmt(s['voice_to_voice_p95'])} |"
@@ -812,13 +903,25 @@ def run_language(
     first_index: int = 0,
     ramp_secs: float | None = None,
     progress: bool = True,
+    jobs: dict[str, str] | None = None,
 ) -> list[CallOutcome]:
-    """Place one language's calls against ``endpoint``."""
-    questions = endpoint.questions(JOBS[language])
-    plans = plan_calls([a for a in answers if a.language == language], {language: questions})
+    """Place one language's calls against ``endpoint``.
+
+    ``jobs``: the job per language; the harness's own (:data:`JOBS`, a closed question last) by
+    default, else (a server without them) every answer goes to the next question whatever its kind.
+    """
+    harness = jobs is None
+    jobs = JOBS if jobs is None else jobs
+    questions = endpoint.questions(jobs[language])
+    plans = plan_calls(
+        [a for a in answers if a.language == language],
+        {language: questions},
+        closed_last=harness,
+        jobs=jobs,
+    )
     # Load every clip now: that runs Silero VAD, which must not stall the callers' event loop.
     for plan in plans:
-        for answer in plan.scored + plan.padding:
+        for answer, _ in plan.played():
             clip(answer, answer.id)
     return asyncio.run(
         run_calls(
@@ -872,13 +975,23 @@ def main(argv: list[str] | None = None) -> int:
                 args.recordings_dir,
             )
             calls += run_language(
-                endpoint, answers, language, args.calls, first_index=index, ramp_secs=args.ramp
+                endpoint,
+                answers,
+                language,
+                args.calls,
+                first_index=index,
+                ramp_secs=args.ramp,
+                jobs=BUNDLED_JOBS,  # the harness's jobs are not on that server
             )
             continue
         from tests.conftest import start_server, stop_server
 
-        env = {"VOICEBOT_TURN_POLICY": args.policy, **SERVER_ENV[language]}
         tmp = Path(tempfile.mkdtemp(prefix=f"turn-live-{language}-"))
+        env = {
+            "VOICEBOT_TURN_POLICY": args.policy,
+            "VOICEBOT_DIALOGUES_DIR": str(write_jobs(tmp / "dialogues", [language])),
+            **SERVER_ENV[language],
+        }
         print(f"starting a server for {language} ({env}) in {tmp}", flush=True)
         server = start_server(tmp, **env)
         servers[language] = {"env": env, "dir": str(tmp)}
@@ -899,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.calls,
             "split": args.split,
             "languages": languages,
-            "jobs": {lang: JOBS[lang] for lang in languages},
+            "jobs": {lang: (BUNDLED_JOBS if args.url else JOBS)[lang] for lang in languages},
             "servers": servers,
             "manifest": str(args.manifest),
             "load_average_1min": load.stop(),

@@ -66,12 +66,16 @@ class ScriptedASR:
         self.has_free_worker = True
         self.queued_finals = 0
         """Final transcriptions other calls have waiting (what ``stats()`` reports)."""
+        self.oldest_final_wait_secs = 0.0
+        """How long the oldest of them has waited."""
         self.partials = 0
         self.delay_secs = 0.05
         self.closed = False
 
     def stats(self):
-        return SimpleNamespace(queued_finals=self.queued_finals)
+        return SimpleNamespace(
+            queued_finals=self.queued_finals, oldest_final_wait_secs=self.oldest_final_wait_secs
+        )
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, **_):
         self.requests += 1
@@ -630,6 +634,7 @@ async def test_the_words_at_a_pause_wait_for_no_one_but_answers_come_first_under
         )
         services.smart_turn = ScriptedSmartTurn([0.9])
         services.asr.queued_finals = 2
+        services.asr.oldest_final_wait_secs = 0.8
         before = len(services.asr.asked)
         await call.speak(0.8)
         await call.silence(2.2)
@@ -639,6 +644,24 @@ async def test_the_words_at_a_pause_wait_for_no_one_but_answers_come_first_under
         assert any(mark.endswith("q:q2:await") for mark in call.marks())
         stored = await services.store.get_call("CA1")
         assert candidate_answers(stored)[-1] == ("q1", "I helped the customer. That's all.")
+
+
+async def test_a_final_just_queued_by_another_call_does_not_hold_back_the_pause_words(tmp_path):
+    # At 20 calls another call's turn has nearly always just ended: its final is no backlog,
+    # and skipping the words for it left a closer to the whole-turn transcription, 1 s later.
+    async with _services(
+        tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
+    ) as services:
+        call = await _call_at_first_question(
+            services, ["yes", "I helped the customer. That's all.", "next"]
+        )
+        services.smart_turn = ScriptedSmartTurn([0.9])
+        services.asr.queued_finals = 1
+        services.asr.oldest_final_wait_secs = 0.05
+        await call.speak(0.8)
+        await call.silence(0.9)
+        assert Priority.PAUSE in [priority for priority, _ in services.asr.asked]
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
 
 
 async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, monkeypatch):

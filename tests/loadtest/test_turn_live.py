@@ -17,6 +17,7 @@ from loadtest.turn_live import (
     plan_calls,
     run_language,
     score_answer,
+    write_jobs,
 )
 from tests.conftest import API_TOKEN, TWILIO_AUTH_TOKEN, start_server, stop_server
 
@@ -78,14 +79,48 @@ def test_an_answer_cut_by_the_bot_is_scored_as_interrupted():
     assert outcome.unheard_secs == 0.25
 
 
+def test_closed_answers_are_played_to_the_closed_question_last():
+    answers = load_set()
+    english = [a for a in answers if a.language == "en"]
+    closed = [a for a in english if a.question == "closed"]
+    assert closed, "the set has short answers to closed questions"
+    plans = plan_calls(english, {"en": 5}, closed_last=True)
+    scored = [a.id for plan in plans for a in plan.scored]
+    assert sorted(scored) == sorted(a.id for a in english)  # each answer once
+    for plan in plans:
+        played = plan.played()
+        assert len(played) == 5 + 2  # a clip a question, then the re-ask padding
+        last, _ = played[4]
+        assert last.question == "closed"  # the closed question gets a closed answer
+        assert all(a.question != "closed" for a, scored in played[:4] if scored)
+    # Without the harness's jobs every answer goes to the next question, as before.
+    plain = plan_calls(english, {"en": 4})
+    assert [a.id for plan in plain for a in plan.scored] == [a.id for a in english]
+
+
+def test_the_harness_jobs_are_the_bundled_ones_with_a_closed_question_last(tmp_path):
+    from voicebot.dialogue.script import load_script
+
+    folder = write_jobs(tmp_path / "dialogues")
+    for language, job_id in (("en", "turn_eval_en"), ("zh", "turn_eval_zh")):
+        script = load_script(folder / f"{job_id}.yaml")
+        assert script.id == job_id and script.language == language
+        kinds = [q.answer_kind for q in script.questions]
+        assert kinds[-1] == "closed" and set(kinds[:-1]) == {"open"}
+
+
 @pytest.mark.e2e
 def test_two_answers_in_one_live_call(tmp_path):
     started = time.monotonic()
     chosen = [a for a in load_set() if a.id in ANSWERS]
     assert len(chosen) == 2
-    plans = plan_calls(chosen, {"en": 4})
-    assert len(plans) == 1 and len(plans[0].scored) == 2 and len(plans[0].padding) == 4
-    server = start_server(tmp_path, VOICEBOT_TURN_POLICY="words")
+    plans = plan_calls(chosen, {"en": 5}, closed_last=True)
+    assert len(plans) == 1 and len(plans[0].scored) == 2 and len(plans[0].padding) == 5
+    server = start_server(
+        tmp_path,
+        VOICEBOT_TURN_POLICY="words",
+        VOICEBOT_DIALOGUES_DIR=str(write_jobs(tmp_path / "dialogues", ["en"])),
+    )
     try:
         endpoint = Endpoint(server.url, API_TOKEN, TWILIO_AUTH_TOKEN, server.recordings_dir)
         calls = run_language(endpoint, chosen, "en", 1, progress=False)

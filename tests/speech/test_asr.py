@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import threading
 from pathlib import Path
 
 import jiwer
@@ -150,6 +151,42 @@ async def test_pause_words_overtake_queued_finals_and_partials(pool):
     assert finished == ["first", "pause", "final", "partial"]
     assert results[3].priority is Priority.PAUSE
     assert "horizon" in normalise(results[3].text)
+
+
+async def test_a_final_that_waited_too_long_goes_ahead_of_pause_words(pool, monkeypatch):
+    """Pause words overtake finals only while the answers are not falling behind."""
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    monkeypatch.setattr(pool, "final_aging_secs", 0.2)
+    finished: list[str] = []
+    gate = threading.Event()  # holds the worker on the first request until the queue is set
+    decode = pool._run_model
+
+    def held(worker, batch):
+        if len(batch[0].audio) == len(busy):
+            gate.wait(10)
+        return decode(worker, batch)
+
+    monkeypatch.setattr(pool, "_run_model", held)
+
+    async def run(label: str, priority: Priority, key: str | None = None):
+        result = await pool.transcribe(short, "en", priority, key=key)
+        finished.append(label)
+        return result
+
+    first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+    await until_busy(pool)
+    final = asyncio.create_task(run("final", Priority.FINAL))
+    await asyncio.sleep(0.25)
+    assert pool.stats().oldest_final_wait_secs >= 0.2
+    pause = asyncio.create_task(run("pause", Priority.PAUSE, "call-a"))
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(first, final, pause)
+
+    assert finished == ["final", "pause"]
+    assert all("horizon" in normalise(r.text) for r in results[1:])
+    assert pool.stats().oldest_final_wait_secs == 0.0
 
 
 async def test_newer_pause_words_of_a_call_replace_its_queued_ones_only(pool):

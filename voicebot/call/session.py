@@ -86,6 +86,11 @@ PAUSE_WORDS_SECS = 8.0
 the turn ends: a closer, a trailing "and" or "um", a finished sentence), transcribed ahead of all
 other ASR work; the whole turn is the final transcription's job. 8 s fits Whisper's fitted
 10 s window, so a long answer's pause costs what a short answer's does."""
+PAUSE_WORDS_BACKLOG_SECS = 0.5
+"""The words at a pause are not asked for while a final transcription has waited this long (the
+pool is behind on answers). Skipping them whenever any final was queued (a moment after another
+call's turn ended, at 20 calls most pauses) left a closer to the whole-turn transcription, 1 s
+later; the pool also takes a final ahead of them once it has waited ``FINAL_AGING_SECS``."""
 SPECULATE_AFTER_SECS = 1.0
 """A question's whole-turn transcription starts once a pause has lasted this long: started at
 once, it was cancelled by most thinking pauses and held the ASR worker from the next pause's
@@ -1030,9 +1035,10 @@ class CallSession:
         if asr is None or self._listening is None or self.script is None:
             return
         self._discard_pause_words()
-        if asr.stats().queued_finals > 0:
+        if asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS:
             # Behind on answers' final transcriptions (many calls at once, Chinese answers on
-            # the 30 s window): those come first, or every call's transcripts fall behind.
+            # the 30 s window): those come first, or every call's transcripts fall behind. A
+            # final that has only just been queued is no backlog: these words go first.
             self.metrics.pause_words_skipped.inc()
             self._event("pause_words_skipped", speech_end=round(event.speech_end, 3))
             return

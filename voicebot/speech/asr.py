@@ -77,6 +77,11 @@ DEFAULT_MIN_WINDOW_SECS = 10.0
 DEFAULT_BATCH = 4
 """Most requests one decode takes from the queue (1: never batched)."""
 
+FINAL_AGING_SECS = 1.0
+"""A final transcription queued this long goes ahead of the words at a pause: pause words
+overtake finals, but never starve them (many calls pausing at once, Chinese pause words on
+Whisper's full window)."""
+
 LANGUAGE_MIN_WINDOW_SECS = {"zh": WHISPER_WINDOW_SECS}
 """Floors above the configured minimum where shorter windows measurably cost words. Chinese keeps
 Whisper's full window: on the three Chinese phone clips the multilingual base model lost a
@@ -150,6 +155,9 @@ class ASRStats:
     """Transcriptions encoded in a window fitted to the utterance (not Whisper's 30 s)."""
     runs: int = 0
     """Model runs so far: each decodes one request or a batch of them."""
+    oldest_final_wait_secs: float = 0.0
+    """How long the oldest queued final transcription has waited (0: none queued): how far
+    behind on answers the pool is, where ``queued_finals`` only says that one just came in."""
 
 
 def _default_cache_dir() -> Path:
@@ -710,6 +718,7 @@ class ASRPool:
         min_window_secs: float = DEFAULT_MIN_WINDOW_SECS,
         process: bool = False,
         batch: int = DEFAULT_BATCH,
+        final_aging_secs: float = FINAL_AGING_SECS,
     ) -> None:
         if batch < 1:
             raise ValueError(f"ASRPool: batch must be at least 1, got {batch}")
@@ -736,6 +745,7 @@ class ASRPool:
         self.min_window_secs = min_window_secs
         self.process = process
         self.batch = batch
+        self.final_aging_secs = final_aging_secs
         # A WhisperTranscriber per model name, or (process mode) a _WorkerProcess per worker
         # holding every model.
         self._transcribers: dict[str, WhisperTranscriber] = {}
@@ -977,7 +987,7 @@ class ASRPool:
                 while self._heap and not self._heap[0].live:
                     heapq.heappop(self._heap)
                 if self._heap:
-                    first = heapq.heappop(self._heap)
+                    first = self._aged_final() or heapq.heappop(self._heap)
                     self._retire(first)
                     batch = [first]
                     if self.batch > 1 and first.window is not None:
@@ -992,6 +1002,26 @@ class ASRPool:
                 if self._closed:
                     return []
                 self._cond.wait()
+
+    def _oldest_final(self) -> _Request | None:
+        """The live final transcription queued longest (call with the condition held)."""
+        if not self._queued[Priority.FINAL]:
+            return None
+        finals = (r for r in self._heap if r.live and r.priority is Priority.FINAL)
+        return min(finals, key=lambda r: r.seq, default=None)
+
+    def _aged_final(self) -> _Request | None:
+        """A final that has waited ``final_aging_secs`` while pause words are at the head.
+
+        It is taken ahead of them (and left in the heap, dead once retired): pause words go
+        first only while finals are not falling behind.
+        """
+        if self._heap[0].priority is not Priority.PAUSE:
+            return None
+        oldest = self._oldest_final()
+        if oldest is None or time.monotonic() - oldest.submitted < self.final_aging_secs:
+            return None
+        return oldest
 
     def _work(self, index: int) -> None:
         name_native_thread("asr-worker")
@@ -1119,6 +1149,11 @@ class ASRPool:
                 busy_secs=self._busy_secs,
                 fitted=self._fitted,
                 runs=self._runs,
+                oldest_final_wait_secs=(
+                    time.monotonic() - oldest.submitted
+                    if (oldest := self._oldest_final()) is not None
+                    else 0.0
+                ),
             )
 
     async def close(self) -> None:
