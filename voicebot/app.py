@@ -53,6 +53,7 @@ async def metrics(request: web.Request) -> web.Response:
         m.asr_busy_seconds.set(stats.busy_secs)
         m.asr_transcriptions.set(stats.completed)
         m.asr_decodes.set(stats.runs)
+        m.asr_reused.set(stats.reused)
     if services.vad_model is not None and services.vad_executor is not None:
         m.vad_batch_mean.set(services.vad_batcher.mean_batch)
     if services.bus is not None:

@@ -201,6 +201,12 @@ class Metrics:
             "Transcriptions completed since start (finals, speculative finals and partials).",
             registry=r,
         )
+        self.asr_reused = Gauge(
+            "voicebot_asr_finals_reused",
+            "Final transcriptions answered with the words at the pause that ended the turn (the"
+            " same audio: a short answer), without a second Whisper run.",
+            registry=r,
+        )
         self.asr_decodes = Gauge(
             "voicebot_asr_decodes",
             "Whisper model runs since start; each decodes one transcription or a batch of them"

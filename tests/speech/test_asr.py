@@ -189,6 +189,25 @@ async def test_a_final_that_waited_too_long_goes_ahead_of_pause_words(pool, monk
     assert pool.stats().oldest_final_wait_secs == 0.0
 
 
+async def test_a_final_of_the_audio_the_pause_words_just_had_is_not_decoded_again(pool):
+    """A short answer ends at a pause whose words were the whole turn: its final is those words."""
+    short = phone_clip("en_speaker_b.wav")
+    pause = await pool.transcribe(short, "en", Priority.PAUSE, key="call-a")
+    before = pool.stats()
+    final = await pool.transcribe(short.copy(), "en", Priority.FINAL, key="call-a")
+    after = pool.stats()
+    assert final.text == pause.text and "horizon" in normalise(final.text)
+    assert final.priority is Priority.FINAL and final.latency_secs == 0.0
+    assert after.reused == before.reused + 1 and after.runs == before.runs  # no decode
+    # Other audio, a decoder prompt, or another call: decoded as ever.
+    other = short.copy()
+    other[-1] = other[-1] + 1  # one sample differs
+    await pool.transcribe(other, "en", Priority.FINAL, key="call-a")
+    await pool.transcribe(short, "en", Priority.FINAL, prompt="Customer service.", key="call-a")
+    await pool.transcribe(short, "en", Priority.FINAL, key="call-b")
+    assert pool.stats().reused == after.reused and pool.stats().runs == after.runs + 3
+
+
 async def test_newer_pause_words_of_a_call_replace_its_queued_ones_only(pool):
     busy = phone_clip("en_jfk.wav")
     short = phone_clip("en_speaker_b.wav")

@@ -1158,7 +1158,11 @@ class CallSession:
         assert self.services.asr is not None and self.script is not None
         try:
             return await self.services.asr.transcribe(
-                audio, self.script.language, Priority.FINAL, prompt=self.recognition_prompt(listen)
+                audio,
+                self.script.language,
+                Priority.FINAL,
+                prompt=self.recognition_prompt(listen),
+                key=self.call_sid,  # a short turn's final may be its pause words (ASRPool)
             )
         except ASRDropped:
             return None

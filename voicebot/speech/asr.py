@@ -39,6 +39,7 @@ pool can be started once and shared.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import logging
@@ -47,6 +48,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -76,6 +78,13 @@ DEFAULT_MIN_WINDOW_SECS = 10.0
 
 DEFAULT_BATCH = 4
 """Most requests one decode takes from the queue (1: never batched)."""
+
+REUSE_MAX_SECS = 12.0
+"""Pause words up to this long are kept (a few, by the hash of their audio) for the final
+transcription of the same audio: a short answer's turn ends at a pause whose words were the whole
+turn, and its final asks for exactly that audio again (hashing 12 s costs ~1 ms)."""
+REUSE_KEPT = 64
+"""Pause words kept for reuse (the newest; a turn's final comes within a second of its pause)."""
 
 FINAL_AGING_SECS = 1.0
 """A final transcription queued this long goes ahead of the words at a pause: pause words
@@ -155,6 +164,8 @@ class ASRStats:
     """Transcriptions encoded in a window fitted to the utterance (not Whisper's 30 s)."""
     runs: int = 0
     """Model runs so far: each decodes one request or a batch of them."""
+    reused: int = 0
+    """Final transcriptions answered from the words at a pause of the same audio (no decode)."""
     oldest_final_wait_secs: float = 0.0
     """How long the oldest queued final transcription has waited (0: none queued): how far
     behind on answers the pool is, where ``queued_finals`` only says that one just came in."""
@@ -359,6 +370,19 @@ class _Request:
             and other.model == self.model
             and other.prompt == self.prompt
         )
+
+
+def _reuse_key(
+    samples: np.ndarray, model: str, language: str, prompt: str | None, key: str
+) -> bytes:
+    """What makes two requests of one call (``key``) the same transcription.
+
+    The model, the language, the decoder prompt and the audio itself.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{key}\0{model}\0{language}\0{prompt or ''}\0".encode())
+    digest.update(np.ascontiguousarray(samples).tobytes())
+    return digest.digest()
 
 
 def _resolve_future(
@@ -770,6 +794,9 @@ class ASRPool:
         self._audio_secs = 0.0
         self._busy_secs = 0.0
         self._runs = 0
+        self._reused = 0
+        self._kept: OrderedDict[bytes, str] = OrderedDict()
+        """Pause words' texts by :func:`_reuse_key`, newest last, for a final of the same audio."""
 
     @property
     def started(self) -> bool:
@@ -905,8 +932,10 @@ class ASRPool:
     ) -> ASRResult:
         """Transcribe 16 kHz mono audio (float32 in [-1, 1] or int16) in ``language``.
 
-        ``key`` groups partials (e.g. the call id): a newer partial with the same key drops the
-        older one if it has not started. Raises :class:`ASRDropped` for a dropped partial,
+        ``key`` groups a call's requests (the call id): a newer partial or pause request with the
+        same key drops the older one if it has not started, and a final of the audio the call's
+        pause words just had (a short turn that ended at that pause) is answered with their
+        words, not decoded again. Raises :class:`ASRDropped` for a dropped partial,
         ``ValueError`` for a language the model cannot transcribe.
         """
         if not self._threads:
@@ -920,6 +949,20 @@ class ASRPool:
             return ASRResult("", lang, 0.0, 0.0, 0.0, Priority(priority))
         loop = asyncio.get_running_loop()
         audio_secs = samples.size / SAMPLE_RATE
+        reuse = (
+            _reuse_key(samples, model, lang, prompt, key)
+            if key is not None
+            and priority in (Priority.PAUSE, Priority.FINAL)
+            and audio_secs <= REUSE_MAX_SECS
+            else None
+        )
+        if reuse is not None and priority is Priority.FINAL:
+            with self._cond:
+                kept = self._kept.get(reuse)
+                if kept is not None:
+                    self._reused += 1
+            if kept is not None:
+                return ASRResult(kept, lang, audio_secs, 0.0, 0.0, Priority.FINAL)
         request = _Request(
             priority=Priority(priority),
             seq=0,
@@ -936,11 +979,17 @@ class ASRPool:
         )
         self._submit(request)
         try:
-            return await request.future
+            result = await request.future
         except asyncio.CancelledError:
             with self._cond:
                 self._retire(request)
             raise
+        if reuse is not None and priority is Priority.PAUSE:
+            with self._cond:
+                self._kept[reuse] = result.text
+                while len(self._kept) > REUSE_KEPT:
+                    self._kept.popitem(last=False)
+        return result
 
     def _submit(self, request: _Request) -> None:
         stale: list[tuple[_Request, str]] = []
@@ -1149,6 +1198,7 @@ class ASRPool:
                 busy_secs=self._busy_secs,
                 fitted=self._fitted,
                 runs=self._runs,
+                reused=self._reused,
                 oldest_final_wait_secs=(
                     time.monotonic() - oldest.submitted
                     if (oldest := self._oldest_final()) is not None
