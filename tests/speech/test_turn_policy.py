@@ -137,6 +137,32 @@ def features(**kwargs) -> PauseFeatures:
             CONFIG.end_secs,
             "short_answer",
         ),
+        # "No..." (Whisper's ellipsis on a lone word): the closed ceiling, not the long wait of
+        # a candidate mid-sentence; "No, but..." and an open question's "Yes," still wait long.
+        (
+            "no with an ellipsis to a closed question",
+            features(speech_secs=0.4, smart_turn=0.5, words="No...", question=CLOSED),
+            CONFIG.closed_max_silence_secs,
+            "short_answer_trailing",
+        ),
+        (
+            "two years with a comma to a closed question",
+            features(speech_secs=0.8, smart_turn=0.1, words="Two years,", question=CLOSED),
+            CONFIG.closed_max_silence_secs,
+            "short_answer_trailing",
+        ),
+        (
+            "no but to a closed question",
+            features(speech_secs=0.6, smart_turn=0.5, words="No, but...", question=CLOSED),
+            CONFIG.unfinished_max_silence_secs,
+            "words_unfinished",
+        ),
+        (
+            "yes with a comma to an open question",
+            features(speech_secs=0.4, smart_turn=0.5, words="Yes,"),
+            CONFIG.unfinished_max_silence_secs,
+            "words_unfinished",
+        ),
         # Unsure, words finished: the hesitant wait; sure they go on, words finished: longer.
         (
             "unsure and finished",

@@ -389,6 +389,11 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
 
     if words == "thinking":
         return Decision(max(config.think_secs, top), "thinking", take_your_time=True, words=words)
+    if words == "unfinished" and question.kind != "open" and _short_but_for_punctuation(features):
+        # "No..." / "Yes,": Whisper's trailing ellipsis or comma on a lone word over the phone,
+        # no word that goes on. A short answer to a closed question that may have more to it:
+        # the closed question's ceiling, not the long wait for a candidate mid-sentence.
+        return wait(top, "short_answer_trailing")
     if words == "unfinished":
         # Mid-sentence ("and", "uh"): a thinking pause that may run past the question's ceiling.
         return Decision(
@@ -434,6 +439,14 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     if complete:
         return wait(paced(max(config.short_open_end_secs, unconfirmed)), "short_open")
     return wait(top, "silence")
+
+
+def _short_but_for_punctuation(features: PauseFeatures) -> bool:
+    """The words read as a short complete answer once a trailing comma or ellipsis is dropped."""
+    if features.words is None or features.words_are_tail:
+        return False
+    bare = _PUNCT_OPEN.sub("", features.words.strip()).strip()
+    return bool(bare) and read_words(bare, features.language) == "short_complete"
 
 
 def decide_acoustic(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> Decision:
