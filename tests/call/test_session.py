@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import voicebot.call.session as session_module
+import voicebot.call.turn_words as turn_words
 from voicebot.audio.codec import ulaw_encode
 from voicebot.call.session import CallSession, StreamRefused
 from voicebot.config import Settings
@@ -666,7 +666,7 @@ async def test_a_final_just_queued_by_another_call_does_not_hold_back_the_pause_
 
 async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, monkeypatch):
     # The policy reads how the turn ends; the whole turn is the final transcription's job.
-    monkeypatch.setattr(session_module, "PAUSE_WORDS_SECS", 0.4)
+    monkeypatch.setattr(turn_words, "PAUSE_WORDS_SECS", 0.4)
     async with _services(
         tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
     ) as services:
@@ -676,7 +676,7 @@ async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, m
         await call.silence(1.8)  # a finished sentence (no closer read): the open ceiling ends it
         paused = [secs for priority, secs in services.asr.asked if priority is Priority.PAUSE]
         finals = [secs for priority, secs in services.asr.asked if priority is Priority.FINAL]
-        assert paused and max(paused) <= 0.4 + session_module.SPECULATIVE_PAD_SECS + 0.01
+        assert paused and max(paused) <= 0.4 + turn_words.SPECULATIVE_PAD_SECS + 0.01
         assert max(finals) >= 1.2  # the answer's final transcript has all of it
 
 

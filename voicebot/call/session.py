@@ -14,6 +14,7 @@ carrier's media timestamps, bot audio by the time each frame was sent.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import sqlite3
@@ -33,6 +34,7 @@ from voicebot.call.listen import ListenMixer, audio_channel, chunk_event
 from voicebot.call.live_partials import LivePartials
 from voicebot.call.playout import Playout, Segment
 from voicebot.call.recorder import CallRecorder
+from voicebot.call.turn_words import PRE_ROLL_SECS, SPECULATIVE_PAD_SECS, Speculation, TurnWords
 from voicebot.dialogue.engine import (
     AnswerRecorded,
     CallerHungUp,
@@ -78,23 +80,6 @@ from voicebot.telephony.twilio import Dtmf, Mark, Media, Start, Stop, TwilioMedi
 
 log = logging.getLogger(__name__)
 
-PRE_ROLL_SECS = 0.3
-"""Audio kept before the detected start of speech (VAD needs a few windows to fire)."""
-SPECULATIVE_PAD_SECS = 0.2
-PAUSE_WORDS_SECS = 8.0
-"""At a pause the end-of-turn policy gets the words of the turn's last this many seconds (how
-the turn ends: a closer, a trailing "and" or "um", a finished sentence), transcribed ahead of all
-other ASR work; the whole turn is the final transcription's job. 8 s fits Whisper's fitted
-10 s window, so a long answer's pause costs what a short answer's does."""
-PAUSE_WORDS_BACKLOG_SECS = 0.5
-"""The words at a pause are not asked for while a final transcription has waited this long (the
-pool is behind on answers). Skipping them whenever any final was queued (a moment after another
-call's turn ended, at 20 calls most pauses) left a closer to the whole-turn transcription, 1 s
-later; the pool also takes a final ahead of them once it has waited ``FINAL_AGING_SECS``."""
-SPECULATE_AFTER_SECS = 1.0
-"""A question's whole-turn transcription starts once a pause has lasted this long: started at
-once, it was cancelled by most thinking pauses and held the ASR worker from the next pause's
-words (a running decode cannot be stopped)."""
 PREFIX_MIN_SPEECH_SECS = 4.0
 """An answer to a question with a follow-up is transcribed at a pause once it is this long (and
 again after as much more speech) until its beginning rules the follow-up out."""
@@ -189,32 +174,6 @@ class _Prefix:
 
 
 @dataclass
-class _Speculation:
-    """A final transcription started at a short pause, kept if the candidate stays silent."""
-
-    speech_end: float
-    task: asyncio.Task
-
-
-def _words_of(task: asyncio.Task) -> str | None:
-    """The text a finished transcription task gave, or ``None`` (not done, failed, dropped)."""
-    if not task.done() or task.cancelled() or task.exception() is not None:
-        return None
-    result = task.result()
-    return None if result is None else result.text
-
-
-@dataclass
-class _PauseWords:
-    """The words of a turn's last seconds, transcribed at a pause for the end-of-turn policy."""
-
-    speech_end: float
-    task: asyncio.Task
-    tail: bool
-    """Only the turn's last ``PAUSE_WORDS_SECS`` (its start not transcribed)."""
-
-
-@dataclass
 class _EarlyVerdict:
     """Smart-turn started ahead of a pause (``SpeechPausing``), for that pause's verdict."""
 
@@ -257,8 +216,7 @@ class CallSession:
         self._inbound_samples = 0  # 8 kHz samples received (the candidate's clock)
         self._inbound_lag = 0.0  # wall clock minus candidate clock, seconds
         self._audio = RollingAudio()  # recent 8 kHz candidate audio, cut out for the models
-        self._speculation: _Speculation | None = None
-        self._pause_words: _PauseWords | None = None
+        self._words = TurnWords(self)  # the words at pauses, and the speculation
         self._early: _EarlyVerdict | None = None
         self._prefix: _Prefix | None = None
         self._meter: Any = None  # ProsodyMeter while the call is watched
@@ -306,6 +264,9 @@ class CallSession:
         task = asyncio.create_task(self._guard(coro, name), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if inspect.iscoroutine(coro):
+            # A task cancelled before it ran never awaited ``coro``: close it (no warning).
+            task.add_done_callback(lambda _: coro.close())
         return task
 
     async def _guard(self, coro: Awaitable[Any], name: str) -> Any:
@@ -709,8 +670,7 @@ class CallSession:
             self._on_pause(event)
         elif isinstance(event, SpeechResumed):
             # Stale now: free the ASR worker for other calls if it has not started.
-            self._discard_speculation()
-            self._discard_pause_words()
+            self._words.discard()
             self._drop_early_verdict()
             if self._turns.resumed_pauses:
                 self._resumed_pauses.append(self._turns.resumed_pauses[-1])
@@ -722,7 +682,7 @@ class CallSession:
             self._over_time = False
             self._hearing.turn_ended(event.speech_start, event.speech_end)
             self._partials.stop()
-            self._discard_pause_words()
+            self._words.discard_pause_words()
             self._event(
                 "speech_ended",
                 t=event.t,
@@ -732,13 +692,11 @@ class CallSession:
                 wall=round(self.now(), 3),
                 inbound_lag=round(self._inbound_lag, 3),
             )
-            if self._speculation is not None and self._speculation.speech_end != event.speech_end:
-                self._discard_speculation()
+            speculation = self._words.take_speculation(event.speech_end)
             if self._prefix is not None and self._prefix.running:
                 assert self._prefix.task is not None
                 self._prefix.task.cancel()  # the final transcription supersedes it
                 self.metrics.prefixes.labels("cancelled").inc()
-            speculation, self._speculation = self._speculation, None
             # Cut the turn's audio now: the buffer drops it once no turn is in progress.
             audio = self._audio_between(
                 event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
@@ -770,7 +728,7 @@ class CallSession:
         words decide whether "I worked at a bank and" or a trailing "um" is an end.
         """
         if not self._over_time:
-            self._transcribe_pause_words(event)  # first: a worker takes it before the others
+            self._words.transcribe_pause(event)  # first: a worker takes it before the others
         self._maybe_transcribe_prefix(event)
         self._partials.pause(event)
         if self._over_time:
@@ -780,7 +738,7 @@ class CallSession:
             return
         if self.services.smart_turn is None:
             self._decide_pause(event, None)
-            self._speculate(event)
+            self._words.speculate(event)
             return
         self._ask_smart_turn(event)
 
@@ -1003,155 +961,15 @@ class CallSession:
             )
             if not self._turns.is_current_pause(event):
                 return
-            speculation = self._speculation
-            words, tail = None, False
-            if speculation is not None and speculation.speech_end == event.speech_end:
-                words = _words_of(speculation.task)
-            pause_words = self._pause_words
-            if (
-                words is None
-                and pause_words is not None
-                and pause_words.speech_end == event.speech_end
-            ):
-                words, tail = _words_of(pause_words.task), pause_words.tail
+            words, tail = self._words.at(event)
             decision = self._decide_pause(event, probability, words, tail=tail)
             if decision.wait_secs > self._turns.config.pause_secs:
-                self._speculate(event)
+                self._words.speculate(event)
 
         if future.done():
             deliver(future)
         else:
             future.add_done_callback(deliver)
-
-    def _transcribe_pause_words(self, event: SpeechPaused) -> None:
-        """Transcribe the turn's last ``PAUSE_WORDS_SECS`` for the end-of-turn policy, now.
-
-        At :attr:`Priority.PAUSE`, ahead of every other ASR request and not skipped for a busy
-        pool (a newer pause of the call replaces a queued one), but skipped while final
-        transcriptions wait (load: answers come first); the policy decides again when the words
-        come, if the pause is still going on.
-        """
-        asr = self.services.asr
-        if asr is None or self._listening is None or self.script is None:
-            return
-        self._discard_pause_words()
-        if asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS:
-            # Behind on answers' final transcriptions (many calls at once, Chinese answers on
-            # the 30 s window): those come first, or every call's transcripts fall behind. A
-            # final that has only just been queued is no backlog: these words go first.
-            self.metrics.pause_words_skipped.inc()
-            self._event("pause_words_skipped", speech_end=round(event.speech_end, 3))
-            return
-        turn_start = event.speech_start - PRE_ROLL_SECS
-        start = max(turn_start, event.speech_end - PAUSE_WORDS_SECS)
-        audio = self._audio_between(start, event.speech_end + SPECULATIVE_PAD_SECS)
-        language, key = self.script.language, self.call_sid
-        asked = time.monotonic()
-
-        async def transcribe() -> ASRResult | None:
-            try:
-                return await asr.transcribe(audio, language, Priority.PAUSE, key=key)
-            except ASRDropped:
-                return None
-
-        task = self._spawn(transcribe(), "pause_words_asr")
-        self._pause_words = _PauseWords(event.speech_end, task, tail=start > turn_start)
-
-        def words_in(done: asyncio.Task) -> None:
-            words = _words_of(done)
-            if words is None or self.finished:
-                return
-            secs = time.monotonic() - asked
-            self.metrics.pause_words_secs.observe(secs)
-            result = done.result()
-            self._event(
-                "pause_words",
-                speech_end=round(event.speech_end, 3),
-                secs=round(secs, 3),
-                queued=round(result.queued_secs, 3),
-                audio_secs=round(result.audio_secs, 2),
-            )
-            if not self._turns.is_current_pause(event):
-                return
-            speculation = self._speculation
-            if speculation is not None and _words_of(speculation.task) is not None:
-                return  # the whole turn's words are in already
-            self._decide_pause(
-                event,
-                self._turns.smart_turn_probability,
-                words,
-                tail=start > turn_start,
-            )
-
-        task.add_done_callback(words_in)
-
-    def _discard_pause_words(self) -> None:
-        """Drop the pause's words request (a queued one leaves the ASR queue)."""
-        pause_words, self._pause_words = self._pause_words, None
-        if pause_words is not None and not pause_words.task.done():
-            pause_words.task.cancel()
-
-    def _speculate(self, event: SpeechPaused) -> None:
-        """Start the turn's final transcription before the turn is known to have ended.
-
-        Kept if the candidate stays silent. When the next step does not wait for the words
-        (the questions), it only shortens the wait for the transcript: it starts once the
-        pause has lasted ``SPECULATE_AFTER_SECS`` (most thinking pauses are over by then; a
-        running decode cannot be stopped and would hold the worker from the next pause's
-        words), and is skipped while the ASR pool is busy.
-        """
-        listen = self._listening
-        if listen is None:
-            return
-        if listen.question_id is not None:
-            delay = SPECULATE_AFTER_SECS - (event.t - event.speech_end)
-            if delay > 0:
-                asyncio.get_running_loop().call_later(delay, self._speculate_later, event)
-                return
-        self._speculate_now(event)
-
-    def _speculate_later(self, event: SpeechPaused) -> None:
-        if not self.finished and self._turns.is_current_pause(event):
-            self._speculate_now(event)
-
-    def _speculate_now(self, event: SpeechPaused) -> None:
-        listen = self._listening
-        if listen is None:
-            return
-        asr = self.services.asr
-        if listen.question_id is not None and asr is not None and not asr.has_free_worker:
-            return
-        if (
-            self._speculation is not None
-            and self._speculation.speech_end == event.speech_end
-            and not self._speculation.task.cancelled()
-        ):
-            return  # already transcribing this pause
-        self._discard_speculation()
-        audio = self._audio_between(
-            event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
-        )
-        task = self._spawn(self._transcribe(audio, listen), "speculative_asr")
-        self._speculation = _Speculation(speech_end=event.speech_end, task=task)
-
-        def words_in(done: asyncio.Task) -> None:
-            # The words of the turn so far: the policy decides again, knowing them.
-            if done.cancelled() or done.exception() is not None or self.finished:
-                return
-            result = done.result()
-            if result is None or not self._turns.is_current_pause(event):
-                return
-            probability = self._turns.smart_turn_probability
-            self._decide_pause(event, probability, result.text)
-
-        task.add_done_callback(words_in)
-
-    def _discard_speculation(self) -> None:
-        """Cancel the speculative transcription (a running one still costs its Whisper time)."""
-        if self._speculation is not None:
-            self._speculation.task.cancel()
-            self._speculation = None
-            self.metrics.speculations.labels("discarded").inc()
 
     async def _transcribe(self, audio: np.ndarray, listen: Listen | None) -> ASRResult | None:
         """The final transcription of a turn that answers ``listen``."""
@@ -1340,7 +1158,7 @@ class CallSession:
             return segments
 
     async def _on_turn_end(
-        self, event: TurnEnded, audio: np.ndarray, speculation: _Speculation | None
+        self, event: TurnEnded, audio: np.ndarray, speculation: Speculation | None
     ) -> None:
         """Transcribe a finished turn, store its words and, unless done already, act on them.
 
