@@ -24,7 +24,7 @@ from voicebot.call.session import CallSession, StreamRefused
 from voicebot.config import Settings
 from voicebot.dialogue.script import JobScript, Question
 from voicebot.services import Services
-from voicebot.speech.asr import ASRPoolClosed, ASRResult, Priority
+from voicebot.speech.asr import FINALS, ASRPoolClosed, ASRResult, Priority
 from voicebot.speech.vad import SileroState
 from voicebot.store.database import Store
 from voicebot.telephony.stream_token import StreamTokenSigner
@@ -483,7 +483,8 @@ async def test_an_empty_transcript_is_not_taken_as_an_answer(services):
     await call.wait_for_mark("consent:await")
     await call.speak(0.3)  # a cough: transcribed as nothing
     await call.silence(0.5)  # the turn ends after 0.3 s of silence; its transcript is empty
-    assert [p for p, _ in services.asr.asked if p is not Priority.PAUSE] == [Priority.FINAL]
+    # The consent's words decide the next step: the call waits on them.
+    assert [p for p, _ in services.asr.asked if p is not Priority.PAUSE] == [Priority.WAITED]
     said = services.prompts.said
     assert SCRIPT.consent_unclear not in said and SCRIPT.reprompt not in said
     await call.speak(0.3)
@@ -664,6 +665,25 @@ async def test_a_final_just_queued_by_another_call_does_not_hold_back_the_pause_
         assert any(mark.endswith("q:q2:await") for mark in call.marks())
 
 
+@pytest.mark.parametrize(
+    ("speech_secs", "priority"), [(0.3, Priority.WAITED), (0.8, Priority.FINAL)]
+)
+async def test_a_short_answer_s_words_are_waited_for_a_long_one_s_only_stored(
+    tmp_path, speech_secs, priority
+):
+    # A short answer may be a request ("repeat that?"): the call waits for its words, which go
+    # ahead of other calls' finals; a longer one's next question starts at once, its words are
+    # only stored.
+    async with _services(tmp_path) as services:
+        call = await _call_at_first_question(services, ["yes", "an answer", "next"])
+        before = len(services.asr.asked)
+        await call.speak(speech_secs)
+        await call.silence(0.6)
+        asked = [p for p, _ in services.asr.asked[before:] if p in FINALS]
+        assert asked == [priority]
+        assert any(mark.endswith("q:q2:await") for mark in call.marks())
+
+
 async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, monkeypatch):
     # The policy reads how the turn ends; the whole turn is the final transcription's job.
     monkeypatch.setattr(turn_words, "PAUSE_WORDS_SECS", 0.4)
@@ -675,7 +695,7 @@ async def test_the_words_at_a_pause_are_the_turn_s_last_seconds_only(tmp_path, m
         await call.speak(1.2)
         await call.silence(1.8)  # a finished sentence (no closer read): the open ceiling ends it
         paused = [secs for priority, secs in services.asr.asked if priority is Priority.PAUSE]
-        finals = [secs for priority, secs in services.asr.asked if priority is Priority.FINAL]
+        finals = [secs for priority, secs in services.asr.asked if priority in FINALS]
         assert paused and max(paused) <= 0.4 + turn_words.SPECULATIVE_PAD_SECS + 0.01
         assert max(finals) >= 1.2  # the answer's final transcript has all of it
 

@@ -153,6 +153,30 @@ async def test_pause_words_overtake_queued_finals_and_partials(pool):
     assert "horizon" in normalise(results[3].text)
 
 
+async def test_a_final_a_call_waits_on_goes_ahead_of_finals_only_stored(pool):
+    """A consent or a short answer (the call is silent until its words) before stored answers."""
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    finished: list[str] = []
+
+    async def run(label: str, priority: Priority, key: str):
+        result = await pool.transcribe(short, "en", priority, key=key)
+        finished.append(label)
+        return result
+
+    first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+    await until_busy(pool)
+    stored = [asyncio.create_task(run(f"stored{i}", Priority.FINAL, "call-a")) for i in range(2)]
+    await asyncio.sleep(0)
+    waited = asyncio.create_task(run("waited", Priority.WAITED, "call-b"))
+    await asyncio.sleep(0)
+    assert pool.stats().queued_finals == 3
+    results = await asyncio.gather(first, *stored, waited)
+
+    assert finished[0] == "waited" and sorted(finished[1:]) == ["stored0", "stored1"]
+    assert all("horizon" in normalise(r.text) for r in results[1:])  # a call's finals: all kept
+
+
 async def test_a_final_that_waited_too_long_goes_ahead_of_pause_words(pool, monkeypatch):
     """Pause words overtake finals only while the answers are not falling behind."""
     busy = phone_clip("en_jfk.wav")

@@ -971,14 +971,21 @@ class CallSession:
         else:
             future.add_done_callback(deliver)
 
-    async def _transcribe(self, audio: np.ndarray, listen: Listen | None) -> ASRResult | None:
-        """The final transcription of a turn that answers ``listen``."""
+    async def _transcribe(
+        self, audio: np.ndarray, listen: Listen | None, *, waited: bool = False
+    ) -> ASRResult | None:
+        """The final transcription of a turn that answers ``listen``.
+
+        ``waited``: the call is silent until these words come (the consent, an answer whose
+        next step was not pre-started): :attr:`Priority.WAITED`, ahead of other calls' finals
+        that are only stored.
+        """
         assert self.services.asr is not None and self.script is not None
         try:
             return await self.services.asr.transcribe(
                 audio,
                 self.script.language,
-                Priority.FINAL,
+                Priority.WAITED if waited else Priority.FINAL,
                 prompt=self.recognition_prompt(listen),
                 key=self.call_sid,  # a short turn's final may be its pause words (ASRPool)
             )
@@ -1183,7 +1190,7 @@ class CallSession:
             reused = result is not None
             self.metrics.speculations.labels("kept" if reused else "discarded").inc()
         if result is None:
-            result = await self._transcribe(audio, listened)
+            result = await self._transcribe(audio, listened, waited=not prestarted)
         if result is None:
             if continuation is not None:
                 self._continuation = None

@@ -207,7 +207,9 @@ class TurnWords:
         audio = session._audio_between(
             event.speech_start - PRE_ROLL_SECS, event.speech_end + SPECULATIVE_PAD_SECS
         )
-        task = session._spawn(session._transcribe(audio, listen), "speculative_asr")
+        # The consent's words decide the next step: the call waits on them.
+        final = session._transcribe(audio, listen, waited=listen.question_id is None)
+        task = session._spawn(final, "speculative_asr")
         self.speculation = Speculation(speech_end=event.speech_end, task=task)
 
         def words_in(done: asyncio.Task) -> None:

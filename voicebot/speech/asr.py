@@ -6,7 +6,8 @@ distinct model (e.g. ``tiny.en`` for English and the multilingual ``base`` for C
 and an English utterance wait their turn together and never run more decodes at once than there
 are workers. Requests wait in a priority queue: final
 transcriptions (end of a candidate's turn, on the latency path) run before live partials, FIFO
-within a priority, and the words at a pause (:attr:`Priority.PAUSE`: the last seconds of a turn,
+within a priority (finals the call waits on, :attr:`Priority.WAITED`, before those only kept
+for the record), and the words at a pause (:attr:`Priority.PAUSE`: the last seconds of a turn,
 which the end-of-turn policy waits for) run before both. Partials go stale: a newer partial for
 the same ``key`` (usually the call), or a full queue, drops the older one and its caller gets
 :class:`ASRDropped`; a newer pause request of the same ``key`` replaces a queued one the same
@@ -125,8 +126,16 @@ class Priority(IntEnum):
     """The last seconds of a turn at a pause, for the end-of-turn policy: the bot's next move
     waits on these few words, so they go ahead of everything (a newer one of the same ``key``
     replaces a queued one, like partials)."""
-    FINAL = 1
-    PARTIAL = 2
+    WAITED = 1
+    """A turn's final transcription the call is silent until (the consent, a short answer, a
+    knock-out: the next step depends on the words): ahead of finals only kept for the record
+    (answers whose next question already started). Never dropped, like finals."""
+    FINAL = 2
+    PARTIAL = 3
+
+
+FINALS = (Priority.WAITED, Priority.FINAL)
+"""The final transcriptions of turns: never dropped or replaced."""
 
 
 @dataclass(frozen=True)
@@ -952,17 +961,17 @@ class ASRPool:
         reuse = (
             _reuse_key(samples, model, lang, prompt, key)
             if key is not None
-            and priority in (Priority.PAUSE, Priority.FINAL)
+            and priority in (Priority.PAUSE, *FINALS)
             and audio_secs <= REUSE_MAX_SECS
             else None
         )
-        if reuse is not None and priority is Priority.FINAL:
+        if reuse is not None and priority in FINALS:
             with self._cond:
                 kept = self._kept.get(reuse)
                 if kept is not None:
                     self._reused += 1
             if kept is not None:
-                return ASRResult(kept, lang, audio_secs, 0.0, 0.0, Priority.FINAL)
+                return ASRResult(kept, lang, audio_secs, 0.0, 0.0, Priority(priority))
         request = _Request(
             priority=Priority(priority),
             seq=0,
@@ -998,7 +1007,7 @@ class ASRPool:
                 raise ASRPoolClosed("ASRPool.transcribe: the pool is closed")
             request.seq = next(self._seq)
             self._submitted += 1
-            if request.priority is not Priority.FINAL and request.key is not None:
+            if request.priority not in FINALS and request.key is not None:
                 slot = (request.priority, request.key)
                 older = self._pending_by_key.get(slot)
                 if older is not None and older.live:
@@ -1054,9 +1063,9 @@ class ASRPool:
 
     def _oldest_final(self) -> _Request | None:
         """The live final transcription queued longest (call with the condition held)."""
-        if not self._queued[Priority.FINAL]:
+        if not (self._queued[Priority.WAITED] or self._queued[Priority.FINAL]):
             return None
-        finals = (r for r in self._heap if r.live and r.priority is Priority.FINAL)
+        finals = (r for r in self._heap if r.live and r.priority in FINALS)
         return min(finals, key=lambda r: r.seq, default=None)
 
     def _aged_final(self) -> _Request | None:
@@ -1065,12 +1074,11 @@ class ASRPool:
         It is taken ahead of them (and left in the heap, dead once retired): pause words go
         first only while finals are not falling behind.
         """
-        if self._heap[0].priority is not Priority.PAUSE:
+        if self._heap[0].priority is not Priority.PAUSE or self._oldest_final() is None:
             return None
-        oldest = self._oldest_final()
-        if oldest is None or time.monotonic() - oldest.submitted < self.final_aging_secs:
-            return None
-        return oldest
+        since = time.monotonic() - self.final_aging_secs
+        aged = (r for r in self._heap if r.live and r.priority in FINALS and r.submitted <= since)
+        return min(aged, default=None)  # a waited-for one first, then the oldest
 
     def _work(self, index: int) -> None:
         name_native_thread("asr-worker")
@@ -1186,7 +1194,7 @@ class ASRPool:
         with self._cond:
             return ASRStats(
                 queued=sum(self._queued),
-                queued_finals=self._queued[Priority.FINAL],
+                queued_finals=self._queued[Priority.WAITED] + self._queued[Priority.FINAL],
                 queued_partials=self._queued[Priority.PARTIAL],
                 busy_workers=self._busy,
                 workers=self.workers,
