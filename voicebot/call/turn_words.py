@@ -45,10 +45,6 @@ PAUSE_WORDS_BACKLOG_SECS = 0.5
 pool is behind on answers). Skipping them whenever any final was queued (a moment after another
 call's turn ended, at 20 calls most pauses) left a closer to the whole-turn transcription, 1 s
 later; the pool also takes a final ahead of them once it has waited ``FINAL_AGING_SECS``."""
-SHORT_TURN_SECS = 2.0
-"""A turn this short ("No", "三年", the consent's "yes") gets its words at the pause even while
-the pool is behind: they are the whole turn, so its final transcription is answered with them
-(the call waits on a short answer's words), and the end-of-turn policy reads them at once."""
 SPECULATE_AFTER_SECS = 1.0
 """A question's whole-turn transcription starts once a pause has lasted this long: started at
 once, it was cancelled by most thinking pauses and held the ASR worker from the next pause's
@@ -116,12 +112,10 @@ class TurnWords:
         if asr is None or session._listening is None or session.script is None:
             return
         self.discard_pause_words()
-        short = event.speech_end - event.speech_start <= SHORT_TURN_SECS
-        if not short and asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS:
+        if asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS:
             # Behind on answers' final transcriptions (many calls at once, Chinese answers on
             # the 30 s window): those come first, or every call's transcripts fall behind. A
-            # final that has only just been queued is no backlog: these words go first. A short
-            # turn's words are asked for all the same: they are its final transcription too.
+            # final that has only just been queued is no backlog: these words go first.
             session.metrics.pause_words_skipped.inc()
             session._event("pause_words_skipped", speech_end=round(event.speech_end, 3))
             return
