@@ -152,6 +152,18 @@ def features(**kwargs) -> PauseFeatures:
             "short_answer_trailing",
         ),
         (
+            "no with an ellipsis, from a candidate who paused 2 s in an earlier answer",
+            features(
+                speech_secs=0.4,
+                smart_turn=0.5,
+                words="No...",
+                question=CLOSED,
+                resumed_pauses=(2.0,),
+            ),
+            CONFIG.closed_max_silence_secs,
+            "short_answer_trailing",
+        ),
+        (
             "no but to a closed question",
             features(speech_secs=0.6, smart_turn=0.5, words="No, but...", question=CLOSED),
             CONFIG.unfinished_max_silence_secs,

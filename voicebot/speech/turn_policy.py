@@ -347,15 +347,18 @@ def _read_zh(text: str) -> WordsVerdict:
 # -- the decision ----------------------------------------------------------------------------
 
 
+def question_ceiling(question: QuestionContext, config: TurnPolicyConfig) -> float:
+    """The question's own ceiling: the script's ``max_pause_secs``, else its kind's."""
+    if question.max_pause_secs is not None:
+        return question.max_pause_secs
+    if question.kind == "open":
+        return config.open_max_silence_secs
+    return config.closed_max_silence_secs
+
+
 def ceiling(features: PauseFeatures, config: TurnPolicyConfig) -> float:
     """Silence that ends the turn whatever else is known: the question's, raised by pace."""
-    question = features.question
-    if question.max_pause_secs is not None:
-        base = question.max_pause_secs
-    elif question.kind == "open":
-        base = config.open_max_silence_secs
-    else:
-        base = config.closed_max_silence_secs
+    base = question_ceiling(features.question, config)
     longest = max(features.resumed_pauses, default=0.0)
     if longest + config.pace_margin_secs > base:
         base = max(base, min(longest + config.pace_margin_secs, config.pace_cap_secs))
@@ -392,8 +395,9 @@ def decide(features: PauseFeatures, config: TurnPolicyConfig | None = None) -> D
     if words == "unfinished" and question.kind != "open" and _short_but_for_punctuation(features):
         # "No..." / "Yes,": Whisper's trailing ellipsis or comma on a lone word over the phone,
         # no word that goes on. A short answer to a closed question that may have more to it:
-        # the closed question's ceiling, not the long wait for a candidate mid-sentence.
-        return wait(top, "short_answer_trailing")
+        # the question's own ceiling (not raised by pauses the candidate made in long answers),
+        # not the long wait for a candidate mid-sentence.
+        return wait(question_ceiling(question, config), "short_answer_trailing")
     if words == "unfinished":
         # Mid-sentence ("and", "uh"): a thinking pause that may run past the question's ceiling.
         return Decision(
