@@ -6,7 +6,7 @@ what the session hands the ASR pool, not what Whisper makes of it (``loadtest/zh
 """
 
 from voicebot.dialogue.script import Competency, JobScript, Question, RubricLevel
-from voicebot.speech.asr import Priority
+from voicebot.speech.asr import FINALS, Priority
 
 from .test_session import SCRIPT, ScriptedASR, _services, make_call
 
@@ -51,7 +51,7 @@ class PromptRecordingASR(ScriptedASR):
         self.prompts: list[str | None] = []
 
     async def transcribe(self, audio, language, priority=Priority.FINAL, *, prompt=None, **kw):
-        if priority is Priority.FINAL:
+        if priority in FINALS:
             self.prompts.append(prompt)
         return await super().transcribe(audio, language, priority, **kw)
 
