@@ -166,9 +166,10 @@ async def test_a_final_a_call_waits_on_goes_ahead_of_finals_only_stored(pool):
 
     first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
     await until_busy(pool)
-    stored = [asyncio.create_task(run(f"stored{i}", Priority.FINAL, "call-a")) for i in range(2)]
+    # Calls no earlier test had pause words for (those would answer these finals at once).
+    stored = [asyncio.create_task(run(f"stored{i}", Priority.FINAL, "call-s")) for i in range(2)]
     await asyncio.sleep(0)
-    waited = asyncio.create_task(run("waited", Priority.WAITED, "call-b"))
+    waited = asyncio.create_task(run("waited", Priority.WAITED, "call-w"))
     await asyncio.sleep(0)
     assert pool.stats().queued_finals == 3
     results = await asyncio.gather(first, *stored, waited)
@@ -221,7 +222,8 @@ async def test_a_final_of_the_audio_the_pause_words_just_had_is_not_decoded_agai
     final = await pool.transcribe(short.copy(), "en", Priority.FINAL, key="call-a")
     after = pool.stats()
     assert final.text == pause.text and "horizon" in normalise(final.text)
-    assert final.priority is Priority.FINAL and final.latency_secs == 0.0
+    assert final.priority is Priority.FINAL
+    assert final.latency_secs == pause.latency_secs > 0  # the one decode's own figures
     assert after.reused == before.reused + 1 and after.runs == before.runs  # no decode
     # Other audio, a decoder prompt, or another call: decoded as ever.
     other = short.copy()

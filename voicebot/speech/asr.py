@@ -40,6 +40,7 @@ pool can be started once and shared.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -804,8 +805,8 @@ class ASRPool:
         self._busy_secs = 0.0
         self._runs = 0
         self._reused = 0
-        self._kept: OrderedDict[bytes, str] = OrderedDict()
-        """Pause words' texts by :func:`_reuse_key`, newest last, for a final of the same audio."""
+        self._kept: OrderedDict[bytes, ASRResult] = OrderedDict()
+        """Pause words by :func:`_reuse_key`, newest last, for a final of the same audio."""
 
     @property
     def started(self) -> bool:
@@ -971,7 +972,8 @@ class ASRPool:
                 if kept is not None:
                     self._reused += 1
             if kept is not None:
-                return ASRResult(kept, lang, audio_secs, 0.0, 0.0, Priority(priority))
+                # The one decode's figures (its latency is what Whisper took for these words).
+                return dataclasses.replace(kept, priority=Priority(priority))
         request = _Request(
             priority=Priority(priority),
             seq=0,
@@ -995,7 +997,7 @@ class ASRPool:
             raise
         if reuse is not None and priority is Priority.PAUSE:
             with self._cond:
-                self._kept[reuse] = result.text
+                self._kept[reuse] = result
                 while len(self._kept) > REUSE_KEPT:
                     self._kept.popitem(last=False)
         return result
