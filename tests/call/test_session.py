@@ -606,16 +606,22 @@ async def test_an_open_answer_ends_at_once_on_a_closer_and_waits_after_a_finishe
         assert any(mark.endswith("q:q2:await") for mark in call.marks()) is ends_early
 
 
+async def _closer_answer_call(services) -> Harness:
+    """At the first question (open), about to answer with a closer; smart-turn sure (0.9)."""
+    call = await _call_at_first_question(
+        services, ["yes", "I helped the customer. That's all.", "next"]
+    )
+    services.smart_turn = ScriptedSmartTurn([0.9])
+    return call
+
+
 async def test_the_words_at_a_pause_are_heard_while_the_asr_pool_is_busy(tmp_path):
     # Other calls keep the pool busy: the words of the pause still reach the policy (ahead of
     # that work, in the pause lane), so a closer ends the open answer before the ceiling.
     async with _services(
         tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
     ) as services:
-        call = await _call_at_first_question(
-            services, ["yes", "I helped the customer. That's all.", "next"]
-        )
-        services.smart_turn = ScriptedSmartTurn([0.9])
+        call = await _closer_answer_call(services)
         services.asr.has_free_worker = False
         await call.speak(0.8)
         await call.silence(0.9)
@@ -630,10 +636,7 @@ async def test_the_words_at_a_pause_wait_for_no_one_but_answers_come_first_under
     async with _services(
         tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
     ) as services:
-        call = await _call_at_first_question(
-            services, ["yes", "I helped the customer. That's all.", "next"]
-        )
-        services.smart_turn = ScriptedSmartTurn([0.9])
+        call = await _closer_answer_call(services)
         services.asr.queued_finals = 2
         services.asr.oldest_final_wait_secs = 0.8
         before = len(services.asr.asked)
@@ -653,10 +656,7 @@ async def test_a_final_just_queued_by_another_call_does_not_hold_back_the_pause_
     async with _services(
         tmp_path, turn_open_max_silence_secs=1.5, turn_min_answer_secs=0.5
     ) as services:
-        call = await _call_at_first_question(
-            services, ["yes", "I helped the customer. That's all.", "next"]
-        )
-        services.smart_turn = ScriptedSmartTurn([0.9])
+        call = await _closer_answer_call(services)
         services.asr.queued_finals = 1
         services.asr.oldest_final_wait_secs = 0.05
         await call.speak(0.8)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from voicebot.call.turn_words import PRE_ROLL_SECS
 from voicebot.speech.asr import ASRDropped, Priority
 from voicebot.speech.partials import LocalAgreement, tokens
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_WINDOW_SECS = 20.0
 """A partial window this long is closed at the next pause."""
-PRE_ROLL_SECS = 0.3
 
 
 class LivePartials:

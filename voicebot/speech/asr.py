@@ -1063,9 +1063,13 @@ class ASRPool:
                     return []
                 self._cond.wait()
 
+    def _finals_queued(self) -> int:
+        """Live final transcriptions in the queue (call with the condition held)."""
+        return self._queued[Priority.WAITED] + self._queued[Priority.FINAL]
+
     def _oldest_final(self) -> _Request | None:
         """The live final transcription queued longest (call with the condition held)."""
-        if not (self._queued[Priority.WAITED] or self._queued[Priority.FINAL]):
+        if not self._finals_queued():
             return None
         finals = (r for r in self._heap if r.live and r.priority in FINALS)
         return min(finals, key=lambda r: r.seq, default=None)
@@ -1076,7 +1080,7 @@ class ASRPool:
         It is taken ahead of them (and left in the heap, dead once retired): pause words go
         first only while finals are not falling behind.
         """
-        if self._heap[0].priority is not Priority.PAUSE or self._oldest_final() is None:
+        if self._heap[0].priority is not Priority.PAUSE or not self._finals_queued():
             return None
         since = time.monotonic() - self.final_aging_secs
         aged = (r for r in self._heap if r.live and r.priority in FINALS and r.submitted <= since)
@@ -1196,7 +1200,7 @@ class ASRPool:
         with self._cond:
             return ASRStats(
                 queued=sum(self._queued),
-                queued_finals=self._queued[Priority.WAITED] + self._queued[Priority.FINAL],
+                queued_finals=self._finals_queued(),
                 queued_partials=self._queued[Priority.PARTIAL],
                 busy_workers=self._busy,
                 workers=self.workers,
