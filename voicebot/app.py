@@ -54,6 +54,7 @@ async def metrics(request: web.Request) -> web.Response:
         m.asr_transcriptions.set(stats.completed)
         m.asr_decodes.set(stats.runs)
         m.asr_reused.set(stats.reused)
+        m.asr_joined.set(stats.joined)
     if services.vad_model is not None and services.vad_executor is not None:
         m.vad_batch_mean.set(services.vad_batcher.mean_batch)
     if services.bus is not None:

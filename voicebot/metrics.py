@@ -204,7 +204,14 @@ class Metrics:
         self.asr_reused = Gauge(
             "voicebot_asr_finals_reused",
             "Final transcriptions answered with the words at the pause that ended the turn (the"
-            " same audio: a short answer), without a second Whisper run.",
+            " same audio: a short answer), without a second Whisper run (kept words, or their"
+            " decode joined in flight).",
+            registry=r,
+        )
+        self.asr_joined = Gauge(
+            "voicebot_asr_finals_joined",
+            "Of voicebot_asr_finals_reused: finals that came while those pause words were queued"
+            " or being decoded, and waited for that decode instead of running their own.",
             registry=r,
         )
         self.asr_decodes = Gauge(

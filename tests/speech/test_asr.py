@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import AUDIO_DIR
 from voicebot.audio.frames import phone_roundtrip_16k, read_wav
-from voicebot.speech.asr import ASRDropped, ASRPool, Priority, resolve_model
+from voicebot.speech.asr import ASRDropped, ASRPool, ASRPoolClosed, Priority, resolve_model
 
 AUDIO = AUDIO_DIR
 TRANSCRIPTS = {
@@ -232,6 +232,226 @@ async def test_a_final_of_the_audio_the_pause_words_just_had_is_not_decoded_agai
     await pool.transcribe(short, "en", Priority.FINAL, prompt="Customer service.", key="call-a")
     await pool.transcribe(short, "en", Priority.FINAL, key="call-b")
     assert pool.stats().reused == after.reused and pool.stats().runs == after.runs + 3
+
+
+def hold_pause_decodes(pool: ASRPool, monkeypatch, *, fail: bool = False) -> threading.Event:
+    """Hold the worker on pause requests until the returned gate is set (then fail them too)."""
+    gate = threading.Event()
+    decode = pool._run_model
+
+    def held(worker, batch):
+        if batch[0].priority is Priority.PAUSE:
+            gate.wait(10)
+            if fail:
+                raise RuntimeError("the decoder fell over")
+        return decode(worker, batch)
+
+    monkeypatch.setattr(pool, "_run_model", held)
+    return gate
+
+
+async def test_a_final_that_comes_while_its_pause_words_decode_waits_for_that_decode(
+    pool, monkeypatch
+):
+    """The turn ends while its pause words are decoding: the final does not decode them again."""
+    short = phone_clip("en_speaker_b.wav")
+    gate = hold_pause_decodes(pool, monkeypatch)
+    before = pool.stats()
+    try:
+        pause = asyncio.create_task(pool.transcribe(short, "en", Priority.PAUSE, key="join-a"))
+        await until_busy(pool)  # the only worker is decoding the pause words
+        final = asyncio.create_task(
+            pool.transcribe(short.copy(), "en", Priority.WAITED, key="join-a")
+        )
+        await asyncio.sleep(0)
+        assert pool.stats().queued == 0  # not queued for a decode of its own
+    finally:
+        gate.set()
+    words, answer = await asyncio.gather(pause, final)
+    after = pool.stats()
+    assert answer.text == words.text and "horizon" in normalise(answer.text)
+    assert words.priority is Priority.PAUSE and answer.priority is Priority.WAITED
+    assert answer.latency_secs == words.latency_secs > 0  # the one decode's own figures
+    assert after.runs == before.runs + 1 and after.completed == before.completed + 1
+    assert after.reused == before.reused + 1 and after.joined == before.joined + 1
+
+
+async def test_pause_words_cancelled_mid_decode_still_answer_the_turn_s_final(pool, monkeypatch):
+    """The session drops a turn's pause words when it ends: a running decode goes on for it."""
+    short = phone_clip("en_speaker_b.wav")
+    gate = hold_pause_decodes(pool, monkeypatch)
+    before = pool.stats()
+    try:
+        pause = asyncio.create_task(pool.transcribe(short, "en", Priority.PAUSE, key="join-b"))
+        await until_busy(pool)
+        joined_first = asyncio.create_task(
+            pool.transcribe(short.copy(), "en", Priority.FINAL, key="join-b")
+        )
+        await asyncio.sleep(0)
+        pause.cancel()  # with a final following its decode
+        with pytest.raises(asyncio.CancelledError):
+            await pause
+        joined_after = asyncio.create_task(
+            pool.transcribe(short.copy(), "en", Priority.WAITED, key="join-b")
+        )
+        await asyncio.sleep(0)
+        assert pool.stats().queued == 0 and pool.stats().busy_workers == 1
+    finally:
+        gate.set()
+    first, second = await asyncio.gather(joined_first, joined_after)
+    assert first.text == second.text and "horizon" in normalise(first.text)
+    assert (first.priority, second.priority) == (Priority.FINAL, Priority.WAITED)
+    after = pool.stats()
+    assert after.runs == before.runs + 1
+    assert after.joined == before.joined + 2 and after.reused == before.reused + 2
+    # Kept by the worker although nobody waited for the pause words: a later final reuses them.
+    later = await pool.transcribe(short.copy(), "en", Priority.FINAL, key="join-b")
+    assert later.text == first.text
+    assert pool.stats().runs == after.runs and pool.stats().reused == after.reused + 1
+
+
+async def test_other_audio_prompt_or_call_does_not_join_a_pause_decode(pool, monkeypatch):
+    short = phone_clip("en_speaker_b.wav")
+    other = short.copy()
+    other[-1] = other[-1] + 1  # one sample differs
+    gate = hold_pause_decodes(pool, monkeypatch)
+    before = pool.stats()
+    try:
+        pause = asyncio.create_task(pool.transcribe(short, "en", Priority.PAUSE, key="join-c"))
+        await until_busy(pool)
+        finals = [
+            asyncio.create_task(pool.transcribe(other, "en", Priority.FINAL, key="join-c")),
+            asyncio.create_task(
+                pool.transcribe(short, "en", Priority.FINAL, prompt="Views?", key="join-c")
+            ),
+            asyncio.create_task(pool.transcribe(short, "en", Priority.FINAL, key="join-c2")),
+            asyncio.create_task(pool.transcribe(short, "en", Priority.PARTIAL, key="join-c")),
+        ]
+        await asyncio.sleep(0)
+        assert pool.stats().queued_finals == 3 and pool.stats().queued == 4
+    finally:
+        gate.set()
+    results = await asyncio.gather(pause, *finals)
+    assert all("horizon" in normalise(r.text) for r in results)
+    after = pool.stats()
+    assert after.completed == before.completed + 5
+    assert after.joined == before.joined and after.reused == before.reused
+
+
+async def test_a_final_whose_pause_decode_fails_is_decoded_on_its_own(pool, monkeypatch):
+    short = phone_clip("en_speaker_b.wav")
+    gate = hold_pause_decodes(pool, monkeypatch, fail=True)
+    before = pool.stats()
+    try:
+        pause = asyncio.create_task(pool.transcribe(short, "en", Priority.PAUSE, key="join-d"))
+        await until_busy(pool)
+        final = asyncio.create_task(pool.transcribe(short, "en", Priority.FINAL, key="join-d"))
+        await asyncio.sleep(0)
+        assert pool.stats().queued == 0
+    finally:
+        gate.set()
+    with pytest.raises(RuntimeError, match="fell over"):
+        await pause
+    answer = await final
+    assert "horizon" in normalise(answer.text) and answer.priority is Priority.FINAL
+    after = pool.stats()
+    assert after.runs == before.runs + 2 and after.failed == before.failed + 1
+    assert after.joined == before.joined and after.reused == before.reused
+
+
+async def test_a_final_follows_its_queued_pause_words_or_keeps_its_place(pool, monkeypatch):
+    """Queued pause words and a final of their audio: one decode; pause words withdrawn (their
+    waiter gone before a worker took them): the final is decoded where it was queued."""
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    gate = threading.Event()  # holds the worker on the first request until the queue is set
+    decode = pool._run_model
+
+    def held(worker, batch):
+        if len(batch[0].audio) == len(busy):
+            gate.wait(10)
+        return decode(worker, batch)
+
+    monkeypatch.setattr(pool, "_run_model", held)
+    finished: list[str] = []
+
+    async def run(label: str, priority: Priority, key: str, prompt: str | None = None):
+        result = await pool.transcribe(short.copy(), "en", priority, prompt=prompt, key=key)
+        finished.append(label)
+        return result
+
+    before = pool.stats()
+    try:
+        first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+        await until_busy(pool)
+        pause = asyncio.create_task(run("pause", Priority.PAUSE, "join-e"))
+        await asyncio.sleep(0)
+        final = asyncio.create_task(run("final", Priority.WAITED, "join-e"))
+        await asyncio.sleep(0)
+        assert pool.stats().queued == 1 and pool.stats().queued_finals == 0
+    finally:
+        gate.set()
+    _, words, answer = await asyncio.gather(first, pause, final)
+    assert answer.text == words.text and "horizon" in normalise(answer.text)
+    assert answer.priority is Priority.WAITED
+    after = pool.stats()
+    assert after.runs == before.runs + 2 and after.joined == before.joined + 1
+
+    # The pause words leave the queue with a final following them: it keeps its place, ahead
+    # of a final queued after it (another prompt: not decoded in one batch with it).
+    gate.clear()
+    finished.clear()
+    try:
+        first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+        await until_busy(pool)
+        pause = asyncio.create_task(run("pause", Priority.PAUSE, "join-f"))
+        await asyncio.sleep(0)
+        final = asyncio.create_task(run("final", Priority.FINAL, "join-f"))
+        await asyncio.sleep(0)
+        later = asyncio.create_task(run("later", Priority.FINAL, "join-g", prompt="Views?"))
+        await asyncio.sleep(0)
+        pause.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pause
+        assert pool.stats().queued_finals == 2 and pool.stats().queued == 2
+    finally:
+        gate.set()
+    results = await asyncio.gather(first, final, later)
+    assert finished == ["final", "later"]
+    assert all("horizon" in normalise(r.text) for r in results[1:])
+    assert pool.stats().runs == after.runs + 3  # the busy one and each final: no pause decode
+    assert pool.stats().joined == after.joined
+
+
+async def test_closing_the_pool_fails_a_final_that_followed_queued_pause_words():
+    small = ASRPool("tiny.en", workers=1)
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    await small.start()
+    gate = threading.Event()
+    decode = small._run_model
+
+    def held(worker, batch):
+        gate.wait(10)
+        return decode(worker, batch)
+
+    small._run_model = held
+    try:
+        first = asyncio.create_task(small.transcribe(busy, "en"))
+        await until_busy(small)
+        pause = asyncio.create_task(small.transcribe(short, "en", Priority.PAUSE, key="c"))
+        await asyncio.sleep(0)
+        final = asyncio.create_task(small.transcribe(short, "en", Priority.FINAL, key="c"))
+        await asyncio.sleep(0)
+        closing = asyncio.create_task(small.close())
+        await asyncio.sleep(0)
+    finally:
+        gate.set()
+    await closing
+    assert (await first).text
+    for waiter in (pause, final):
+        with pytest.raises(ASRPoolClosed):
+            await waiter
 
 
 async def test_newer_pause_words_of_a_call_replace_its_queued_ones_only(pool):

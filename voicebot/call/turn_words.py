@@ -15,7 +15,8 @@ closer, a trailing "and" or "um", a finished sentence), so at each pause of an a
 
 Each, when it comes in during the pause, makes the session decide the pause again with it. A
 short turn's words at the pause were its whole audio: its final transcription is answered with
-them by the ASR pool (same call, same audio), not decoded again.
+them by the ASR pool (same call, same audio), not decoded again, also when they are still being
+decoded at the turn's end (the pool finishes a decode whose waiter was cancelled, and keeps it).
 """
 
 from __future__ import annotations

@@ -14,6 +14,13 @@ the same ``key`` (usually the call), or a full queue, drops the older one and it
 way. Finals are never dropped. Inference runs in worker threads (CTranslate2 releases the GIL),
 never on the event loop.
 
+A call's final transcription of the audio its pause words had (same model, language, prompt and
+audio: a short turn that ended at that pause) is not decoded again. Words already in answer it
+at once; a pause request still queued or being decoded takes the final as a follower, and its
+one decode answers both (the final is queued on its own only if that decode fails or never runs:
+the pause request was replaced or its waiter left before a worker took it). A pause decode whose
+waiter left mid-decode (the turn ended) goes on, and its words still answer the turn's final.
+
 Whisper's encoder always looks at a 30 s window: faster-whisper pads a 2 s answer with 28 s of
 silence, and encoding that silence is most of the cost (tiny.en, one thread: 0.7-0.95 s an answer).
 CTranslate2 accepts a shorter window, so utterances that fit are encoded in a window of their own
@@ -82,9 +89,11 @@ DEFAULT_BATCH = 4
 """Most requests one decode takes from the queue (1: never batched)."""
 
 REUSE_MAX_SECS = 12.0
-"""Pause words up to this long are kept (a few, by the hash of their audio) for the final
-transcription of the same audio: a short answer's turn ends at a pause whose words were the whole
-turn, and its final asks for exactly that audio again (hashing 12 s costs ~1 ms)."""
+"""Pause words up to this long answer the final transcription of the same audio (by the hash of
+their audio): a short answer's turn ends at a pause whose words were the whole turn, and its
+final asks for exactly that audio again (hashing 12 s costs ~1 ms). A final that comes while
+they are queued or being decoded waits for that decode; once decoded (whether or not their own
+waiter is still there) a few are kept for a final that comes later."""
 REUSE_KEPT = 64
 """Pause words kept for reuse (the newest; a turn's final comes within a second of its pause)."""
 
@@ -175,7 +184,11 @@ class ASRStats:
     runs: int = 0
     """Model runs so far: each decodes one request or a batch of them."""
     reused: int = 0
-    """Final transcriptions answered from the words at a pause of the same audio (no decode)."""
+    """Final transcriptions answered from the words at a pause of the same audio (no decode of
+    their own): kept words, or the pause request's decode they joined (``joined``)."""
+    joined: int = 0
+    """Of ``reused``: finals that came while their pause words were queued or being decoded,
+    and were answered by that decode. Not counted in ``queued_finals`` while they wait."""
     oldest_final_wait_secs: float = 0.0
     """How long the oldest queued final transcription has waited (0: none queued): how far
     behind on answers the pool is, where ``queued_finals`` only says that one just came in."""
@@ -365,7 +378,14 @@ class _Request:
     """The fitted window's seconds (None: Whisper's own 30 s path, never batched)."""
     submitted: float = field(default_factory=time.monotonic)
     live: bool = True
-    """False once dropped, cancelled or taken by a worker (heap entries are removed lazily)."""
+    """False once dropped, cancelled or taken by a worker (heap entries are removed lazily), and
+    while following another request's decode (never in the heap then)."""
+    reuse: bytes | None = None
+    """:func:`_reuse_key` of a call's pause or final request whose words another may share."""
+    leader: _Request | None = None
+    """The pause request of the same audio whose decode answers this final (it is not queued)."""
+    followers: list[_Request] = field(default_factory=list)
+    """Finals of this pause request's audio waiting for its decode (see :attr:`leader`)."""
 
     def __lt__(self, other: _Request) -> bool:
         return (self.priority, self.seq) < (other.priority, other.seq)
@@ -805,8 +825,12 @@ class ASRPool:
         self._busy_secs = 0.0
         self._runs = 0
         self._reused = 0
+        self._joined = 0
         self._kept: OrderedDict[bytes, ASRResult] = OrderedDict()
         """Pause words by :func:`_reuse_key`, newest last, for a final of the same audio."""
+        self._inflight: dict[bytes, _Request] = {}
+        """Pause requests by :func:`_reuse_key` from submission until their decode is over (or
+        they leave the queue undecoded): a final of the same audio follows one, not decoded."""
 
     @property
     def started(self) -> bool:
@@ -944,9 +968,12 @@ class ASRPool:
 
         ``key`` groups a call's requests (the call id): a newer partial or pause request with the
         same key drops the older one if it has not started, and a final of the audio the call's
-        pause words just had (a short turn that ended at that pause) is answered with their
-        words, not decoded again. Raises :class:`ASRDropped` for a dropped partial,
-        ``ValueError`` for a language the model cannot transcribe.
+        pause words have (a short turn that ended at that pause) is answered with their words,
+        not decoded again: at once if they are in, else by their decode, queued or running
+        (a failed one leaves the final to a decode of its own). Such a final carries that
+        decode's figures (latency, queued time) and its own priority. Raises
+        :class:`ASRDropped` for a dropped partial, ``ValueError`` for a language the model
+        cannot transcribe.
         """
         if not self._threads:
             await self.start()
@@ -966,14 +993,6 @@ class ASRPool:
             and audio_secs <= REUSE_MAX_SECS
             else None
         )
-        if reuse is not None and priority in FINALS:
-            with self._cond:
-                kept = self._kept.get(reuse)
-                if kept is not None:
-                    self._reused += 1
-            if kept is not None:
-                # The one decode's figures (its latency is what Whisper took for these words).
-                return dataclasses.replace(kept, priority=Priority(priority))
         request = _Request(
             priority=Priority(priority),
             seq=0,
@@ -987,20 +1006,15 @@ class ASRPool:
             window=self.window_secs(audio_secs, lang)
             if fits_window(audio_secs, lang, self.min_window_secs)
             else None,
+            reuse=reuse,
         )
         self._submit(request)
         try:
-            result = await request.future
+            return await request.future
         except asyncio.CancelledError:
             with self._cond:
-                self._retire(request)
+                self._withdraw(request)
             raise
-        if reuse is not None and priority is Priority.PAUSE:
-            with self._cond:
-                self._kept[reuse] = result
-                while len(self._kept) > REUSE_KEPT:
-                    self._kept.popitem(last=False)
-        return result
 
     def _submit(self, request: _Request) -> None:
         stale: list[tuple[_Request, str]] = []
@@ -1008,27 +1022,59 @@ class ASRPool:
             if self._closed:
                 raise ASRPoolClosed("ASRPool.transcribe: the pool is closed")
             request.seq = next(self._seq)
-            self._submitted += 1
+            if self._answer_from_pause(request):
+                return
             if request.priority not in FINALS and request.key is not None:
                 slot = (request.priority, request.key)
                 older = self._pending_by_key.get(slot)
                 if older is not None and older.live:
-                    self._retire(older)
+                    self._withdraw(older)
                     stale.append((older, f"a newer request for {request.key!r} replaced it"))
                 self._pending_by_key[slot] = request
-            heapq.heappush(self._heap, request)
-            self._queued[request.priority] += 1
+            if request.priority is Priority.PAUSE and request.reuse is not None:
+                self._inflight.setdefault(request.reuse, request)
+            self._push(request)
             while sum(self._queued) > self.max_queue and self._queued[Priority.PARTIAL]:
                 oldest = min(
                     (r for r in self._heap if r.live and r.priority is Priority.PARTIAL),
                     key=lambda r: r.seq,
                 )
-                self._retire(oldest)
+                self._withdraw(oldest)
                 stale.append((oldest, f"the ASR queue is full ({self.max_queue} requests)"))
             self._dropped += len(stale)
-            self._cond.notify()
         for dropped, reason in stale:
             _deliver(dropped, None, ASRDropped(f"partial dropped: {reason}"))
+
+    def _answer_from_pause(self, request: _Request) -> bool:
+        """Whether a final is answered by its call's pause words of the same audio.
+
+        Call with the condition held. Kept words answer it at once; a pause request still
+        queued or being decoded takes it as a follower, answered by that one decode (queued on
+        its own after all if the decode fails or never runs). Either way with the decode's
+        figures: its latency is what Whisper took for these words.
+        """
+        if request.reuse is None or request.priority not in FINALS:
+            return False
+        kept = self._kept.get(request.reuse)
+        if kept is not None:
+            self._reused += 1
+            request.future.set_result(dataclasses.replace(kept, priority=request.priority))
+            return True
+        leader = self._inflight.get(request.reuse)
+        if leader is None:
+            return False
+        request.live = False  # not in the heap until it has to be decoded on its own
+        request.leader = leader
+        leader.followers.append(request)
+        return True
+
+    def _push(self, request: _Request) -> None:
+        """Queue a request for a worker (call with the condition held)."""
+        request.live = True
+        self._submitted += 1
+        heapq.heappush(self._heap, request)
+        self._queued[request.priority] += 1
+        self._cond.notify()
 
     def _retire(self, request: _Request) -> None:
         """Take a request out of the queue's live set (call with the condition held)."""
@@ -1039,6 +1085,49 @@ class ASRPool:
         slot = (request.priority, request.key)
         if request.key is not None and self._pending_by_key.get(slot) is request:
             del self._pending_by_key[slot]
+
+    def _withdraw(self, request: _Request) -> None:
+        """Take back a request before it runs: dropped, replaced, or its waiter gone.
+
+        Call with the condition held. A final following a pause request stops following. A
+        queued pause request's followers queue on their own: their final is decoded after all,
+        once. A request being decoded is left alone: its decode goes on, and its pause words are
+        kept for a final of the same audio (the session cancels a turn's pause words when the
+        turn ends, before its final).
+        """
+        leader, request.leader = request.leader, None
+        if leader is not None:
+            leader.followers.remove(request)
+            return
+        if not request.live:
+            return
+        self._retire(request)
+        self._queue_alone(self._untrack(request))
+
+    def _untrack(self, request: _Request) -> list[_Request]:
+        """No final joins this request's decode any more (it is over, or will not happen).
+
+        Returns its followers, detached (call with the condition held).
+        """
+        if request.reuse is not None and self._inflight.get(request.reuse) is request:
+            del self._inflight[request.reuse]
+        followers, request.followers = request.followers, []
+        for follower in followers:
+            follower.leader = None
+        return followers
+
+    def _queue_alone(self, finals: list[_Request]) -> None:
+        """Queue finals their pause request gave no words, for decodes of their own.
+
+        Call with the condition held. They keep their sequence number and submission time: the
+        place among the queued finals they would have had, and their age (``final_aging_secs``).
+        Never lost: on a closed pool they fail like every request still queued.
+        """
+        for final in finals:
+            if self._closed:
+                _deliver(final, None, ASRPoolClosed("ASR pool closed before this request ran"))
+            else:
+                self._push(final)
 
     def _next_batch(self) -> list[_Request]:
         """Wait for the first request, then take up to ``batch - 1`` more it batches with."""
@@ -1102,6 +1191,21 @@ class ASRPool:
                 )
                 error = exc
             finished = time.monotonic()
+            results = (
+                None
+                if error is not None
+                else [
+                    ASRResult(
+                        text=text,
+                        language=request.language,
+                        audio_secs=len(request.audio) / SAMPLE_RATE,
+                        latency_secs=finished - request.submitted,
+                        queued_secs=started - request.submitted,
+                        priority=request.priority,
+                    )
+                    for request, text in zip(batch, texts, strict=True)
+                ]
+            )
             with self._cond:
                 self._busy -= 1
                 self._busy_secs += finished - started
@@ -1111,19 +1215,39 @@ class ASRPool:
                     self._audio_secs += sum(len(r.audio) for r in batch) / SAMPLE_RATE
                 else:
                     self._failed += len(batch)
+                joined = self._settle(batch, results)
             for position, request in enumerate(batch):
-                if error is not None:
-                    _deliver(request, None, error)
-                    continue
-                result = ASRResult(
-                    text=texts[position],
-                    language=request.language,
-                    audio_secs=len(request.audio) / SAMPLE_RATE,
-                    latency_secs=finished - request.submitted,
-                    queued_secs=started - request.submitted,
-                    priority=request.priority,
-                )
-                _deliver(request, result, None)
+                _deliver(request, None if results is None else results[position], error)
+            for follower, result in joined:
+                _deliver(follower, result, None)
+
+    def _settle(
+        self, batch: list[_Request], results: list[ASRResult] | None
+    ) -> list[tuple[_Request, ASRResult]]:
+        """After a decode (``results`` None: it failed), call with the condition held.
+
+        Pause words are kept for a final of the same audio here, not by their waiter: one
+        cancelled mid-decode (the turn ended) still answers the turn's final. The finals that
+        joined the decode are returned with its words, to deliver; if it failed, they queue
+        for decodes of their own.
+        """
+        joined: list[tuple[_Request, ASRResult]] = []
+        for position, request in enumerate(batch):
+            followers = self._untrack(request)
+            if results is None:
+                self._queue_alone(followers)
+                continue
+            result = results[position]
+            if request.reuse is not None and request.priority is Priority.PAUSE:
+                self._kept[request.reuse] = result
+                self._kept.move_to_end(request.reuse)
+                while len(self._kept) > REUSE_KEPT:
+                    self._kept.popitem(last=False)
+            for follower in followers:
+                joined.append((follower, dataclasses.replace(result, priority=follower.priority)))
+            self._reused += len(followers)
+            self._joined += len(followers)
+        return joined
 
     def _run_model(self, worker: int, batch: list[_Request]) -> list[str]:
         """The texts of a batch of requests (one language, prompt and window), in order."""
@@ -1213,6 +1337,7 @@ class ASRPool:
                 fitted=self._fitted,
                 runs=self._runs,
                 reused=self._reused,
+                joined=self._joined,
                 oldest_final_wait_secs=(
                     time.monotonic() - oldest.submitted
                     if (oldest := self._oldest_final()) is not None
@@ -1227,9 +1352,11 @@ class ASRPool:
         """
         with self._cond:
             self._closed = True
-            abandoned = [r for r in self._heap if r.live]
-            for request in abandoned:
+            queued = [r for r in self._heap if r.live]
+            abandoned = list(queued)
+            for request in queued:
                 self._retire(request)
+                abandoned += self._untrack(request)  # finals that followed it: not decoded
             self._heap.clear()
             self._cond.notify_all()
         for request in abandoned:
