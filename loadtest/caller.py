@@ -165,6 +165,20 @@ def vad_voice_end(ulaw: bytes) -> float | None:
     return min(len(ulaw) / SAMPLE_RATE, end * WINDOW_SECS)
 
 
+def vad_voice_start(ulaw: bytes) -> float | None:
+    """Seconds into a mu-law recording where Silero VAD first hears speech; None if it never does.
+
+    The start of the first 32 ms window scored 0.5 or more on the 16 kHz phone-path audio:
+    where a listener hears a voice begin (a breath before a word counts).
+    """
+    from voicebot.audio.resample import resample
+    from voicebot.speech.vad import WINDOW_SECS, SileroVAD
+
+    probabilities = SileroVAD().process(resample(ulaw_decode(ulaw), SAMPLE_RATE, 16000))
+    voiced = np.flatnonzero(probabilities >= 0.5)
+    return float(voiced[0] * WINDOW_SECS) if voiced.size else None
+
+
 @dataclass(frozen=True)
 class CandidateAnswer:
     """One recorded answer, ready to send: 8 kHz mu-law and where its speech ends."""
@@ -344,6 +358,8 @@ class CallResult:
     duration_secs: float = 0.0
     unanswered_prompts: int = 0
     problems: list[str] = field(default_factory=list)
+    clears: list[float] = field(default_factory=list)
+    """When each ``clear`` arrived (the bot's buffered audio stopped there)."""
 
     @property
     def voice_to_voice(self) -> list[float]:
@@ -433,6 +449,7 @@ class CallerState:
         self.unanswered_prompts = 0
         self.await_marks_seen = 0
         self.clears = 0
+        self.clear_times: list[float] = []
         # playout model of the bot's audio, as Twilio buffers and plays it
         self._playout_end = 0.0
         self._last_voiced_playout_end: float | None = None
@@ -512,12 +529,14 @@ class CallerState:
         duration = len(payload) / SAMPLE_RATE
         self._playout_end = max(self._playout_end, now) + duration
         turn = self._bot_turn
+        # A new prompt's audio: the first frame of a bot turn, or the first after a mark.
+        new_segment = turn is None or self._mark_since_last_frame
+        if new_segment and self.prompts_seen in self._barge_in and not self._speaking(now):
+            # Talk over this prompt instead of waiting for its end (tests barge-in). One said
+            # while the candidate still talks (an aside) leaves it for the bot's reply.
+            self._prompt_queue.append(now + self._barge_in.pop(self.prompts_seen))
         if turn is None:
             turn = self._open_bot_turn(now)
-            barge_in_after = self._barge_in.pop(self.prompts_seen, None)
-            if barge_in_after is not None and not self._speaking(now):
-                # Talk over this prompt instead of waiting for its end (tests barge-in).
-                self._prompt_queue.append(now + barge_in_after)
         elif self._last_bot_arrival is not None and not self._mark_since_last_frame:
             gap = now - self._last_bot_arrival
             self.frame_gaps[gap_bucket(gap)] += 1
@@ -571,6 +590,7 @@ class CallerState:
 
     def _on_clear(self, now: float) -> None:
         self.clears += 1
+        self.clear_times.append(now)
         self._playout_end = now
         for mark in self._pending_marks:
             mark.due = now
@@ -581,9 +601,12 @@ class CallerState:
             turn.interrupted = True
             turn.end = min(turn.end, now)
             self._close_bot_turn()
-        elif self.turns and self.turns[-1].speaker == "bot" and self.turns[-1].end > now:
-            self.turns[-1].interrupted = True
-            self.turns[-1].end = now
+        else:
+            # Closed already: the candidate started talking over it (a barge-in).
+            last = next((t for t in reversed(self.turns) if t.speaker == "bot"), None)
+            if last is not None and last.end > now:
+                last.interrupted = True
+                last.end = now
 
     # ----------------------------------------------------------------- outbound
 
@@ -714,6 +737,7 @@ class CallerState:
             duration_secs=duration_secs,
             unanswered_prompts=self.unanswered_prompts,
             problems=list(self.problems),
+            clears=list(self.clear_times),
         )
 
 

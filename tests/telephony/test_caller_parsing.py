@@ -306,6 +306,25 @@ def test_barge_in_is_planned_when_the_next_prompt_starts_in_the_answers_silent_t
     assert talk_over_starts == pytest.approx(reply + 1.0, abs=0.021)
 
 
+def test_a_planned_talk_over_waits_for_the_reply_when_an_aside_comes_mid_answer():
+    """An aside said while the candidate still talks ("take your time") is not the prompt the
+    talk-over was planned for: the caller keeps it for the bot's reply after the answer."""
+    state = new_state([answer("long.wav", 2.0), answer("more.wav", 1.0)], gap=0.3)
+    state._barge_in = {1: 0.2}
+    end = play_prompt(state, 0.0, frames=5, mark="1:q1:await")
+    run_ticks(state, 0.0, end + 0.4)  # the answer starts 0.3 s after the mark
+    aside = end + 0.6
+    play_prompt(state, aside, frames=10, mark="2:take_your_time")  # over the answer
+    run_ticks(state, end + 0.42, aside + 2.5)  # the answer's voice ends at end + 2.3
+    assert state.prompts_seen == 1  # nothing started over the aside
+    reply = aside + 2.6
+    play_prompt(state, reply, frames=100, mark="3:q2:await")
+    sent = run_ticks(state, aside + 2.52, reply + 1.0)
+    talk_over_starts = min(m["t"] for m in spoken(sent) if m["t"] > reply)
+    assert talk_over_starts == pytest.approx(reply + 0.2, abs=0.021)
+    assert state.prompts_seen == 2
+
+
 def test_clear_drops_buffered_bot_audio_and_echoes_pending_marks():
     state = new_state()
     for i in range(50):  # the server sent 1 s of audio at once (faster than real time)
