@@ -150,6 +150,10 @@ class _Continuation:
     question_id: str | None
     says: list[Say]
     resumed: asyncio.Event
+    since: float = 0.0
+    """Call-clock time of the barge-in that stopped the prompt."""
+    heard: bool = False
+    """A turn ended into it (a turn of the VAD's, or voice the hearing check took in)."""
 
 
 @dataclass
@@ -617,18 +621,22 @@ class CallSession:
         """Take in voice that no turn took, as a turn of its own, while an answer is awaited.
 
         The words decide, not the voice: the turn never moves the script on before its
-        transcript (no pre-start), and a transcript with no words changes nothing.
+        transcript (no pre-start), and a transcript with no words changes nothing. Voice over a
+        prompt the candidate stopped by going on (a continuation) is that answer's rest.
         """
+        continuation = self._continuation
         if (
             self.finished
-            or self._listening is None
+            or (self._listening is None and continuation is None)
             or self._turn_start is not None
             or self._turns.speaking
-            or self._continuation is not None
+            or (continuation is not None and continuation.heard)
         ):
             return False
         gaps = unheard.gaps or ((unheard.start, unheard.end),)
         start, end = gaps[0][0], gaps[-1][1]
+        if continuation is not None and end < continuation.since - CONTINUATION_WINDOW_SECS:
+            return False  # voice from before the prompt started: not the answer's rest
         if start < self._audio.start / TELEPHONY_RATE:
             return False  # no longer in the buffer
         if self._silence_task is not None:
@@ -677,6 +685,8 @@ class CallSession:
                 self._apply_ceiling()
         elif isinstance(event, TurnEnded):
             self._turn_start = None
+            if self._continuation is not None:
+                self._continuation.heard = True
             if event.reason == "max_answer" and self._listening is not None:
                 self._wrap_up_pending = True
             self._over_time = False
@@ -1055,6 +1065,7 @@ class CallSession:
                 question_id=following[0].extra["answered_question"],
                 says=[Say(s.prompt_id, s.extra["text"]) for s in following],
                 resumed=asyncio.Event(),
+                since=self.now(),
             )
             self._event("answer_continued", question_id=self._continuation.question_id)
             if self._turn_start is None:
@@ -1064,13 +1075,16 @@ class CallSession:
         """A prompt stopped on a first breath of voice: if no speech follows, say it again.
 
         Speech may take a while to count as a turn (voice that comes and goes), so this waits
-        ``RESUME_WATCH_SECS`` and then for as long as the line carries voice (at most 5 s more).
+        ``RESUME_WATCH_SECS`` and then for as long as the line carries voice or voice is still
+        being judged (at most 5 s more): a quiet "Hello?" the VAD scores too short for a turn is
+        taken in by the hearing check once it is over, as this answer's words.
         """
 
         def resumed() -> bool:
             return (
                 self.finished
                 or self._continuation is not continuation
+                or continuation.heard
                 or self._turns.speaking
                 or self._turn_start is not None
             )
@@ -1080,7 +1094,7 @@ class CallSession:
             if resumed():
                 return
             heard_at = self._inbound_samples / TELEPHONY_RATE
-            if step * 0.1 >= RESUME_WATCH_SECS and not self._hearing.voice_on_line(heard_at):
+            if step * 0.1 >= RESUME_WATCH_SECS and not self._hearing.voice_pending(heard_at):
                 break
         assert self.services.prompts is not None and self.script is not None
         async with self._engine_lock:
