@@ -548,6 +548,56 @@ async def test_going_on_over_a_too_early_next_question_continues_the_answer(serv
     assert stored["end_reason"] == "completed"
 
 
+async def test_an_open_answer_continued_over_a_closed_question_keeps_its_own_pauses(tmp_path):
+    """The candidate goes on over the closed question that followed their open answer, and
+    pauses in it: the pause is the open answer's (its longer wait), not the closed question's
+    short one, so the rest is one turn and the closed question is said again once, after it."""
+    script = SCRIPT.model_copy(
+        update={
+            "id": "open_then_closed",
+            "questions": [
+                Question(id="q1", prompt="Question one?"),
+                Question(id="q2", prompt="Question two?", answer="closed"),
+            ],
+        }
+    )
+    async with _services(
+        tmp_path,
+        turn_max_silence_secs=0.3,
+        turn_open_max_silence_secs=1.0,
+        turn_unfinished_max_silence_secs=1.0,
+    ) as services:
+        services.scripts[script.id] = script
+        texts = ["yes", "First part.", "And the rest of it.", "No."]
+        call = await make_call(services, texts, job_id=script.id)
+        services.prompts.get = _long_prompts(services.prompts)
+        await call.wait_for_mark("consent:await", limit_secs=10)
+        await call.speak(0.3)
+        await call.wait_for_mark("q:q1:await", limit_secs=10)
+        await call.speak(0.8)
+        for _ in range(150):  # the open question's wait, then question two
+            if services.prompts.said[-1] == "Question two?":
+                break
+            await call.silence(0.02)
+        assert services.prompts.said[-1] == "Question two?"
+        await call.speak(0.5)  # ...but they go on
+        assert any(m["event"] == "clear" for m in call.sent)
+        await call.silence(0.6)  # a pause longer than the closed question's wait
+        await call.speak(0.5)
+        await call.wait_for_mark("q:q2:await", limit_secs=10)
+        await call.speak(0.3)
+        await call.run_out()
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored) == [
+            (None, "yes"),
+            ("q1", "First part."),
+            ("q1", "And the rest of it."),
+            ("q2", "No."),
+        ]
+        q2 = [t for t in stored["turns"] if t["prompt_id"] == "q:q2"]
+        assert [t["interrupted"] for t in q2] == [True, False]
+
+
 async def _call_at_first_question(services, texts) -> Harness:
     """A call whose consent was given by voice (smart-turn sure), now at the first question.
 

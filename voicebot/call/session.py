@@ -753,7 +753,18 @@ class CallSession:
         self._ask_smart_turn(event)
 
     def _question_context(self) -> QuestionContext:
-        """What the turn in progress answers: an open or closed question, or the consent."""
+        """What the turn in progress answers: an open or closed question, or the consent.
+
+        While the candidate goes on with the answer the bot started to reply to (a
+        continuation), that answer's question: a long open answer continued over a closed
+        question's prompt keeps the open question's pauses, not the closed one's short wait.
+        """
+        continuation = self._continuation
+        if continuation is not None and self.script is not None:
+            if continuation.question_id is None:
+                return QuestionContext("consent")
+            answered = self.script.question(continuation.question_id)
+            return QuestionContext(answered.answer_kind, answered.max_pause_secs)
         listen, engine = self._listening, self.engine
         if listen is None or listen.question_id is None or engine is None:
             return QuestionContext("consent")
@@ -1068,6 +1079,7 @@ class CallSession:
                 since=self.now(),
             )
             self._event("answer_continued", question_id=self._continuation.question_id)
+            self._apply_ceiling()  # the continued answer's question sets the pauses now
             if self._turn_start is None:
                 self._spawn(self._resume_watch(self._continuation), "resume_watch")
 
@@ -1102,6 +1114,7 @@ class CallSession:
                 return
             self._event("answer_not_continued", question_id=continuation.question_id)
             self._continuation = None
+            self._apply_ceiling()
             await self._say_cut_prompts_again(continuation)
             continuation.resumed.set()
         self._barged = False
@@ -1208,6 +1221,7 @@ class CallSession:
         if result is None:
             if continuation is not None:
                 self._continuation = None
+                self._apply_ceiling()
                 continuation.resumed.set()
             return
         eos_to_final = max(self.now() - (event.speech_end + self._inbound_lag), 0.0)
@@ -1387,6 +1401,7 @@ class CallSession:
             await self._say_cut_prompts_again(continuation)
             if self._continuation is continuation:
                 self._continuation = None
+                self._apply_ceiling()
             continuation.resumed.set()
             self._restart_silence_timer()
 
