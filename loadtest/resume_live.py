@@ -41,6 +41,7 @@ import itertools
 import json
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from loadtest.turn_live import (
     _join,
     clip,
     error_counts,
+    normalise,
     question_at,
     schedule,
     write_jobs,
@@ -160,8 +162,8 @@ class ProbeOutcome:
     heard: str = ""
     wer: float | None = None
     """A + B against the question's stored turns."""
-    wer_then: float | None = None
-    """B alone against the stored turns that overlap B."""
+    recall_then: float | None = None
+    """Of B's words, the share found in the question's stored turns that overlap B."""
     asked_again_after: float | None = None
     """The cut prompt started again this long after B's true end (negative: over B)."""
     talked_over: list[str] = field(default_factory=list)
@@ -275,11 +277,22 @@ def score_probe(
     )
     outcome.wer = round(edits / tokens, 3) if tokens else None
     over_b = [t for t in mine if (t.get("end") or t["start"]) > then.start - 0.1]
-    edits, tokens = error_counts(
+    outcome.recall_then = word_recall(
         b.transcript, _join([t.get("text") or "" for t in over_b], b.language), b.language
     )
-    outcome.wer_then = round(edits / tokens, 3) if tokens else None
     return outcome
+
+
+def word_recall(reference: str, hypothesis: str, language: str) -> float | None:
+    """The share of the reference's words (characters for Chinese) found in the hypothesis.
+
+    Counted as multisets, order aside: whether what the candidate said reached the stored
+    turns at all (Whisper's insertions and repetition loops on a clip do not count against it,
+    as they would in a WER).
+    """
+    ref, hyp = Counter(normalise(reference, language)), Counter(normalise(hypothesis, language))
+    total = sum(ref.values())
+    return round(sum((ref & hyp).values()) / total, 3) if total else None
 
 
 async def place_resume_call(
@@ -338,7 +351,10 @@ def summarise(outcomes: Sequence[ProbeOutcome]) -> dict[str, Any]:
         "server_reaction_p95": _round(percentile(reaction, 95)),
         "same_question": sum(o.same_question for o in played),
         "wer_median": _round(percentile(wers, 50)),
-        "b_words_missing": sum(1 for o in played if o.wer_then is not None and o.wer_then >= 1.0),
+        "b_recall_median": _round(
+            percentile([o.recall_then for o in played if o.recall_then is not None], 50)
+        ),
+        "b_words_missing": sum(1 for o in played if o.recall_then == 0.0),
         "asked_again": len(again),
         "asked_again_over_b": sum(1 for a in again if a < -INTERRUPT_TOLERANCE_SECS),
         "asked_again_p50": _round(percentile(again, 50)),
@@ -381,10 +397,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"once), {report['wall_secs']} s, load average {report['load_average_1min']}.",
         "",
         "| group | probes | over a reply | stopped | heard over p50 | p95 | max | <= 150 ms "
-        "| server reaction p95 | same question | WER/CER median | B's words missing "
+        "| server reaction p95 | same question | WER/CER median | B's words found (median) "
+        "| none of B's words "
         "| asked again | of those over B | asked again p50 | talked over | skipped/reprompted "
         "| unheard s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for group, s in report["summary"].items():
         lines.append(
@@ -392,7 +409,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(s['heard_over_p50'])} | {_fmt(s['heard_over_p95'])} | "
             f"{_fmt(s['heard_over_max'])} | {s['within_target']} | "
             f"{_fmt(s['server_reaction_p95'])} | {s['same_question']} | "
-            f"{_fmt(s['wer_median'])} | {s['b_words_missing']} | {s['asked_again']} | "
+            f"{_fmt(s['wer_median'])} | {_fmt(s['b_recall_median'])} | "
+            f"{s['b_words_missing']} | {s['asked_again']} | "
             f"{s['asked_again_over_b']} | {_fmt(s['asked_again_p50'])} | {s['talked_over']} | "
             f"{s['skipped_or_reprompted']} | {s['unheard_secs']} |"
         )
