@@ -598,6 +598,45 @@ async def test_an_open_answer_continued_over_a_closed_question_keeps_its_own_pau
         assert [t["interrupted"] for t in q2] == [True, False]
 
 
+class SoftVAD(EnergyVAD):
+    """EnergyVAD whose loud windows score ``soft`` (below the speech threshold) while ``soft``
+    is set: a breathy or quiet voice Silero only half believes."""
+
+    soft: float | None = None
+
+    def infer(self, windows, state):
+        probabilities, state = super().infer(windows, state)
+        if self.soft is not None:
+            probabilities = probabilities * self.soft
+        return probabilities, state
+
+
+@pytest.mark.parametrize(("score", "stops"), [(0.4, True), (0.1, False)])
+async def test_a_soft_voice_going_on_over_the_reply_stops_it_if_the_vad_half_hears_it(
+    tmp_path, score, stops
+):
+    """The VAD scores the candidate's soft "um" below its threshold as they go on over the
+    question that followed their answer: the line's level stops the bot when the VAD at least
+    half hears it; a sound it scores near nothing (a door, a breath) does not."""
+    async with _services(tmp_path) as services:
+        services.vad_model = vad = SoftVAD()
+        call = await make_call(services, ["yes", "first part", "and the rest", "second"])
+        services.prompts.get = _long_prompts(services.prompts)
+        await call.wait_for_mark("consent:await", limit_secs=10)
+        await call.speak(0.3)
+        await call.wait_for_mark("q:q1:await", limit_secs=10)
+        await call.speak(0.8)
+        for _ in range(75):  # silence until the turn ends: question two starts at once
+            if services.prompts.said[-1] == "Question two?":
+                break
+            await call.silence(0.02)
+        assert services.prompts.said[-1] == "Question two?"
+        vad.soft = score
+        await call.speak(0.3)  # soft: no turn starts (threshold 0.5)
+        assert any(m["event"] == "clear" for m in call.sent) is stops
+        vad.soft = None
+
+
 async def _call_at_first_question(services, texts) -> Harness:
     """A call whose consent was given by voice (smart-turn sure), now at the first question.
 

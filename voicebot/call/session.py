@@ -97,6 +97,11 @@ before saying the prompt again."""
 CONTINUATION_WINDOW_SECS = 2.0
 """A prompt started at the end of a turn and talked over within this long was a false end of
 turn: the candidate had not finished."""
+RESUME_LEVEL_SECS = 0.1
+"""Voice on the line (the hearing check's level witness) that stops such a prompt when the VAD
+scores the candidate's soft start below its threshold..."""
+RESUME_LEVEL_MIN_PROBABILITY = 0.25
+"""...but not nothing: a door or a breath the VAD scores near 0 does not stop the bot."""
 SAFE_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
@@ -600,7 +605,7 @@ class CallSession:
             self._hearing.vad_window(t, probability)
             for event in self._turns.feed(probability, t):
                 self._on_turn_event(event)
-            self._check_barge_in(t)
+            self._check_barge_in(t, probability)
             self._check_answer_length(t)
             if self._turn_start is not None:
                 self._partials.tick(t)
@@ -1027,13 +1032,16 @@ class CallSession:
             return None
         return recognition_prompt(script, script.question(listen.question_id), parts)
 
-    def _check_barge_in(self, t: float) -> None:
+    def _check_barge_in(self, t: float, probability: float = 0.0) -> None:
         """Stop the bot when the candidate talks over it.
 
         Over a prompt that started at the end of their answer less than
         ``CONTINUATION_WINDOW_SECS`` ago, the candidate had not finished: the bot goes quiet on
-        ``barge_in_resume_secs`` of voice (before it counts as a turn). Over any other prompt it
-        takes ``barge_in_min_secs`` of speech.
+        ``barge_in_resume_secs`` of voice (before it counts as a turn), or, when the VAD scores
+        a soft start below its threshold (a quiet "um", a breathy voice: seen at 0.47 for a whole
+        second), on ``RESUME_LEVEL_SECS`` of voice on the line (the hearing check's level) while
+        the VAD scores at least ``RESUME_LEVEL_MIN_PROBABILITY``. Over any other prompt it takes
+        ``barge_in_min_secs`` of speech.
         """
         playout = self.playout
         if playout is None or not playout.playing or self._barged:
@@ -1049,6 +1057,8 @@ class CallSession:
         if resuming:
             since = self._turn_start if self._turn_start is not None else self._turns.voiced_since
             need = self.settings.barge_in_resume_secs
+            if since is None and probability >= RESUME_LEVEL_MIN_PROBABILITY:
+                since, need = self._hearing.coverage.voice_since(t), RESUME_LEVEL_SECS
         else:
             since, need = self._turn_start, self.settings.barge_in_min_secs
         if since is None or self._turns.paused or t - since + 1e-9 < need:
