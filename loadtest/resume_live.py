@@ -299,17 +299,9 @@ async def place_resume_call(
     endpoint: Endpoint, plan: ResumePlan, index: int, *, max_call_secs: float = 400.0
 ) -> tuple[CallResult, list[ProbeOutcome]]:
     """Hold one interview of probes and score them."""
-    status, interview = await asyncio.to_thread(
-        endpoint.request,
-        "POST",
-        "/api/interviews",
-        {
-            "job_id": plan.job_id,
-            "candidate": {"id": f"resume-{index}", "name": "Resume Live", "phone": "+15550100"},
-        },
+    interview = await asyncio.to_thread(
+        endpoint.create_interview, plan.job_id, f"resume-{index}", "Resume Live"
     )
-    if status != 201:
-        raise RuntimeError(f"cannot create an interview for {plan.job_id}: {status} {interview}")
     result = await run_call(
         endpoint.url,
         answers=[clip(answer, name) for answer, name in plan.clips()],

@@ -479,6 +479,20 @@ class Endpoint:
         except ValueError:
             return status, raw.decode(errors="replace")
 
+    def create_interview(self, job_id: str, candidate_id: str, name: str) -> dict[str, Any]:
+        """A new interview of ``job_id`` for a made-up candidate (raises if refused)."""
+        status, interview = self.request(
+            "POST",
+            "/api/interviews",
+            {
+                "job_id": job_id,
+                "candidate": {"id": candidate_id, "name": name, "phone": "+15550100"},
+            },
+        )
+        if status != 201:
+            raise RuntimeError(f"cannot create an interview for {job_id}: {status} {interview}")
+        return interview
+
     def questions(self, job_id: str) -> int:
         """How many questions the job asks."""
         status, jobs = self.request("GET", "/api/jobs")
@@ -562,17 +576,9 @@ async def place_call(
     endpoint: Endpoint, plan: CallPlan, index: int, *, max_call_secs: float = 300.0
 ) -> CallOutcome:
     """Hold one interview with ``plan``'s clips and score its scored clips."""
-    status, interview = await asyncio.to_thread(
-        endpoint.request,
-        "POST",
-        "/api/interviews",
-        {
-            "job_id": plan.job_id,
-            "candidate": {"id": f"turn-live-{index}", "name": "Turn Live", "phone": "+15550100"},
-        },
+    interview = await asyncio.to_thread(
+        endpoint.create_interview, plan.job_id, f"turn-live-{index}", "Turn Live"
     )
-    if status != 201:
-        raise RuntimeError(f"cannot create an interview for {plan.job_id}: {status} {interview}")
     clips = [
         clip(a, a.id if scored else pad_name(i, a)) for i, (a, scored) in enumerate(plan.played())
     ]

@@ -519,18 +519,23 @@ def _long_prompts(prompts):
     return get
 
 
-async def test_going_on_over_a_too_early_next_question_continues_the_answer(services):
-    call = await make_call(services, ["yes", "first part", "and the rest", "second answer"])
-    services.prompts.get = _long_prompts(services.prompts)
+async def _answer_q1_until_question_two(call, services, limit_secs: float = 1.5) -> None:
+    """Consent by voice, answer question one, then silence until question two starts."""
     await call.wait_for_mark("consent:await", limit_secs=10)
     await call.speak(0.3)
     await call.wait_for_mark("q:q1:await", limit_secs=10)
     await call.speak(0.8)
-    for _ in range(75):  # silence until the turn ends: question two starts at once
+    for _ in range(round(limit_secs / 0.02)):  # the turn ends: question two starts at once
         if services.prompts.said[-1] == "Question two?":
             break
         await call.silence(0.02)
     assert services.prompts.said[-1] == "Question two?"
+
+
+async def test_going_on_over_a_too_early_next_question_continues_the_answer(services):
+    call = await make_call(services, ["yes", "first part", "and the rest", "second answer"])
+    services.prompts.get = _long_prompts(services.prompts)
+    await _answer_q1_until_question_two(call, services)
     await call.speak(0.8)  # ...but the candidate had not finished
     assert any(m["event"] == "clear" for m in call.sent)
     mark = await call.wait_for_mark("q:q2:await", limit_secs=10)  # question two, said again
@@ -571,15 +576,7 @@ async def test_an_open_answer_continued_over_a_closed_question_keeps_its_own_pau
         texts = ["yes", "First part.", "And the rest of it.", "No."]
         call = await make_call(services, texts, job_id=script.id)
         services.prompts.get = _long_prompts(services.prompts)
-        await call.wait_for_mark("consent:await", limit_secs=10)
-        await call.speak(0.3)
-        await call.wait_for_mark("q:q1:await", limit_secs=10)
-        await call.speak(0.8)
-        for _ in range(150):  # the open question's wait, then question two
-            if services.prompts.said[-1] == "Question two?":
-                break
-            await call.silence(0.02)
-        assert services.prompts.said[-1] == "Question two?"
+        await _answer_q1_until_question_two(call, services, limit_secs=3.0)
         await call.speak(0.5)  # ...but they go on
         assert any(m["event"] == "clear" for m in call.sent)
         await call.silence(0.6)  # a pause longer than the closed question's wait
@@ -622,15 +619,7 @@ async def test_a_soft_voice_going_on_over_the_reply_stops_it_if_the_vad_half_hea
         services.vad_model = vad = SoftVAD()
         call = await make_call(services, ["yes", "first part", "and the rest", "second"])
         services.prompts.get = _long_prompts(services.prompts)
-        await call.wait_for_mark("consent:await", limit_secs=10)
-        await call.speak(0.3)
-        await call.wait_for_mark("q:q1:await", limit_secs=10)
-        await call.speak(0.8)
-        for _ in range(75):  # silence until the turn ends: question two starts at once
-            if services.prompts.said[-1] == "Question two?":
-                break
-            await call.silence(0.02)
-        assert services.prompts.said[-1] == "Question two?"
+        await _answer_q1_until_question_two(call, services)
         vad.soft = score
         await call.speak(0.3)  # soft: no turn starts (threshold 0.5)
         assert any(m["event"] == "clear" for m in call.sent) is stops

@@ -184,15 +184,8 @@ async def test_a_final_that_waited_too_long_goes_ahead_of_pause_words(pool, monk
     short = phone_clip("en_speaker_b.wav")
     monkeypatch.setattr(pool, "final_aging_secs", 0.2)
     finished: list[str] = []
-    gate = threading.Event()  # holds the worker on the first request until the queue is set
-    decode = pool._run_model
-
-    def held(worker, batch):
-        if len(batch[0].audio) == len(busy):
-            gate.wait(10)
-        return decode(worker, batch)
-
-    monkeypatch.setattr(pool, "_run_model", held)
+    # The worker waits on the first request until the queue is set.
+    gate = hold_decodes(pool, monkeypatch, lambda batch: len(batch[0].audio) == len(busy))
 
     async def run(label: str, priority: Priority, key: str | None = None):
         result = await pool.transcribe(short, "en", priority, key=key)
@@ -234,13 +227,14 @@ async def test_a_final_of_the_audio_the_pause_words_just_had_is_not_decoded_agai
     assert pool.stats().reused == after.reused and pool.stats().runs == after.runs + 3
 
 
-def hold_pause_decodes(pool: ASRPool, monkeypatch, *, fail: bool = False) -> threading.Event:
-    """Hold the worker on pause requests until the returned gate is set (then fail them too)."""
+def hold_decodes(pool: ASRPool, monkeypatch, holds, *, fail: bool = False) -> threading.Event:
+    """Hold the worker on batches ``holds(batch)`` picks until the returned gate is set (then
+    fail them too, with ``fail``): the queue can be set up deterministically behind it."""
     gate = threading.Event()
     decode = pool._run_model
 
     def held(worker, batch):
-        if batch[0].priority is Priority.PAUSE:
+        if holds(batch):
             gate.wait(10)
             if fail:
                 raise RuntimeError("the decoder fell over")
@@ -248,6 +242,13 @@ def hold_pause_decodes(pool: ASRPool, monkeypatch, *, fail: bool = False) -> thr
 
     monkeypatch.setattr(pool, "_run_model", held)
     return gate
+
+
+def hold_pause_decodes(pool: ASRPool, monkeypatch, *, fail: bool = False) -> threading.Event:
+    """Hold the worker on pause requests until the returned gate is set (then fail them too)."""
+    return hold_decodes(
+        pool, monkeypatch, lambda batch: batch[0].priority is Priority.PAUSE, fail=fail
+    )
 
 
 async def test_a_final_that_comes_while_its_pause_words_decode_waits_for_that_decode(
@@ -364,15 +365,8 @@ async def test_a_final_follows_its_queued_pause_words_or_keeps_its_place(pool, m
     waiter gone before a worker took them): the final is decoded where it was queued."""
     busy = phone_clip("en_jfk.wav")
     short = phone_clip("en_speaker_b.wav")
-    gate = threading.Event()  # holds the worker on the first request until the queue is set
-    decode = pool._run_model
-
-    def held(worker, batch):
-        if len(batch[0].audio) == len(busy):
-            gate.wait(10)
-        return decode(worker, batch)
-
-    monkeypatch.setattr(pool, "_run_model", held)
+    # The worker waits on the first request until the queue is set.
+    gate = hold_decodes(pool, monkeypatch, lambda batch: len(batch[0].audio) == len(busy))
     finished: list[str] = []
 
     async def run(label: str, priority: Priority, key: str, prompt: str | None = None):
