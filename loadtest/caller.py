@@ -141,6 +141,14 @@ def estimate_voice_end(ulaw: bytes) -> float:
     return min(duration, (int(voiced[-1]) + 1) * FRAME_SECS)
 
 
+def _vad_probabilities(ulaw: bytes) -> np.ndarray:
+    """Silero VAD's speech probability per 32 ms window of the 16 kHz phone-path audio."""
+    from voicebot.audio.resample import resample
+    from voicebot.speech.vad import SileroVAD
+
+    return SileroVAD().process(resample(ulaw_decode(ulaw), SAMPLE_RATE, 16000))
+
+
 def vad_voice_end(ulaw: bytes) -> float | None:
     """Seconds into a mu-law recording where Silero VAD last hears speech; None if it never does.
 
@@ -149,10 +157,9 @@ def vad_voice_end(ulaw: bytes) -> float | None:
     :func:`estimate_voice_end` for recordings whose background noise outlasts the voice
     (JFK's speech ends at 10.5 s; the crowd behind him goes on to 11.0 s).
     """
-    from voicebot.audio.resample import resample
-    from voicebot.speech.vad import WINDOW_SECS, SileroVAD
+    from voicebot.speech.vad import WINDOW_SECS
 
-    probabilities = SileroVAD().process(resample(ulaw_decode(ulaw), SAMPLE_RATE, 16000))
+    probabilities = _vad_probabilities(ulaw)
     min_run = int(np.ceil(0.15 / WINDOW_SECS))
     end: int | None = None
     run = 0
@@ -171,11 +178,9 @@ def vad_voice_start(ulaw: bytes) -> float | None:
     The start of the first 32 ms window scored 0.5 or more on the 16 kHz phone-path audio:
     where a listener hears a voice begin (a breath before a word counts).
     """
-    from voicebot.audio.resample import resample
-    from voicebot.speech.vad import WINDOW_SECS, SileroVAD
+    from voicebot.speech.vad import WINDOW_SECS
 
-    probabilities = SileroVAD().process(resample(ulaw_decode(ulaw), SAMPLE_RATE, 16000))
-    voiced = np.flatnonzero(probabilities >= 0.5)
+    voiced = np.flatnonzero(_vad_probabilities(ulaw) >= 0.5)
     return float(voiced[0] * WINDOW_SECS) if voiced.size else None
 
 
@@ -448,8 +453,7 @@ class CallerState:
         self.prompts_seen = 0
         self.unanswered_prompts = 0
         self.await_marks_seen = 0
-        self.clears = 0
-        self.clear_times: list[float] = []
+        self.clears: list[float] = []  # when each ``clear`` arrived
         # playout model of the bot's audio, as Twilio buffers and plays it
         self._playout_end = 0.0
         self._last_voiced_playout_end: float | None = None
@@ -589,8 +593,7 @@ class CallerState:
             self._close_bot_turn()
 
     def _on_clear(self, now: float) -> None:
-        self.clears += 1
-        self.clear_times.append(now)
+        self.clears.append(now)
         self._playout_end = now
         for mark in self._pending_marks:
             mark.due = now
@@ -737,7 +740,7 @@ class CallerState:
             duration_secs=duration_secs,
             unanswered_prompts=self.unanswered_prompts,
             problems=list(self.problems),
-            clears=list(self.clear_times),
+            clears=list(self.clears),
         )
 
 

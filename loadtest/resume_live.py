@@ -268,8 +268,7 @@ def score_probe(
     ]
     outcome.stored_questions = [t.get("question_id") for t in spoken]
     outcome.same_question = bool(spoken) and all(q == question for q in outcome.stored_questions)
-    mine = [t for t in stored_turns if t.get("speaker") == "candidate" and t in spoken]
-    mine = [t for t in mine if t.get("question_id") == question]
+    mine = [t for t in spoken if t.get("question_id") == question]
     outcome.heard = _join([t.get("text") or "" for t in mine], b.language)
     separator = "" if b.language.startswith("zh") else " "
     edits, tokens = error_counts(
