@@ -626,6 +626,63 @@ async def test_a_soft_voice_going_on_over_the_reply_stops_it_if_the_vad_half_hea
         vad.soft = None
 
 
+class BriefVAD(EnergyVAD):
+    """EnergyVAD that believes a loud run for its first ``brief`` windows only, then scores it
+    0.2: a quiet one-word "Hello?" Silero calls speech for less than a turn's 0.15 s."""
+
+    brief = 3
+
+    def __init__(self):
+        self._run = 0
+
+    def infer(self, windows, state):
+        loud, state = super().infer(windows, state)
+        out = np.zeros_like(loud)
+        for index, voiced in enumerate(loud):
+            self._run = self._run + 1 if voiced else 0
+            out[index] = (0.9 if self._run <= self.brief else 0.2) if voiced else 0.0
+        return out, state
+
+    def infer_batch(self, windows, states):
+        probabilities, _ = self.infer(windows, None)
+        return probabilities, list(states)
+
+
+async def test_a_word_the_vad_believes_only_briefly_starts_a_turn_while_the_bot_is_silent(
+    tmp_path,
+):
+    """A quiet "Hello?" scored as speech for 3 windows (under the 0.15 s a turn needs) starts a
+    turn at once while an answer is awaited and the line's level carries a voice: it is answered
+    as a turn, not taken in by the hearing check 1.5 s after it ends. Over the bot's voice the
+    same brief word starts nothing (barge-in keeps its own rules)."""
+    async with _services(tmp_path) as services:
+        services.vad_model = BriefVAD()
+        # The word over question one is taken in late by the hearing check (no words in it).
+        call = await make_call(services, ["", "hello", "second"])
+        services.prompts.get = _long_prompts(services.prompts)
+        await call.wait_for_mark("consent:await", limit_secs=10)
+        await call.dtmf("1")
+        await call.silence(0.5)  # question one plays (2 s)...
+        await call.speak(0.3)  # ...and a brief word over it starts no turn
+        await call.wait_for_mark("q:q1:await", limit_secs=10)
+        assert "speech_started" not in [e["event"] for e in timeline(call)]
+        assert not any(m["event"] == "clear" for m in call.sent)
+        await call.silence(0.5)
+        await call.speak(0.3)  # the answer, while the bot is silent
+        for _ in range(50):  # the turn ends at its pause; question two starts
+            if services.prompts.said[-1] == "Question two?":
+                break
+            await call.silence(0.02)
+        assert services.prompts.said[-1] == "Question two?"
+        events = timeline(call)
+        started = [e["t"] for e in events if e["event"] == "speech_started"]
+        assert len(started) == 1
+        late = [e for e in events if e["event"] == "speech_recovered" and e["t"] >= started[0]]
+        assert not late
+        stored = await services.store.get_call("CA1")
+        assert candidate_answers(stored) == [("q1", "hello")]
+
+
 async def _call_at_first_question(services, texts) -> Harness:
     """A call whose consent was given by voice (smart-turn sure), now at the first question.
 

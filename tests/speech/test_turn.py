@@ -85,6 +85,27 @@ def test_short_noise_blip_starts_no_turn() -> None:
     assert not caller.detector.speaking
 
 
+def test_a_quick_start_lets_a_brief_run_start_a_turn_but_not_a_single_window() -> None:
+    """While the caller vouches for a voice (``quick_start_secs``), two windows start a turn;
+    one does not, and inside a turn a blip still needs ``min_speech_secs`` to resume it."""
+    caller = Caller()
+    caller.detector.quick_start_secs = 0.064
+    caller.windows(SPEECH, WINDOW_SECS)  # one window: a click
+    caller.windows(SILENCE, 0.5)
+    assert caller.events == []
+    caller.windows(SPEECH, 0.064)
+    assert caller.kinds() == ["SpeechStarted"]
+    caller.windows(SILENCE, 0.3)
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused"]
+    caller.windows(SPEECH, 0.096)  # under min_speech_secs: the pause goes on
+    caller.windows(SILENCE, 0.2)
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused"]
+    caller.detector.reset()
+    caller.detector.quick_start_secs = None
+    caller.windows(SPEECH, 0.096)  # without it, three windows are a blip
+    assert caller.kinds() == ["SpeechStarted", "SpeechPaused"]
+
+
 def test_hysteresis_keeps_speech_going_but_does_not_start_it() -> None:
     caller = Caller()
     caller.windows(0.45, 1.0)  # below the threshold: nothing starts

@@ -102,6 +102,13 @@ RESUME_LEVEL_SECS = 0.1
 scores the candidate's soft start below its threshold..."""
 RESUME_LEVEL_MIN_PROBABILITY = 0.25
 """...but not nothing: a door or a breath the VAD scores near 0 does not stop the bot."""
+QUICK_START_SECS = 0.064
+"""While an answer is awaited and the bot is silent, two VAD windows of speech start a turn
+(else ``min_speech_secs``, 0.15 s) once the line's level has carried voice for
+``QUICK_START_LEVEL_SECS``: a quiet one-word "Hello?" Silero scores as speech for under 0.15 s
+is heard as a turn at once, not taken in by the hearing check 1.5 s after it ends. A single
+noisy window still starts nothing, and over the bot's voice barge-in keeps its own rules."""
+QUICK_START_LEVEL_SECS = 0.06
 SAFE_SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 HANGUP_ECHO_WAIT_SECS = 2.0
 """Longest wait for the carrier to confirm the last prompt played before hanging up."""
@@ -603,6 +610,7 @@ class CallSession:
         for index, probability in enumerate(probabilities.tolist()):
             t = (first + index + 1) * window_secs
             self._hearing.vad_window(t, probability)
+            self._turns.quick_start_secs = self._quick_start(t)
             for event in self._turns.feed(probability, t):
                 self._on_turn_event(event)
             self._check_barge_in(t, probability)
@@ -611,6 +619,21 @@ class CallSession:
                 self._partials.tick(t)
         self._hearing.vad_scored_until((first + len(probabilities)) * window_secs)
         self._trim_audio()
+
+    def _quick_start(self, t: float) -> float | None:
+        """The voiced run that starts a turn at ``t`` if shorter than usual (``QUICK_START_SECS``).
+
+        Only while an answer is awaited, the bot is silent and the line's level says a voice
+        has been there ``QUICK_START_LEVEL_SECS``; else None (``min_speech_secs``).
+        """
+        if self._listening is None or self._turns.speaking:
+            return None
+        if self.playout is not None and self.playout.playing:
+            return None
+        since = self._hearing.coverage.voice_since(t)
+        if since is None or t - since + 1e-9 < QUICK_START_LEVEL_SECS:
+            return None
+        return QUICK_START_SECS
 
     def _trim_audio(self) -> None:
         """Keep only what a turn may still need: from its start, or the last few seconds.

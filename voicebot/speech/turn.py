@@ -210,6 +210,12 @@ class TurnDetector:
     def __init__(self, config: TurnConfig | None = None):
         self.config = config or TurnConfig()
         self._max_silence = self.config.max_silence_secs
+        self.quick_start_secs: float | None = None
+        """While set, a voiced run this long starts a turn (shorter than ``min_speech_secs``):
+        the caller sets it when another witness (the line's level) already says a voice is
+        there, so a quiet one-word answer Silero scores as speech for under
+        ``min_speech_secs`` still starts a turn. Only the start: a blip inside a turn still
+        has to last ``min_speech_secs`` to resume it or move its end."""
         self.reset()
 
     def reset(self) -> None:
@@ -297,7 +303,8 @@ class TurnDetector:
         assert self._run_start is not None
         long_enough = t - self._run_start + _EPSILON >= self.config.min_speech_secs
         if not self._in_turn:
-            if not long_enough:
+            quick = self.quick_start_secs
+            if not long_enough and (quick is None or t - self._run_start + _EPSILON < quick):
                 return []
             self._in_turn = True
             self._paused = False
