@@ -785,6 +785,31 @@ async def test_the_words_at_a_pause_wait_for_no_one_but_answers_come_first_under
         assert candidate_answers(stored)[-1] == ("q1", "I helped the customer. That's all.")
 
 
+async def test_a_short_answer_the_call_waits_on_gets_its_words_at_the_pause_under_load(services):
+    # The same backlog, but a short spoken consent: its words at the pause are its final
+    # transcription (the pool joins the two), and the call is silent until them, so they are
+    # asked for (as an answer's words, which finals kept for the record do not overtake).
+    call = await make_call(services, ["yes", "first answer"])
+    services.asr.queued_finals = 2
+    services.asr.oldest_final_wait_secs = 0.8
+    flags: list[bool] = []
+    transcribe = services.asr.transcribe
+
+    async def noting(audio, language, priority=Priority.FINAL, **kwargs):
+        if priority is Priority.PAUSE:
+            flags.append(kwargs.get("answer", False))
+        return await transcribe(audio, language, priority, **kwargs)
+
+    services.asr.transcribe = noting
+    await call.wait_for_mark("consent:await")
+    await call.speak(0.4)
+    await call.wait_for_mark("q:q1:await")
+    assert flags and all(flags)
+    assert services.metrics.pause_words_skipped._value.get() == 0
+    interview = await services.store.get_interview(call.interview_id)
+    assert interview["consent"] == 1
+
+
 async def test_a_final_just_queued_by_another_call_does_not_hold_back_the_pause_words(tmp_path):
     # At 20 calls another call's turn has nearly always just ended: its final is no backlog,
     # and skipping the words for it left a closer to the whole-turn transcription, 1 s later.

@@ -207,6 +207,35 @@ async def test_a_final_that_waited_too_long_goes_ahead_of_pause_words(pool, monk
     assert pool.stats().oldest_final_wait_secs == 0.0
 
 
+async def test_a_short_answer_s_pause_words_are_overtaken_only_by_waited_finals(pool, monkeypatch):
+    """Pause words that are a short answer's whole words (the call is silent until them) go
+    ahead of a final kept only for the record however long it waited; a final another call
+    waits on still goes first once aged."""
+    busy = phone_clip("en_jfk.wav")
+    short = phone_clip("en_speaker_b.wav")
+    monkeypatch.setattr(pool, "final_aging_secs", 0.2)
+    finished: list[str] = []
+    gate = hold_decodes(pool, monkeypatch, lambda batch: len(batch[0].audio) == len(busy))
+
+    async def run(label: str, priority: Priority, key: str, **extra):
+        result = await pool.transcribe(short, "en", priority, key=key, **extra)
+        finished.append(label)
+        return result
+
+    first = asyncio.create_task(pool.transcribe(busy, "en", Priority.FINAL))
+    await until_busy(pool)
+    stored = asyncio.create_task(run("stored", Priority.FINAL, "answer-s"))
+    waited = asyncio.create_task(run("waited", Priority.WAITED, "answer-w"))
+    await asyncio.sleep(0.25)
+    pause = asyncio.create_task(run("answer", Priority.PAUSE, "answer-a", answer=True))
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(first, stored, waited, pause)
+
+    assert finished == ["waited", "answer", "stored"]
+    assert all("horizon" in normalise(r.text) for r in results[1:])
+
+
 async def test_a_final_of_the_audio_the_pause_words_just_had_is_not_decoded_again(pool):
     """A short answer ends at a pause whose words were the whole turn: its final is those words."""
     short = phone_clip("en_speaker_b.wav")

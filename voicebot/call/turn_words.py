@@ -7,7 +7,8 @@ closer, a trailing "and" or "um", a finished sentence), so at each pause of an a
 - **the words at the pause**: the turn's last ``PAUSE_WORDS_SECS``, at
   :attr:`~voicebot.speech.asr.Priority.PAUSE`, ahead of every other call's work (a newer pause of
   the call replaces a queued one); skipped only while final transcriptions have waited
-  ``PAUSE_WORDS_BACKLOG_SECS`` (the pool is behind on answers, which come first);
+  ``PAUSE_WORDS_BACKLOG_SECS`` (the pool is behind on answers, which come first), unless they
+  are a short answer's whole words, which queue as the final transcription they are;
 - **the speculation**: the whole turn's final transcription, started before the turn is known
   to have ended and kept if the candidate stays silent. For a question's answer it starts once
   the pause has lasted ``SPECULATE_AFTER_SECS``, and only on a free worker: most thinking pauses
@@ -113,10 +114,13 @@ class TurnWords:
         if asr is None or session._listening is None or session.script is None:
             return
         self.discard_pause_words()
-        if asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS:
+        answer = self._words_are_the_answer(event)
+        if asr.stats().oldest_final_wait_secs >= PAUSE_WORDS_BACKLOG_SECS and not answer:
             # Behind on answers' final transcriptions (many calls at once, Chinese answers on
             # the 30 s window): those come first, or every call's transcripts fall behind. A
-            # final that has only just been queued is no backlog: these words go first.
+            # final that has only just been queued is no backlog: these words go first. A
+            # short answer's words are asked for all the same: they are its final
+            # transcription (the final joins their decode), which the call is silent until.
             session.metrics.pause_words_skipped.inc()
             session._event("pause_words_skipped", speech_end=round(event.speech_end, 3))
             return
@@ -129,7 +133,7 @@ class TurnWords:
 
         async def transcribe() -> ASRResult | None:
             try:
-                return await asr.transcribe(audio, language, Priority.PAUSE, key=key)
+                return await asr.transcribe(audio, language, Priority.PAUSE, key=key, answer=answer)
             except ASRDropped:
                 return None
 
@@ -158,6 +162,18 @@ class TurnWords:
             session._decide_pause(event, session._turns.smart_turn_probability, words, tail=tail)
 
         task.add_done_callback(words_in)
+
+    def _words_are_the_answer(self, event: SpeechPaused) -> bool:
+        """Whether this pause's words are the whole of a short answer the call waits on.
+
+        A turn shorter than ``prestart_min_speech_secs`` (its final transcription is waited
+        for) to a closed question or the consent (its words decide the next step): its final is
+        this same audio. Skipped under load, such a turn waited for the closed question's
+        ceiling and then for its final (20 Chinese calls: 2.9 s).
+        """
+        session = self.session
+        short = event.speech_end - event.speech_start < session.settings.prestart_min_speech_secs
+        return short and session._question_context().kind != "open"
 
     def discard_pause_words(self) -> None:
         """Drop the pause's words request (a queued one leaves the ASR queue)."""

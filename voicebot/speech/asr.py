@@ -386,6 +386,9 @@ class _Request:
     """The pause request of the same audio whose decode answers this final (it is not queued)."""
     followers: list[_Request] = field(default_factory=list)
     """Finals of this pause request's audio waiting for its decode (see :attr:`leader`)."""
+    answer: bool = False
+    """Pause words that are the whole of a short answer the call waits on: finals kept only for
+    the record do not overtake them, however long they have waited."""
 
     def __lt__(self, other: _Request) -> bool:
         return (self.priority, self.seq) < (other.priority, other.seq)
@@ -963,6 +966,7 @@ class ASRPool:
         *,
         prompt: str | None = None,
         key: str | None = None,
+        answer: bool = False,
     ) -> ASRResult:
         """Transcribe 16 kHz mono audio (float32 in [-1, 1] or int16) in ``language``.
 
@@ -973,7 +977,9 @@ class ASRPool:
         (a failed one leaves the final to a decode of its own). Such a final carries that
         decode's figures (latency, queued time) and its own priority. Raises
         :class:`ASRDropped` for a dropped partial, ``ValueError`` for a language the model
-        cannot transcribe.
+        cannot transcribe. ``answer`` (pause words only): these words are a short answer's whole
+        audio, which the call is silent until: only waited-for finals (not those kept for the
+        record) overtake them once aged (``final_aging_secs``).
         """
         if not self._threads:
             await self.start()
@@ -1007,6 +1013,7 @@ class ASRPool:
             if fits_window(audio_secs, lang, self.min_window_secs)
             else None,
             reuse=reuse,
+            answer=answer and priority is Priority.PAUSE,
         )
         self._submit(request)
         try:
@@ -1167,12 +1174,17 @@ class ASRPool:
         """A final that has waited ``final_aging_secs`` while pause words are at the head.
 
         It is taken ahead of them (and left in the heap, dead once retired): pause words go
-        first only while finals are not falling behind.
+        first only while finals are not falling behind. Pause words that are a short answer's
+        whole words (``answer``) are overtaken only by finals a call is waiting on (WAITED).
         """
-        if self._heap[0].priority is not Priority.PAUSE or not self._finals_queued():
+        head = self._heap[0]
+        if head.priority is not Priority.PAUSE or not self._finals_queued():
             return None
         since = time.monotonic() - self.final_aging_secs
-        aged = (r for r in self._heap if r.live and r.priority in FINALS and r.submitted <= since)
+        overtakers = (Priority.WAITED,) if head.answer else FINALS
+        aged = (
+            r for r in self._heap if r.live and r.priority in overtakers and r.submitted <= since
+        )
         return min(aged, default=None)  # a waited-for one first, then the oldest
 
     def _work(self, index: int) -> None:
